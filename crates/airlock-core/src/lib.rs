@@ -1,0 +1,10 @@
+//! airlock's decision core. Pure: no IO, no clock, no randomness — time and identities
+//! are arguments, so every decision is a function of its inputs and can be replayed.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod facts;
+pub mod glob;
+pub mod inject;
+pub mod path;
+pub mod policy;

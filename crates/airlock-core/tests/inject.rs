@@ -1,0 +1,144 @@
+use airlock_core::facts::Scheme;
+use airlock_core::glob::HostPattern;
+use airlock_core::inject::{Refusal, RequestView, SecretDecl, SecretIndex, Slot};
+use base64::Engine;
+
+fn index() -> SecretIndex {
+    let decl = |name: &str, host: &str, slot: Slot| SecretDecl {
+        name: name.into(),
+        hosts: vec![HostPattern::parse(host).unwrap()],
+        slot,
+        format: "Bearer {secret}".into(),
+        placeholder: format!("airlock-{name}"),
+        env: None,
+        allow_http: false,
+    };
+    SecretIndex::new(vec![
+        decl("gmail", "gmail.googleapis.com", Slot::Header("authorization".into())),
+        decl("maps", "maps.example.com", Slot::Query("key".into())),
+        decl("jira", "*.atlassian.net", Slot::Basic { user: "me@x".into() }),
+    ])
+}
+
+fn view<'a>(
+    host: &'a str,
+    target: &'a str,
+    headers: &'a [(&'a str, &'a [u8])],
+    body: Option<&'a [u8]>,
+) -> RequestView<'a> {
+    RequestView {
+        scheme: Scheme::Https,
+        host,
+        target,
+        headers,
+        body,
+    }
+}
+
+fn granted() -> Vec<String> {
+    vec!["gmail".into(), "maps".into(), "jira".into()]
+}
+
+#[test]
+fn injects_only_in_declared_slot_toward_bound_host() {
+    let idx = index();
+    let h: &[(&str, &[u8])] = &[("authorization", b"Bearer airlock-gmail")];
+    let plan = idx
+        .plan(&granted(), &view("gmail.googleapis.com", "/m", h, None))
+        .unwrap();
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].name, "gmail");
+
+    let plan = idx
+        .plan(
+            &granted(),
+            &view("maps.example.com", "/geo?key=airlock-maps&q=1", &[], None),
+        )
+        .unwrap();
+    assert_eq!(plan[0].slot, Slot::Query("key".into()));
+
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("me@x:airlock-jira")
+    );
+    let h: &[(&str, &[u8])] = &[("authorization", basic.as_bytes())];
+    let plan = idx.plan(&granted(), &view("acme.atlassian.net", "/", h, None)).unwrap();
+    assert_eq!(plan[0].name, "jira");
+}
+
+#[test]
+fn placeholder_outside_its_slot_is_never_injected() {
+    let idx = index();
+    // Another header, the path, another query parameter, the body — toward a bound host.
+    let h: &[(&str, &[u8])] = &[("x-note", b"airlock-gmail")];
+    assert_eq!(
+        idx.plan(&granted(), &view("gmail.googleapis.com", "/", h, None))
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        idx.plan(&granted(), &view("gmail.googleapis.com", "/airlock-gmail", &[], None))
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        idx.plan(&granted(), &view("maps.example.com", "/?q=airlock-maps", &[], None))
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        idx.plan(&granted(), &view("maps.example.com", "/?key=x-airlock-maps", &[], None))
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        idx.plan(
+            &granted(),
+            &view("gmail.googleapis.com", "/", &[], Some(b"{\"t\":\"airlock-gmail\"}"))
+        )
+        .unwrap(),
+        vec![]
+    );
+}
+
+#[test]
+fn placeholder_toward_other_host_is_exfiltration_wherever_it_hides() {
+    let idx = index();
+    let cases: Vec<(Vec<(&str, &[u8])>, &str, Option<&[u8]>)> = vec![
+        (vec![("authorization", b"Bearer airlock-gmail")], "/", None),
+        (vec![("x-any", b"zzairlock-gmailzz")], "/", None),
+        (vec![], "/p/airlock-gmail", None),
+        (vec![], "/p?x=airlock-maps", None),
+        (vec![], "/p", Some(b"leak airlock-gmail")),
+    ];
+    for (h, target, body) in cases {
+        let r = idx.plan(&granted(), &view("evil.example", target, &h, body));
+        assert!(matches!(r, Err(Refusal::Exfiltration { .. })), "{target} {r:?}");
+    }
+    // Suffix binding does not admit look-alikes.
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("me@x:airlock-jira")
+    );
+    let h: &[(&str, &[u8])] = &[("authorization", basic.as_bytes())];
+    assert!(matches!(
+        idx.plan(&granted(), &view("atlassian.net.evil.io", "/", h, None)),
+        Err(Refusal::Exfiltration { .. })
+    ));
+}
+
+#[test]
+fn ungranted_secret_and_plain_http_are_refused() {
+    let idx = index();
+    let h: &[(&str, &[u8])] = &[("authorization", b"Bearer airlock-gmail")];
+    assert_eq!(
+        idx.plan(&["maps".to_string()], &view("gmail.googleapis.com", "/", h, None)),
+        Err(Refusal::NotGranted { secret: "gmail".into() })
+    );
+    let mut v = view("gmail.googleapis.com", "/", h, None);
+    v.scheme = Scheme::Http;
+    assert_eq!(
+        idx.plan(&granted(), &v),
+        Err(Refusal::PlainHttp { secret: "gmail".into() })
+    );
+}

@@ -1,0 +1,193 @@
+mod common;
+use airlock_core::facts::{Body, BodyFacts, GraphqlOp, JsonRpcCall, SqlClass};
+use airlock_core::glob::Glob;
+use airlock_core::policy::{Action, BodyMatcher, JsonCond, JsonExpect, Policy, Rate, RateLimiter};
+use common::*;
+
+#[test]
+fn deny_beats_approve_beats_allow_and_default_applies() {
+    let p = Policy::new(
+        Action::Deny,
+        vec![
+            rule("reads", "gmail.googleapis.com", &["GET"], Action::Allow),
+            rule("all", "gmail.googleapis.com", &[], Action::Allow),
+            rule("send", "gmail.googleapis.com", &["POST"], Action::Approve),
+            rule("no deletes", "gmail.googleapis.com", &["DELETE"], Action::Deny),
+        ],
+    );
+    let d = p.evaluate(&facts("GET", "gmail.googleapis.com", "/x"));
+    assert_eq!((d.action, d.rule.as_deref()), (Action::Allow, Some("reads")));
+    assert_eq!(d.matched, vec![0, 1]);
+    let d = p.evaluate(&facts("POST", "gmail.googleapis.com", "/x"));
+    assert_eq!((d.action, d.rule.as_deref()), (Action::Approve, Some("send")));
+    let d = p.evaluate(&facts("DELETE", "gmail.googleapis.com", "/x"));
+    assert_eq!((d.action, d.rule.as_deref()), (Action::Deny, Some("no deletes")));
+    assert!(d.reason.contains("no deletes"));
+    let d = p.evaluate(&facts("GET", "evil.example", "/"));
+    assert_eq!((d.action, d.rule), (Action::Deny, None));
+    assert!(d.reason.contains("default is deny"), "{}", d.reason);
+    let open = Policy::new(Action::Allow, vec![]);
+    assert_eq!(open.evaluate(&facts("GET", "x", "/")).action, Action::Allow);
+}
+
+#[test]
+fn path_rules_cannot_be_dodged_by_encoding() {
+    let p = Policy::new(
+        Action::Allow,
+        vec![with_paths(
+            rule("admin", "api.example.com", &[], Action::Deny),
+            &["/admin/**", "/admin"],
+        )],
+    );
+    for t in [
+        "/admin",
+        "/admin/users",
+        "/x/%2e%2e/admin/users",
+        "//admin/users",
+        "/%61dmin/x",
+        "/a/..%2fadmin/x",
+        "/./admin",
+    ] {
+        assert_eq!(
+            p.evaluate(&facts("GET", "api.example.com", t)).action,
+            Action::Deny,
+            "{t}"
+        );
+    }
+    assert_eq!(
+        p.evaluate(&facts("GET", "api.example.com", "/administrator")).action,
+        Action::Allow
+    );
+}
+
+#[test]
+fn wildcard_hosts_agents_query_and_headers() {
+    let mut r = rule("gh", "*.github.com", &[], Action::Allow);
+    r.agents = vec!["dev".into()];
+    r.query = vec![("ref".into(), Glob::text("main"))];
+    r.headers = vec![("x-env".into(), Glob::text("prod-*"))];
+    let p = Policy::new(Action::Deny, vec![r]);
+    let mut f = facts("GET", "api.github.com", "/r?ref=main");
+    f.agent = "dev".into();
+    f.headers = vec![("x-env".into(), "prod-eu".into())];
+    assert_eq!(p.evaluate(&f).action, Action::Allow);
+    let mut g = f.clone();
+    g.agent = "other".into();
+    assert_eq!(p.evaluate(&g).action, Action::Deny);
+    let mut g = f.clone();
+    g.query = vec![("ref".into(), "dev".into())];
+    assert_eq!(p.evaluate(&g).action, Action::Deny);
+    let mut g = f.clone();
+    g.headers.clear();
+    assert_eq!(p.evaluate(&g).action, Action::Deny);
+    let mut g = f;
+    g.host = "github.com".into();
+    assert_eq!(p.evaluate(&g).action, Action::Deny);
+}
+
+fn inspected(b: BodyFacts) -> Body {
+    Body::Inspected(b)
+}
+
+#[test]
+fn body_matchers_and_fail_closed_reading() {
+    let mut ddl = rule("no ddl", "db.example.com", &["POST"], Action::Deny);
+    ddl.body = Some(BodyMatcher::Sql(vec![SqlClass::Ddl]));
+    let mut json = rule("deploys", "db.example.com", &["POST"], Action::Approve);
+    json.body = Some(BodyMatcher::Json(vec![JsonCond {
+        pointer: "/action".into(),
+        value: JsonExpect::Glob(Glob::text("deploy*")),
+    }]));
+    let mut gql = rule("gql", "db.example.com", &["POST"], Action::Deny);
+    gql.body = Some(BodyMatcher::Graphql {
+        operation: Some("mutation".into()),
+        names: vec!["deleteIssue".into()],
+    });
+    let mut rpc = rule("mcp", "db.example.com", &["POST"], Action::Approve);
+    rpc.body = Some(BodyMatcher::JsonRpc {
+        method: Some(Glob::text("tools/call")),
+        tools: vec!["send_email".into()],
+    });
+    let mut reads = rule("reads", "db.example.com", &["POST"], Action::Allow);
+    reads.body = Some(BodyMatcher::Sql(vec![SqlClass::Read]));
+    let p = Policy::new(Action::Deny, vec![ddl, json, gql, rpc, reads]);
+
+    let mut f = facts("POST", "db.example.com", "/sql");
+    let needs = p.body_needs(&f);
+    assert!(needs.sql && needs.json && needs.graphql && needs.jsonrpc);
+
+    f.body = inspected(BodyFacts {
+        sql: vec![SqlClass::Read],
+        ..Default::default()
+    });
+    assert_eq!(p.evaluate(&f).action, Action::Allow);
+    f.body = inspected(BodyFacts {
+        sql: vec![SqlClass::Read, SqlClass::Ddl],
+        ..Default::default()
+    });
+    assert_eq!(p.evaluate(&f).rule.as_deref(), Some("no ddl"));
+    // Unparsable SQL: the deny rule holds, the allow rule does not.
+    f.body = inspected(BodyFacts {
+        sql: vec![SqlClass::Other],
+        sql_unparsed: true,
+        ..Default::default()
+    });
+    assert_eq!(p.evaluate(&f).rule.as_deref(), Some("no ddl"));
+    // Too large to read: restrictive rules apply.
+    f.body = Body::TooLarge;
+    assert_eq!(p.evaluate(&f).action, Action::Deny);
+
+    f.body = inspected(BodyFacts {
+        json: Some(serde_json::json!({"action": "deploy-prod"})),
+        ..Default::default()
+    });
+    assert_eq!(p.evaluate(&f).rule.as_deref(), Some("deploys"));
+    f.body = inspected(BodyFacts {
+        graphql: vec![GraphqlOp {
+            kind: "mutation".into(),
+            names: vec!["deleteIssue".into()],
+        }],
+        ..Default::default()
+    });
+    assert_eq!(p.evaluate(&f).rule.as_deref(), Some("gql"));
+    f.body = inspected(BodyFacts {
+        graphql: vec![GraphqlOp {
+            kind: "unparsed".into(),
+            names: vec![],
+        }],
+        ..Default::default()
+    });
+    assert_eq!(p.evaluate(&f).rule.as_deref(), Some("gql"));
+    f.body = inspected(BodyFacts {
+        jsonrpc: vec![JsonRpcCall {
+            method: "tools/call".into(),
+            tool: Some("send_email".into()),
+        }],
+        ..Default::default()
+    });
+    assert_eq!(p.evaluate(&f).rule.as_deref(), Some("mcp"));
+    f.body = Body::Empty;
+    assert_eq!(p.evaluate(&f).rule, None);
+}
+
+#[test]
+fn rate_limits_are_per_rule_and_agent() {
+    assert_eq!(
+        Rate::parse("60/min"),
+        Some(Rate {
+            count: 60,
+            per_secs: 60
+        })
+    );
+    assert_eq!(Rate::parse("0/min"), None);
+    assert_eq!(Rate::parse("5/fortnight"), None);
+    let r = Rate::parse("3/s").unwrap();
+    let mut l = RateLimiter::default();
+    let now = 1_000_000;
+    assert!((0..3).all(|_| l.check(0, "a", r, now)));
+    assert!(!l.check(0, "a", r, now));
+    assert!(l.check(0, "b", r, now));
+    assert!(l.check(1, "a", r, now));
+    assert!(l.check(0, "a", r, now + 400));
+    l.prune(now + 10_000);
+}
