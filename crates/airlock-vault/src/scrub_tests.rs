@@ -1,0 +1,235 @@
+use super::*;
+
+/// Reference semantics: leftmost-longest, non-overlapping replacement of the whole body;
+/// among equal secrets the first pair wins.
+fn naive_replace(hay: &[u8], pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < hay.len() {
+        let best = pairs
+            .iter()
+            .filter(|(s, _)| !s.is_empty() && hay[i..].starts_with(s))
+            .rev()
+            .max_by_key(|(s, _)| s.len());
+        match best {
+            Some((s, p)) => {
+                out.extend_from_slice(p);
+                i += s.len();
+            }
+            None => {
+                out.push(hay[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn scrubber(pairs: &[(&[u8], &[u8])], naive: bool) -> Scrubber {
+    let pairs = pairs
+        .iter()
+        .map(|(s, p)| (SecretBytes::new(s.to_vec()), p.to_vec()))
+        .collect();
+    Scrubber::build(pairs, naive)
+}
+
+/// Feeds `chunks` and checks the output, plus the hold-back bound after every chunk.
+fn run(s: &mut Scrubber, chunks: &[&[u8]]) -> Vec<u8> {
+    let max_len = s.inner.as_ref().map_or(1, |i| i.patterns.max_len);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend_from_slice(&s.feed(chunk));
+        let held = s.inner.as_ref().map_or(0, |i| i.pending.len());
+        assert!(held < max_len, "held back {held} bytes, max secret length {max_len}");
+    }
+    out.extend_from_slice(&s.finish());
+    assert!(s.inner.as_ref().is_none_or(|i| i.pending.is_empty()));
+    out
+}
+
+/// Every split into two and three chunks, and byte-at-a-time, for both matchers.
+fn check_all_splits(pairs: &[(&[u8], &[u8])], body: &[u8]) {
+    let expected = naive_replace(body, pairs);
+    for naive in [false, true] {
+        let mut s = scrubber(pairs, naive);
+        assert_eq!(
+            run(&mut s, &[body]),
+            expected,
+            "whole body {:?}",
+            String::from_utf8_lossy(body)
+        );
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(run(&mut s, &bytes), expected, "byte at a time");
+        for i in 0..=body.len() {
+            assert_eq!(run(&mut s, &[&body[..i], &body[i..]]), expected, "split at {i}");
+            for j in i..=body.len() {
+                assert_eq!(
+                    run(&mut s, &[&body[..i], &body[i..j], &body[j..]]),
+                    expected,
+                    "split at {i},{j}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn one_secret_at_every_offset_and_split() {
+    let pairs: &[(&[u8], &[u8])] = &[(b"s3cr3t-TOKEN", b"<PLACEHOLDER>")];
+    for prefix in 0..6 {
+        for suffix in 0..6 {
+            let body = [&b"abcdef"[..prefix], b"s3cr3t-TOKEN", &b"uvwxyz"[..suffix]].concat();
+            check_all_splits(pairs, &body);
+            assert!(!naive_replace(&body, pairs).windows(12).any(|w| w == b"s3cr3t-TOKEN"));
+        }
+    }
+    check_all_splits(pairs, b"s3cr3t-TOKENs3cr3t-TOKEN");
+    check_all_splits(pairs, b"s3cr3t-TOKs3cr3t-TOKEN s3cr3t-TOKE");
+}
+
+#[test]
+fn several_secrets_and_overlapping_prefixes() {
+    let pairs: &[(&[u8], &[u8])] = &[
+        (b"abc", b"<1>"),
+        (b"abcdef", b"<2>"),
+        (b"bcd", b"<3>"),
+        (b"aab", b"<4>"),
+        (b"x", b""),
+    ];
+    for body in [
+        &b"abcdef"[..],
+        b"abcde",
+        b"abcdeabcdef",
+        b"aaab",
+        b"aabcd",
+        b"zzbcdzz",
+        b"xxabcxx",
+        b"ab",
+        b"abcdefabc",
+        b"",
+    ] {
+        check_all_splits(pairs, body);
+    }
+    // Placeholders that look like secrets are emitted verbatim, not rescanned.
+    check_all_splits(&[(b"KEY", b"KEYKEY")], b"aKEYbKEY");
+}
+
+#[test]
+fn secret_at_the_very_end() {
+    let mut s = scrubber(&[(b"TOKEN", b"<T>")], false);
+    assert_eq!(&s.feed(b"hello TOK")[..], b"hello ");
+    // Complete and no longer secret can extend it: decided without waiting for more.
+    assert_eq!(&s.feed(b"EN")[..], b"<T>");
+    assert_eq!(&s.finish()[..], b"");
+    // A partial secret at the end is released as-is.
+    assert_eq!(&s.feed(b"hello TOK")[..], b"hello ");
+    assert_eq!(&s.finish()[..], b"TOK");
+
+    // "TOKEN" could still grow into "TOKEN_LONG", so only `finish` can decide it.
+    let mut s = scrubber(&[(b"TOKEN", b"<T>"), (b"TOKEN_LONG", b"<L>")], false);
+    assert_eq!(&s.feed(b"hello TOKEN")[..], b"hello ");
+    assert_eq!(&s.finish()[..], b"<T>");
+    assert_eq!(&s.feed(b"TOKEN_LONG")[..], b"<L>");
+    assert_eq!(&s.feed(b"TOKEN_LO")[..], b"");
+    assert_eq!(&s.feed(b"NE")[..], b"<T>_LONE");
+}
+
+#[test]
+fn holds_back_only_bytes_that_could_start_a_secret() {
+    let mut s = scrubber(&[(b"SECRET", b"<S>")], false);
+    assert_eq!(&s.feed(b"hello world")[..], b"hello world");
+    assert_eq!(&s.feed(b"xxSEC")[..], b"xx");
+    assert_eq!(&s.feed(b"Z")[..], b"SECZ");
+    assert_eq!(&s.feed(b"SSECRE")[..], b"S");
+    assert_eq!(&s.feed(b"T!")[..], b"<S>!");
+    assert_eq!(&s.finish()[..], b"");
+
+    // "cde" could become "cdef", but "abcd" matches first; what follows it ("e") is decided.
+    let mut s = scrubber(&[(b"abcd", b"<1>"), (b"cdef", b"<2>")], false);
+    assert_eq!(&s.feed(b"abcde")[..], b"<1>e");
+    assert_eq!(&s.feed(b"cde")[..], b"");
+    assert_eq!(&s.finish()[..], b"cde");
+}
+
+/// xorshift64*: deterministic and dependency-free.
+struct Prng(u64);
+
+impl Prng {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % bound
+    }
+
+    /// Up to `max - 1` bytes over a 3-letter alphabet, so secrets and bodies overlap often.
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let len = self.below(max);
+        (0..len).map(|_| b"abc"[self.below(3)]).collect()
+    }
+}
+
+#[test]
+fn random_chunkings_match_the_naive_replacement() {
+    let mut rng = Prng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..3000 {
+        let count = 1 + rng.below(4);
+        let secrets: Vec<Vec<u8>> = (0..count).map(|_| rng.bytes(7)).collect();
+        let placeholders: Vec<Vec<u8>> = (0..count).map(|i| format!("<{i}>").into_bytes()).collect();
+        let body = rng.bytes(60);
+        let pairs: Vec<(&[u8], &[u8])> = secrets
+            .iter()
+            .zip(&placeholders)
+            .map(|(s, p)| (s.as_slice(), p.as_slice()))
+            .collect();
+        let expected = naive_replace(&body, &pairs);
+        let mut chunks = Vec::new();
+        let mut rest = body.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(rng.below(rest.len() + 1).min(1 + rng.below(9)));
+            chunks.push(chunk);
+            rest = tail;
+        }
+        for naive in [false, true] {
+            let mut s = scrubber(&pairs, naive);
+            assert_eq!(
+                run(&mut s, &chunks),
+                expected,
+                "secrets {secrets:?} body {body:?} chunks {chunks:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn scrub_once_for_header_values() {
+    let s = scrubber(&[(b"tok_123", b"PLACEHOLDER"), (b"tok_123456", b"LONG")], false);
+    assert_eq!(s.scrub_once(b"Bearer tok_123"), Some(b"Bearer PLACEHOLDER".to_vec()));
+    assert_eq!(s.scrub_once(b"tok_123456,tok_12"), Some(b"LONG,tok_12".to_vec()));
+    assert_eq!(s.scrub_once(b"nothing here"), None);
+    assert_eq!(s.scrub_once(b""), None);
+}
+
+#[test]
+fn no_secrets_is_a_pass_through() {
+    for pairs in [vec![], vec![(SecretBytes::new(Vec::new()), b"<empty>".to_vec())]] {
+        let mut s = Scrubber::new(pairs);
+        assert!(s.inner.is_none());
+        assert_eq!(&s.feed(b"abc")[..], b"abc");
+        assert_eq!(&s.finish()[..], b"");
+        assert_eq!(s.scrub_once(b"abc"), None);
+    }
+}
+
+#[test]
+fn duplicate_secret_uses_first_placeholder_and_debug_is_redacted() {
+    let mut s = scrubber(
+        &[(b"DISTINCTIVE-VALUE", b"<first>"), (b"DISTINCTIVE-VALUE", b"<second>")],
+        false,
+    );
+    assert_eq!(run(&mut s, &[b"a DISTINCTIVE-", b"VALUE b"]), b"a <first> b");
+    s.feed(b"DISTINCTIVE-VAL");
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("DISTINCTIVE"), "{debug}");
+    assert!(debug.contains("secrets: 1"), "{debug}");
+}
