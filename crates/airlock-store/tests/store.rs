@@ -1,0 +1,322 @@
+//! The `Store` interface against real SQLite files.
+
+mod common;
+
+use airlock_store::{AgentRow, AuditRow, CheckpointRow, SecretRow, Store, StoreError};
+use common::{exec, new_db, raw_pool};
+
+fn agent(name: &str) -> AgentRow {
+    AgentRow {
+        name: name.into(),
+        token_hash: vec![1, 2, 3],
+        created_ms: 42,
+    }
+}
+
+fn secret(name: &str, version: i64, key_id: &str) -> SecretRow {
+    SecretRow {
+        name: name.into(),
+        version,
+        key_id: key_id.into(),
+        nonce: vec![9; 12],
+        ciphertext: format!("sealed-{name}-{version}").into_bytes(),
+        updated_ms: 1000 + version,
+    }
+}
+
+fn audit(seq: i64) -> AuditRow {
+    AuditRow {
+        seq,
+        ts_ms: seq * 10,
+        prev_hash: vec![0; 32],
+        hash: vec![seq as u8; 32],
+        body: b"{}".to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn create_refuses_an_existing_file() {
+    let (db, _store) = new_db().await;
+    let err = Store::create_sqlite(&db.path).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+
+    let other = db.dir.path().join("not-a-db.txt");
+    std::fs::write(&other, b"hello").unwrap();
+    let err = Store::create_sqlite(&other).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&other).unwrap(), b"hello", "existing file untouched");
+}
+
+#[tokio::test]
+async fn create_in_a_missing_directory_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::create_sqlite(&dir.path().join("nope/airlock.db"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn created_file_is_private_and_in_wal_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (db, store) = new_db().await;
+    let mode = std::fs::metadata(&db.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    store.set_meta("k", b"v").await.unwrap();
+    let raw = raw_pool(&db.path).await;
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&raw).await.unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn open_missing_file_names_the_path_and_suggests_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.db");
+    for url in [path.display().to_string(), format!("sqlite://{}", path.display())] {
+        let err = Store::open(&url).await.unwrap_err();
+        assert!(matches!(err, StoreError::DatabaseMissing { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("airlock init"),
+            "{msg}"
+        );
+    }
+    assert!(!path.exists(), "open must never create the database");
+}
+
+#[tokio::test]
+async fn open_refuses_unknown_schemes_without_echoing_credentials() {
+    let err = Store::open("postgres://admin:hunter2@db.internal/airlock")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::UnsupportedUrl { scheme } if scheme == "postgres"),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("hunter2"));
+}
+
+#[tokio::test]
+async fn data_persists_across_reopen_by_path_and_url() {
+    let (db, store) = new_db().await;
+    store.set_meta("schema-owner", b"airlock").await.unwrap();
+    store.add_agent(&agent("claude")).await.unwrap();
+    store.close().await;
+
+    let by_path = Store::open(db.path.to_str().unwrap()).await.unwrap();
+    assert_eq!(
+        by_path.get_meta("schema-owner").await.unwrap().as_deref(),
+        Some(&b"airlock"[..])
+    );
+    by_path.close().await;
+
+    let by_url = Store::open(&format!("sqlite://{}", db.path.display())).await.unwrap();
+    assert_eq!(by_url.list_agents().await.unwrap(), vec![agent("claude")]);
+    assert_eq!(by_url.backend_name(), "sqlite");
+}
+
+#[tokio::test]
+async fn meta_get_set_overwrite() {
+    let (_db, store) = new_db().await;
+    assert_eq!(store.get_meta("k").await.unwrap(), None);
+    store.set_meta("k", b"one").await.unwrap();
+    store.set_meta("k", b"two").await.unwrap();
+    store.set_meta("empty", b"").await.unwrap();
+    assert_eq!(store.get_meta("k").await.unwrap(), Some(b"two".to_vec()));
+    assert_eq!(store.get_meta("empty").await.unwrap(), Some(Vec::new()));
+}
+
+#[tokio::test]
+async fn agents_crud() {
+    let (_db, store) = new_db().await;
+    store.add_agent(&agent("codex")).await.unwrap();
+    store.add_agent(&agent("claude")).await.unwrap();
+    let err = store.add_agent(&agent("codex")).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::AlreadyExists { what } if what.contains("codex")),
+        "{err:?}"
+    );
+    let names: Vec<_> = store.list_agents().await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["claude", "codex"]);
+    assert!(store.remove_agent("codex").await.unwrap());
+    assert!(!store.remove_agent("codex").await.unwrap());
+    assert_eq!(store.list_agents().await.unwrap(), vec![agent("claude")]);
+}
+
+#[tokio::test]
+async fn secrets_crud() {
+    let (_db, store) = new_db().await;
+    assert_eq!(store.get_secret("gh").await.unwrap(), None);
+    store.put_secret(&secret("gh", 1, "k1")).await.unwrap();
+    store.put_secret(&secret("aws", 1, "k1")).await.unwrap();
+    store.put_secret(&secret("gh", 2, "k1")).await.unwrap();
+    assert_eq!(store.get_secret("gh").await.unwrap(), Some(secret("gh", 2, "k1")));
+    assert_eq!(
+        store.list_secrets().await.unwrap(),
+        vec![secret("aws", 1, "k1"), secret("gh", 2, "k1")]
+    );
+    assert!(store.remove_secret("aws").await.unwrap());
+    assert!(!store.remove_secret("aws").await.unwrap());
+    assert_eq!(store.list_secrets().await.unwrap(), vec![secret("gh", 2, "k1")]);
+}
+
+#[tokio::test]
+async fn replace_secrets_atomically_is_all_or_nothing() {
+    let (_db, store) = new_db().await;
+    for n in ["a", "b", "c"] {
+        store.put_secret(&secret(n, 1, "old")).await.unwrap();
+    }
+    let rotated: Vec<_> = ["a", "b", "c"].iter().map(|n| secret(n, 1, "new")).collect();
+    store.replace_secrets_atomically(&rotated).await.unwrap();
+    assert_eq!(store.list_secrets().await.unwrap(), rotated);
+
+    // One row that does not exist: nothing changes.
+    let bad = vec![
+        secret("a", 1, "newer"),
+        secret("zzz", 1, "newer"),
+        secret("c", 1, "newer"),
+    ];
+    let err = store.replace_secrets_atomically(&bad).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound { what } if what.contains("zzz")),
+        "{err:?}"
+    );
+    assert_eq!(store.list_secrets().await.unwrap(), rotated);
+    assert_eq!(store.get_secret("zzz").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn audit_append_head_page_tail() {
+    let (_db, store) = new_db().await;
+    assert_eq!(store.audit_head().await.unwrap(), None);
+    assert!(store.audit_tail(5).await.unwrap().is_empty());
+    let rows: Vec<_> = (1..=25).map(audit).collect();
+    store.append_audit(&rows[..10]).await.unwrap();
+    store.append_audit(&rows[10..]).await.unwrap();
+    store.append_audit(&[]).await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap(), Some((25, vec![25; 32])));
+    assert_eq!(store.audit_page(0, 10).await.unwrap(), rows[..10]);
+    assert_eq!(store.audit_page(20, 10).await.unwrap(), rows[20..]);
+    assert!(store.audit_page(25, 10).await.unwrap().is_empty());
+    assert!(store.audit_page(0, 0).await.unwrap().is_empty());
+    assert_eq!(store.audit_tail(3).await.unwrap(), rows[22..]);
+    assert_eq!(store.audit_tail(100).await.unwrap(), rows);
+}
+
+#[tokio::test]
+async fn duplicate_audit_seq_fails_and_rolls_back_the_whole_batch() {
+    let (_db, store) = new_db().await;
+    store.append_audit(&[audit(1), audit(2)]).await.unwrap();
+    let err = store.append_audit(&[audit(3), audit(2), audit(4)]).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::AlreadyExists { what } if what.contains("seq 2")),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        Some((2, vec![2; 32])),
+        "seq 3 must not have landed"
+    );
+}
+
+#[tokio::test]
+async fn checkpoints_crud() {
+    let (_db, store) = new_db().await;
+    assert_eq!(store.last_checkpoint().await.unwrap(), None);
+    let cp = |seq: i64| CheckpointRow {
+        seq,
+        hash: vec![1; 32],
+        signature: vec![2; 64],
+        public_key: vec![3; 32],
+        ts_ms: 7,
+    };
+    store.put_checkpoint(&cp(20)).await.unwrap();
+    store.put_checkpoint(&cp(10)).await.unwrap();
+    let err = store.put_checkpoint(&cp(10)).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(store.checkpoints().await.unwrap(), vec![cp(10), cp(20)]);
+    assert_eq!(store.last_checkpoint().await.unwrap(), Some(cp(20)));
+}
+
+#[tokio::test]
+async fn audit_rows_cannot_be_updated_or_deleted_through_sql() {
+    let (db, store) = new_db().await;
+    store.append_audit(&[audit(1)]).await.unwrap();
+    let cp = CheckpointRow {
+        seq: 1,
+        hash: vec![1; 32],
+        signature: vec![2; 64],
+        public_key: vec![3; 32],
+        ts_ms: 7,
+    };
+    store.put_checkpoint(&cp).await.unwrap();
+    let raw = raw_pool(&db.path).await;
+    for sql in [
+        "UPDATE audit_records SET body = x'00'",
+        "DELETE FROM audit_records",
+        "UPDATE audit_checkpoints SET signature = x'00'",
+        "DELETE FROM audit_checkpoints",
+    ] {
+        let err = sqlx::query(sql).execute(&raw).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn in_memory_store_persists_for_its_lifetime() {
+    let store = Store::open_in_memory().await.unwrap();
+    store.add_agent(&agent("a")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    assert_eq!(store.clone().list_agents().await.unwrap(), vec![agent("a")]);
+    let other = Store::open("sqlite::memory:").await.unwrap();
+    assert!(
+        other.list_agents().await.unwrap().is_empty(),
+        "each in-memory store is private"
+    );
+}
+
+#[tokio::test]
+async fn corrupted_rows_are_reported_not_panicked() {
+    let (db, store) = new_db().await;
+    store.set_meta("m", b"v").await.unwrap();
+    store.add_agent(&agent("bot")).await.unwrap();
+    store.put_secret(&secret("gh", 1, "k")).await.unwrap();
+    store.append_audit(&[audit(1), audit(2), audit(3)]).await.unwrap();
+    let raw = raw_pool(&db.path).await;
+    common::drop_guards(&raw).await;
+    exec(&raw, "UPDATE meta SET value = 'text'").await;
+    exec(&raw, "UPDATE agents SET created_ms = 'yesterday'").await;
+    exec(&raw, "UPDATE secrets SET nonce = 'not-a-blob'").await;
+    exec(&raw, "UPDATE audit_records SET hash = hex(hash) WHERE seq = 2").await;
+
+    let corrupt = |r: Result<(), StoreError>, needle: &str, want_seq: Option<i64>| match r {
+        Err(StoreError::Corrupt { what, seq }) => {
+            assert!(what.contains(needle), "{what} should mention {needle}");
+            assert_eq!(seq, want_seq, "{what}");
+        }
+        other => panic!("expected Corrupt naming {needle}, got {other:?}"),
+    };
+    corrupt(store.get_meta("m").await.map(drop), "value", None);
+    corrupt(store.list_agents().await.map(drop), "\"bot\"", None);
+    corrupt(store.get_secret("gh").await.map(drop), "nonce", None);
+    corrupt(store.list_secrets().await.map(drop), "\"gh\"", None);
+    corrupt(store.audit_page(0, 10).await.map(drop), "hash", Some(2));
+    corrupt(store.audit_tail(2).await.map(drop), "hash", Some(2));
+    assert_eq!(
+        store.audit_head().await.unwrap().map(|h| h.0),
+        Some(3),
+        "an intact row still reads"
+    );
+
+    // NULL where the schema forbids it (the table rebuilt without constraints).
+    exec(
+        &raw,
+        "ALTER TABLE audit_records RENAME TO old; \
+         CREATE TABLE audit_records (seq INTEGER PRIMARY KEY, ts_ms, prev_hash, hash, body); \
+         INSERT INTO audit_records SELECT * FROM old; DROP TABLE old; \
+         UPDATE audit_records SET hash = x'00', body = NULL WHERE seq = 1",
+    )
+    .await;
+    corrupt(store.audit_page(0, 10).await.map(drop), "body is NULL", Some(1));
+}
