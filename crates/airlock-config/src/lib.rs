@@ -1,0 +1,215 @@
+//! airlock's configuration: loads `airlock.toml` and validates it into the decision core's
+//! types ([`Policy`], [`SecretIndex`]) plus the gateway's own settings.
+//!
+//! The file is operator input, so the loader never panics on it and never stops at the first
+//! problem: every error is collected and reported as `file:line: key.path: message`. Unknown
+//! keys anywhere are errors, so a typo cannot silently turn a rule into a broader one.
+//!
+//! How it works: the text is parsed by the `toml` crate (syntax errors come from there, with
+//! line and column), walked section by section (`raw` reads typed fields and records errors
+//! under their key path), and each key path is then placed on a line by looking it up in a
+//! second, span-preserving parse made with `toml_edit` (`locate`).
+#![forbid(unsafe_code)]
+
+mod addr;
+mod body;
+mod error;
+mod gateway;
+mod locate;
+mod raw;
+mod rules;
+mod secrets;
+
+use std::path::{Component, Path, PathBuf};
+
+use airlock_core::inject::SecretIndex;
+use airlock_core::policy::Policy;
+use toml::Table;
+
+pub use addr::{AddrRule, parse_duration};
+pub use error::{ConfigError, KeyPath, Located, Seg};
+pub use gateway::{DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
+pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
+pub use secrets::Agent;
+
+use error::Errors;
+use locate::{Locator, line_col};
+use raw::{Fields, as_table, valid_name};
+
+/// A fully commented example `airlock.toml` (written by `airlock init`). It parses.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file loaded, as named to the loader.
+    pub path: PathBuf,
+    /// Its directory: relative paths in the file are resolved against it.
+    pub dir: PathBuf,
+    pub gateway: Gateway,
+    pub agents: Vec<Agent>,
+    pub secrets: SecretIndex,
+    pub policy: Policy,
+    /// `[people.*]`, kept raw: each entry is a table (the approvals subsystem reads them).
+    pub people: Table,
+    /// `[channels.*]`, kept raw: each entry is a table.
+    pub channels: Table,
+    /// `[approvals]`, kept raw.
+    pub approvals: Table,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "gateway",
+    "agents",
+    "secrets",
+    "rules",
+    "people",
+    "channels",
+    "approvals",
+];
+
+impl Config {
+    /// Reads and validates the file at `path`, and checks that each `upstream_ca` file exists.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let config = Self::parse(&src, path)?;
+        let mut errs = Errors::default();
+        let at = KeyPath::root().key("gateway").key("upstream_ca");
+        for (i, ca) in config.gateway.upstream_ca.iter().enumerate() {
+            let problem = match std::fs::metadata(ca) {
+                Ok(m) if m.is_file() => continue,
+                Ok(_) => "is not a file".to_string(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+                Err(e) => format!("cannot be read: {e}"),
+            };
+            errs.push(&at.index(i), format!("{} {problem}", ca.display()));
+        }
+        if errs.list.is_empty() {
+            Ok(config)
+        } else {
+            Err(place(errs, &src, path))
+        }
+    }
+
+    /// Validates `src` as the contents of `path` (named in messages; its directory resolves
+    /// relative paths). Touches no files: `upstream_ca` existence is checked by [`Config::load`].
+    pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
+        let table: Table = toml::from_str(src).map_err(|e| {
+            let (line, column) = match e.span() {
+                Some(span) => {
+                    let (l, c) = line_col(src, span.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+
+        let mut errs = Errors::default();
+        let root = Fields::new(&table, KeyPath::root(), TOP_KEYS, &mut errs);
+        let mut gateway = gateway::read(root.table("gateway", &mut errs), &dir, &mut errs);
+        gateway.data_dir = tidy(&gateway.data_dir);
+        gateway.upstream_ca = gateway.upstream_ca.iter().map(|p| tidy(p)).collect();
+        let (decls, secret_names) = secrets::read_secrets(root.table("secrets", &mut errs), &mut errs);
+        let agents = secrets::read_agents(root.value("agents"), &secret_names, &mut errs);
+        let agent_names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
+        let rules = rules::read(root.value("rules"), &agent_names, &mut errs);
+        let people = named_tables(&root, "people", &mut errs);
+        let channels = named_tables(&root, "channels", &mut errs);
+        let approvals = root.table("approvals", &mut errs).cloned().unwrap_or_default();
+
+        if !errs.list.is_empty() {
+            return Err(place(errs, src, path));
+        }
+        let policy = Policy::new(gateway.default, rules);
+        Ok(Config {
+            path: path.to_path_buf(),
+            dir,
+            gateway,
+            agents,
+            secrets: SecretIndex::new(decls),
+            policy,
+            people,
+            channels,
+            approvals,
+        })
+    }
+
+    /// The agent named `name`, if declared.
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+/// Parses `data` as a configuration when it is UTF-8, ignoring the outcome (a fuzz target:
+/// the loader must not panic on any input).
+pub fn fuzz_parse(data: &[u8]) {
+    if let Ok(src) = std::str::from_utf8(data) {
+        // Rendering the errors is part of the contract too.
+        let _ = Config::parse(src, Path::new("fuzz.toml")).map_err(|e| e.to_string());
+    }
+}
+
+/// `./a/./b` → `a/b`: drops `.` components (always safe; `..` is kept).
+fn tidy(p: &Path) -> PathBuf {
+    let out: PathBuf = p.components().filter(|c| !matches!(c, Component::CurDir)).collect();
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
+/// A table of named tables (`[people.alice]`), checked lightly and kept raw.
+fn named_tables(root: &Fields<'_>, key: &str, errs: &mut Errors) -> Table {
+    let Some(t) = root.table(key, errs) else {
+        return Table::new();
+    };
+    for (name, v) in t {
+        let p = root.at(key).key(name);
+        if !valid_name(name) {
+            errs.push(&p, "a name is 1 to 64 of A-Z a-z 0-9 . _ -");
+        }
+        as_table(v, &p, errs);
+    }
+    t.clone()
+}
+
+/// Gives each collected error its line, in file order.
+fn place(errs: Errors, src: &str, path: &Path) -> ConfigError {
+    let locator = Locator::new(src);
+    let mut errors: Vec<Located> = errs
+        .list
+        .into_iter()
+        .map(|(key, message)| Located {
+            file: path.to_path_buf(),
+            line: locator.line(&key),
+            key,
+            message,
+        })
+        .collect();
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    ConfigError::Invalid { errors }
+}

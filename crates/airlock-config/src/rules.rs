@@ -1,0 +1,243 @@
+//! `[[rules]]`.
+
+use airlock_core::glob::Glob;
+use airlock_core::policy::{Action, ApprovalSpec, Rate, Rule};
+use toml::Value;
+
+use crate::addr::parse_duration;
+use crate::body;
+use crate::error::Errors;
+use crate::raw::{Fields, as_str, single_line, valid_token};
+use crate::secrets::{array_of_tables, host_pattern};
+
+const KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "methods",
+    "paths",
+    "agents",
+    "query",
+    "headers",
+    "body",
+    "action",
+    "reason",
+    "rate",
+    "approvers",
+    "quorum",
+    "timeout",
+    "grant",
+];
+const APPROVAL_KEYS: &[&str] = &["approvers", "quorum", "timeout", "grant"];
+
+pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// `key = { name = "glob", … }` as (name, glob) pairs; `header` checks and lower-cases the names.
+fn pairs(f: &Fields<'_>, key: &str, header: bool, errs: &mut Errors) -> Vec<(String, Glob)> {
+    let Some(t) = f.table(key, errs) else { return vec![] };
+    let path = f.at(key);
+    let mut out = Vec::new();
+    for (name, v) in t {
+        let p = path.key(name);
+        if header && !valid_token(name) {
+            errs.push(&p, format!("{name:?} is not a valid header name"));
+        } else if name.is_empty() {
+            errs.push(&p, "a query parameter name must not be empty");
+        }
+        if let Some(s) = as_str(v, &p, errs) {
+            let name = if header {
+                name.to_ascii_lowercase()
+            } else {
+                name.clone()
+            };
+            out.push((name, Glob::text(s)));
+        }
+    }
+    out
+}
+
+fn duration(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Option<u64> {
+    let s = f.str(key, errs)?;
+    match parse_duration(s) {
+        Some(0) => {
+            errs.push(&f.at(key), "must be longer than 0s");
+            None
+        }
+        Some(secs) => Some(secs),
+        None => {
+            errs.push(
+                &f.at(key),
+                format!("bad duration {s:?} (expected e.g. \"90s\", \"5m\", \"1h\")"),
+            );
+            None
+        }
+    }
+}
+
+/// The approval fields; `required` when the action is approve (approvers must be given).
+fn approval(f: &Fields<'_>, required: bool, errs: &mut Errors) -> Option<ApprovalSpec> {
+    let approvers = f.strs("approvers", errs);
+    if required && approvers.is_empty() {
+        errs.push(
+            &f.at("approvers"),
+            "an approve rule needs approvers: the roles whose members may decide, e.g. [\"owner\"]",
+        );
+    }
+    for (p, s) in &approvers {
+        if s.is_empty() || !single_line(s) {
+            errs.push(p, "a role name must be non-empty text on one line");
+        }
+    }
+    let quorum = match f.int("quorum", errs) {
+        None => 1,
+        Some(q) => match u32::try_from(q) {
+            Ok(q) if q >= 1 => q,
+            _ => {
+                errs.push(&f.at("quorum"), format!("{q} is not a quorum: it must be at least 1"));
+                1
+            }
+        },
+    };
+    let timeout_secs = duration(f, "timeout", errs).unwrap_or(DEFAULT_TIMEOUT_SECS);
+    if timeout_secs > MAX_TIMEOUT_SECS {
+        errs.push(&f.at("timeout"), "at most 24h: a held request cannot wait longer");
+    }
+    let grant_secs = duration(f, "grant", errs);
+    Some(ApprovalSpec {
+        approvers: approvers.into_iter().map(|(_, s)| s.to_string()).collect(),
+        quorum,
+        timeout_secs,
+        grant_secs,
+    })
+}
+
+fn rule(f: &Fields<'_>, agents: &[String], names: &mut Vec<String>, errs: &mut Errors) -> Option<Rule> {
+    let before = errs.list.len();
+    let name = f.str("name", errs);
+    match name {
+        None if !f.has("name") => errs.push(&f.at("name"), "every rule needs a name"),
+        None => {}
+        Some(n) if n.trim().is_empty() || !single_line(n) => {
+            errs.push(&f.at("name"), "a rule name must be non-empty text on one line");
+        }
+        Some(n) if names.iter().any(|x| x == n) => errs.push(&f.at("name"), format!("duplicate rule name {n:?}")),
+        Some(n) => names.push(n.to_string()),
+    }
+
+    let mut hosts = Vec::new();
+    for (p, h) in f.strs("hosts", errs) {
+        match host_pattern(h, true) {
+            Ok(hp) => hosts.push(hp),
+            Err(e) => errs.push(&p, e),
+        }
+    }
+    let mut methods = Vec::new();
+    for (p, m) in f.strs("methods", errs) {
+        if valid_token(m) {
+            methods.push(m.to_ascii_uppercase());
+        } else {
+            errs.push(&p, format!("{m:?} is not an HTTP method"));
+        }
+    }
+    let mut paths = Vec::new();
+    for (p, s) in f.strs("paths", errs) {
+        if s.starts_with('/') || s.starts_with('*') {
+            paths.push(Glob::path(s));
+        } else {
+            errs.push(&p, format!("path glob {s:?} must start with \"/\" (or \"*\")"));
+        }
+    }
+    let mut rule_agents = Vec::new();
+    for (p, a) in f.strs("agents", errs) {
+        if agents.iter().any(|x| x == a) {
+            rule_agents.push(a.to_string());
+        } else {
+            errs.push(&p, format!("agent {a:?} is not declared (add an [[agents]] entry)"));
+        }
+    }
+    let query = pairs(f, "query", false, errs);
+    let headers = pairs(f, "headers", true, errs);
+    let body = f.value("body").and_then(|v| body::read(v, &f.at("body"), errs));
+
+    let action = match f.str("action", errs) {
+        None if !f.has("action") => {
+            errs.push(&f.at("action"), "every rule needs an action: allow, deny or approve");
+            None
+        }
+        None => None,
+        Some(s) => {
+            let a = Action::parse(s);
+            if a.is_none() {
+                errs.push(
+                    &f.at("action"),
+                    format!("unknown action {s:?} (expected allow, deny or approve)"),
+                );
+            }
+            a
+        }
+    };
+    let reason = f.str("reason", errs).map(str::to_string);
+    if let Some(r) = &reason
+        && (r.trim().is_empty() || !single_line(r))
+    {
+        errs.push(&f.at("reason"), "a reason must be non-empty text on one line");
+    }
+    let rate = f.str("rate", errs).and_then(|s| {
+        let r = Rate::parse(s);
+        if r.is_none() {
+            errs.push(
+                &f.at("rate"),
+                format!("bad rate {s:?} (expected COUNT/UNIT, e.g. \"60/min\"; units s, min, hour, day)"),
+            );
+        }
+        r
+    });
+    let approval = match action {
+        Some(Action::Approve) => approval(f, true, errs),
+        Some(other) => {
+            for k in APPROVAL_KEYS.iter().filter(|k| f.has(k)) {
+                errs.push(
+                    &f.at(k),
+                    format!(
+                        "only valid on rules with action = \"approve\" (this one is \"{}\")",
+                        other.as_str()
+                    ),
+                );
+            }
+            None
+        }
+        // The action is broken and reported; still check what the approval fields say.
+        None => approval(f, false, errs),
+    };
+
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(Rule {
+        name: name?.to_string(),
+        hosts,
+        methods,
+        paths,
+        agents: rule_agents,
+        query,
+        headers,
+        body,
+        action: action?,
+        reason,
+        rate,
+        approval,
+    })
+}
+
+/// Reads `[[rules]]`; `agents` are every declared agent name.
+pub(crate) fn read(value: Option<&Value>, agents: &[String], errs: &mut Errors) -> Vec<Rule> {
+    let mut names = Vec::new();
+    let mut rules = Vec::new();
+    for (path, t) in array_of_tables(value, "rules", errs) {
+        let f = Fields::new(t, path, KEYS, errs);
+        if let Some(r) = rule(&f, agents, &mut names, errs) {
+            rules.push(r);
+        }
+    }
+    rules
+}

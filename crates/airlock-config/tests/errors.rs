@@ -1,0 +1,530 @@
+//! Bad configurations are rejected with file, line and key path — all problems at once.
+
+use std::path::Path;
+
+use airlock_config::{Config, ConfigError, Located};
+
+fn errors(src: &str) -> Vec<Located> {
+    match Config::parse(src, Path::new("airlock.toml")) {
+        Err(ConfigError::Invalid { errors }) => errors,
+        Err(other) => panic!("expected validation errors, got: {other}\n--- source ---\n{src}"),
+        Ok(_) => panic!("accepted a bad config:\n{src}"),
+    }
+}
+
+/// (what, source lines, expected line, expected key path, a piece of the message)
+type Case = (&'static str, &'static [&'static str], usize, &'static str, &'static str);
+
+const CASES: &[Case] = &[
+    (
+        "typo'd key",
+        &["[[rules]]", "name = \"a\"", "mehtods = [\"GET\"]", "action = \"allow\""],
+        3,
+        "rules[0].mehtods",
+        "unknown key (did you mean \"methods\"?)",
+    ),
+    (
+        "typo'd table",
+        &["[gatway]", "listen = \"127.0.0.1:1\""],
+        1,
+        "gatway",
+        "did you mean \"gateway\"",
+    ),
+    (
+        "bad action",
+        &["[[rules]]", "name = \"a\"", "action = \"alow\""],
+        3,
+        "rules[0].action",
+        "unknown action \"alow\" (expected allow, deny or approve)",
+    ),
+    (
+        "missing action",
+        &["", "[[rules]]", "name = \"a\""],
+        2,
+        "rules[0].action",
+        "needs an action",
+    ),
+    (
+        "bad host pattern",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "hosts = [",
+            "  \"ok.example.com\",",
+            "  \"https://x.com/\",",
+            "]",
+            "action = \"deny\"",
+        ],
+        5,
+        "rules[0].hosts[1]",
+        "bad host pattern",
+    ),
+    (
+        "host with a port",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "hosts = [\"x.com:443\"]",
+            "action = \"deny\"",
+        ],
+        3,
+        "rules[0].hosts[0]",
+        "no scheme, port or path",
+    ),
+    (
+        "secret with two slots",
+        &[
+            "[secrets.s]",
+            "hosts = [\"api.example.com\"]",
+            "header = \"Authorization\"",
+            "query = \"key\"",
+        ],
+        4,
+        "secrets.s.query",
+        "exactly one slot, but both header and query",
+    ),
+    (
+        "secret with no slot",
+        &["", "[secrets.s]", "hosts = [\"api.example.com\"]"],
+        2,
+        "secrets.s",
+        "needs exactly one slot",
+    ),
+    (
+        "secret bound to every host",
+        &["[secrets.s]", "hosts = [\"*\"]", "header = \"X-Key\""],
+        2,
+        "secrets.s.hosts[0]",
+        "would let its credential go anywhere",
+    ),
+    (
+        "secret without hosts",
+        &["[secrets.s]", "hosts = []", "header = \"X-Key\""],
+        2,
+        "secrets.s.hosts",
+        "at least one host",
+    ),
+    (
+        "format without {secret}",
+        &[
+            "[secrets.s]",
+            "hosts = [\"api.example.com\"]",
+            "header = \"Authorization\"",
+            "format = \"Bearer\"",
+        ],
+        4,
+        "secrets.s.format",
+        "must contain \"{secret}\" exactly once",
+    ),
+    (
+        "format with {secret} twice",
+        &[
+            "[secrets.s]",
+            "hosts = [\"a.b\"]",
+            "header = \"X-A\"",
+            "format = \"{secret}{secret}\"",
+        ],
+        4,
+        "secrets.s.format",
+        "exactly once",
+    ),
+    (
+        "agent referencing an undeclared secret",
+        &["[[agents]]", "name = \"bot\"", "secrets = [\"gmail\"]"],
+        3,
+        "agents[0].secrets[0]",
+        "secret \"gmail\" is not declared",
+    ),
+    (
+        "bad agent name",
+        &["[[agents]]", "name = \"my bot\""],
+        2,
+        "agents[0].name",
+        "agent name is 1 to 64",
+    ),
+    (
+        "agents as a table",
+        &["[agents]", "name = \"bot\""],
+        1,
+        "agents",
+        "write each entry as [[agents]]",
+    ),
+    (
+        "duplicate rule names",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"allow\"",
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"deny\"",
+        ],
+        5,
+        "rules[1].name",
+        "duplicate rule name \"a\"",
+    ),
+    (
+        "placeholder containing another",
+        &[
+            "[secrets.a]",
+            "hosts = [\"a.com\"]",
+            "header = \"X-A\"",
+            "placeholder = \"token-abc\"",
+            "[secrets.b]",
+            "hosts = [\"b.com\"]",
+            "header = \"X-B\"",
+            "placeholder = \"token-abc-2\"",
+        ],
+        8,
+        "secrets.b.placeholder",
+        "contain one another",
+    ),
+    (
+        "placeholder too short",
+        &[
+            "[secrets.s]",
+            "hosts = [\"a.com\"]",
+            "header = \"X-A\"",
+            "placeholder = \"short\"",
+        ],
+        4,
+        "secrets.s.placeholder",
+        "at least 8 printable",
+    ),
+    (
+        "bad env name",
+        &[
+            "[secrets.s]",
+            "hosts = [\"a.com\"]",
+            "header = \"X-A\"",
+            "env = \"1TOKEN\"",
+        ],
+        4,
+        "secrets.s.env",
+        "not a valid environment variable name",
+    ),
+    (
+        "bad duration",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"approve\"",
+            "approvers = [\"o\"]",
+            "timeout = \"5 minutes\"",
+        ],
+        5,
+        "rules[0].timeout",
+        "bad duration \"5 minutes\"",
+    ),
+    (
+        "timeout over a day",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"approve\"",
+            "approvers = [\"o\"]",
+            "timeout = \"25h\"",
+        ],
+        5,
+        "rules[0].timeout",
+        "at most 24h",
+    ),
+    (
+        "zero quorum",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"approve\"",
+            "approvers = [\"o\"]",
+            "quorum = 0",
+        ],
+        5,
+        "rules[0].quorum",
+        "at least 1",
+    ),
+    (
+        "bad rate",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"allow\"",
+            "rate = \"60/fortnight\"",
+        ],
+        4,
+        "rules[0].rate",
+        "bad rate \"60/fortnight\"",
+    ),
+    (
+        "approve without approvers",
+        &["", "", "[[rules]]", "name = \"a\"", "action = \"approve\""],
+        3,
+        "rules[0].approvers",
+        "an approve rule needs approvers",
+    ),
+    (
+        "approvers on an allow rule",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"allow\"",
+            "approvers = [\"owner\"]",
+        ],
+        4,
+        "rules[0].approvers",
+        "only valid on rules with action = \"approve\" (this one is \"allow\")",
+    ),
+    (
+        "body with two kinds",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"deny\"",
+            "body = { sql = [\"ddl\"], json = {} }",
+        ],
+        4,
+        "rules[0].body",
+        "exactly one kind of body matcher per rule, found json and sql",
+    ),
+    (
+        "bad sql class",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"deny\"",
+            "body = { sql = [\"ddl\", \"drop\"] }",
+        ],
+        4,
+        "rules[0].body.sql[1]",
+        "unknown SQL class \"drop\"",
+    ),
+    (
+        "bad json pointer",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"deny\"",
+            "body = { json = { action = \"x\" } }",
+        ],
+        4,
+        "rules[0].body.json.action",
+        "JSON pointer",
+    ),
+    (
+        "date-time in a json body",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"deny\"",
+            "body = { json = { \"/at\" = 1979-05-27 } }",
+        ],
+        4,
+        "rules[0].body.json.\"/at\"",
+        "no JSON form",
+    ),
+    (
+        "unknown graphql key",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"deny\"",
+            "body = { graphql = { names = [\"x\"] } }",
+        ],
+        4,
+        "rules[0].body.graphql.names",
+        "did you mean \"name\"",
+    ),
+    (
+        "path glob not starting with /",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "paths = [\"repos/**\"]",
+            "action = \"deny\"",
+        ],
+        3,
+        "rules[0].paths[0]",
+        "must start with \"/\"",
+    ),
+    (
+        "bad method",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "methods = [\"GET POST\"]",
+            "action = \"deny\"",
+        ],
+        3,
+        "rules[0].methods[0]",
+        "not an HTTP method",
+    ),
+    (
+        "wrong type",
+        &["[[rules]]", "name = \"a\"", "methods = \"GET\"", "action = \"deny\""],
+        3,
+        "rules[0].methods",
+        "expected an array of strings, found a string",
+    ),
+    (
+        "rule naming an undeclared agent",
+        &["[[rules]]", "name = \"a\"", "agents = [\"ghost\"]", "action = \"deny\""],
+        3,
+        "rules[0].agents[0]",
+        "agent \"ghost\" is not declared",
+    ),
+    (
+        "bad header name",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "headers = { \"X Env\" = \"p\" }",
+            "action = \"deny\"",
+        ],
+        3,
+        "rules[0].headers.\"X Env\"",
+        "not a valid header name",
+    ),
+    (
+        "bad allow_private entry",
+        &[
+            "[gateway]",
+            "allow_private = [",
+            "  \"10.0.0.0/8\",",
+            "  \"db.internal\",",
+            "]",
+        ],
+        4,
+        "gateway.allow_private[1]",
+        "bad address \"db.internal\"",
+    ),
+    (
+        "bad CIDR prefix",
+        &["[gateway]", "allow_private = [\"10.0.0.0/33\"]"],
+        2,
+        "gateway.allow_private[0]",
+        "prefix length must be 0 to 32",
+    ),
+    (
+        "bad listen address",
+        &["[gateway]", "listen = \"localhost:3128\""],
+        2,
+        "gateway.listen",
+        "bad address \"localhost:3128\"",
+    ),
+    (
+        "listen equals control",
+        &["[gateway]", "listen = \"127.0.0.1:3129\""],
+        1,
+        "gateway.control",
+        "need different addresses",
+    ),
+    (
+        "approve as the default",
+        &["[gateway]", "default = \"approve\""],
+        2,
+        "gateway.default",
+        "must be \"deny\" or \"allow\"",
+    ),
+    (
+        "person that is not a table",
+        &["[people]", "alice = \"owner\""],
+        2,
+        "people.alice",
+        "expected a table, found a string",
+    ),
+];
+
+#[test]
+fn each_bad_config_names_file_line_and_key() {
+    for (what, lines, line, key, msg) in CASES {
+        let src = lines.join("\n");
+        let errs = errors(&src);
+        let hit = errs.iter().find(|e| e.key.to_string() == *key);
+        let Some(e) = hit else {
+            panic!("{what}: no error at {key}; got:\n{}", list(&errs));
+        };
+        assert_eq!(e.line, Some(*line), "{what}: wrong line for {e}\n--- source ---\n{src}");
+        assert!(e.message.contains(msg), "{what}: message {:?} lacks {msg:?}", e.message);
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("airlock.toml:{line}: {key}: ")),
+            "{what}: {shown}"
+        );
+        // Every error, not only the expected one, is placed on a line.
+        assert!(
+            errs.iter().all(|e| e.line.is_some()),
+            "{what}: unplaced error in\n{}",
+            list(&errs)
+        );
+    }
+}
+
+#[test]
+fn the_well_known_message() {
+    let errs = errors("[[rules]]\nname = \"a\"\naction = \"alow\"\n");
+    assert_eq!(
+        list(&errs),
+        "airlock.toml:3: rules[0].action: unknown action \"alow\" (expected allow, deny or approve)"
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once_in_file_order() {
+    let src = r#"[gateway]
+listen = "nowhere"
+allow_private = ["bad"]
+
+[[agents]]
+name = "bot"
+secrets = ["missing"]
+
+[secrets.s]
+hosts = ["a.com"]
+header = "X-A"
+format = "no placeholder here"
+
+[[rules]]
+name = "r"
+mehtods = ["GET"]
+action = "alow"
+"#;
+    let e = Config::parse(src, Path::new("conf/airlock.toml")).err().unwrap();
+    let ConfigError::Invalid { errors } = &e else {
+        panic!("{e}")
+    };
+    let got: Vec<(Option<usize>, String)> = errors.iter().map(|e| (e.line, e.key.to_string())).collect();
+    let want = [
+        (2, "gateway.listen"),
+        (3, "gateway.allow_private[0]"),
+        (7, "agents[0].secrets[0]"),
+        (12, "secrets.s.format"),
+        (16, "rules[0].mehtods"),
+        (17, "rules[0].action"),
+    ];
+    let want: Vec<(Option<usize>, String)> = want.iter().map(|(l, k)| (Some(*l), k.to_string())).collect();
+    assert_eq!(got, want);
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), 6, "{text}");
+    assert!(text.lines().all(|l| l.starts_with("conf/airlock.toml:")), "{text}");
+}
+
+#[test]
+fn syntax_errors_give_line_and_column() {
+    let e = Config::parse("[gateway]\nlisten = \"127.0.0.1:1\nx = 1\n", Path::new("airlock.toml"))
+        .err()
+        .unwrap();
+    let ConfigError::Syntax { line, column, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(*line, Some(2));
+    assert!(column.is_some());
+    assert!(e.to_string().starts_with("airlock.toml:2:"), "{e}");
+
+    let e = Config::parse("a = 1\na = 2\n", Path::new("airlock.toml"))
+        .err()
+        .unwrap();
+    assert!(matches!(e, ConfigError::Syntax { line: Some(2), .. }), "{e}");
+}
+
+fn list(errs: &[Located]) -> String {
+    errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
