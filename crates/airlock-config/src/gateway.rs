@@ -69,7 +69,8 @@ pub(crate) fn read(table: Option<&Table>, dir: &Path, errs: &mut Errors) -> Gate
 
     let listen = socket_addr(&f, "listen", DEFAULT_LISTEN, errs);
     let control = socket_addr(&f, "control", DEFAULT_CONTROL, errs);
-    if listen == control {
+    // Port 0 asks the OS for a free port, so two port-0 listeners never collide.
+    if listen == control && listen.port() != 0 {
         errs.push(
             &f.at("control"),
             format!("{control} is also gateway.listen; the two listeners need different addresses"),

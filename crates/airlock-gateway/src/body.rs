@@ -1,0 +1,242 @@
+//! Body plumbing: reading a bounded prefix before deciding, scanning a streamed remainder
+//! for placeholders, and scrubbing/auditing the response as it streams back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use airlock_vault::Scrubber;
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::upstream::{BoxError, UpBody};
+
+/// What was read of a request body before the decision.
+pub enum Prefetched {
+    Empty,
+    /// The whole body.
+    Full(Bytes),
+    /// The first bytes (more than the limit) and the unread rest.
+    Partial(Bytes, Incoming),
+}
+
+/// Reads up to `limit` bytes. A body that ends within the limit is `Full`.
+pub async fn prefetch(mut body: Incoming, limit: usize) -> Result<Prefetched, hyper::Error> {
+    if body.is_end_stream() {
+        return Ok(Prefetched::Empty);
+    }
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(Prefetched::Partial(buf.freeze(), body));
+            }
+        }
+        // Request trailers are dropped: nothing upstream of a proxy relies on them.
+    }
+    Ok(if buf.is_empty() {
+        Prefetched::Empty
+    } else {
+        Prefetched::Full(buf.freeze())
+    })
+}
+
+/// Raised inside the streamed remainder when a placeholder bound elsewhere appears.
+#[derive(Debug, thiserror::Error)]
+#[error("exfiltration blocked: a placeholder appeared in the streamed body")]
+pub struct StreamedExfiltration;
+
+/// The unread rest of a request body, scanned as it streams: if a placeholder whose
+/// secret is not bound to this host appears, the upstream request is aborted.
+pub struct ScannedRest {
+    inner: Incoming,
+    /// Returns true when `window` holds a placeholder not bound to the destination.
+    forbidden: Box<dyn Fn(&[u8]) -> bool + Send + Sync>,
+    carry: Vec<u8>,
+    keep: usize,
+    pub tripped: Arc<AtomicBool>,
+}
+
+impl ScannedRest {
+    pub fn new(inner: Incoming, head: &[u8], keep: usize, forbidden: Box<dyn Fn(&[u8]) -> bool + Send + Sync>) -> Self {
+        let carry = head[head.len().saturating_sub(keep)..].to_vec();
+        ScannedRest {
+            inner,
+            forbidden,
+            carry,
+            keep,
+            tripped: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Body for ScannedRest {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    // Look at the carried tail plus this chunk so a placeholder split
+                    // across chunks is still seen.
+                    let mut window = std::mem::take(&mut this.carry);
+                    window.extend_from_slice(data);
+                    if (this.forbidden)(&window) {
+                        this.tripped.store(true, Ordering::SeqCst);
+                        return Poll::Ready(Some(Err(Box::new(StreamedExfiltration))));
+                    }
+                    this.carry = window[window.len().saturating_sub(this.keep)..].to_vec();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Called once when a response body finishes or is dropped: (bytes sent to the agent, completed).
+pub type OnDone = Box<dyn FnOnce(u64, bool) + Send + Sync>;
+
+/// The upstream response body on its way to the agent: real secret values replaced by
+/// placeholders across chunk boundaries, bytes counted, the audit record written at the end.
+pub struct ResponseBody {
+    inner: UpBody,
+    scrubber: Option<Scrubber>,
+    bytes: u64,
+    flushed: bool,
+    on_done: Option<OnDone>,
+}
+
+impl ResponseBody {
+    pub fn new(inner: UpBody, scrubber: Option<Scrubber>, on_done: OnDone) -> Self {
+        ResponseBody {
+            inner,
+            scrubber,
+            bytes: 0,
+            flushed: false,
+            on_done: Some(on_done),
+        }
+    }
+
+    fn done(&mut self, completed: bool) {
+        if let Some(f) = self.on_done.take() {
+            f(self.bytes, completed);
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.done(false);
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.flushed {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    let out = match &mut this.scrubber {
+                        Some(s) => s.feed(&data),
+                        None => data,
+                    };
+                    this.bytes += out.len() as u64;
+                    Poll::Ready(Some(Ok(Frame::data(out))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            Poll::Ready(Some(Err(e))) => {
+                this.done(false);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.flushed = true;
+                let tail = this.scrubber.as_mut().map(|s| s.finish()).unwrap_or_default();
+                this.bytes += tail.len() as u64;
+                this.done(true);
+                if tail.is_empty() {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Ok(Frame::data(tail))))
+                }
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.flushed || (self.scrubber.is_none() && self.inner.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.scrubber.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+pub fn boxed<B>(b: B) -> UpBody
+where
+    B: Body<Data = Bytes, Error = BoxError> + Send + Sync + 'static,
+{
+    b.boxed()
+}
+
+/// Two bodies, one after the other: the prefetched head, then the streamed rest.
+pub struct Chain<A, B> {
+    first: Option<A>,
+    second: B,
+}
+
+impl<A, B> Chain<A, B> {
+    pub fn new(first: A, second: B) -> Self {
+        Chain {
+            first: Some(first),
+            second,
+        }
+    }
+}
+
+impl<A, B> Body for Chain<A, B>
+where
+    A: Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.as_mut() {
+            match Pin::new(first).poll_frame(cx) {
+                Poll::Ready(None) => self.first = None,
+                other => return other,
+            }
+        }
+        Pin::new(&mut self.second).poll_frame(cx)
+    }
+}

@@ -1,0 +1,575 @@
+//! One request, start to finish: destination check → facts → injection plan → policy →
+//! forward with the credential → scrub and audit the response. The decisions are the
+//! core's; this file only gathers facts and carries decisions out.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use airlock_core::audit::AuditEvent;
+use airlock_core::facts::{Body as BodyState, RequestFacts, Scheme};
+use airlock_core::inject::{Injection, Refusal, RequestView};
+use airlock_core::policy::{Action, Decision};
+use airlock_inspect::Want;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use hyper::body::Incoming;
+
+use crate::answer::{DECISION_HEADER, answer, empty, full};
+use crate::body::{Prefetched, ResponseBody, ScannedRest, boxed, prefetch};
+use crate::metrics::Metrics;
+use crate::state::{Agent, GatewayState};
+use crate::upstream::{UpBody, dial_error};
+
+/// The destination a tunnel was opened for.
+#[derive(Debug, Clone)]
+pub struct TunnelTarget {
+    pub host: String,
+    pub port: u16,
+    pub scheme: Scheme,
+    /// The SNI the agent sent, when it differs from the CONNECT host.
+    pub sni_mismatch: Option<String>,
+}
+
+impl TunnelTarget {
+    pub fn tls(host: String, port: u16) -> Self {
+        TunnelTarget {
+            host,
+            port,
+            scheme: Scheme::Https,
+            sni_mismatch: None,
+        }
+    }
+    pub fn plain(host: String, port: u16) -> Self {
+        TunnelTarget {
+            host,
+            port,
+            scheme: Scheme::Http,
+            sni_mismatch: None,
+        }
+    }
+}
+
+/// One agent connection: who it is and, inside a tunnel, where it may go.
+pub struct Conn {
+    pub state: Arc<GatewayState>,
+    pub agent: Arc<Agent>,
+    pub tunnel: Option<TunnelTarget>,
+}
+
+impl Conn {
+    pub fn plain(state: Arc<GatewayState>, agent: Arc<Agent>) -> Self {
+        Conn {
+            state,
+            agent,
+            tunnel: None,
+        }
+    }
+    pub fn tunneled(state: Arc<GatewayState>, agent: Arc<Agent>, t: TunnelTarget) -> Self {
+        Conn {
+            state,
+            agent,
+            tunnel: Some(t),
+        }
+    }
+}
+
+/// Lower-case, no brackets, no trailing dot: the one spelling hosts are compared in.
+pub fn canonical_host(h: &str) -> String {
+    h.trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+fn default_port(s: Scheme) -> u16 {
+    if s == Scheme::Https { 443 } else { 80 }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Parses `host[:port]` from a Host header or :authority.
+fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
+    let auth: http::uri::Authority = a.parse().ok()?;
+    Some((canonical_host(auth.host()), auth.port_u16()))
+}
+
+/// Where the request goes; Err is the reason for a 421.
+fn destination(conn: &Conn, req: &Request<Incoming>) -> Result<(Scheme, String, u16), String> {
+    let host_header = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    match &conn.tunnel {
+        Some(t) => {
+            if let Some(sni) = &t.sni_mismatch {
+                return Err(format!(
+                    "TLS server name {sni} does not match the CONNECT authority {}",
+                    t.host
+                ));
+            }
+            let claimed = req.uri().authority().map(|a| a.as_str()).or(host_header);
+            if let Some(claimed) = claimed {
+                let (h, p) = split_authority(claimed).ok_or_else(|| "malformed Host header".to_string())?;
+                if h != t.host || p.unwrap_or(default_port(t.scheme)) != t.port {
+                    return Err(format!(
+                        "Host {claimed} does not match the CONNECT authority {}:{}",
+                        t.host, t.port
+                    ));
+                }
+            }
+            Ok((t.scheme, t.host.clone(), t.port))
+        }
+        None => {
+            let uri = req.uri();
+            let host = canonical_host(uri.host().unwrap_or_default());
+            let port = uri.port_u16().unwrap_or(80);
+            if let Some(claimed) = host_header {
+                let (h, p) = split_authority(claimed).ok_or_else(|| "malformed Host header".to_string())?;
+                if h != host || p.unwrap_or(80) != port {
+                    return Err(format!("Host {claimed} does not match the request URI's authority"));
+                }
+            }
+            Ok((Scheme::Http, host, port))
+        }
+    }
+}
+
+/// Headers that belong to one hop and are never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(|s| s.as_str())) {
+        if keep_upgrade && (name == "upgrade" || name == "connection") {
+            continue;
+        }
+        h.remove(name);
+    }
+}
+
+fn is_websocket(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// What the audit record of this request says so far.
+struct Record {
+    agent: String,
+    method: String,
+    host: String,
+    path: String,
+    started: Instant,
+}
+
+impl Record {
+    fn event(&self, kind: &str, d: &Decision, rules: Vec<String>, secrets: Vec<String>) -> AuditEvent {
+        AuditEvent {
+            ts_ms: now_ms(),
+            kind: kind.into(),
+            agent: Some(self.agent.clone()),
+            method: Some(self.method.clone()),
+            host: Some(self.host.clone()),
+            path: Some(self.path.clone()),
+            rules,
+            decision: d.action.as_str().into(),
+            reason: d.reason.clone(),
+            secrets,
+            status: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            latency_us: self.started.elapsed().as_micros() as u64,
+            detail: None,
+        }
+    }
+}
+
+/// Writes the record of a request the gateway answers itself; a failed write turns the
+/// answer into 503 (fail closed: nothing unaudited happens, even a refusal is reported).
+fn refuse(
+    state: &GatewayState,
+    mut ev: AuditEvent,
+    status: StatusCode,
+    decision: &str,
+    rule: Option<&str>,
+) -> Response<UpBody> {
+    ev.status = Some(status.as_u16());
+    let reason = ev.reason.clone();
+    if state.audit.append(ev).is_err() {
+        Metrics::inc(&state.metrics.audit_unavailable);
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deny",
+            None,
+            "the audit log cannot be written; refusing all requests",
+        );
+    }
+    answer(status, decision, rule, &reason)
+}
+
+fn deny(reason: String, rule: Option<String>) -> Decision {
+    Decision {
+        action: Action::Deny,
+        rule,
+        reason,
+        matched: vec![],
+    }
+}
+
+pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpBody> {
+    let state = &conn.state;
+    let started = Instant::now();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    let mut rec = Record {
+        agent: conn.agent.name.clone(),
+        method: req.method().as_str().to_string(),
+        host: conn
+            .tunnel
+            .as_ref()
+            .map(|t| t.host.clone())
+            .unwrap_or_else(|| canonical_host(req.uri().host().unwrap_or(""))),
+        path: airlock_core::path::redact_query(&target),
+        started,
+    };
+
+    let (scheme, host, port) = match destination(&conn, &req) {
+        Ok(d) => d,
+        Err(reason) => {
+            Metrics::inc(&state.metrics.misdirected);
+            let ev = rec.event("misdirected", &deny(reason, None), vec![], vec![]);
+            return refuse(state, ev, StatusCode::MISDIRECTED_REQUEST, "deny", None);
+        }
+    };
+    rec.host = host.clone();
+    let websocket = is_websocket(&req);
+    let agent_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(header::PROXY_AUTHORIZATION);
+
+    // Facts for the policy (header values as text; non-UTF-8 values are matched lossily).
+    let (raw_path, query) = airlock_core::path::split_target(&target);
+    let mut facts = RequestFacts {
+        agent: conn.agent.name.clone(),
+        method: rec.method.clone(),
+        scheme,
+        host: host.clone(),
+        port,
+        path: airlock_core::path::normalize(raw_path),
+        query,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: BodyState::Empty,
+    };
+    let needs = state.policy.body_needs(&facts);
+    let limit = if needs.any() {
+        state.limits.inspect
+    } else {
+        state.limits.prefetch
+    };
+    let pre = match prefetch(body, limit).await {
+        Ok(p) => p,
+        Err(e) => {
+            let ev = rec.event(
+                "request",
+                &deny(format!("could not read the request body: {e}"), None),
+                vec![],
+                vec![],
+            );
+            return refuse(state, ev, StatusCode::BAD_REQUEST, "deny", None);
+        }
+    };
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    facts.body = match (&pre, needs.any()) {
+        (Prefetched::Empty, _) => BodyState::Empty,
+        (Prefetched::Full(b), true) => BodyState::Inspected(airlock_inspect::inspect(
+            content_type,
+            b,
+            Want {
+                json: needs.json,
+                graphql: needs.graphql,
+                jsonrpc: needs.jsonrpc,
+                sql: needs.sql,
+            },
+        )),
+        (Prefetched::Partial(..), true) => BodyState::TooLarge,
+        (_, false) => BodyState::Streamed,
+    };
+
+    // Placeholders first: an exfiltration attempt is refused whatever the policy says.
+    let head: Option<&[u8]> = match &pre {
+        Prefetched::Empty => None,
+        Prefetched::Full(b) | Prefetched::Partial(b, _) => Some(b),
+    };
+    let header_view: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+    let view = RequestView {
+        scheme,
+        host: &host,
+        target: &target,
+        headers: &header_view,
+        body: head,
+    };
+    let plan: Vec<Injection> = match state.secrets.plan(&conn.agent.secrets, &view) {
+        Ok(p) => p,
+        Err(refusal) => {
+            let exfil = matches!(refusal, Refusal::Exfiltration { .. });
+            let kind = if exfil { "exfiltration" } else { "request" };
+            Metrics::inc(if exfil {
+                &state.metrics.exfiltration
+            } else {
+                &state.metrics.denied
+            });
+            let ev = rec.event(kind, &deny(refusal.reason(&host), None), vec![], vec![]);
+            return refuse(state, ev, StatusCode::FORBIDDEN, "deny", None);
+        }
+    };
+    drop(header_view);
+
+    let decision = state.policy.evaluate(&facts);
+    let rules: Vec<String> = decision
+        .matched
+        .iter()
+        .map(|&i| state.policy.rules[i].name.clone())
+        .collect();
+    match decision.action {
+        Action::Deny => {
+            Metrics::inc(&state.metrics.denied);
+            let ev = rec.event("request", &decision, rules, vec![]);
+            return refuse(state, ev, StatusCode::FORBIDDEN, "deny", decision.rule.as_deref());
+        }
+        Action::Approve => {
+            Metrics::inc(&state.metrics.approval_required);
+            let d = deny(
+                format!(
+                    "{}; no approval channel is configured, so it is denied",
+                    decision.reason
+                ),
+                decision.rule.clone(),
+            );
+            let ev = rec.event("request", &d, rules, vec![]);
+            return refuse(state, ev, StatusCode::FORBIDDEN, "deny", d.rule.as_deref());
+        }
+        Action::Allow => {}
+    }
+    // Rate limits of every matching rule that has one.
+    for &i in &decision.matched {
+        let Some(rate) = state.policy.rules[i].rate else {
+            continue;
+        };
+        let ok = state
+            .limiter
+            .lock()
+            .map(|mut l| l.check(i, &conn.agent.name, rate, now_ms()))
+            .unwrap_or(false);
+        if !ok {
+            Metrics::inc(&state.metrics.rate_limited);
+            let name = state.policy.rules[i].name.clone();
+            let d = deny(
+                format!(
+                    "rate limit of rule \"{name}\" exceeded ({}/{}s)",
+                    rate.count, rate.per_secs
+                ),
+                Some(name),
+            );
+            let ev = rec.event("request", &d, rules, vec![]);
+            return refuse(state, ev, StatusCode::TOO_MANY_REQUESTS, "deny", d.rule.as_deref());
+        }
+    }
+    if !state.audit.is_healthy() {
+        Metrics::inc(&state.metrics.audit_unavailable);
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deny",
+            None,
+            "the audit log cannot be written; refusing all requests",
+        );
+    }
+
+    // Build the upstream request: the agent's bytes, minus hop-by-hop headers, plus the credential.
+    let ids = state.identities();
+    let mut up_target = target.clone();
+    strip_hop_by_hop(&mut parts.headers, websocket);
+    parts.headers.remove(header::HOST);
+    if let Err(e) = crate::credentials::apply(&plan, &state.secrets, &ids.values, &mut parts.headers, &mut up_target) {
+        Metrics::inc(&state.metrics.denied);
+        let ev = rec.event("request", &deny(e.to_string(), decision.rule.clone()), rules, vec![]);
+        return refuse(state, ev, StatusCode::FORBIDDEN, "deny", decision.rule.as_deref());
+    }
+    let injected: Vec<String> = plan.iter().map(|i| i.name.clone()).collect();
+    if !injected.is_empty() {
+        state
+            .metrics
+            .injections
+            .fetch_add(injected.len() as u64, Ordering::Relaxed);
+        // Compressed responses would hide an echoed secret from the scrubber.
+        parts
+            .headers
+            .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    }
+    let authority = match (host.contains(':'), port == default_port(scheme)) {
+        (true, true) => format!("[{host}]"),
+        (true, false) => format!("[{host}]:{port}"),
+        (false, true) => host.clone(),
+        (false, false) => format!("{host}:{port}"),
+    };
+    let scheme_str = if scheme == Scheme::Https { "https" } else { "http" };
+    let uri: http::Uri = match format!("{scheme_str}://{authority}{up_target}").parse() {
+        Ok(u) => u,
+        Err(_) => {
+            let ev = rec.event(
+                "request",
+                &deny("the request target is not a valid URI".into(), None),
+                rules,
+                vec![],
+            );
+            return refuse(state, ev, StatusCode::BAD_REQUEST, "deny", None);
+        }
+    };
+    drop(zeroize::Zeroizing::new(up_target));
+    let bytes_in = head.map_or(0, |b| b.len() as u64);
+    let mut tripped = None;
+    let up_body = match pre {
+        Prefetched::Empty => empty(),
+        Prefetched::Full(b) => full(b),
+        Prefetched::Partial(head, rest) => {
+            let secrets = state.secrets.clone();
+            let dest = host.clone();
+            let keep = secrets.decls.iter().map(|d| d.placeholder.len()).max().unwrap_or(1);
+            let forbidden =
+                Box::new(move |w: &[u8]| secrets.find(w).into_iter().any(|i| !secrets.decls[i].bound_to(&dest)));
+            let rest = ScannedRest::new(rest, &head, keep, forbidden);
+            tripped = Some(rest.tripped.clone());
+            let head_stream = http_body_util::Full::new(head).map_err(|never| match never {});
+            boxed(crate::body::Chain::new(head_stream, rest))
+        }
+    };
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let up_req = Request::from_parts(parts, up_body);
+
+    let result = state.client.request(up_req).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if tripped.is_some_and(|t| t.load(Ordering::SeqCst)) {
+                Metrics::inc(&state.metrics.exfiltration);
+                let r = Refusal::Exfiltration {
+                    secret: "(streamed body)".into(),
+                    location: "the body".into(),
+                };
+                let ev = rec.event("exfiltration", &deny(r.reason(&host), None), rules, vec![]);
+                return refuse(state, ev, StatusCode::FORBIDDEN, "deny", None);
+            }
+            if let Some(d) = dial_error(&e)
+                && matches!(d, crate::upstream::DialError::Forbidden { .. })
+            {
+                Metrics::inc(&state.metrics.dial_refused);
+                let ev = rec.event("request", &deny(d.to_string(), None), rules, vec![]);
+                return refuse(state, ev, StatusCode::FORBIDDEN, "deny", None);
+            }
+            Metrics::inc(&state.metrics.upstream_errors);
+            let reason = match dial_error(&e) {
+                Some(d) => d.to_string(),
+                None => format!("upstream request failed: {}", error_chain(&e)),
+            };
+            let mut ev = rec.event("request", &decision, rules, injected);
+            ev.reason = reason.clone();
+            ev.status = Some(502);
+            let _ = state.audit.append(ev);
+            return answer(StatusCode::BAD_GATEWAY, "allow", decision.rule.as_deref(), &reason);
+        }
+    };
+    Metrics::inc(&state.metrics.allowed);
+
+    let status = resp.status();
+    let scrub = conn.agent.scrubber.clone();
+    for v in resp.headers_mut().values_mut() {
+        if let Some(clean) = scrub.scrub_once(v.as_bytes())
+            && let Ok(nv) = HeaderValue::from_bytes(&clean)
+        {
+            Metrics::inc(&state.metrics.scrubbed_responses);
+            *v = nv;
+        }
+    }
+    let upgrading = status == StatusCode::SWITCHING_PROTOCOLS && websocket;
+    strip_hop_by_hop(resp.headers_mut(), upgrading);
+    resp.headers_mut()
+        .insert(DECISION_HEADER, HeaderValue::from_static("allow"));
+
+    let mut ev = rec.event("request", &decision, rules, injected);
+    ev.status = Some(status.as_u16());
+    ev.bytes_in = bytes_in;
+    if upgrading {
+        let up_upgrade = hyper::upgrade::on(&mut resp);
+        if let Some(agent_upgrade) = agent_upgrade {
+            tokio::spawn(crate::websocket::relay(agent_upgrade, up_upgrade));
+        }
+        let _ = state.audit.append(ev);
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, empty());
+    }
+    // Content-Length no longer holds once a secret may be swapped for a placeholder.
+    let scrubbing = !scrub.is_passthrough();
+    if scrubbing {
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    let audit = state.audit.clone();
+    let on_done = Box::new(move |bytes: u64, completed: bool| {
+        ev.bytes_out = bytes;
+        ev.latency_us = started.elapsed().as_micros() as u64;
+        if !completed {
+            ev.detail = Some(serde_json::json!({ "response": "incomplete" }));
+        }
+        let _ = audit.append(ev);
+    });
+    let (rparts, rbody) = resp.into_parts();
+    let body = ResponseBody::new(
+        boxed(rbody.map_err(|e| Box::new(e) as crate::upstream::BoxError)),
+        scrubbing.then_some(scrub),
+        on_done,
+    );
+    Response::from_parts(rparts, boxed(body))
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+use http_body_util::BodyExt;

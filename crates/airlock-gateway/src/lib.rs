@@ -1,0 +1,47 @@
+//! airlock's proxy. It gathers facts, asks the core, and carries out the answer; it
+//! decides nothing itself.
+#![forbid(unsafe_code)]
+
+mod answer;
+mod body;
+pub mod credentials;
+mod handle;
+mod intercept;
+pub mod metrics;
+mod proxy;
+mod rewind;
+pub mod state;
+pub mod upstream;
+mod websocket;
+
+pub use handle::now_ms;
+pub use proxy::serve;
+pub use state::{Agent, GatewayState, Identities, Limits, token_hash};
+
+use airlock_core::audit::AuditEvent;
+
+/// Audits something refused before it became a request (a tunnel carrying neither TLS
+/// nor HTTP, a ClientHello that does not parse).
+pub(crate) fn audit_denial(state: &GatewayState, agent: &str, kind: &str, host: &str, reason: &str) {
+    tracing::info!(agent, host, reason, "tunnel refused");
+    let ev = AuditEvent {
+        ts_ms: now_ms(),
+        kind: kind.into(),
+        agent: Some(agent.into()),
+        method: Some("CONNECT".into()),
+        host: Some(host.into()),
+        path: None,
+        rules: vec![],
+        decision: "deny".into(),
+        reason: reason.into(),
+        secrets: vec![],
+        status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        latency_us: 0,
+        detail: None,
+    };
+    if state.audit.append(ev).is_err() {
+        metrics::Metrics::inc(&state.metrics.audit_unavailable);
+    }
+}

@@ -1,0 +1,178 @@
+//! The agent-facing listener: proxy authentication, absolute-form HTTP, and CONNECT
+//! tunnels whose first bytes decide what happens — TLS is intercepted, HTTP is served,
+//! anything else is refused (invariant 9).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+use crate::answer::{answer, empty, proxy_auth_required};
+use crate::handle::{Conn, handle};
+use crate::metrics::Metrics;
+use crate::rewind::Rewind;
+use crate::state::{Agent, GatewayState, token_hash};
+use crate::upstream::UpBody;
+use crate::{audit_denial, intercept};
+
+/// How long a new tunnel may stay silent before its protocol is known.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves agents on an already-bound listener until the task is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy_request(state, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(256 * 1024)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "agent connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Checks `Proxy-Authorization: Basic name:token` against the issued tokens.
+fn authenticate(state: &GatewayState, req: &Request<Incoming>) -> Result<Arc<Agent>, &'static str> {
+    let raw = req
+        .headers()
+        .get(http::header::PROXY_AUTHORIZATION)
+        .ok_or("proxy credentials required")?;
+    let text = raw.to_str().map_err(|_| "malformed proxy credentials")?;
+    let (scheme, b64) = text.trim().split_once(' ').ok_or("malformed proxy credentials")?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err("proxy credentials must use Basic");
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "malformed proxy credentials")?;
+    let decoded = String::from_utf8(decoded).map_err(|_| "malformed proxy credentials")?;
+    let (name, token) = decoded.split_once(':').ok_or("malformed proxy credentials")?;
+    let ids = state.identities();
+    match ids.by_token.get(&token_hash(token)) {
+        Some((n, agent)) if n == name => Ok(agent.clone()),
+        _ => Err("unknown agent or wrong token"),
+    }
+}
+
+async fn proxy_request(state: Arc<GatewayState>, req: Request<Incoming>) -> Response<UpBody> {
+    let agent = match authenticate(&state, &req) {
+        Ok(a) => a,
+        Err(why) => {
+            Metrics::inc(&state.metrics.auth_failures);
+            return proxy_auth_required(why);
+        }
+    };
+    if req.method() == Method::CONNECT {
+        return connect(state, agent, req);
+    }
+    // Absolute-form plain HTTP: `GET http://host/path HTTP/1.1`.
+    if req.uri().scheme_str() == Some("http") && req.uri().host().is_some() {
+        let conn = Arc::new(Conn::plain(state, agent));
+        return handle(conn, req).await;
+    }
+    answer(
+        StatusCode::BAD_REQUEST,
+        "deny",
+        None,
+        "airlock is a proxy: send absolute-form http:// requests or CONNECT for https",
+    )
+}
+
+fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, req: Request<Incoming>) -> Response<UpBody> {
+    let Some(auth) = req.uri().authority().cloned() else {
+        return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
+    };
+    let Some(port) = auth.port_u16() else {
+        return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
+    };
+    let host = crate::handle::canonical_host(auth.host());
+    if host.is_empty() {
+        return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
+    }
+    Metrics::inc(&state.metrics.tunnels);
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => tunnel(state, agent, host, port, TokioIo::new(upgraded)).await,
+            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::OK;
+    r
+}
+
+async fn tunnel(
+    state: Arc<GatewayState>,
+    agent: Arc<Agent>,
+    host: String,
+    port: u16,
+    mut io: TokioIo<hyper::upgrade::Upgraded>,
+) {
+    let mut first = vec![0u8; 8];
+    let n = match tokio::time::timeout(SNIFF_TIMEOUT, io.read(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return,
+    };
+    first.truncate(n);
+    let stream = Rewind::new(Bytes::from(first.clone()), io);
+    if first[0] == 0x16 {
+        intercept::serve_tls(state, agent, host, port, stream).await;
+    } else if first.iter().take_while(|b| **b != b' ').all(|b| b.is_ascii_uppercase()) && first[0].is_ascii_uppercase()
+    {
+        // Plain HTTP inside the tunnel: served like absolute-form requests to this authority.
+        let conn = Arc::new(Conn::tunneled(
+            state,
+            agent,
+            crate::handle::TunnelTarget::plain(host, port),
+        ));
+        serve_http(conn, stream).await;
+    } else {
+        Metrics::inc(&state.metrics.tunnels_refused);
+        audit_denial(
+            &state,
+            &agent.name,
+            "tunnel",
+            &host,
+            "refused: the tunnel carries neither TLS nor HTTP",
+        );
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (by preface or ALPN) on an established tunnel stream.
+pub(crate) async fn serve_http<S>(conn: Arc<Conn>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let conn = conn.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(conn, req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+        tracing::debug!(error = %e, "tunnel connection ended with an error");
+    }
+}

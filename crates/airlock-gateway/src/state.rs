@@ -1,0 +1,140 @@
+//! Everything a request needs, built once by the binary (or a test) and shared.
+//! Identities and secret values are snapshots swapped atomically on refresh, so the
+//! request path never waits on the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use airlock_core::inject::SecretIndex;
+use airlock_core::policy::{Policy, RateLimiter};
+use airlock_store::AuditHandle;
+use airlock_tls::LeafCache;
+use airlock_vault::{Scrubber, SecretBytes};
+use sha2::{Digest, Sha256};
+
+use crate::metrics::Metrics;
+use crate::upstream::UpstreamClient;
+
+/// An authenticated agent and what its placeholders may unlock.
+#[derive(Debug)]
+pub struct Agent {
+    pub name: String,
+    pub secrets: Vec<String>,
+    /// Replaces the real values of this agent's secrets in responses with placeholders.
+    pub scrubber: Scrubber,
+}
+
+/// SHA-256 of an agent token: what the store keeps, and the lookup key here.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Snapshot of agents and unsealed secret values.
+#[derive(Debug, Default)]
+pub struct Identities {
+    /// token hash → agent, for agents that have a token.
+    pub by_token: HashMap<[u8; 32], (String, Arc<Agent>)>,
+    /// secret name → real value.
+    pub values: HashMap<String, SecretBytes>,
+}
+
+impl Identities {
+    /// Builds the snapshot from declared agents (`name`, granted secrets), issued tokens
+    /// (`name`, token hash) and unsealed values.
+    pub fn build(
+        declared: &[(String, Vec<String>)],
+        tokens: &[(String, [u8; 32])],
+        secrets: &SecretIndex,
+        values: HashMap<String, SecretBytes>,
+    ) -> Self {
+        let mut by_token = HashMap::new();
+        for (name, hash) in tokens {
+            let Some((_, granted)) = declared.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let pairs = granted
+                .iter()
+                .filter_map(|s| Some((values.get(s)?.clone(), secrets.get(s)?.placeholder.as_bytes().to_vec())))
+                .collect();
+            let agent = Agent {
+                name: name.clone(),
+                secrets: granted.clone(),
+                scrubber: Scrubber::new(pairs),
+            };
+            by_token.insert(*hash, (name.clone(), Arc::new(agent)));
+        }
+        Identities { by_token, values }
+    }
+}
+
+/// Size limits on what the gateway reads before deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bodies up to this size are read before dialing, so placeholders in them are seen.
+    pub prefetch: usize,
+    /// A body a rule must inspect is read up to this size; beyond it, the fail-closed reading applies.
+    pub inspect: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            prefetch: 64 * 1024,
+            inspect: 1024 * 1024,
+        }
+    }
+}
+
+pub struct GatewayState {
+    pub policy: Policy,
+    pub secrets: SecretIndex,
+    pub identities: RwLock<Arc<Identities>>,
+    pub leaves: Arc<LeafCache>,
+    pub server_configs: Mutex<lru::LruCache<String, (std::time::Instant, Arc<rustls::ServerConfig>)>>,
+    pub client: UpstreamClient,
+    pub audit: AuditHandle,
+    pub limiter: Mutex<RateLimiter>,
+    pub metrics: Metrics,
+    pub limits: Limits,
+}
+
+impl GatewayState {
+    pub fn new(
+        policy: Policy,
+        secrets: SecretIndex,
+        identities: Identities,
+        leaves: Arc<LeafCache>,
+        client: UpstreamClient,
+        audit: AuditHandle,
+    ) -> Self {
+        GatewayState {
+            policy,
+            secrets,
+            identities: RwLock::new(Arc::new(identities)),
+            leaves,
+            server_configs: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+            client,
+            audit,
+            limiter: Mutex::new(RateLimiter::default()),
+            metrics: Metrics::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn identities(&self) -> Arc<Identities> {
+        match self.identities.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn set_identities(&self, ids: Identities) {
+        let ids = Arc::new(ids);
+        match self.identities.write() {
+            Ok(mut g) => *g = ids,
+            Err(p) => *p.into_inner() = ids,
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! SQL text → one [`SqlClass`] per statement.
+//!
+//! The server's dialect is unknown, so the text is read by three dialects (generic, PostgreSQL,
+//! MySQL). When the ones that parse disagree — e.g. `'a\'; DROP TABLE t; -- '` is one SELECT to
+//! MySQL and a SELECT plus a DROP to PostgreSQL — the text is reported as unparsed with every
+//! interpretation's classes, because the server decides which one runs.
+
+use airlock_core::facts::SqlClass;
+use sqlparser::ast::{CopySource, CopyTarget, Expr, Query, SetExpr, Statement, UtilityOption, Value};
+use sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect};
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
+
+/// Nesting depth the parser may recurse to (sqlparser's own default, kept explicit).
+const RECURSION_LIMIT: usize = 50;
+
+/// Most "chain-building" tokens one statement may hold.
+///
+/// sqlparser builds `a + b + c …` and `x UNION y UNION z …` as left-deep trees without recursing,
+/// but dropping such a tree recurses once per link: 50,000 links overflow a 2 MiB thread stack.
+/// Every link needs at least one operator or keyword token, so bounding those bounds the depth.
+/// Bulk INSERTs (names, literals, placeholders, commas) are not affected.
+const MAX_CHAIN_TOKENS: usize = 10_000;
+
+/// The classes of one SQL text: `Ok` when every dialect that parsed it agrees, else `Err` with the
+/// classes to report alongside `sql_unparsed`.
+pub(crate) fn classify_text(sql: &str) -> Result<Vec<SqlClass>, Vec<SqlClass>> {
+    let dialects: [&dyn Dialect; 3] = [&GenericDialect {}, &PostgreSqlDialect {}, &MySqlDialect {}];
+    let mut readings: Vec<Vec<SqlClass>> = Vec::new();
+    for dialect in dialects {
+        match read(dialect, sql) {
+            Reading::Classes(classes) => {
+                if !readings.contains(&classes) {
+                    readings.push(classes);
+                }
+            }
+            // Text this dialect runs but cannot show us (MySQL `/*! … */`): the server may run anything.
+            Reading::Hidden | Reading::TooDeep => return Err(union_with_other(&readings)),
+            Reading::Failed => {}
+        }
+    }
+    match readings.len() {
+        0 => Err(vec![SqlClass::Other]),
+        1 => Ok(readings.swap_remove(0)),
+        _ => Err(union_with_other(&readings)),
+    }
+}
+
+/// Every class seen in any reading, then `Other`, each once.
+fn union_with_other(readings: &[Vec<SqlClass>]) -> Vec<SqlClass> {
+    let mut out: Vec<SqlClass> = Vec::new();
+    for c in readings.iter().flatten().copied().chain([SqlClass::Other]) {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+enum Reading {
+    Classes(Vec<SqlClass>),
+    /// Tokenizing or parsing failed.
+    Failed,
+    /// An executable comment hides statements from the parser.
+    Hidden,
+    /// A statement too long a chain to parse safely.
+    TooDeep,
+}
+
+fn read(dialect: &dyn Dialect, sql: &str) -> Reading {
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize_with_location() else {
+        return Reading::Failed;
+    };
+    if let Some(bad) = screen(&tokens) {
+        return bad;
+    }
+    let mut parser = Parser::new(dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens);
+    let Ok(statements) = parser.parse_statements() else {
+        return Reading::Failed;
+    };
+    // parse_statements stops early at a bare `END`; trailing text it skipped must not go unseen.
+    if parser.peek_token().token != Token::EOF || statements.is_empty() {
+        return Reading::Failed;
+    }
+    Reading::Classes(statements.iter().map(classify).collect())
+}
+
+/// Rejects token streams the parser would mishandle: MySQL/MariaDB executable comments
+/// (`/*! DROP TABLE t */` runs on MySQL) and over-long expression chains.
+fn screen(tokens: &[TokenWithSpan]) -> Option<Reading> {
+    let mut chain = 0usize;
+    for t in tokens {
+        match &t.token {
+            Token::Whitespace(Whitespace::MultiLineComment(c)) if c.starts_with('!') || c.starts_with("M!") => {
+                return Some(Reading::Hidden);
+            }
+            Token::SemiColon => chain = 0,
+            tok if is_leaf(tok) => {}
+            _ => {
+                chain += 1;
+                if chain > MAX_CHAIN_TOKENS {
+                    return Some(Reading::TooDeep);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Tokens that can never link two expressions together.
+fn is_leaf(t: &Token) -> bool {
+    match t {
+        Token::Whitespace(_)
+        | Token::Comma
+        | Token::LParen
+        | Token::RParen
+        | Token::EOF
+        | Token::Number(..)
+        | Token::Placeholder(_)
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_) => true,
+        // Names never link expressions (operators and keywords do); a few keywords are values.
+        Token::Word(w) => {
+            w.keyword == Keyword::NoKeyword
+                || (w.quote_style.is_none()
+                    && matches!(
+                        w.keyword,
+                        Keyword::NULL | Keyword::TRUE | Keyword::FALSE | Keyword::DEFAULT
+                    ))
+        }
+        _ => false,
+    }
+}
+
+/// The class of one parsed statement.
+pub(crate) fn classify(statement: &Statement) -> SqlClass {
+    let mut s = statement;
+    // EXPLAIN only reads, unless ANALYZE runs the statement it explains.
+    loop {
+        match s {
+            Statement::Explain {
+                analyze,
+                statement,
+                options,
+                ..
+            } if *analyze || has_analyze(options.as_deref()) => s = statement,
+            _ => break,
+        }
+    }
+    use Statement as S;
+    match s {
+        S::Query(q) => query_class(q),
+        S::Explain { .. } | S::ExplainTable { .. } => SqlClass::Read,
+        S::ShowFunctions { .. }
+        | S::ShowVariable { .. }
+        | S::ShowStatus { .. }
+        | S::ShowVariables { .. }
+        | S::ShowCreate { .. }
+        | S::ShowColumns { .. }
+        | S::ShowDatabases { .. }
+        | S::ShowSchemas { .. }
+        | S::ShowCharset(_)
+        | S::ShowObjects(_)
+        | S::ShowTables { .. }
+        | S::ShowViews { .. }
+        | S::ShowCollation { .. } => SqlClass::Read,
+        S::Copy {
+            source,
+            to: true,
+            target,
+            ..
+        } => match (source, target) {
+            (CopySource::Query(q), CopyTarget::Stdout) => query_class(q),
+            (CopySource::Table { .. }, CopyTarget::Stdout) => SqlClass::Read,
+            // COPY … TO a server file or program writes outside the database.
+            _ => SqlClass::Write,
+        },
+        S::Insert(_)
+        | S::Update { .. }
+        | S::Delete(_)
+        | S::Merge { .. }
+        | S::Copy { .. }
+        | S::CopyIntoSnowflake { .. }
+        | S::LoadData { .. }
+        | S::Directory { .. }
+        | S::Unload { .. }
+        | S::ExportData(_) => SqlClass::Write,
+        S::CreateView { .. }
+        | S::CreateTable(_)
+        | S::CreateVirtualTable { .. }
+        | S::CreateIndex(_)
+        | S::CreateRole { .. }
+        | S::CreateSecret { .. }
+        | S::CreateServer(_)
+        | S::CreatePolicy { .. }
+        | S::CreateConnector(_)
+        | S::CreateExtension { .. }
+        | S::CreateSchema { .. }
+        | S::CreateDatabase { .. }
+        | S::CreateFunction(_)
+        | S::CreateTrigger(_)
+        | S::CreateProcedure { .. }
+        | S::CreateMacro { .. }
+        | S::CreateStage { .. }
+        | S::CreateSequence { .. }
+        | S::CreateDomain(_)
+        | S::CreateType { .. }
+        | S::CreateUser(_)
+        | S::AlterTable { .. }
+        | S::AlterSchema(_)
+        | S::AlterIndex { .. }
+        | S::AlterView { .. }
+        | S::AlterType(_)
+        | S::AlterRole { .. }
+        | S::AlterPolicy { .. }
+        | S::AlterConnector { .. }
+        | S::Drop { .. }
+        | S::DropFunction { .. }
+        | S::DropDomain(_)
+        | S::DropProcedure { .. }
+        | S::DropSecret { .. }
+        | S::DropPolicy { .. }
+        | S::DropConnector { .. }
+        | S::DropExtension { .. }
+        | S::DropTrigger(_)
+        | S::Truncate { .. }
+        | S::RenameTable(_)
+        | S::Grant { .. }
+        | S::Deny(_)
+        | S::Revoke { .. }
+        | S::Comment { .. } => SqlClass::Ddl,
+        _ => SqlClass::Other,
+    }
+}
+
+/// `EXPLAIN (ANALYZE)` / `EXPLAIN (ANALYZE true)`; `ANALYZE false|off|0` does not run anything.
+fn has_analyze(options: Option<&[UtilityOption]>) -> bool {
+    options.unwrap_or_default().iter().any(|o| {
+        o.name.value.eq_ignore_ascii_case("analyze")
+            && !matches!(&o.arg, Some(Expr::Value(v)) if is_false(&v.value))
+            && !matches!(&o.arg, Some(Expr::Identifier(i)) if i.value.eq_ignore_ascii_case("off"))
+    })
+}
+
+fn is_false(v: &Value) -> bool {
+    match v {
+        Value::Boolean(b) => !b,
+        Value::Number(n, _) => n == "0",
+        Value::SingleQuotedString(s) => s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("false") || s == "0",
+        _ => false,
+    }
+}
+
+/// A query reads, unless a data-modifying CTE, a DML body or `SELECT … INTO` hides a write in it.
+/// Walked with an explicit stack: `UNION` chains are left-deep and may be thousands long.
+fn query_class(q: &Query) -> SqlClass {
+    enum Node<'a> {
+        Query(&'a Query),
+        Set(&'a SetExpr),
+    }
+    let mut stack = vec![Node::Query(q)];
+    while let Some(node) = stack.pop() {
+        match node {
+            Node::Query(q) => {
+                if let Some(with) = &q.with {
+                    stack.extend(with.cte_tables.iter().map(|cte| Node::Query(&cte.query)));
+                }
+                stack.push(Node::Set(&q.body));
+            }
+            Node::Set(set) => match set {
+                SetExpr::Select(select) if select.into.is_some() => return SqlClass::Write,
+                SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => {}
+                SetExpr::Query(q) => stack.push(Node::Query(q)),
+                SetExpr::SetOperation { left, right, .. } => {
+                    stack.push(Node::Set(left));
+                    stack.push(Node::Set(right));
+                }
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                    return SqlClass::Write;
+                }
+            },
+        }
+    }
+    SqlClass::Read
+}

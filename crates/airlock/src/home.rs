@@ -1,0 +1,216 @@
+//! The operator's installation: the config file and its data directory (CA, master key,
+//! database, control token), created by `airlock init` and opened by every command.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use airlock_config::Config;
+use airlock_store::{SecretRow, Store};
+use airlock_vault::{AuditSigner, MasterKey, SealedSecret, SecretBytes, Vault, VaultError};
+use anyhow::{Context, bail};
+
+/// The vault entry holding the audit log's Ed25519 signing key (hidden from `secret list`).
+pub const AUDIT_KEY: &str = "__airlock_audit_signing_key";
+/// The environment variable that may carry the master key instead of a file.
+pub const MASTER_KEY_ENV: &str = "AIRLOCK_MASTER_KEY";
+
+pub struct Home {
+    pub config: Config,
+}
+
+/// An opened installation: store, vault and audit signer ready.
+pub struct Opened {
+    pub store: Store,
+    pub vault: Vault,
+    pub signer: AuditSigner,
+}
+
+impl Home {
+    pub fn load(config: &Path) -> anyhow::Result<Home> {
+        let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Home { config })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.gateway.data_dir
+    }
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.data_dir().join("ca.pem")
+    }
+    pub fn ca_key_path(&self) -> PathBuf {
+        self.data_dir().join("ca-key.pem")
+    }
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data_dir().join("master.key")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir().join("airlock.db")
+    }
+    pub fn control_token_path(&self) -> PathBuf {
+        self.data_dir().join("control.token")
+    }
+
+    pub fn master_key(&self) -> anyhow::Result<MasterKey> {
+        if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
+            return MasterKey::parse(&text).with_context(|| format!("{MASTER_KEY_ENV} is not a valid master key"));
+        }
+        let p = self.master_key_path();
+        MasterKey::load_file(&p).with_context(|| format!("cannot load the master key from {}", p.display()))
+    }
+
+    /// Opens the store and vault; refuses (touching nothing) when the master key is not
+    /// the one the vault was sealed with.
+    pub async fn open(&self) -> anyhow::Result<Opened> {
+        let db = self.db_path();
+        if !db.exists() {
+            bail!("no database at {} (run \"airlock init\" first)", db.display());
+        }
+        let store = Store::open(&db.to_string_lossy())
+            .await
+            .with_context(|| format!("cannot open {}", db.display()))?;
+        let vault = Vault::new(self.master_key()?);
+        let row = store
+            .get_secret(AUDIT_KEY)
+            .await?
+            .context("the vault has no audit signing key: the database was not created by \"airlock init\"")?;
+        let seed = match vault.open(&sealed(&row)) {
+            Ok(s) => s,
+            Err(VaultError::KeyMismatch { sealed_with, have, .. }) => bail!(
+                "wrong master key: the vault was sealed with key {sealed_with}, but the key given has id {have}; \
+                 nothing was changed (check {MASTER_KEY_ENV} or {})",
+                self.master_key_path().display()
+            ),
+            Err(e) => bail!("cannot open the audit signing key: {e}"),
+        };
+        let signer = AuditSigner::from_seed(&seed)?;
+        Ok(Opened { store, vault, signer })
+    }
+}
+
+pub fn sealed(r: &SecretRow) -> SealedSecret {
+    SealedSecret {
+        name: r.name.clone(),
+        version: u32::try_from(r.version).unwrap_or(u32::MAX),
+        key_id: r.key_id.clone(),
+        nonce: r.nonce.clone(),
+        ciphertext: r.ciphertext.clone(),
+    }
+}
+
+pub fn row(s: &SealedSecret, now_ms: i64) -> SecretRow {
+    SecretRow {
+        name: s.name.clone(),
+        version: i64::from(s.version),
+        key_id: s.key_id.clone(),
+        nonce: s.nonce.clone(),
+        ciphertext: s.ciphertext.clone(),
+        updated_ms: now_ms,
+    }
+}
+
+pub fn now_ms() -> i64 {
+    airlock_gateway::now_ms() as i64
+}
+
+/// Writes a new file readable by the owner only.
+pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
+}
+
+/// `airlock init`: example config, CA, master key, database, audit key, control token.
+pub async fn init(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cfg_path = dir.join("airlock.toml");
+    if cfg_path.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite an existing setup",
+            cfg_path.display()
+        );
+    }
+    let config = Config::parse(airlock_config::EXAMPLE, &cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let data = config.gateway.data_dir.clone();
+    if data.exists() && std::fs::read_dir(&data)?.next().is_some() {
+        bail!(
+            "{} already exists and is not empty; refusing to overwrite an existing setup",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
+    }
+    std::fs::write(&cfg_path, airlock_config::EXAMPLE)?;
+    let home = Home { config };
+    let key = match std::env::var(MASTER_KEY_ENV) {
+        Ok(text) => MasterKey::parse(&text).with_context(|| format!("{MASTER_KEY_ENV} is not a valid master key"))?,
+        Err(_) => {
+            let k = MasterKey::generate();
+            k.write_new_file(home.master_key_path())?;
+            k
+        }
+    };
+    create_data(&home, key).await?;
+    println!("created {}", cfg_path.display());
+    println!(
+        "created {} (CA certificate, master key, database, control token)",
+        data.display()
+    );
+    println!("next: airlock --config {} policy check", cfg_path.display());
+    Ok(())
+}
+
+/// Fills a new data directory: CA, database, sealed audit signing key, control token.
+pub async fn create_data(home: &Home, key: MasterKey) -> anyhow::Result<()> {
+    let (_ca, files) = airlock_tls::CertificateAuthority::generate("airlock local CA")?;
+    std::fs::write(home.ca_cert_path(), &files.cert_pem)?;
+    write_private(&home.ca_key_path(), files.key_pem.as_bytes())?;
+    let vault = Vault::new(key);
+    let store = Store::create_sqlite(&home.db_path()).await?;
+    let (_signer, seed) = AuditSigner::generate();
+    store
+        .put_secret(&row(&vault.seal(AUDIT_KEY, 1, &seed), now_ms()))
+        .await?;
+    let token = random_token();
+    write_private(&home.control_token_path(), token.as_bytes())?;
+    store
+        .set_meta("control_token_sha256", &airlock_gateway::token_hash(&token))
+        .await?;
+    store.close().await;
+    Ok(())
+}
+
+/// 32 random bytes as URL-safe base64: agent and control tokens.
+pub fn random_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Unseals every declared secret that has a value.
+pub async fn unseal_all(
+    store: &Store,
+    vault: &Vault,
+    config: &Config,
+) -> anyhow::Result<std::collections::HashMap<String, SecretBytes>> {
+    let mut out = std::collections::HashMap::new();
+    for d in &config.secrets.decls {
+        if let Some(r) = store.get_secret(&d.name).await? {
+            let v = vault
+                .open(&sealed(&r))
+                .with_context(|| format!("cannot unseal secret {}", d.name))?;
+            out.insert(d.name.clone(), v);
+        }
+    }
+    Ok(out)
+}

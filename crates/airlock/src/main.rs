@@ -1,0 +1,193 @@
+//! The `airlock` command: configuration, wiring and the operator's tools.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod bench;
+mod bench_local;
+mod client;
+mod demo;
+mod home;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "The security gateway AI agents cannot talk their way past."
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "AIRLOCK_CONFIG", default_value = "airlock.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write an example airlock.toml and create the data directory (CA, master key, database).
+    Init {
+        /// Where to create airlock.toml and its data directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run the gateway (agents' proxy) and the control plane.
+    Serve,
+    /// Manage agents and their gateway tokens.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Manage sealed secrets.
+    #[command(subcommand)]
+    Secret(SecretCmd),
+    /// Vault maintenance.
+    #[command(subcommand)]
+    Vault(VaultCmd),
+    /// The local certificate authority agents must trust.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Validate and explain the policy.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Inspect and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// A one-minute tour: gateway, a local HTTPS mail API, and a scripted agent.
+    Demo,
+    /// Load-test a proxy (or the direct path) with keep-alive or per-request HTTPS tunnels.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Issue a token for a declared agent; prints its proxy URL last.
+    Add {
+        name: String,
+    },
+    List,
+    Rm {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Read the value from stdin and seal it (never pass secrets as arguments).
+    Set {
+        name: String,
+    },
+    List,
+    Rm {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaultCmd {
+    /// Generate a new master key and re-seal every secret with it.
+    RotateKey {
+        /// With AIRLOCK_MASTER_KEY set, where to write the new key (mode 0600).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// Print the CA certificate's path.
+    Path,
+    /// Print the CA certificate (PEM).
+    Export,
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate the configuration.
+    Check,
+    /// Show the decision for a request, the rules that matched, and why.
+    Explain {
+        method: String,
+        url: String,
+        #[arg(long, default_value = "")]
+        agent: String,
+        /// A request header, "Name: value"; repeatable.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A file holding the request body.
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Exit 0 if the hash chain and its signed checkpoints are intact.
+    Verify,
+    /// Print the last records.
+    Tail {
+        #[arg(short = 'n', default_value_t = 20)]
+        n: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| "airlock=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    let cfg = cli.config;
+    match cli.cmd {
+        Cmd::Init { dir } => home::init(&dir).await?,
+        Cmd::Serve => serve::serve(&cfg).await?,
+        Cmd::Agent(AgentCmd::Add { name }) => admin::agent_add(&cfg, &name).await?,
+        Cmd::Agent(AgentCmd::List) => admin::agent_list(&cfg).await?,
+        Cmd::Agent(AgentCmd::Rm { name }) => admin::agent_rm(&cfg, &name).await?,
+        Cmd::Secret(SecretCmd::Set { name }) => admin::secret_set(&cfg, &name).await?,
+        Cmd::Secret(SecretCmd::List) => admin::secret_list(&cfg).await?,
+        Cmd::Secret(SecretCmd::Rm { name }) => admin::secret_rm(&cfg, &name).await?,
+        Cmd::Vault(VaultCmd::RotateKey { out }) => admin::rotate_key(&cfg, out.as_deref()).await?,
+        Cmd::Ca(CaCmd::Path) => println!("{}", home::Home::load(&cfg)?.ca_cert_path().display()),
+        Cmd::Ca(CaCmd::Export) => print!("{}", std::fs::read_to_string(home::Home::load(&cfg)?.ca_cert_path())?),
+        Cmd::Policy(PolicyCmd::Check) => admin::policy_check(&cfg)?,
+        Cmd::Policy(PolicyCmd::Explain {
+            method,
+            url,
+            agent,
+            headers,
+            body,
+        }) => {
+            return admin::policy_explain(&cfg, &method, &url, &agent, &headers, body.as_deref());
+        }
+        Cmd::Audit(AuditCmd::Verify) => return admin::audit_verify(&cfg).await,
+        Cmd::Audit(AuditCmd::Tail { n, json }) => admin::audit_tail(&cfg, n, json).await?,
+        Cmd::Demo => demo::run().await?,
+        Cmd::Bench(args) => bench::run(args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,174 @@
+//! `airlock serve`: wires config, vault, store, audit writer, gateway and control plane.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_config::Config;
+use airlock_gateway::{GatewayState, Identities};
+use airlock_store::Store;
+use airlock_store::{AuditHandle, AuditWriter, Signer};
+use airlock_vault::Vault;
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::home::{Home, Opened, unseal_all};
+
+/// How often agents and secret values are re-read from the store, so `agent add` and
+/// `secret set` take effect on a running gateway without a store round trip per request.
+const REFRESH: Duration = Duration::from_secs(2);
+
+pub struct Running {
+    pub audit: AuditHandle,
+    pub proxy_addr: SocketAddr,
+    pub control_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+    writer: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving, then commits every audit record and a final signed checkpoint.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.audit.shutdown().await.context("could not flush the audit log")?;
+        let _ = self.writer.await;
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what} (is another airlock running?)"))
+}
+
+pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
+    let home = Home::load(cfg)?;
+    let opened = home.open().await?;
+    let proxy = bind(home.config.gateway.listen, "agents' proxy").await?;
+    let control = bind(home.config.gateway.control, "control plane").await?;
+    let running = start(&home, opened, proxy, control).await?;
+    eprintln!(
+        "airlock: proxy on {}, control plane on {}",
+        running.proxy_addr, running.control_addr
+    );
+    shutdown_signal().await;
+    eprintln!("airlock: shutting down");
+    running.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn identities(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Result<(Identities, String)> {
+    let declared: Vec<(String, Vec<String>)> = cfg.agents.iter().map(|a| (a.name.clone(), a.secrets.clone())).collect();
+    let rows = store.list_agents().await?;
+    let tokens: Vec<(String, [u8; 32])> = rows
+        .iter()
+        .filter_map(|r| Some((r.name.clone(), <[u8; 32]>::try_from(r.token_hash.as_slice()).ok()?)))
+        .collect();
+    let secret_rows = store.list_secrets().await?;
+    // What changes when an agent or secret does: compared to skip needless rebuilds.
+    let fingerprint = format!(
+        "{:?}|{:?}",
+        rows.iter().map(|r| (&r.name, &r.token_hash)).collect::<Vec<_>>(),
+        secret_rows
+            .iter()
+            .map(|r| (&r.name, r.version, &r.key_id))
+            .collect::<Vec<_>>()
+    );
+    let values = unseal_all(store, vault, cfg).await?;
+    Ok((Identities::build(&declared, &tokens, &cfg.secrets, values), fingerprint))
+}
+
+/// Starts everything on already-bound listeners (tests and the demo use port 0).
+pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: TcpListener) -> anyhow::Result<Running> {
+    let cfg = &home.config;
+    let ca_cert = std::fs::read_to_string(home.ca_cert_path())
+        .with_context(|| format!("cannot read {}", home.ca_cert_path().display()))?;
+    let ca_key = std::fs::read_to_string(home.ca_key_path())
+        .with_context(|| format!("cannot read {}", home.ca_key_path().display()))?;
+    let ca = airlock_tls::CertificateAuthority::load(&ca_cert, &ca_key).context("cannot load the local CA")?;
+    let leaves = Arc::new(airlock_tls::LeafCache::new(Arc::new(ca), 1024));
+
+    let mut extra = Vec::new();
+    for p in &cfg.gateway.upstream_ca {
+        let pem = std::fs::read(p).with_context(|| format!("gateway.upstream_ca: cannot read {}", p.display()))?;
+        extra.extend(
+            airlock_tls::load_pem_certs(&pem).with_context(|| format!("gateway.upstream_ca: {}", p.display()))?,
+        );
+    }
+    let tls = airlock_gateway::upstream::client_tls_config(&extra).context("upstream TLS configuration")?;
+    let client = airlock_gateway::upstream::build_client(tls, cfg.gateway.allow_private.clone());
+
+    let Opened { store, vault, signer } = opened;
+    let signer = Arc::new(signer);
+    let sign: Signer = {
+        let s = signer.clone();
+        Arc::new(move |msg: &[u8]| (s.sign(msg).to_vec(), s.public_key().to_vec()))
+    };
+    let (audit, writer) = AuditWriter::start(store.clone(), sign, 1000).await?;
+    let (ids, mut fingerprint) = identities(cfg, &store, &vault).await?;
+    let state = Arc::new(GatewayState::new(
+        cfg.policy.clone(),
+        cfg.secrets.clone(),
+        ids,
+        leaves,
+        client,
+        audit.clone(),
+    ));
+
+    let proxy_addr = proxy.local_addr()?;
+    let control_addr = control.local_addr()?;
+    let mut tasks = vec![tokio::spawn(airlock_gateway::serve(proxy, state.clone()))];
+    let token_hash = store.get_meta("control_token_sha256").await?.unwrap_or_default();
+    let control_state = airlock_web::ControlState {
+        gateway: state.clone(),
+        store: store.clone(),
+        token_hash,
+    };
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = airlock_web::serve(control, control_state).await {
+            tracing::error!(error = %e, "control plane stopped");
+        }
+    }));
+    let refresh_state = state.clone();
+    let cfg = cfg.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(REFRESH).await;
+            match identities(&cfg, &store, &vault).await {
+                Ok((ids, fp)) if fp != fingerprint => {
+                    fingerprint = fp;
+                    refresh_state.set_identities(ids);
+                    tracing::info!("agents and secrets reloaded");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not reload agents and secrets; keeping the previous ones"),
+            }
+        }
+    }));
+    Ok(Running {
+        audit,
+        proxy_addr,
+        control_addr,
+        tasks,
+        writer,
+    })
+}

@@ -1,0 +1,434 @@
+//! Test harness: real processes, real sockets, real TLS. A local HTTPS (or plain) upstream
+//! that records what it receives, and an `airlock serve` child configured per test.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    pub port: u16,
+    /// PEM of the CA that signed the upstream's certificate (None for plain HTTP).
+    pub ca_pem: Option<String>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+    pub fn last(&self) -> Seen {
+        self.requests()
+            .last()
+            .cloned()
+            .expect("the upstream received no request")
+    }
+    pub fn contacted(&self) -> bool {
+        self.connections.load(Ordering::SeqCst) > 0
+    }
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+async fn respond(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Response<TestBody> {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let path = req.uri().path().to_string();
+    let upgrade = if path == "/ws" {
+        Some(hyper::upgrade::on(&mut req))
+    } else {
+        None
+    };
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        target: parts.uri.path_and_query().map_or("/".into(), |p| p.to_string()),
+        version: format!("{:?}", parts.version),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.clone(),
+    });
+    let full = |b: Vec<u8>| Full::new(Bytes::from(b)).boxed();
+    match path.as_str() {
+        // Echoes the credential in a header and in the body, one byte per frame, so a
+        // scrubber must work across chunk boundaries.
+        "/echo-auth" => {
+            let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+                format!("you sent: {auth} (twice: {auth})")
+                    .into_bytes()
+                    .into_iter()
+                    .map(|b| Ok(Frame::data(Bytes::from(vec![b]))))
+                    .collect();
+            let mut r = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
+            r.headers_mut()
+                .insert("x-echo", auth.parse().unwrap_or(http::HeaderValue::from_static("-")));
+            r
+        }
+        "/echo-body" => Response::new(full(body)),
+        "/redirect" => {
+            let mut r = Response::new(full(b"moved".to_vec()));
+            *r.status_mut() = StatusCode::FOUND;
+            r.headers_mut()
+                .insert("location", http::HeaderValue::from_static("https://elsewhere.example/"));
+            r
+        }
+        "/ws" => {
+            if let Some(up) = upgrade {
+                tokio::spawn(async move {
+                    if let Ok(io) = up.await {
+                        let mut io = TokioIo::new(io);
+                        let (mut r, mut w) = tokio::io::split(&mut io);
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                });
+            }
+            let mut r = Response::new(full(vec![]));
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut()
+                .insert("upgrade", http::HeaderValue::from_static("websocket"));
+            r.headers_mut()
+                .insert("connection", http::HeaderValue::from_static("upgrade"));
+            r.headers_mut().insert(
+                "sec-websocket-accept",
+                http::HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            );
+            r
+        }
+        _ => Response::new(full(b"ok".to_vec())),
+    }
+}
+
+/// An upstream on 127.0.0.1:0. With `tls`, its certificate names `localhost` and
+/// `127.0.0.1`, signed by its own CA; it speaks HTTP/1.1 and HTTP/2 (ALPN).
+pub async fn upstream(tls: bool) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (acceptor, ca_pem) = if tls {
+        let (ca, files) = airlock_tls::CertificateAuthority::generate("test upstream CA").unwrap();
+        let leaves = airlock_tls::LeafCache::new(Arc::new(ca), 4);
+        let key = leaves.get("localhost").unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(airlock_tls::FixedCert(key)));
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        (
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
+            Some(files.cert_pem.clone()),
+        )
+    } else {
+        (None, None)
+    };
+    let (s, c) = (seen.clone(), connections.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, seen) = (acceptor.clone(), s.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let seen = seen.clone();
+                    async move { Ok::<_, std::convert::Infallible>(respond(req, seen).await) }
+                });
+                let b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    Some(a) => {
+                        if let Ok(tls) = a.accept(tcp).await {
+                            let _ = b.serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
+                        }
+                    }
+                    None => {
+                        let _ = b.serve_connection_with_upgrades(TokioIo::new(tcp), svc).await;
+                    }
+                }
+            });
+        }
+    });
+    Upstream {
+        port,
+        ca_pem,
+        seen,
+        connections,
+    }
+}
+
+/// A running `airlock serve` with its own data directory.
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+    pub proxy: SocketAddr,
+    pub control: SocketAddr,
+    pub log: PathBuf,
+    /// Proxy URLs by agent name.
+    pub agents: Vec<(String, String)>,
+}
+
+/// Runs the CLI; `stdin` is piped when given.
+pub fn airlock(config: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().expect("spawn airlock");
+    if let Some(data) = stdin {
+        child.stdin.take().unwrap().write_all(data).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `airlock init` in a temporary directory, then the test's own airlock.toml.
+pub fn setup(config_body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["init", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "init failed: {}", text(&out));
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(&config, config_body).unwrap();
+    (dir, config)
+}
+
+/// The `[gateway]` table every test uses: free ports, the test upstream trusted and allowed.
+pub fn gateway_section(upstreams: &[&Upstream]) -> String {
+    let mut allow = Vec::new();
+    let mut cas = Vec::new();
+    for (i, u) in upstreams.iter().enumerate() {
+        allow.push(format!("\"127.0.0.1:{}\"", u.port));
+        if u.ca_pem.is_some() {
+            cas.push(format!("\"upstream-{i}.pem\""));
+        }
+    }
+    format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\ncontrol = \"127.0.0.1:0\"\ndata_dir = \"./airlock-data\"\nallow_private = [{}]\nupstream_ca = [{}]\n\n",
+        allow.join(", "),
+        cas.join(", ")
+    )
+}
+
+impl Gateway {
+    /// Sets up, seals `secrets`, issues tokens for `agents`, and starts serving.
+    pub fn start(upstreams: &[&Upstream], config_rest: &str, secrets: &[(&str, &str)], agents: &[&str]) -> Gateway {
+        let body = format!("{}{config_rest}", gateway_section(upstreams));
+        let (dir, config) = setup(&body);
+        for (i, u) in upstreams.iter().enumerate() {
+            if let Some(pem) = &u.ca_pem {
+                std::fs::write(dir.path().join(format!("upstream-{i}.pem")), pem).unwrap();
+            }
+        }
+        for (name, value) in secrets {
+            let o = airlock(&config, &["secret", "set", name], Some(value.as_bytes()), &[]);
+            assert!(o.status.success(), "secret set: {}", text(&o));
+        }
+        let mut urls = Vec::new();
+        for a in agents {
+            let o = airlock(&config, &["agent", "add", a], None, &[]);
+            assert!(o.status.success(), "agent add: {}", text(&o));
+            let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+            urls.push((a.to_string(), url));
+        }
+        let mut g = Gateway {
+            dir,
+            config,
+            child: None,
+            proxy: "0.0.0.0:0".parse().unwrap(),
+            control: "0.0.0.0:0".parse().unwrap(),
+            log: PathBuf::new(),
+            agents: urls,
+        };
+        g.serve(&[]);
+        g
+    }
+
+    /// Starts `airlock serve` and waits for the line naming its listeners.
+    pub fn serve(&mut self, env: &[(&str, &str)]) {
+        self.log = self.dir.path().join(format!(
+            "serve-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("AIRLOCK_LOG", "debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut file = std::fs::File::create(&self.log).unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                if line.contains("proxy on") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap_or_else(|_| {
+            panic!(
+                "airlock serve did not start: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
+        // "airlock: proxy on A, control plane on B"
+        let addrs: Vec<SocketAddr> = line
+            .split_whitespace()
+            .filter_map(|w| w.trim_end_matches(',').parse().ok())
+            .collect();
+        self.proxy = addrs[0];
+        self.control = addrs[1];
+        self.child = Some(child);
+    }
+
+    pub fn url(&self, agent: &str) -> String {
+        let u = self.agents.iter().find(|(a, _)| a == agent).unwrap().1.clone();
+        // agent add prints the configured listen address; the test gateway listens on port 0.
+        let (creds, _) = u.trim_start_matches("http://").rsplit_once('@').unwrap();
+        format!("http://{creds}@{}", self.proxy)
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("airlock-data/ca.pem")).unwrap()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("airlock-data/ca.pem")
+    }
+
+    /// A reqwest client for `agent`, trusting only the airlock CA.
+    pub fn client(&self, agent: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(self.url(agent)).unwrap())
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem()).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        airlock(&self.config, args, None, &[])
+    }
+
+    /// SIGTERM and wait: the gateway flushes its audit log on the way out.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_free_kill(c.id());
+            let _ = c.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Audit records as JSON values (after `stop`).
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let o = self.cli(&["audit", "tail", "-n", "100000", "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn unsafe_free_kill(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a Python 3 script (stdlib only) with arguments; returns (exit ok, stdout+stderr).
+pub fn python(script: &str, args: &[&str]) -> (bool, String) {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 is required by the tests");
+    (o.status.success(), text(&o))
+}
+
+/// Runs curl; returns its output.
+pub fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(args)
+        .output()
+        .expect("curl is required by the tests")
+}
