@@ -477,7 +477,8 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
     parts.version = Version::HTTP_11;
     let up_req = Request::from_parts(parts, up_body);
 
-    let result = state.client.request(up_req).await;
+    let client = if websocket { &state.client_h1 } else { &state.client };
+    let result = client.request(up_req).await;
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {

@@ -92,6 +92,8 @@ pub struct GatewayState {
     pub leaves: Arc<LeafCache>,
     pub server_configs: Mutex<lru::LruCache<String, (std::time::Instant, Arc<rustls::ServerConfig>)>>,
     pub client: UpstreamClient,
+    /// HTTP/1.1 only, for requests that upgrade (WebSocket).
+    pub client_h1: UpstreamClient,
     pub audit: AuditHandle,
     pub limiter: Mutex<RateLimiter>,
     pub metrics: Metrics,
@@ -105,6 +107,7 @@ impl GatewayState {
         identities: Identities,
         leaves: Arc<LeafCache>,
         client: UpstreamClient,
+        client_h1: UpstreamClient,
         audit: AuditHandle,
     ) -> Self {
         GatewayState {
@@ -116,6 +119,7 @@ impl GatewayState {
                 std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
             client,
+            client_h1,
             audit,
             limiter: Mutex::new(RateLimiter::default()),
             metrics: Metrics::default(),

@@ -170,15 +170,19 @@ pub fn client_tls_config(extra_roots: &[CertificateDer<'static>]) -> Result<rust
         .with_no_client_auth())
 }
 
-/// The pooled client. HTTP/2 is negotiated by ALPN; redirects are never followed (the
-/// hyper client does not follow them, and nothing here adds that).
-pub fn build_client(tls: rustls::ClientConfig, allow: Vec<AddrRule>) -> UpstreamClient {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+/// The pooled client. HTTP/2 is negotiated by ALPN unless `http2` is false (upgrades such
+/// as WebSocket need HTTP/1.1 end to end). Redirects are never followed: the hyper client
+/// does not follow them, and nothing here adds that.
+pub fn build_client(tls: rustls::ClientConfig, allow: Vec<AddrRule>, http2: bool) -> UpstreamClient {
+    let b = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(GuardedConnector::new(allow));
+        .enable_http1();
+    let https = if http2 {
+        b.enable_http2().wrap_connector(GuardedConnector::new(allow))
+    } else {
+        b.wrap_connector(GuardedConnector::new(allow))
+    };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)

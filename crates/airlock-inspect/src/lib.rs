@@ -104,7 +104,8 @@ fn graphql_ops(media: &MediaType, body: &[u8], parsed: Option<&json::Parsed>) ->
             Value::Array(items) => items.iter().flat_map(graphql_request).collect(),
             _ => Vec::new(),
         };
-        if p.duplicate_keys && !ops.is_empty() {
+        // A repeated key may hide a document that a first-wins server would run.
+        if p.duplicate_keys {
             ops.push(graphql::unparsed());
         }
         return ops;

@@ -142,6 +142,10 @@ fn graphql_fail_closed() {
     // A repeated key: a first-wins server would run the mutation we did not see.
     let dup = r#"{"query":"mutation { deleteAll }","query":"{ a }"}"#;
     assert_eq!(gql(Some(JSON), dup), vec![op("query", &["a"]), unparsed()]);
+    assert_eq!(
+        gql(Some(JSON), r#"{"query":"mutation { deleteAll }","query":null}"#),
+        vec![unparsed()]
+    );
 }
 
 #[test]

@@ -36,7 +36,9 @@ pub struct CaFiles {
 
 impl fmt::Debug for CaFiles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaFiles").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        f.debug_struct("CaFiles")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,7 +53,9 @@ pub struct CertificateAuthority {
 
 impl fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertificateAuthority").field("not_after", &self.not_after).finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,22 +65,32 @@ impl CertificateAuthority {
     pub fn generate(common_name: &str) -> Result<(CertificateAuthority, CaFiles), TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let now = OffsetDateTime::now_utc();
-        let cn = if common_name.trim().is_empty() { DEFAULT_CN } else { common_name };
+        let cn = if common_name.trim().is_empty() {
+            DEFAULT_CN
+        } else {
+            common_name
+        };
 
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.distinguished_name.push(DnType::OrganizationName, "airlock");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = now - BACKDATE;
         params.not_after = now + CA_VALIDITY;
         params.serial_number = Some(random_serial(&provider)?);
 
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(TlsError::Generate)?;
         let cert = params.self_signed(&key).map_err(TlsError::Generate)?;
-        let files = CaFiles { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) };
+        let files = CaFiles {
+            cert_pem: cert.pem(),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+        };
         let ca = CertificateAuthority {
             not_after: params.not_after,
             issuer: Issuer::new(params, key),
@@ -159,7 +173,10 @@ impl CertificateAuthority {
 /// A random positive 16-byte serial number (RFC 5280 allows up to 20 octets).
 fn random_serial(provider: &CryptoProvider) -> Result<SerialNumber, TlsError> {
     let mut bytes = [0u8; 16];
-    provider.secure_random.fill(&mut bytes).map_err(|e| TlsError::Rustls(e.into()))?;
+    provider
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|e| TlsError::Rustls(e.into()))?;
     // Top bit clear keeps it positive; the next bit set keeps its DER encoding 16 bytes long.
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     Ok(SerialNumber::from_slice(&bytes))

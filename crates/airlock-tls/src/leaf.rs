@@ -34,7 +34,10 @@ impl Host {
             return Ok(Host::Ip(ip));
         }
         if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            return inner.parse::<Ipv6Addr>().map(|ip| Host::Ip(IpAddr::V6(ip))).map_err(|_| bad());
+            return inner
+                .parse::<Ipv6Addr>()
+                .map(|ip| Host::Ip(IpAddr::V6(ip)))
+                .map_err(|_| bad());
         }
         let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
         let label_ok = |l: &str| {
@@ -73,7 +76,9 @@ pub struct LeafCache {
 
 impl fmt::Debug for LeafCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeafCache").field("len", &self.len()).finish_non_exhaustive()
+        f.debug_struct("LeafCache")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,7 +86,10 @@ impl LeafCache {
     /// A cache of at most `capacity` leaves (at least one).
     pub fn new(ca: Arc<CertificateAuthority>, capacity: usize) -> LeafCache {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        LeafCache { ca, leaves: Mutex::new(LruCache::new(capacity)) }
+        LeafCache {
+            ca,
+            leaves: Mutex::new(LruCache::new(capacity)),
+        }
     }
 
     /// The leaf for `host`, minted when absent or past half its validity.
@@ -112,7 +120,13 @@ impl LeafCache {
         // Key generation and signing take a while: never under the lock. Two racing mints for
         // one host are harmless; the later one stays cached.
         let key = Arc::new(self.ca.mint(&host, now)?);
-        self.lock().put(name, Leaf { key: Arc::clone(&key), minted: now });
+        self.lock().put(
+            name,
+            Leaf {
+                key: Arc::clone(&key),
+                minted: now,
+            },
+        );
         Ok(key)
     }
 
@@ -140,7 +154,10 @@ mod tests {
         assert_eq!(ok("10.0.0.1"), "10.0.0.1");
         assert_eq!(ok("::1"), "::1");
         assert_eq!(ok("[2001:db8::1]"), "2001:db8::1");
-        assert_eq!(ok(&format!("{}.com", "a".repeat(63))), format!("{}.com", "a".repeat(63)));
+        assert_eq!(
+            ok(&format!("{}.com", "a".repeat(63))),
+            format!("{}.com", "a".repeat(63))
+        );
         let long = vec!["a".repeat(49); 5].join(".");
         assert_eq!(long.len(), 249);
         assert_eq!(ok(&long), long);
@@ -200,6 +217,10 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert!(Arc::ptr_eq(&a, &c.get("a.example").expect("leaf")), "a survived");
         assert_eq!(c.len(), 2);
-        assert_eq!(cache(0).get("x.example").map(|_| ()).ok(), Some(()), "capacity 0 acts as 1");
+        assert_eq!(
+            cache(0).get("x.example").map(|_| ()).ok(),
+            Some(()),
+            "capacity 0 acts as 1"
+        );
     }
 }

@@ -69,7 +69,9 @@ impl ResolvesServerCert for FixedCert {
 /// Every certificate in a PEM file (an operator's `upstream_ca` bundle).
 /// A file with no certificate at all is an error: it is almost surely the wrong file.
 pub fn load_pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = rustls_pemfile::certs(&mut &pem[..]).collect::<Result<Vec<_>, _>>().map_err(TlsError::Pem)?;
+    let certs = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TlsError::Pem)?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate);
     }
@@ -90,7 +92,10 @@ mod tests {
         assert!(matches!(load_pem_certs(b""), Err(TlsError::NoCertificate)));
         assert!(matches!(load_pem_certs(b"just text"), Err(TlsError::NoCertificate)));
         let (_, files) = CertificateAuthority::generate("k").expect("ca");
-        assert!(matches!(load_pem_certs(files.key_pem.as_bytes()), Err(TlsError::NoCertificate)));
+        assert!(matches!(
+            load_pem_certs(files.key_pem.as_bytes()),
+            Err(TlsError::NoCertificate)
+        ));
         let broken = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
         assert!(matches!(load_pem_certs(broken.as_bytes()), Err(TlsError::Pem(_))));
     }

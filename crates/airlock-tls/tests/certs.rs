@@ -28,7 +28,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn verifier(ca: &CertificateAuthority) -> Arc<WebPkiServerVerifier> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert_der().clone()).expect("root");
-    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build().expect("verifier")
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .expect("verifier")
 }
 
 #[test]
@@ -41,13 +43,19 @@ fn ca_is_a_constrained_signing_ca() {
     let ku = cert.key_usage().expect("one extension").expect("present").value;
     assert!(ku.key_cert_sign() && ku.crl_sign() && ku.digital_signature());
     let subject = cert.subject().to_string();
-    assert!(subject.contains("CN=airlock local CA") && subject.contains("O=airlock"), "{subject}");
+    assert!(
+        subject.contains("CN=airlock local CA") && subject.contains("O=airlock"),
+        "{subject}"
+    );
     let days = (cert.validity().not_after.to_datetime() - time::OffsetDateTime::now_utc()).whole_days();
     assert!((3640..=3650).contains(&days), "{days}");
     assert!(cert.validity().not_before.to_datetime() < time::OffsetDateTime::now_utc() - time::Duration::hours(23));
     assert!(cert.raw_serial().len() >= 16);
     // The PEM handed to the operator is the same certificate.
-    assert_eq!(airlock_tls::load_pem_certs(files.cert_pem.as_bytes()).expect("pem"), vec![ca.cert_der().clone()]);
+    assert_eq!(
+        airlock_tls::load_pem_certs(files.cert_pem.as_bytes()).expect("pem"),
+        vec![ca.cert_der().clone()]
+    );
     assert!(files.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
     // Two CAs never share a serial or a key.
     let (other, _) = CertificateAuthority::generate("x").expect("generate");
@@ -65,10 +73,18 @@ fn leaf_is_a_short_lived_server_cert_with_its_own_key() {
     assert_eq!(&leaf.cert[1], ca.cert_der());
     let cert = parse(&leaf.cert[0]);
     let ca_cert = parse(ca.cert_der());
-    assert_ne!(cert.public_key().raw, ca_cert.public_key().raw, "leaf key is not the CA key");
+    assert_ne!(
+        cert.public_key().raw,
+        ca_cert.public_key().raw,
+        "leaf key is not the CA key"
+    );
     assert_eq!(cert.issuer(), ca_cert.subject());
     assert!(!cert.is_ca());
-    let eku = cert.extended_key_usage().expect("one extension").expect("present").value;
+    let eku = cert
+        .extended_key_usage()
+        .expect("one extension")
+        .expect("present")
+        .value;
     assert!(eku.server_auth && !eku.client_auth);
     let sans: Vec<String> = cert
         .extensions()
@@ -83,7 +99,10 @@ fn leaf_is_a_short_lived_server_cert_with_its_own_key() {
     let life = cert.validity().not_after.to_datetime() - cert.validity().not_before.to_datetime();
     assert_eq!(life.whole_days(), 31, "now-1d .. now+30d");
     // Every host gets its own key.
-    let other = parse(&cache.get("other.example.com").expect("leaf").cert[0]).public_key().raw.to_vec();
+    let other = parse(&cache.get("other.example.com").expect("leaf").cert[0])
+        .public_key()
+        .raw
+        .to_vec();
     assert_ne!(cert.public_key().raw, &other[..]);
 }
 
@@ -109,7 +128,9 @@ fn leaf_verifies_for_its_host_only() {
     assert!(check(&v6, "::1").is_ok());
     // A leaf from another CA is not trusted.
     let (stranger, _) = CertificateAuthority::generate("stranger").expect("generate");
-    let foreign = LeafCache::new(Arc::new(stranger), 1).get("api.example.com").expect("leaf");
+    let foreign = LeafCache::new(Arc::new(stranger), 1)
+        .get("api.example.com")
+        .expect("leaf");
     assert!(check(&foreign, "api.example.com").is_err());
 }
 
@@ -122,21 +143,36 @@ fn load_round_trips_and_checks_the_key() {
     // Leaves from the loaded CA verify against the original certificate.
     let leaf = LeafCache::new(Arc::new(loaded), 1).get("db.internal").expect("leaf");
     let name = ServerName::try_from("db.internal").expect("name");
-    assert!(verifier(&ca).verify_server_cert(&leaf.cert[0], &[], &name, &[], UnixTime::now()).is_ok());
+    assert!(
+        verifier(&ca)
+            .verify_server_cert(&leaf.cert[0], &[], &name, &[], UnixTime::now())
+            .is_ok()
+    );
 
     let (_, other) = CertificateAuthority::generate("other").expect("generate");
     let mismatch = CertificateAuthority::load(&files.cert_pem, &other.key_pem);
     assert!(matches!(mismatch, Err(TlsError::KeyMismatch)), "{mismatch:?}");
-    assert!(matches!(CertificateAuthority::load("", &files.key_pem), Err(TlsError::NoCertificate)));
-    assert!(matches!(CertificateAuthority::load(&files.cert_pem, "junk"), Err(TlsError::BadKey(_))));
+    assert!(matches!(
+        CertificateAuthority::load("", &files.key_pem),
+        Err(TlsError::NoCertificate)
+    ));
+    assert!(matches!(
+        CertificateAuthority::load(&files.cert_pem, "junk"),
+        Err(TlsError::BadKey(_))
+    ));
     let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-    assert!(matches!(CertificateAuthority::load(garbage, &files.key_pem), Err(TlsError::BadCertificate)));
+    assert!(matches!(
+        CertificateAuthority::load(garbage, &files.key_pem),
+        Err(TlsError::BadCertificate)
+    ));
 }
 
 #[test]
 fn load_refuses_a_certificate_that_is_not_a_ca() {
     let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["example.com".to_owned()]).expect("params").self_signed(&key);
+    let cert = rcgen::CertificateParams::new(vec!["example.com".to_owned()])
+        .expect("params")
+        .self_signed(&key);
     let cert = cert.expect("self-signed");
     let err = CertificateAuthority::load(&cert.pem(), &key.serialize_pem());
     assert!(matches!(err, Err(TlsError::NotCa)), "{err:?}");
@@ -191,7 +227,9 @@ async fn real_handshake_with_fixed_cert() {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
     let server_task = tokio::spawn(async move { acceptor.accept(server_io).await.is_ok() });
     let name = ServerName::try_from("evil.example.com").expect("name");
-    let result = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, client_io).await;
+    let result = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, client_io)
+        .await;
     assert!(result.is_err());
     assert!(!server_task.await.expect("server"));
 }

@@ -115,7 +115,8 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         );
     }
     let tls = airlock_gateway::upstream::client_tls_config(&extra).context("upstream TLS configuration")?;
-    let client = airlock_gateway::upstream::build_client(tls, cfg.gateway.allow_private.clone());
+    let client = airlock_gateway::upstream::build_client(tls.clone(), cfg.gateway.allow_private.clone(), true);
+    let client_h1 = airlock_gateway::upstream::build_client(tls, cfg.gateway.allow_private.clone(), false);
 
     let Opened { store, vault, signer } = opened;
     let signer = Arc::new(signer);
@@ -131,6 +132,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         ids,
         leaves,
         client,
+        client_h1,
         audit.clone(),
     ));
 

@@ -77,7 +77,7 @@ async fn missing_or_wrong_proxy_credentials_get_407_and_nothing_is_dialed() {
             &gw.ca_path().to_string_lossy(),
             &url,
         ]);
-        assert_eq!(String::from_utf8_lossy(&o.stdout), "407", "{}", text(&o));
+        assert!(text(&o).contains("407"), "{}", text(&o));
     }
     let o = curl(&[
         "-sS",
@@ -196,7 +196,10 @@ while not head.endswith(b"\r\n\r\n"):
 assert head.startswith(b"HTTP/1.1 200"), head
 if mode == "garbage":
     s.sendall(b"\x00\x01SSH-2.0-OpenSSH garbage\r\n")
-    print("closed" if s.recv(100) == b"" else "open")
+    try:
+        print("closed" if s.recv(100) == b"" else "open")
+    except ConnectionResetError:
+        print("closed")
     sys.exit(0)
 ctx = ssl.create_default_context(cafile=sys.argv[7])
 ctx.check_hostname = False
