@@ -132,11 +132,15 @@ async fn placeholder_to_another_host_is_blocked_and_audited_as_exfiltration() {
     // A large streamed body with the placeholder past the prefetch window.
     let mut big = vec![b'a'; 300 * 1024];
     big.extend_from_slice(b"airlock-gmail");
-    let r = c.post(format!("{other}/upload")).body(big).send().await;
-    assert!(
-        r.map(|r| r.status() == 403).unwrap_or(true),
-        "streamed exfiltration must not succeed"
-    );
+    if let Ok(r) = c.post(format!("{other}/upload")).body(big).send().await {
+        let status = r.status();
+        assert_eq!(
+            status,
+            403,
+            "streamed exfiltration must not succeed: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
     assert!(
         elsewhere.requests().iter().all(|s| s.body.len() < 300 * 1024),
         "the upstream got the whole body"

@@ -141,6 +141,24 @@ async fn respond(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Res
     }
 }
 
+/// Serves `localhost`'s certificate, or the `127.0.0.1` one when the client sends no SNI
+/// (clients send none for IP addresses).
+#[derive(Debug)]
+struct BySni {
+    name: Arc<rustls::sign::CertifiedKey>,
+    ip: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::server::ResolvesServerCert for BySni {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(if hello.server_name().is_some() {
+            self.name.clone()
+        } else {
+            self.ip.clone()
+        })
+    }
+}
+
 /// An upstream on 127.0.0.1:0. With `tls`, its certificate names `localhost` and
 /// `127.0.0.1`, signed by its own CA; it speaks HTTP/1.1 and HTTP/2 (ALPN).
 pub async fn upstream(tls: bool) -> Upstream {
@@ -151,13 +169,16 @@ pub async fn upstream(tls: bool) -> Upstream {
     let (acceptor, ca_pem) = if tls {
         let (ca, files) = airlock_tls::CertificateAuthority::generate("test upstream CA").unwrap();
         let leaves = airlock_tls::LeafCache::new(Arc::new(ca), 4);
-        let key = leaves.get("localhost").unwrap();
+        let resolver = BySni {
+            name: leaves.get("localhost").unwrap(),
+            ip: leaves.get("127.0.0.1").unwrap(),
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(airlock_tls::FixedCert(key)));
+            .with_cert_resolver(Arc::new(resolver));
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         (
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
