@@ -309,19 +309,24 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
             return refuse(state, ev, StatusCode::BAD_REQUEST, "deny", None);
         }
     };
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     facts.body = match (&pre, needs.any()) {
         (Prefetched::Empty, _) => BodyState::Empty,
-        (Prefetched::Full(b), true) => BodyState::Inspected(airlock_inspect::inspect(
-            content_type,
-            b,
-            Want {
-                json: needs.json,
-                graphql: needs.graphql,
-                jsonrpc: needs.jsonrpc,
-                sql: needs.sql,
-            },
-        )),
+        (Prefetched::Full(b), true) => {
+            // Parsing up to 1 MiB of SQL or GraphQL is CPU work: keep it off the reactor.
+            let ct = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let b = b.clone();
+            match tokio::task::spawn_blocking(move || airlock_inspect::inspect(ct.as_deref(), &b, Want::from(needs)))
+                .await
+            {
+                Ok(facts) => BodyState::Inspected(facts),
+                // A panicking parser must not let the body through unread: the fail-closed reading applies.
+                Err(_) => BodyState::TooLarge,
+            }
+        }
         (Prefetched::Partial(..), true) => BodyState::TooLarge,
         (_, false) => BodyState::Streamed,
     };
