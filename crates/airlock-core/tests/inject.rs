@@ -104,7 +104,8 @@ fn placeholder_outside_its_slot_is_never_injected() {
 #[test]
 fn placeholder_toward_other_host_is_exfiltration_wherever_it_hides() {
     let idx = index();
-    let cases: Vec<(Vec<(&str, &[u8])>, &str, Option<&[u8]>)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, &'a str, Option<&'a [u8]>);
+    let cases: Vec<Case> = vec![
         (vec![("authorization", b"Bearer airlock-gmail")], "/", None),
         (vec![("x-any", b"zzairlock-gmailzz")], "/", None),
         (vec![], "/p/airlock-gmail", None),

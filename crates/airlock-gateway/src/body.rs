@@ -50,19 +50,21 @@ pub async fn prefetch(mut body: Incoming, limit: usize) -> Result<Prefetched, hy
 #[error("exfiltration blocked: a placeholder appeared in the streamed body")]
 pub struct StreamedExfiltration;
 
+/// True when a window of body bytes holds a placeholder not bound to the destination.
+pub type Forbidden = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// The unread rest of a request body, scanned as it streams: if a placeholder whose
 /// secret is not bound to this host appears, the upstream request is aborted.
 pub struct ScannedRest {
     inner: Incoming,
-    /// Returns true when `window` holds a placeholder not bound to the destination.
-    forbidden: Box<dyn Fn(&[u8]) -> bool + Send + Sync>,
+    forbidden: Forbidden,
     carry: Vec<u8>,
     keep: usize,
     pub tripped: Arc<AtomicBool>,
 }
 
 impl ScannedRest {
-    pub fn new(inner: Incoming, head: &[u8], keep: usize, forbidden: Box<dyn Fn(&[u8]) -> bool + Send + Sync>) -> Self {
+    pub fn new(inner: Incoming, head: &[u8], keep: usize, forbidden: Forbidden) -> Self {
         let carry = head[head.len().saturating_sub(keep)..].to_vec();
         ScannedRest {
             inner,
