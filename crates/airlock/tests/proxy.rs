@@ -279,3 +279,68 @@ async fn http2_both_ways_and_redirects_are_not_followed() {
     assert_eq!(r.status(), 302);
     assert_eq!(up.requests().len(), 2, "the gateway did not follow the redirect");
 }
+
+const MALFORMED: &str = r#"
+import base64, socket, sys, urllib.parse
+proxy = urllib.parse.urlparse(sys.argv[1])
+auth = base64.b64encode(f"{proxy.username}:{proxy.password}".encode()).decode()
+def raw(data, connect=None):
+    s = socket.create_connection((proxy.hostname, proxy.port))
+    if connect:
+        s.sendall(f"CONNECT {connect} HTTP/1.1\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode())
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += s.recv(1)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            out += c
+            if b"\r\n\r\n" in out:
+                break
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    return out.split(b"\r\n")[0].decode(errors="replace") or "closed"
+print("hello:", raw(b"\x16\x03\x01\x00\x10not-a-client-hello", connect=sys.argv[2]))
+print("huge:", raw(b"GET http://localhost/ HTTP/1.1\r\nX-Big: " + b"a" * 400000 + b"\r\n\r\n"))
+print("junk:", raw(b"\x00\xff\xfe garbage \r\n\r\n"))
+print("badconnect:", raw(f"CONNECT nohostport HTTP/1.1\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode()))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_clear_errors_and_the_gateway_keeps_serving() {
+    let up = upstream(true).await;
+    let mut gw = Gateway::start(&[&up], &policy(), &[], &["dev"]);
+    let (ok, out) = python(MALFORMED, &[&gw.url("dev"), &format!("localhost:{}", up.port)]);
+    assert!(ok, "{out}");
+    assert!(out.contains("hello: closed"), "{out}");
+    assert!(
+        out.contains("huge: HTTP/1.1 4") || out.contains("huge: closed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("junk: HTTP/1.1 400") || out.contains("junk: closed"),
+        "{out}"
+    );
+    assert!(out.contains("badconnect: HTTP/1.1 400"), "{out}");
+    // Still serving.
+    let r = gw
+        .client("dev")
+        .get(format!("https://localhost:{}/after", up.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    gw.stop();
+    assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
+    let audit = gw.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap_or("").contains("bad TLS ClientHello")),
+        "{audit:?}"
+    );
+}
