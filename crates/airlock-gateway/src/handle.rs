@@ -4,237 +4,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use airlock_core::audit::AuditEvent;
 use airlock_core::facts::{Body as BodyState, RequestFacts, Scheme};
 use airlock_core::inject::{Injection, Refusal, RequestView};
-use airlock_core::policy::{Action, Decision};
+use airlock_core::policy::Action;
 use airlock_inspect::Want;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::answer::{DECISION_HEADER, answer, empty, full};
 use crate::body::{Prefetched, ResponseBody, ScannedRest, boxed, prefetch};
+use crate::conn::{Conn, canonical_host, default_port, destination, is_websocket, now_ms, strip_hop_by_hop};
 use crate::metrics::Metrics;
-use crate::state::{Agent, GatewayState};
+use crate::record::{Record, deny, refuse};
 use crate::upstream::{UpBody, dial_error};
-
-/// The destination a tunnel was opened for.
-#[derive(Debug, Clone)]
-pub struct TunnelTarget {
-    pub host: String,
-    pub port: u16,
-    pub scheme: Scheme,
-    /// The SNI the agent sent, when it differs from the CONNECT host.
-    pub sni_mismatch: Option<String>,
-}
-
-impl TunnelTarget {
-    pub fn tls(host: String, port: u16) -> Self {
-        TunnelTarget {
-            host,
-            port,
-            scheme: Scheme::Https,
-            sni_mismatch: None,
-        }
-    }
-    pub fn plain(host: String, port: u16) -> Self {
-        TunnelTarget {
-            host,
-            port,
-            scheme: Scheme::Http,
-            sni_mismatch: None,
-        }
-    }
-}
-
-/// One agent connection: who it is and, inside a tunnel, where it may go.
-pub struct Conn {
-    pub state: Arc<GatewayState>,
-    pub agent: Arc<Agent>,
-    pub tunnel: Option<TunnelTarget>,
-}
-
-impl Conn {
-    pub fn plain(state: Arc<GatewayState>, agent: Arc<Agent>) -> Self {
-        Conn {
-            state,
-            agent,
-            tunnel: None,
-        }
-    }
-    pub fn tunneled(state: Arc<GatewayState>, agent: Arc<Agent>, t: TunnelTarget) -> Self {
-        Conn {
-            state,
-            agent,
-            tunnel: Some(t),
-        }
-    }
-}
-
-/// Lower-case, no brackets, no trailing dot: the one spelling hosts are compared in.
-pub fn canonical_host(h: &str) -> String {
-    h.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
-}
-
-fn default_port(s: Scheme) -> u16 {
-    if s == Scheme::Https { 443 } else { 80 }
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Parses `host[:port]` from a Host header or :authority.
-fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
-    let auth: http::uri::Authority = a.parse().ok()?;
-    Some((canonical_host(auth.host()), auth.port_u16()))
-}
-
-/// Where the request goes; Err is the reason for a 421.
-fn destination(conn: &Conn, req: &Request<Incoming>) -> Result<(Scheme, String, u16), String> {
-    let host_header = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
-    match &conn.tunnel {
-        Some(t) => {
-            if let Some(sni) = &t.sni_mismatch {
-                return Err(format!(
-                    "TLS server name {sni} does not match the CONNECT authority {}",
-                    t.host
-                ));
-            }
-            let claimed = req.uri().authority().map(|a| a.as_str()).or(host_header);
-            if let Some(claimed) = claimed {
-                let (h, p) = split_authority(claimed).ok_or_else(|| "malformed Host header".to_string())?;
-                if h != t.host || p.unwrap_or(default_port(t.scheme)) != t.port {
-                    return Err(format!(
-                        "Host {claimed} does not match the CONNECT authority {}:{}",
-                        t.host, t.port
-                    ));
-                }
-            }
-            Ok((t.scheme, t.host.clone(), t.port))
-        }
-        None => {
-            let uri = req.uri();
-            let host = canonical_host(uri.host().unwrap_or_default());
-            let port = uri.port_u16().unwrap_or(80);
-            if let Some(claimed) = host_header {
-                let (h, p) = split_authority(claimed).ok_or_else(|| "malformed Host header".to_string())?;
-                if h != host || p.unwrap_or(80) != port {
-                    return Err(format!("Host {claimed} does not match the request URI's authority"));
-                }
-            }
-            Ok((Scheme::Http, host, port))
-        }
-    }
-}
-
-/// Headers that belong to one hop and are never forwarded.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<String> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(|s| s.as_str())) {
-        if keep_upgrade && (name == "upgrade" || name == "connection") {
-            continue;
-        }
-        h.remove(name);
-    }
-}
-
-fn is_websocket(req: &Request<Incoming>) -> bool {
-    req.version() == Version::HTTP_11
-        && req
-            .headers()
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// What the audit record of this request says so far.
-struct Record {
-    agent: String,
-    method: String,
-    host: String,
-    path: String,
-    started: Instant,
-}
-
-impl Record {
-    fn event(&self, kind: &str, d: &Decision, rules: Vec<String>, secrets: Vec<String>) -> AuditEvent {
-        AuditEvent {
-            ts_ms: now_ms(),
-            kind: kind.into(),
-            agent: Some(self.agent.clone()),
-            method: Some(self.method.clone()),
-            host: Some(self.host.clone()),
-            path: Some(self.path.clone()),
-            rules,
-            decision: d.action.as_str().into(),
-            reason: d.reason.clone(),
-            secrets,
-            status: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            latency_us: self.started.elapsed().as_micros() as u64,
-            detail: None,
-        }
-    }
-}
-
-/// Writes the record of a request the gateway answers itself; a failed write turns the
-/// answer into 503 (fail closed: nothing unaudited happens, even a refusal is reported).
-fn refuse(
-    state: &GatewayState,
-    mut ev: AuditEvent,
-    status: StatusCode,
-    decision: &str,
-    rule: Option<&str>,
-) -> Response<UpBody> {
-    ev.status = Some(status.as_u16());
-    let reason = ev.reason.clone();
-    if state.audit.append(ev).is_err() {
-        Metrics::inc(&state.metrics.audit_unavailable);
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "deny",
-            None,
-            "the audit log cannot be written; refusing all requests",
-        );
-    }
-    answer(status, decision, rule, &reason)
-}
-
-fn deny(reason: String, rule: Option<String>) -> Decision {
-    Decision {
-        action: Action::Deny,
-        rule,
-        reason,
-        matched: vec![],
-    }
-}
 
 pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpBody> {
     let state = &conn.state;
@@ -577,5 +362,3 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     s
 }
-
-use http_body_util::BodyExt;

@@ -10,7 +10,7 @@ use rustls::server::Acceptor;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::audit_denial;
-use crate::handle::{Conn, TunnelTarget};
+use crate::conn::{Conn, TunnelTarget};
 use crate::metrics::Metrics;
 use crate::proxy::serve_http;
 use crate::rewind::Rewind;
@@ -33,7 +33,7 @@ pub(crate) async fn serve_tls(state: Arc<GatewayState>, agent: Arc<Agent>, host:
             return;
         }
     };
-    let sni = start.client_hello().server_name().map(crate::handle::canonical_host);
+    let sni = start.client_hello().server_name().map(crate::conn::canonical_host);
     // No SNI is normal for IP literals; a different name is a confused destination.
     let sni_mismatch = sni.as_ref().is_some_and(|s| *s != host);
     let config = match server_config(&state, &host) {

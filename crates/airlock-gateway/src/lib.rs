@@ -4,17 +4,19 @@
 
 mod answer;
 mod body;
+mod conn;
 pub mod credentials;
 mod handle;
 mod intercept;
 pub mod metrics;
 mod proxy;
+mod record;
 mod rewind;
 pub mod state;
 pub mod upstream;
 mod websocket;
 
-pub use handle::now_ms;
+pub use conn::now_ms;
 pub use proxy::serve;
 pub use state::{Agent, GatewayState, Identities, Limits, token_hash};
 

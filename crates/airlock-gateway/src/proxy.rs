@@ -15,7 +15,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 use crate::answer::{answer, empty, proxy_auth_required};
-use crate::handle::{Conn, handle};
+use crate::conn::Conn;
+use crate::handle::handle;
 use crate::metrics::Metrics;
 use crate::rewind::Rewind;
 use crate::state::{Agent, GatewayState, token_hash};
@@ -109,7 +110,7 @@ fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, req: Request<Incoming>) 
     let Some(port) = auth.port_u16() else {
         return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
     };
-    let host = crate::handle::canonical_host(auth.host());
+    let host = crate::conn::canonical_host(auth.host());
     if host.is_empty() {
         return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
     }
@@ -147,7 +148,7 @@ async fn tunnel(
         let conn = Arc::new(Conn::tunneled(
             state,
             agent,
-            crate::handle::TunnelTarget::plain(host, port),
+            crate::conn::TunnelTarget::plain(host, port),
         ));
         serve_http(conn, stream).await;
     } else {

@@ -1,0 +1,77 @@
+//! The audit record of one request, and the gateway's own refusals (written to the
+//! audit log before they are sent).
+
+use std::time::Instant;
+
+use airlock_core::audit::AuditEvent;
+use airlock_core::policy::{Action, Decision};
+use http::{Response, StatusCode};
+
+use crate::answer::answer;
+use crate::conn::now_ms;
+use crate::metrics::Metrics;
+use crate::state::GatewayState;
+use crate::upstream::UpBody;
+
+/// What the audit record of this request says so far.
+pub(crate) struct Record {
+    pub(crate) agent: String,
+    pub(crate) method: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) started: Instant,
+}
+
+impl Record {
+    pub(crate) fn event(&self, kind: &str, d: &Decision, rules: Vec<String>, secrets: Vec<String>) -> AuditEvent {
+        AuditEvent {
+            ts_ms: now_ms(),
+            kind: kind.into(),
+            agent: Some(self.agent.clone()),
+            method: Some(self.method.clone()),
+            host: Some(self.host.clone()),
+            path: Some(self.path.clone()),
+            rules,
+            decision: d.action.as_str().into(),
+            reason: d.reason.clone(),
+            secrets,
+            status: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            latency_us: self.started.elapsed().as_micros() as u64,
+            detail: None,
+        }
+    }
+}
+
+/// Writes the record of a request the gateway answers itself; a failed write turns the
+/// answer into 503 (fail closed: nothing unaudited happens, even a refusal is reported).
+pub(crate) fn refuse(
+    state: &GatewayState,
+    mut ev: AuditEvent,
+    status: StatusCode,
+    decision: &str,
+    rule: Option<&str>,
+) -> Response<UpBody> {
+    ev.status = Some(status.as_u16());
+    let reason = ev.reason.clone();
+    if state.audit.append(ev).is_err() {
+        Metrics::inc(&state.metrics.audit_unavailable);
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deny",
+            None,
+            "the audit log cannot be written; refusing all requests",
+        );
+    }
+    answer(status, decision, rule, &reason)
+}
+
+pub(crate) fn deny(reason: String, rule: Option<String>) -> Decision {
+    Decision {
+        action: Action::Deny,
+        rule,
+        reason,
+        matched: vec![],
+    }
+}
