@@ -23,6 +23,10 @@ pub(crate) const REMOVE_SECRET: &str = "DELETE FROM secrets WHERE name = $1";
 
 pub(crate) const APPEND_AUDIT: &str =
     "INSERT INTO audit_records (seq, ts_ms, prev_hash, hash, body) VALUES ($1, $2, $3, $4, $5)";
+/// Prefix of a multi-row insert; the `VALUES (…), (…)` list is appended per batch.
+pub(crate) const APPEND_AUDIT_MANY: &str = "INSERT INTO audit_records (seq, ts_ms, prev_hash, hash, body) ";
+/// Rows per INSERT statement: 5 binds each stays far below SQLite's and PostgreSQL's bind limits.
+pub(crate) const APPEND_AUDIT_CHUNK: usize = 200;
 pub(crate) const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1";
 /// `after < seq <= upto`, ascending.
 pub(crate) const AUDIT_PAGE: &str = "SELECT seq, ts_ms, prev_hash, hash, body FROM audit_records \

@@ -358,16 +358,33 @@ pub(crate) async fn replace_secrets_atomically(pool: &SqlitePool, rows: &[Secret
 
 pub(crate) async fn append_audit(pool: &SqlitePool, rows: &[AuditRow]) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
-    for r in rows {
-        sqlx::query(sql::APPEND_AUDIT)
-            .bind(r.seq)
-            .bind(r.ts_ms)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .bind(&r.body)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| err(e, || format!("audit record seq {}", r.seq)))?;
+    // One multi-row INSERT per chunk: every statement is a round trip to sqlx's SQLite
+    // worker thread, and under load that hand-off costs more than the insert itself.
+    for chunk in rows.chunks(sql::APPEND_AUDIT_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(sql::APPEND_AUDIT_MANY);
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(r.seq)
+                .push_bind(r.ts_ms)
+                .push_bind(&r.prev_hash)
+                .push_bind(&r.hash)
+                .push_bind(&r.body);
+        });
+        if let Err(batch_err) = q.build().execute(&mut *tx).await {
+            // A failed statement is undone on its own; replay the chunk row by row so the
+            // error names the offending record. The transaction is rolled back either way.
+            for r in chunk {
+                sqlx::query(sql::APPEND_AUDIT)
+                    .bind(r.seq)
+                    .bind(r.ts_ms)
+                    .bind(&r.prev_hash)
+                    .bind(&r.hash)
+                    .bind(&r.body)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| err(e, || format!("audit record seq {}", r.seq)))?;
+            }
+            return Err(db(batch_err));
+        }
     }
     tx.commit().await.map_err(db)
 }

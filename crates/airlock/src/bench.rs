@@ -19,37 +19,40 @@ use crate::client::{Route, send};
 pub struct BenchArgs {
     /// Proxy URL, e.g. http://agent:token@127.0.0.1:3128.
     #[arg(long)]
-    proxy: Option<String>,
+    pub proxy: Option<String>,
     /// The CA the proxy signs intercepted connections with (airlock ca path).
     #[arg(long)]
-    proxy_ca: Option<PathBuf>,
+    pub proxy_ca: Option<PathBuf>,
     /// The HTTPS URL to request.
     #[arg(long)]
-    target: Option<String>,
+    pub target: Option<String>,
     /// A CA for the target's own certificate (for the direct measurement).
     #[arg(long)]
-    target_ca: Option<PathBuf>,
+    pub target_ca: Option<PathBuf>,
     /// Also measure the direct path (side by side).
     #[arg(long)]
-    direct: bool,
+    pub direct: bool,
     /// Build a local upstream and an `airlock serve` child process, and measure both paths.
     #[arg(long)]
-    local: bool,
+    pub local: bool,
     /// Concurrent connections.
     #[arg(short = 'c', long, default_value_t = 32)]
-    connections: usize,
+    pub connections: usize,
     /// Seconds per measurement.
     #[arg(short = 'd', long, default_value_t = 5)]
-    duration: u64,
+    pub duration: u64,
     /// Open a new tunnel (CONNECT + TLS) for every request instead of keep-alive.
     #[arg(long)]
-    new_tunnel: bool,
+    pub new_tunnel: bool,
     /// (--local) The upstream writes headers and body in separate writes (a Nagle check).
     #[arg(long)]
-    split_writes: bool,
+    pub split_writes: bool,
+    /// (--local) The upstream offers HTTP/1.1 only (ALPN), so the gateway pools HTTP/1.1 connections.
+    #[arg(long)]
+    pub upstream_http1: bool,
     /// (--local) Hold this many idle agent connections open and report the gateway's RSS.
     #[arg(long, default_value_t = 0)]
-    idle: usize,
+    pub idle: usize,
 }
 
 pub struct Stats {
@@ -157,7 +160,7 @@ pub async fn measure(
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.local {
-        return crate::bench_local::run(a.connections, a.duration, a.new_tunnel, a.split_writes, a.idle).await;
+        return crate::bench_local::run(&a).await;
     }
     let target = a
         .target

@@ -47,7 +47,7 @@ impl futures_util::Stream for Frames {
 
 const BODY: &[u8] = b"{\"messages\":[{\"id\":\"m1\",\"subject\":\"benchmark\"}],\"ok\":true}";
 
-async fn start_upstream(dir: &std::path::Path, split: bool) -> anyhow::Result<u16> {
+async fn start_upstream(dir: &std::path::Path, split: bool, http1_only: bool) -> anyhow::Result<u16> {
     let (ca, files) = airlock_tls::CertificateAuthority::generate("bench upstream CA")?;
     std::fs::write(dir.join("upstream-ca.pem"), &files.cert_pem)?;
     let key = airlock_tls::LeafCache::new(Arc::new(ca), 4).get("localhost")?;
@@ -56,7 +56,11 @@ async fn start_upstream(dir: &std::path::Path, split: bool) -> anyhow::Result<u1
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(airlock_tls::FixedCert(key)));
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = if http1_only {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -106,10 +110,12 @@ fn proc_usage(pid: u32) -> anyhow::Result<(u64, u64)> {
 /// Linux reports CPU time in USER_HZ ticks, 100 per second on every mainstream kernel.
 const TICKS_PER_SEC: f64 = 100.0;
 
-pub async fn run(connections: usize, secs: u64, new_tunnel: bool, split: bool, idle: usize) -> anyhow::Result<()> {
+pub async fn run(a: &crate::bench::BenchArgs) -> anyhow::Result<()> {
+    let (connections, secs, new_tunnel, split, idle) =
+        (a.connections, a.duration, a.new_tunnel, a.split_writes, a.idle);
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
-    let api_port = start_upstream(dir, split).await?;
+    let api_port = start_upstream(dir, split, a.upstream_http1).await?;
     let (proxy_port, control_port) = (free_port()?, free_port()?);
     let cfg_path = dir.join("airlock.toml");
     std::fs::write(
@@ -187,9 +193,10 @@ action = "allow"
     let proxied = Route::new(Some(&format!("http://bench:{token}@127.0.0.1:{proxy_port}")), &[&gw_ca])?;
     let dur = Duration::from_secs(secs);
     println!(
-        "airlock bench --local · {connections} connections · {secs}s each · {} · upstream {} writes",
+        "airlock bench --local · {connections} connections · {secs}s each · {} · upstream {} writes, {}",
         mode(new_tunnel),
-        if split { "split" } else { "single" }
+        if split { "split" } else { "single" },
+        if a.upstream_http1 { "HTTP/1.1" } else { "HTTP/2 offered" }
     );
     // Warm up both paths (pools, leaf certificate, session caches).
     measure(

@@ -13,6 +13,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+// The request path allocates many small, short-lived buffers across threads; glibc's
+// allocator spent ~8% of the gateway's CPU on them in profiles (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "airlock",
