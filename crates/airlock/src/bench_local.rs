@@ -77,7 +77,11 @@ async fn start_upstream(dir: &std::path::Path, split: bool, http1_only: bool) ->
                         split,
                         yielded: false,
                     });
-                    Ok::<_, std::convert::Infallible>(Response::new(body))
+                    // Like most APIs, the upstream declares the length of what it sends.
+                    let mut resp = Response::new(body);
+                    resp.headers_mut()
+                        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(BODY.len()));
+                    Ok::<_, std::convert::Infallible>(resp)
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
                 let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
