@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use airlock_config::Config;
 use airlock_store::{SecretRow, Store};
-use airlock_vault::{AuditSigner, MasterKey, SealedSecret, SecretBytes, Vault, VaultError};
+use airlock_vault::{AuditSigner, MasterKey, SealedSecret, Vault, VaultError};
 use anyhow::{Context, bail};
 
 /// The vault entry holding the audit log's Ed25519 signing key (hidden from `secret list`).
@@ -195,22 +195,4 @@ pub fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-/// Unseals every declared secret that has a value.
-pub async fn unseal_all(
-    store: &Store,
-    vault: &Vault,
-    config: &Config,
-) -> anyhow::Result<std::collections::HashMap<String, SecretBytes>> {
-    let mut out = std::collections::HashMap::new();
-    for d in &config.secrets.decls {
-        if let Some(r) = store.get_secret(&d.name).await? {
-            let v = vault
-                .open(&sealed(&r))
-                .with_context(|| format!("cannot unseal secret {}", d.name))?;
-            out.insert(d.name.clone(), v);
-        }
-    }
-    Ok(out)
 }

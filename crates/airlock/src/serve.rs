@@ -14,7 +14,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::home::{Home, Opened, unseal_all};
+use std::collections::HashMap;
+
+use crate::home::{Home, Opened, sealed};
 
 /// How often agents and secret values are re-read from the store, so `agent add` and
 /// `secret set` take effect on a running gateway without a store round trip per request.
@@ -76,15 +78,16 @@ async fn shutdown_signal() {
     }
 }
 
-async fn identities(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Result<(Identities, String)> {
-    let declared: Vec<(String, Vec<String>)> = cfg.agents.iter().map(|a| (a.name.clone(), a.secrets.clone())).collect();
+/// Agents and unsealed secret values, unless their fingerprint equals `unchanged_from`
+/// (then `None`: nothing is decrypted just to find nothing changed).
+async fn identities(
+    cfg: &Config,
+    store: &Store,
+    vault: &Vault,
+    unchanged_from: Option<&str>,
+) -> anyhow::Result<Option<(Identities, String)>> {
     let rows = store.list_agents().await?;
-    let tokens: Vec<(String, [u8; 32])> = rows
-        .iter()
-        .filter_map(|r| Some((r.name.clone(), <[u8; 32]>::try_from(r.token_hash.as_slice()).ok()?)))
-        .collect();
     let secret_rows = store.list_secrets().await?;
-    // What changes when an agent or secret does: compared to skip needless rebuilds.
     let fingerprint = format!(
         "{:?}|{:?}",
         rows.iter().map(|r| (&r.name, &r.token_hash)).collect::<Vec<_>>(),
@@ -93,8 +96,25 @@ async fn identities(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Resul
             .map(|r| (&r.name, r.version, &r.key_id))
             .collect::<Vec<_>>()
     );
-    let values = unseal_all(store, vault, cfg).await?;
-    Ok((Identities::build(&declared, &tokens, &cfg.secrets, values), fingerprint))
+    if unchanged_from == Some(fingerprint.as_str()) {
+        return Ok(None);
+    }
+    let declared: Vec<(String, Vec<String>)> = cfg.agents.iter().map(|a| (a.name.clone(), a.secrets.clone())).collect();
+    let tokens: Vec<(String, [u8; 32])> = rows
+        .iter()
+        .filter_map(|r| Some((r.name.clone(), <[u8; 32]>::try_from(r.token_hash.as_slice()).ok()?)))
+        .collect();
+    let mut values = HashMap::new();
+    for r in secret_rows.iter().filter(|r| cfg.secrets.get(&r.name).is_some()) {
+        let v = vault
+            .open(&sealed(r))
+            .with_context(|| format!("cannot unseal secret {}", r.name))?;
+        values.insert(r.name.clone(), v);
+    }
+    Ok(Some((
+        Identities::build(&declared, &tokens, &cfg.secrets, values),
+        fingerprint,
+    )))
 }
 
 /// Starts everything on already-bound listeners (tests and the demo use port 0).
@@ -125,7 +145,9 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         Arc::new(move |msg: &[u8]| (s.sign(msg).to_vec(), s.public_key().to_vec()))
     };
     let (audit, writer) = AuditWriter::start(store.clone(), sign, 1000).await?;
-    let (ids, mut fingerprint) = identities(cfg, &store, &vault).await?;
+    let (ids, mut fingerprint) = identities(cfg, &store, &vault, None)
+        .await?
+        .context("agents and secrets could not be loaded")?;
     let state = Arc::new(GatewayState::new(
         cfg.policy.clone(),
         cfg.secrets.clone(),
@@ -155,13 +177,13 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     tasks.push(tokio::spawn(async move {
         loop {
             tokio::time::sleep(REFRESH).await;
-            match identities(&cfg, &store, &vault).await {
-                Ok((ids, fp)) if fp != fingerprint => {
+            match identities(&cfg, &store, &vault, Some(&fingerprint)).await {
+                Ok(Some((ids, fp))) => {
                     fingerprint = fp;
                     refresh_state.set_identities(ids);
                     tracing::info!("agents and secrets reloaded");
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "could not reload agents and secrets; keeping the previous ones"),
             }
         }
