@@ -55,6 +55,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
     let websocket = is_websocket(&req);
     let agent_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    let agent_h2 = parts.version == Version::HTTP_2;
     parts.headers.remove(header::PROXY_AUTHORIZATION);
 
     // Facts for the policy (header values as text; non-UTF-8 values are matched lossily).
@@ -270,7 +271,13 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
     parts.version = Version::HTTP_11;
     let up_req = Request::from_parts(parts, up_body);
 
-    let client = if websocket { &state.client_h1 } else { &state.client };
+    // Mirror the agent's protocol: an HTTP/1.1 agent gets a pooled HTTP/1.1 upstream (lower
+    // latency per request), an HTTP/2 agent may multiplex over HTTP/2; upgrades need HTTP/1.1.
+    let client = if websocket || !agent_h2 {
+        &state.client_h1
+    } else {
+        &state.client
+    };
     let result = client.request(up_req).await;
     let mut resp = match result {
         Ok(r) => r,

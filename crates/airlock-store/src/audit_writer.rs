@@ -44,6 +44,8 @@ pub struct WriterOptions {
     pub batch_max: usize,
     /// Upper bound of the retry backoff after a failed commit (starts at 10 ms, doubles).
     pub max_backoff: Duration,
+    /// How long a batch waits for more events before it is committed (0 = commit at once).
+    pub linger: Duration,
 }
 
 impl Default for WriterOptions {
@@ -53,6 +55,7 @@ impl Default for WriterOptions {
             queue_capacity: 65_536,
             batch_max: 1024,
             max_backoff: Duration::from_secs(2),
+            linger: Duration::from_millis(5),
         }
     }
 }
@@ -204,6 +207,26 @@ impl AuditWriter {
         Ok((AuditHandle { tx, healthy }, task))
     }
 
+    /// Files one queue message into the batch being built.
+    fn take(
+        &mut self,
+        msg: Msg,
+        rows: &mut Vec<AuditRow>,
+        cps: &mut Vec<CheckpointRow>,
+        flushes: &mut Vec<oneshot::Sender<()>>,
+        shutdowns: &mut Vec<oneshot::Sender<()>>,
+        rx: &mut mpsc::Receiver<Msg>,
+    ) {
+        match msg {
+            Msg::Event(ev) => self.push(&ev, rows, cps),
+            Msg::Flush(done) => flushes.push(done),
+            Msg::Shutdown(done) => {
+                rx.close();
+                shutdowns.push(done);
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let batch_max = self.opts.batch_max.max(1);
         let mut rows = Vec::new();
@@ -215,16 +238,20 @@ impl AuditWriter {
         while let Some(msg) = rx.recv().await {
             let mut next = Some(msg);
             while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Event(ev) => self.push(&ev, &mut rows, &mut cps),
-                    Msg::Flush(done) => flushes.push(done),
-                    Msg::Shutdown(done) => {
-                        rx.close();
-                        shutdowns.push(done);
-                    }
-                }
+                self.take(msg, &mut rows, &mut cps, &mut flushes, &mut shutdowns, &mut rx);
                 if rows.len() < batch_max {
                     next = rx.try_recv().ok();
+                }
+            }
+            // Linger so a trickle of requests shares one transaction: a commit costs far more
+            // than a row. Nobody waits on this: requests are answered before their record lands.
+            if !self.opts.linger.is_zero() && flushes.is_empty() && shutdowns.is_empty() {
+                let deadline = tokio::time::Instant::now() + self.opts.linger;
+                while rows.len() < batch_max && flushes.is_empty() && shutdowns.is_empty() {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(msg)) => self.take(msg, &mut rows, &mut cps, &mut flushes, &mut shutdowns, &mut rx),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
             }
             self.commit(&mut rows, &mut cps).await;
