@@ -3,7 +3,6 @@
 //! and its resident memory come from /proc, apart from the client's and upstream's.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,7 +15,6 @@ use tokio::net::TcpListener;
 
 use crate::bench::{measure, mode, print_pair};
 use crate::client::Route;
-use crate::home::{Home, create_data, now_ms, random_token, row};
 
 /// A two-frame response body. With `split`, the second frame comes after a yield, so the
 /// server writes headers and body separately: the pattern that Nagle's algorithm stalls.
@@ -48,20 +46,12 @@ impl futures_util::Stream for Frames {
 const BODY: &[u8] = b"{\"messages\":[{\"id\":\"m1\",\"subject\":\"benchmark\"}],\"ok\":true}";
 
 async fn start_upstream(dir: &std::path::Path, split: bool, http1_only: bool) -> anyhow::Result<u16> {
-    let (ca, files) = airlock_tls::CertificateAuthority::generate("bench upstream CA")?;
-    std::fs::write(dir.join("upstream-ca.pem"), &files.cert_pem)?;
-    let key = airlock_tls::LeafCache::new(Arc::new(ca), 4).get("localhost")?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(airlock_tls::FixedCert(key)));
-    cfg.alpn_protocols = if http1_only {
-        vec![b"http/1.1".to_vec()]
+    let alpn: &[&[u8]] = if http1_only {
+        &[b"http/1.1"]
     } else {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        &[b"h2", b"http/1.1"]
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = crate::local::upstream_tls(dir, alpn)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
@@ -122,11 +112,8 @@ pub async fn run(a: &crate::bench::BenchArgs) -> anyhow::Result<()> {
     let dir = tmp.path();
     let api_port = start_upstream(dir, split, a.upstream_http1).await?;
     let (proxy_port, control_port) = (free_port()?, free_port()?);
-    let cfg_path = dir.join("airlock.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            r#"[gateway]
+    let config = format!(
+        r#"[gateway]
 listen = "127.0.0.1:{proxy_port}"
 control = "127.0.0.1:{control_port}"
 data_dir = "data"
@@ -149,29 +136,10 @@ hosts = ["localhost"]
 methods = ["GET"]
 action = "allow"
 "#
-        ),
-    )?;
-    let home = Home::load(&cfg_path)?;
-    std::fs::create_dir_all(home.data_dir())?;
-    let key = airlock_vault::MasterKey::generate();
-    key.write_new_file(home.master_key_path())?;
-    create_data(&home, key).await?;
-    let opened = home.open().await?;
-    let value = airlock_vault::SecretBytes::new(b"real-bench-key".to_vec());
-    opened
-        .store
-        .put_secret(&row(&opened.vault.seal("api", 1, &value), now_ms()))
-        .await?;
-    let token = random_token();
-    opened
-        .store
-        .add_agent(&airlock_store::AgentRow {
-            name: "bench".into(),
-            token_hash: airlock_gateway::token_hash(&token).to_vec(),
-            created_ms: now_ms(),
-        })
-        .await?;
+    );
+    let (home, opened, token) = crate::local::home(dir, &config, ("api", b"real-bench-key"), "bench").await?;
     opened.store.close().await;
+    let cfg_path = dir.join("airlock.toml");
 
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["--config", &cfg_path.to_string_lossy(), "serve"])

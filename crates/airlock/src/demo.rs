@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use airlock_core::audit::AuditEvent;
-use airlock_vault::{MasterKey, SecretBytes};
 use anyhow::Context;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -15,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::client::{Route, send};
-use crate::home::{Home, create_data, now_ms, random_token, row};
+use crate::home::random_token;
 
 const PLACEHOLDER: &str = "airlock-gmail";
 
@@ -102,16 +101,7 @@ async fn mail_api(req: Request<Incoming>, real: Arc<String>) -> Response<Full<By
 }
 
 async fn start_mail_api(dir: &std::path::Path, real: Arc<String>) -> anyhow::Result<u16> {
-    let (ca, files) = airlock_tls::CertificateAuthority::generate("demo upstream CA")?;
-    std::fs::write(dir.join("upstream-ca.pem"), &files.cert_pem)?;
-    let leaves = airlock_tls::LeafCache::new(Arc::new(ca), 4);
-    let key = leaves.get("localhost")?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(airlock_tls::FixedCert(key)));
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = crate::local::upstream_tls(dir, &[b"http/1.1"])?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
@@ -145,32 +135,8 @@ pub async fn run() -> anyhow::Result<()> {
     let dir = tmp.path();
     let real = Arc::new(format!("demo-real-key-{}", &random_token()[..16]));
     let api_port = start_mail_api(dir, real.clone()).await?;
-    let cfg_path = dir.join("airlock.toml");
-    std::fs::write(&cfg_path, config(api_port))?;
-    let home = Home::load(&cfg_path)?;
-    std::fs::create_dir_all(home.data_dir())?;
-    let key = MasterKey::generate();
-    key.write_new_file(home.master_key_path())?;
-    create_data(&home, key).await?;
-    let opened = home.open().await?;
-    opened
-        .store
-        .put_secret(&row(
-            &opened
-                .vault
-                .seal("gmail", 1, &SecretBytes::new(real.as_bytes().to_vec())),
-            now_ms(),
-        ))
-        .await?;
-    let token = random_token();
-    opened
-        .store
-        .add_agent(&airlock_store::AgentRow {
-            name: "mailbot".into(),
-            token_hash: airlock_gateway::token_hash(&token).to_vec(),
-            created_ms: now_ms(),
-        })
-        .await?;
+    let (home, opened, token) =
+        crate::local::home(dir, &config(api_port), ("gmail", real.as_bytes()), "mailbot").await?;
     let proxy = TcpListener::bind("127.0.0.1:0").await?;
     let control = TcpListener::bind("127.0.0.1:0").await?;
     let running = crate::serve::start(&home, opened, proxy, control).await?;

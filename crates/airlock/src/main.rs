@@ -7,6 +7,7 @@ mod bench_local;
 mod client;
 mod demo;
 mod home;
+mod local;
 mod serve;
 
 use std::path::PathBuf;
