@@ -139,6 +139,9 @@ impl SecretIndex {
             .and_then(|(_, v)| decode_basic(v));
 
         for (name, value) in req.headers {
+            for i in self.find(name.as_bytes()) {
+                seen.push((i, "a header name".into()));
+            }
             for i in self.find(value) {
                 let d = &self.decls[i];
                 let here = matches!(&d.slot, Slot::Header(h) if h == name);
@@ -161,7 +164,13 @@ impl SecretIndex {
             }
         }
         let (path, query) = req.target.split_once('?').unwrap_or((req.target, ""));
-        for i in self.find(path.as_bytes()) {
+        // The raw and the decoded path: `/%61irlock-…` is the placeholder to an upstream.
+        let decoded = crate::path::percent_decode(path);
+        for i in self
+            .find(path.as_bytes())
+            .into_iter()
+            .chain(self.find(decoded.as_bytes()))
+        {
             seen.push((i, "the path".into()));
         }
         for (k, v) in crate::path::parse_query(query) {

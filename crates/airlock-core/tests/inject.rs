@@ -109,6 +109,8 @@ fn placeholder_toward_other_host_is_exfiltration_wherever_it_hides() {
         (vec![("authorization", b"Bearer airlock-gmail")], "/", None),
         (vec![("x-any", b"zzairlock-gmailzz")], "/", None),
         (vec![], "/p/airlock-gmail", None),
+        (vec![], "/p/%61irlock-gmail", None),
+        (vec![("airlock-gmail", b"x")], "/", None),
         (vec![], "/p?x=airlock-maps", None),
         (vec![], "/p", Some(b"leak airlock-gmail")),
     ];

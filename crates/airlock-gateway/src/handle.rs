@@ -21,6 +21,9 @@ use crate::metrics::Metrics;
 use crate::record::{Record, deny, refuse};
 use crate::upstream::{UpBody, dial_error};
 
+/// Longest a body may take to inspect before it is treated as unreadable (fail closed).
+const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Responses up to this size with a Content-Length are read whole before they are sent on.
 const SMALL_RESPONSE: usize = 64 * 1024;
 
@@ -108,12 +111,13 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let b = b.clone();
-            match tokio::task::spawn_blocking(move || airlock_inspect::inspect(ct.as_deref(), &b, Want::from(needs)))
-                .await
-            {
-                Ok(facts) => BodyState::Inspected(facts),
-                // A panicking parser must not let the body through unread: the fail-closed reading applies.
-                Err(_) => BodyState::TooLarge,
+            let work =
+                tokio::task::spawn_blocking(move || airlock_inspect::inspect(ct.as_deref(), &b, Want::from(needs)));
+            match tokio::time::timeout(INSPECT_TIMEOUT, work).await {
+                Ok(Ok(facts)) => BodyState::Inspected(facts),
+                // A parser that panics or takes too long must not let the body through unread:
+                // the fail-closed reading applies.
+                Ok(Err(_)) | Err(_) => BodyState::TooLarge,
             }
         }
         (Prefetched::Partial(..), true) => BodyState::TooLarge,

@@ -22,6 +22,12 @@ const RECURSION_LIMIT: usize = 50;
 /// Every link needs at least one operator or keyword token, so bounding those bounds the depth.
 /// Bulk INSERTs (names, literals, placeholders, commas) are not affected.
 const MAX_CHAIN_TOKENS: usize = 10_000;
+/// sqlparser's time grows exponentially with nested calls and groups (fuzzing found a
+/// 324-byte body that parses for a minute: `f(a,-f(a,-…`, `CAST(CASE (…`). Deeper nesting
+/// than this reads as unparsed, which fails closed; real queries rarely nest past a handful.
+const MAX_NESTING: usize = 10;
+/// Nested `CASE` expressions, counted apart from brackets for the same reason.
+const MAX_CASE_NESTING: usize = 8;
 
 /// The classes of one SQL text: `Ok` when every dialect that parsed it agrees, else `Err` with the
 /// classes to report alongside `sql_unparsed`.
@@ -92,7 +98,18 @@ fn read(dialect: &dyn Dialect, sql: &str) -> Reading {
 /// (`/*! DROP TABLE t */` runs on MySQL) and over-long expression chains.
 fn screen(tokens: &[TokenWithSpan]) -> Option<Reading> {
     let mut chain = 0usize;
+    let (mut depth, mut cases) = (0usize, 0usize);
     for t in tokens {
+        match &t.token {
+            Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
+            Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
+            Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::CASE => cases += 1,
+            Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::END => cases = cases.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING || cases > MAX_CASE_NESTING {
+            return Some(Reading::TooDeep);
+        }
         match &t.token {
             Token::Whitespace(Whitespace::MultiLineComment(c)) if c.starts_with('!') || c.starts_with("M!") => {
                 return Some(Reading::Hidden);

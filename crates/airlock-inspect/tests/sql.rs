@@ -194,3 +194,25 @@ fn chains_at_the_bound_parse_and_drop_on_a_small_stack() {
     assert_eq!(worst, (vec![Read], false));
     assert_eq!(unions, (vec![Read], false));
 }
+
+/// Inputs the fuzzer found that made sqlparser take seconds to a minute (exponential in the
+/// nesting): they must read as unparsed — failing closed — and return at once.
+#[test]
+fn exponential_nesting_is_refused_before_parsing() {
+    let fuzz_found = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/slow-sql-nesting.txt")).unwrap();
+    for body in [
+        format!("SELECT {}", "f(a,-".repeat(20)),
+        format!("SELECT {}", "CAST(CASE (".repeat(8)),
+        format!("SELECT {}1{}", "f(".repeat(14), ")".repeat(14)),
+        format!("SELECT {}1{}", "CASE WHEN x THEN ".repeat(12), " END".repeat(12)),
+        String::from_utf8_lossy(&fuzz_found).into_owned(),
+    ] {
+        let f = inspect(Some("text/plain"), body.as_bytes(), SQL);
+        assert!(f.sql_unparsed && f.sql.contains(&Other), "{body}");
+    }
+    // Ordinary nesting still parses.
+    assert_eq!(
+        classify("SELECT f(g(h(1))), (SELECT max(a) FROM (SELECT a FROM t) s)"),
+        (vec![Read], false)
+    );
+}
