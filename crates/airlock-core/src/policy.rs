@@ -219,16 +219,19 @@ pub struct Policy {
     exact: HashMap<String, Vec<usize>>,
     suffix: HashMap<String, Vec<usize>>,
     any_host: Vec<usize>,
+    header_rules: bool,
 }
 
 impl Policy {
     pub fn new(default: Action, rules: Vec<Rule>) -> Self {
+        let header_rules = rules.iter().any(|r| !r.headers.is_empty());
         let mut p = Policy {
             default,
             rules,
             exact: HashMap::new(),
             suffix: HashMap::new(),
             any_host: vec![],
+            header_rules,
         };
         for (i, r) in p.rules.iter().enumerate() {
             if r.hosts.is_empty() {
@@ -243,6 +246,11 @@ impl Policy {
             }
         }
         p
+    }
+
+    /// Whether any rule matches on headers: if none does, the edge need not collect them.
+    pub fn uses_headers(&self) -> bool {
+        self.header_rules
     }
 
     /// Indices of rules whose host patterns admit `host`, ascending, without duplicates.

@@ -71,16 +71,20 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         port,
         path: airlock_core::path::normalize(raw_path),
         query,
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: if state.policy.uses_headers() {
+            parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         body: BodyState::Empty,
     };
     let needs = state.policy.body_needs(&facts);

@@ -51,6 +51,12 @@ hosts = ["169.254.169.254", "127.0.0.2"]
 action = "allow"
 
 [[rules]]
+name = "no prod"
+hosts = ["localhost"]
+headers = { "X-Env" = "prod-*" }
+action = "deny"
+
+[[rules]]
 name = "websocket"
 hosts = ["localhost"]
 paths = ["/ws"]
@@ -122,6 +128,14 @@ async fn denials_name_the_rule_and_reason_and_encodings_do_not_dodge_rules() {
         ]);
         assert_eq!(String::from_utf8_lossy(&o.stdout), "403", "{p}");
     }
+    let r = c
+        .get(format!("{base}/x"))
+        .header("x-env", "prod-eu")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("no prod"));
     // No rule matches DELETE: the default (deny) applies and says so.
     let r = c.delete(format!("{base}/thing")).send().await.unwrap();
     assert_eq!(r.status(), 403);
