@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
@@ -22,6 +22,9 @@ use crate::rewind::Rewind;
 use crate::state::{Agent, GatewayState, token_hash};
 use crate::upstream::UpBody;
 use crate::{audit_denial, intercept};
+
+/// How long an agent may take to send a request head (slow-loris connections are closed).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a new tunnel may stay silent before its protocol is known.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +49,8 @@ pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
                 async move { Ok::<_, std::convert::Infallible>(proxy_request(state, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(256 * 1024)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
@@ -172,7 +177,11 @@ where
         let conn = conn.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(conn, req).await) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
     if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
         tracing::debug!(error = %e, "tunnel connection ended with an error");
     }
