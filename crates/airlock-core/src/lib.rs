@@ -2,6 +2,7 @@
 //! are arguments, so every decision is a function of its inputs and can be replayed.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod audit;
 pub mod facts;
 pub mod glob;
