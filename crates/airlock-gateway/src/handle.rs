@@ -18,7 +18,7 @@ use crate::answer::{DECISION_HEADER, answer, empty, full};
 use crate::body::{Prefetched, ResponseBody, ScannedRest, boxed, prefetch};
 use crate::conn::{Conn, canonical_host, default_port, destination, is_websocket, now_ms, strip_hop_by_hop};
 use crate::metrics::Metrics;
-use crate::record::{Record, deny, refuse};
+use crate::record::{Record, audit_unavailable, deny, refuse};
 use crate::upstream::{UpBody, dial_error};
 
 /// Longest a body may take to inspect before it is treated as unreadable (fail closed).
@@ -208,13 +208,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         }
     }
     if !state.audit.is_healthy() {
-        Metrics::inc(&state.metrics.audit_unavailable);
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "deny",
-            None,
-            "the audit log cannot be written; refusing all requests",
-        );
+        return audit_unavailable(state);
     }
 
     // Build the upstream request: the agent's bytes, minus hop-by-hop headers, plus the credential.

@@ -9,10 +9,9 @@ use airlock_tls::FixedCert;
 use rustls::server::Acceptor;
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::audit_denial;
 use crate::conn::{Conn, TunnelTarget};
-use crate::metrics::Metrics;
 use crate::proxy::serve_http;
+use crate::refuse_tunnel;
 use crate::rewind::Rewind;
 use crate::state::{Agent, GatewayState};
 
@@ -22,11 +21,9 @@ pub(crate) async fn serve_tls(state: Arc<GatewayState>, agent: Arc<Agent>, host:
     let start = match LazyConfigAcceptor::new(Acceptor::default(), io).await {
         Ok(s) => s,
         Err(e) => {
-            Metrics::inc(&state.metrics.tunnels_refused);
-            audit_denial(
+            refuse_tunnel(
                 &state,
                 &agent.name,
-                "tunnel",
                 &host,
                 &format!("refused: bad TLS ClientHello ({e})"),
             );
@@ -39,11 +36,9 @@ pub(crate) async fn serve_tls(state: Arc<GatewayState>, agent: Arc<Agent>, host:
     let config = match server_config(&state, &host) {
         Ok(c) => c,
         Err(e) => {
-            Metrics::inc(&state.metrics.tunnels_refused);
-            audit_denial(
+            refuse_tunnel(
                 &state,
                 &agent.name,
-                "tunnel",
                 &host,
                 &format!("refused: cannot mint a certificate ({e})"),
             );

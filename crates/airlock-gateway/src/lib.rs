@@ -22,10 +22,12 @@ pub use state::{Agent, GatewayState, Identities, Limits, token_hash};
 
 use airlock_core::audit::AuditEvent;
 
-/// Audits something refused before it became a request (a tunnel carrying neither TLS
-/// nor HTTP, a ClientHello that does not parse).
-pub(crate) fn audit_denial(state: &GatewayState, agent: &str, kind: &str, host: &str, reason: &str) {
+/// Refuses a tunnel before it carried a request (neither TLS nor HTTP, a ClientHello that
+/// does not parse, no certificate for the host): counted and audited.
+pub(crate) fn refuse_tunnel(state: &GatewayState, agent: &str, host: &str, reason: &str) {
+    metrics::Metrics::inc(&state.metrics.tunnels_refused);
     tracing::info!(agent, host, reason, "tunnel refused");
+    let kind = "tunnel";
     let ev = AuditEvent {
         ts_ms: now_ms(),
         kind: kind.into(),

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::rewind::Rewind;
 use crate::state::{Agent, GatewayState, token_hash};
 use crate::upstream::UpBody;
-use crate::{audit_denial, intercept};
+use crate::{intercept, refuse_tunnel};
 
 /// How long an agent may take to send a request head (slow-loris connections are closed).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -157,11 +157,9 @@ async fn tunnel(
         ));
         serve_http(conn, stream).await;
     } else {
-        Metrics::inc(&state.metrics.tunnels_refused);
-        audit_denial(
+        refuse_tunnel(
             &state,
             &agent.name,
-            "tunnel",
             &host,
             "refused: the tunnel carries neither TLS nor HTTP",
         );

@@ -56,13 +56,7 @@ pub(crate) fn refuse(
     ev.status = Some(status.as_u16());
     let reason = ev.reason.clone();
     if state.audit.append(ev).is_err() {
-        Metrics::inc(&state.metrics.audit_unavailable);
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "deny",
-            None,
-            "the audit log cannot be written; refusing all requests",
-        );
+        return audit_unavailable(state);
     }
     answer(status, decision, rule, &reason)
 }
@@ -74,4 +68,15 @@ pub(crate) fn deny(reason: String, rule: Option<String>) -> Decision {
         reason,
         matched: vec![],
     }
+}
+
+/// 503 while the audit log cannot be written: nothing unaudited is forwarded.
+pub(crate) fn audit_unavailable(state: &GatewayState) -> Response<UpBody> {
+    Metrics::inc(&state.metrics.audit_unavailable);
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "deny",
+        None,
+        "the audit log cannot be written; refusing all requests",
+    )
 }
