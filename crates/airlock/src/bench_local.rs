@@ -157,7 +157,12 @@ action = "allow"
             None => bail!("airlock serve exited before listening"),
         }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Whatever the gateway reports during the run (warnings and errors) is shown, not swallowed.
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            eprintln!("gateway: {l}");
+        }
+    });
 
     let target = format!("https://localhost:{api_port}/gmail/v1/users/me/messages");
     let up_ca = std::fs::read(dir.join("upstream-ca.pem"))?;
