@@ -227,3 +227,143 @@ print(r.status, r.read().decode())
     assert!(out.contains("200 you sent: Bearer airlock-gmail"), "{out}");
     assert!(!out.contains(REAL));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_and_basic_slots_are_filled_only_where_declared() {
+    let up = upstream(true).await;
+    let rest = r#"
+[[agents]]
+name = "bot"
+secrets = ["maps", "jira"]
+
+[secrets.maps]
+hosts = ["localhost"]
+query = "key"
+placeholder = "airlock-maps-key"
+
+[secrets.jira]
+hosts = ["localhost"]
+basic_user = "me@example.com"
+placeholder = "airlock-jira-token"
+
+[[rules]]
+name = "all"
+hosts = ["localhost"]
+action = "allow"
+"#;
+    let gw = Gateway::start(
+        &[&up],
+        rest,
+        &[("maps", "MAPS-REAL-1"), ("jira", "JIRA-REAL-2")],
+        &["bot"],
+    );
+    let c = gw.client("bot");
+    let base = format!("https://localhost:{}", up.port);
+    c.get(format!(
+        "{base}/geo?q=paris&key=airlock-maps-key&other=airlock-maps-key"
+    ))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(up.last().target, "/geo?q=paris&key=MAPS-REAL-1&other=airlock-maps-key");
+    c.get(format!("{base}/issue"))
+        .basic_auth("anyone", Some("airlock-jira-token"))
+        .send()
+        .await
+        .unwrap();
+    use base64::Engine;
+    let want = base64::engine::general_purpose::STANDARD.encode("me@example.com:JIRA-REAL-2");
+    assert_eq!(
+        up.last().header("authorization"),
+        Some(format!("Basic {want}").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_agents_added_while_serving_take_effect() {
+    let up = upstream(true).await;
+    let rest = rules().replace("[[agents]]\nname = \"other\"", "[[agents]]\nname = \"late\"");
+    let gw = Gateway::start(&[&up], &rest, &[], &["mailbot"]);
+    // No value yet: refused, and the reason says what to do.
+    let r = gw
+        .client("mailbot")
+        .get(format!("https://localhost:{}/", up.port))
+        .bearer_auth("airlock-gmail")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("airlock secret set gmail"));
+    let o = airlock(&gw.config, &["secret", "set", "gmail"], Some(REAL.as_bytes()), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = gw.cli(&["agent", "add", "late"]);
+    let late = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+    let (creds, _) = late.trim_start_matches("http://").rsplit_once('@').unwrap();
+    let late_client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{creds}@{}", gw.proxy)).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(&gw.ca_pem()).unwrap())
+        .build()
+        .unwrap();
+    // The gateway reloads within its refresh interval (2 s); wait for the change to show.
+    let mut injected = false;
+    let mut late_ok = false;
+    for _ in 0..100 {
+        if !injected {
+            let r = gw
+                .client("mailbot")
+                .get(format!("https://localhost:{}/", up.port))
+                .bearer_auth("airlock-gmail")
+                .send()
+                .await
+                .unwrap();
+            injected = r.status() == 200;
+        }
+        if !late_ok {
+            // Until the reload, the new token gets 407 (reqwest reports it as an error).
+            late_ok = late_client
+                .get(format!("https://localhost:{}/", up.port))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+        }
+        if injected && late_ok {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(injected && late_ok, "injected={injected} late_ok={late_ok}");
+    assert!(
+        up.requests()
+            .iter()
+            .any(|s| s.header("authorization") == Some(format!("Bearer {REAL}").as_str()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_certificates_are_verified() {
+    let up = upstream(true).await;
+    // Same upstream, but its CA is not in upstream_ca: the gateway must refuse to talk to it.
+    let section = gateway_section(&[&up]).replace("upstream_ca = [\"upstream-0.pem\"]", "upstream_ca = []");
+    let (dir, config) = setup(&format!("{section}{}", rules()));
+    let o = airlock(&config, &["agent", "add", "mailbot"], None, &[]);
+    let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+    let mut gw = Gateway {
+        dir,
+        config,
+        child: None,
+        proxy: "0.0.0.0:0".parse().unwrap(),
+        control: "0.0.0.0:0".parse().unwrap(),
+        log: Default::default(),
+        agents: vec![("mailbot".into(), url)],
+    };
+    gw.serve(&[]);
+    let r = gw
+        .client("mailbot")
+        .get(format!("https://localhost:{}/", up.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("certificate"));
+    assert!(up.requests().is_empty());
+}
