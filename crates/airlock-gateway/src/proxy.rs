@@ -23,6 +23,9 @@ use crate::state::{Agent, GatewayState, token_hash};
 use crate::upstream::UpBody;
 use crate::{intercept, refuse_tunnel};
 
+/// Read buffer per agent connection, which bounds a request head (larger → 431).
+const MAX_HEAD: usize = 64 * 1024;
+
 /// How long an agent may take to send a request head (slow-loris connections are closed).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -51,7 +54,7 @@ pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(256 * 1024)
+                .max_buf_size(MAX_HEAD)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
             if let Err(e) = conn.await {
@@ -179,7 +182,8 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD);
     if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
         tracing::debug!(error = %e, "tunnel connection ended with an error");
     }
