@@ -19,6 +19,7 @@ use crate::body::{Prefetched, ResponseBody, ScannedRest, boxed, prefetch};
 use crate::conn::{Conn, canonical_host, default_port, destination, is_websocket, now_ms, strip_hop_by_hop};
 use crate::metrics::Metrics;
 use crate::record::{Record, audit_unavailable, deny, refuse};
+use crate::state::GatewayState;
 use crate::upstream::{UpBody, dial_error};
 
 /// Longest a body may take to inspect before it is treated as unreadable (fail closed).
@@ -300,16 +301,12 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
                 let ev = rec.event("request", &deny(d.to_string(), None), rules, vec![]);
                 return refuse(state, ev, StatusCode::FORBIDDEN, "deny", None);
             }
-            Metrics::inc(&state.metrics.upstream_errors);
             let reason = match dial_error(&e) {
                 Some(d) => d.to_string(),
                 None => format!("upstream request failed: {}", error_chain(&e)),
             };
-            let mut ev = rec.event("request", &decision, rules, injected);
-            ev.reason = reason.clone();
-            ev.status = Some(502);
-            let _ = state.audit.append(ev);
-            return answer(StatusCode::BAD_GATEWAY, "allow", decision.rule.as_deref(), &reason);
+            let ev = rec.event("request", &decision, rules, injected);
+            return upstream_failed(state, ev, reason, decision.rule.as_deref());
         }
     };
     Metrics::inc(&state.metrics.allowed);
@@ -363,12 +360,8 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
                 Response::from_parts(rparts, full(out))
             }
             Err(e) => {
-                Metrics::inc(&state.metrics.upstream_errors);
-                ev.reason = format!("upstream response failed: {}", error_chain(&e));
-                ev.status = Some(502);
-                let reason = ev.reason.clone();
-                let _ = state.audit.append(ev);
-                answer(StatusCode::BAD_GATEWAY, "allow", decision.rule.as_deref(), &reason)
+                let reason = format!("upstream response failed: {}", error_chain(&e));
+                upstream_failed(state, ev, reason, decision.rule.as_deref())
             }
         };
     }
@@ -393,6 +386,24 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         on_done,
     );
     Response::from_parts(rparts, boxed(body))
+}
+
+/// 502 for an allowed request whose upstream failed; the record says why. The request was
+/// allowed, so a failed audit append here cannot un-send it — it is counted, not masked.
+fn upstream_failed(
+    state: &GatewayState,
+    mut ev: airlock_core::audit::AuditEvent,
+    reason: String,
+    rule: Option<&str>,
+) -> Response<UpBody> {
+    Metrics::inc(&state.metrics.upstream_errors);
+    ev.reason = reason;
+    ev.status = Some(502);
+    let resp = answer(StatusCode::BAD_GATEWAY, "allow", rule, &ev.reason);
+    if state.audit.append(ev).is_err() {
+        Metrics::inc(&state.metrics.audit_unavailable);
+    }
+    resp
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

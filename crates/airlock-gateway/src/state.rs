@@ -87,7 +87,8 @@ impl Default for Limits {
 
 pub struct GatewayState {
     pub policy: Policy,
-    pub secrets: SecretIndex,
+    /// Shared so a streamed body's scanner can hold it without copying the index.
+    pub secrets: Arc<SecretIndex>,
     pub identities: RwLock<Arc<Identities>>,
     pub leaves: Arc<LeafCache>,
     pub server_configs: Mutex<lru::LruCache<String, (std::time::Instant, Arc<rustls::ServerConfig>)>>,
@@ -112,7 +113,7 @@ impl GatewayState {
     ) -> Self {
         GatewayState {
             policy,
-            secrets,
+            secrets: Arc::new(secrets),
             identities: RwLock::new(Arc::new(identities)),
             leaves,
             server_configs: Mutex::new(lru::LruCache::new(

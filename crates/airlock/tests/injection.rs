@@ -347,16 +347,7 @@ async fn upstream_certificates_are_verified() {
     let (dir, config) = setup(&format!("{section}{}", rules()));
     let o = airlock(&config, &["agent", "add", "mailbot"], None, &[]);
     let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
-    let mut gw = Gateway {
-        dir,
-        config,
-        child: None,
-        proxy: "0.0.0.0:0".parse().unwrap(),
-        control: "0.0.0.0:0".parse().unwrap(),
-        log: Default::default(),
-        agents: vec![("mailbot".into(), url)],
-    };
-    gw.serve(&[]);
+    let gw = Gateway::serving(dir, config, vec![("mailbot".into(), url)]);
     let r = gw
         .client("mailbot")
         .get(format!("https://localhost:{}/", up.port))

@@ -310,6 +310,11 @@ impl Gateway {
             let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
             urls.push((a.to_string(), url));
         }
+        Gateway::serving(dir, config, urls)
+    }
+
+    /// Starts `airlock serve` on an already set-up directory.
+    pub fn serving(dir: tempfile::TempDir, config: PathBuf, agents: Vec<(String, String)>) -> Gateway {
         let mut g = Gateway {
             dir,
             config,
@@ -317,7 +322,7 @@ impl Gateway {
             proxy: "0.0.0.0:0".parse().unwrap(),
             control: "0.0.0.0:0".parse().unwrap(),
             log: PathBuf::new(),
-            agents: urls,
+            agents,
         };
         g.serve(&[]);
         g
