@@ -8,6 +8,8 @@
 //! Rows read back are checked for shape; a damaged row is [`StoreError::Corrupt`], never a panic.
 #![forbid(unsafe_code)]
 
+mod approvals;
+mod approvals_sqlite;
 mod audit_writer;
 mod error;
 mod sql;
@@ -18,6 +20,7 @@ use std::path::Path;
 
 use sqlx::sqlite::SqlitePool;
 
+pub use approvals::{ApprovalRow, GrantRow, MessageRow, SessionRow, VoteRow};
 pub use audit_writer::{AuditHandle, AuditUnavailable, AuditWriter, Signer, WriterOptions};
 pub use error::StoreError;
 pub use verify::{VerifyError, VerifyReport, verify_chain};

@@ -27,11 +27,11 @@ fn transient(code: &str) -> bool {
         .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14))
 }
 
-fn err(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+pub(crate) fn err(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
     StoreError::from_sqlx(e, transient, what)
 }
 
-fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
     err(e, || "row".to_owned())
 }
 
@@ -137,21 +137,21 @@ pub(crate) async fn open_memory() -> Result<SqlitePool, StoreError> {
 
 /// Which row a column belongs to, for `Corrupt` messages.
 #[derive(Clone, Copy)]
-struct At<'a> {
+pub(crate) struct At<'a> {
     table: &'static str,
     key: Option<&'a str>,
     seq: Option<i64>,
 }
 
 impl<'a> At<'a> {
-    fn table(table: &'static str) -> Self {
+    pub(crate) fn table(table: &'static str) -> Self {
         At {
             table,
             key: None,
             seq: None,
         }
     }
-    fn key(self, key: &'a str) -> Self {
+    pub(crate) fn key(self, key: &'a str) -> Self {
         At { key: Some(key), ..self }
     }
     fn seq(self, seq: i64) -> Self {
@@ -186,15 +186,15 @@ where
         .map_err(|e| at.corrupt(col, &format!("undecodable: {e}")))
 }
 
-fn blob(row: &SqliteRow, col: &str, at: At<'_>) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn blob(row: &SqliteRow, col: &str, at: At<'_>) -> Result<Vec<u8>, StoreError> {
     checked::<Vec<u8>>(row, col, "BLOB", at)
 }
 
-fn int(row: &SqliteRow, col: &str, at: At<'_>) -> Result<i64, StoreError> {
+pub(crate) fn int(row: &SqliteRow, col: &str, at: At<'_>) -> Result<i64, StoreError> {
     checked::<i64>(row, col, "INTEGER", at)
 }
 
-fn text(row: &SqliteRow, col: &str, at: At<'_>) -> Result<String, StoreError> {
+pub(crate) fn text(row: &SqliteRow, col: &str, at: At<'_>) -> Result<String, StoreError> {
     checked::<String>(row, col, "TEXT", at)
 }
 
