@@ -145,6 +145,12 @@ pub enum Status {
     Withdrawn {
         at_ms: u64,
     },
+    /// Refused by the gateway itself: the decision could not be recorded, or no card could
+    /// be delivered (fail closed).
+    Failed {
+        reason: String,
+        at_ms: u64,
+    },
 }
 
 impl Status {

@@ -58,8 +58,7 @@ pub struct Cut {
 impl Cut {
     /// The explicit notice renderers append when something was cut.
     pub fn notice(&self) -> Option<String> {
-        (self.omitted_bytes > 0)
-            .then(|| format!("… {} more bytes — full request on the dashboard", self.omitted_bytes))
+        (self.omitted_bytes > 0).then(|| format!("… {} more bytes — full request on the dashboard", self.omitted_bytes))
     }
 }
 

@@ -1,0 +1,67 @@
+//! What the gateway waits on. The waiting future itself enforces the deadline, so a held
+//! request costs no timer task; dropping it (the agent disconnected) withdraws the approval.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::{Hub, Verdict, now_ms};
+
+pub struct Ticket {
+    hub: Hub,
+    id: String,
+    expires_ms: u64,
+    rx: Option<oneshot::Receiver<Verdict>>,
+    done: bool,
+}
+
+impl Ticket {
+    pub(crate) fn new(hub: Hub, id: String, expires_ms: u64, rx: oneshot::Receiver<Verdict>) -> Ticket {
+        Ticket {
+            hub,
+            id,
+            expires_ms,
+            rx: Some(rx),
+            done: false,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Waits for the verdict; at the deadline the approval expires (deny).
+    pub async fn wait(mut self) -> Verdict {
+        let Some(mut rx) = self.rx.take() else {
+            self.done = true;
+            return Verdict::Failed {
+                reason: "the approval is no longer held".into(),
+            };
+        };
+        loop {
+            let left = self.expires_ms.saturating_sub(now_ms());
+            tokio::select! {
+                v = &mut rx => {
+                    self.done = true;
+                    return v.unwrap_or(Verdict::Failed { reason: "the approvals hub stopped".into() });
+                }
+                _ = tokio::time::sleep(Duration::from_millis(left.max(1))) => {
+                    // Then poll again: `expire` delivered the verdict, or the clock is not there yet.
+                    self.hub.expire(&self.id).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // `wait` never returned a verdict: the agent left (a no-op if it was decided meanwhile).
+        if !self.done {
+            let (hub, id) = (self.hub.clone(), self.id.clone());
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { hub.withdraw(&id).await });
+            }
+        }
+    }
+}
