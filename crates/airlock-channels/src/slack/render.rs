@@ -46,7 +46,7 @@ const BODY_MAX_LINES: usize = 40;
 /// Per-entry budget for query parameters and headers, so one huge value cannot crowd out the rest.
 const ENTRY_MAX: usize = 400;
 /// Per-field budget for summary lines (To, Subject, …).
-const SUMMARY_FIELD_MAX: usize = 1000;
+const SUMMARY_FIELD_MAX: usize = 500;
 /// Room kept for a "… N more" line at the end of a list.
 const MORE_RESERVE: usize = 80;
 

@@ -88,7 +88,7 @@ pub(crate) fn callback(
     click_from_payload(&v)
 }
 
-fn short_str<'a>(v: &'a Value, max: usize) -> Option<&'a str> {
+fn short_str(v: &Value, max: usize) -> Option<&str> {
     v.as_str().filter(|s| !s.is_empty() && s.len() <= max)
 }
 
