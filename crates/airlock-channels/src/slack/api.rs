@@ -197,3 +197,40 @@ async fn read_json(method: &str, resp: reqwest::Response) -> Result<Value, Chann
         _ => Err(transport(format!("{method}: the answer is not a JSON object"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(base: &str) -> Api {
+        Api::new(base, SecretBytes::new(b"xoxb-test".to_vec()))
+    }
+
+    #[test]
+    fn response_urls_only_go_to_slack_or_the_configured_origin() {
+        let real = api("https://slack.com/api/");
+        assert!(real.trusted_response_url("https://hooks.slack.com/actions/T1/2/abc"));
+        for bad in [
+            "http://hooks.slack.com/actions/T1/2/abc",
+            "https://hooks.slack.com:8443/actions",
+            "https://hooks.slack.com.evil.example/actions",
+            "https://evil.example/hooks.slack.com",
+            "http://127.0.0.1:8080/hook",
+            "not a url",
+        ] {
+            assert!(!real.trusted_response_url(bad), "{bad}");
+        }
+        let local = api("http://127.0.0.1:8080/api");
+        assert!(local.trusted_response_url("http://127.0.0.1:8080/hooks/x"));
+        assert!(!local.trusted_response_url("http://127.0.0.1:8081/hooks/x"));
+    }
+
+    #[test]
+    fn socket_urls_never_downgrade_from_tls() {
+        let real = api("https://slack.com/api");
+        assert!(real.allows_socket_url("wss://wss-primary.slack.com/link/?ticket=x"));
+        assert!(!real.allows_socket_url("ws://wss-primary.slack.com/link/?ticket=x"));
+        assert!(!real.allows_socket_url("https://slack.com/link"));
+        assert!(api("http://127.0.0.1:1/api").allows_socket_url("ws://127.0.0.1:2/link/"));
+    }
+}

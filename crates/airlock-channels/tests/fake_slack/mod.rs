@@ -4,6 +4,8 @@
 //! disconnect). Everything received is recorded; tests await [`Event`]s instead of sleeping.
 #![allow(dead_code)]
 
+pub mod cards;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
