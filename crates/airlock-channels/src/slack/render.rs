@@ -215,6 +215,7 @@ pub fn status_line(status: &Status, needed: u32) -> Option<String> {
         Status::Withdrawn { at_ms } => {
             format!("Withdrawn — agent disconnected · {}", utc_time(*at_ms))
         }
+        Status::Failed { reason, at_ms } => format!("Refused by airlock: {reason} · {}", utc_time(*at_ms)),
     })
 }
 
