@@ -578,3 +578,26 @@ fn never_panics_on_random_bodies() {
     let c = card(&req("POST", "h", "/", &[("Content-Type", JSON)], deep.as_bytes()));
     assert_eq!(c.body.kind, BodyKind::Text);
 }
+
+#[test]
+fn hostile_messages_stay_cheap() {
+    let started = std::time::Instant::now();
+    let mut msg = String::from("To: a@b\r\nSubject: ");
+    msg.push_str(&"=?utf-8?Q?x".repeat(100_000));
+    msg.push_str("\r\nContent-Type: multipart/mixed; boundary=\"");
+    msg.push_str(&"b".repeat(5000));
+    msg.push_str("\"\r\n\r\n");
+    msg.push_str(&format!("--{}\r\n", "b".repeat(5000)).repeat(200));
+    let nested = "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n".repeat(2000);
+    for body in [msg, nested] {
+        let c = card(&req(
+            "POST",
+            "gmail.googleapis.com",
+            "/upload/gmail/v1/users/me/messages/send",
+            &[("Content-Type", b"message/rfc822")],
+            body.as_bytes(),
+        ));
+        assert_eq!(c.summary_title.as_deref(), Some("Send email"));
+    }
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}

@@ -18,6 +18,10 @@ pub const BODY_PREVIEW_CHARS: usize = 300;
 /// Deepest MIME nesting followed, and most parts looked at: hostile messages stay cheap.
 const MAX_DEPTH: usize = 8;
 const MAX_PARTS: usize = 200;
+/// RFC 2046 caps boundaries at 70 characters; a longer one would only make the scan slow.
+const MAX_BOUNDARY: usize = 200;
+/// RFC 2047 caps encoded-words at 75 characters; looking further only costs time.
+const MAX_WORD: usize = 1024;
 
 const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
     .with_decode_padding_mode(DecodePaddingMode::Indifferent)
@@ -151,6 +155,12 @@ pub(super) fn message_lines(msg: &[u8]) -> Vec<(String, String)> {
 
 /// Header section (unfolded, names lower-cased, values lossy UTF-8) and body.
 fn split_message(msg: &[u8]) -> (Vec<(String, String)>, &[u8]) {
+    // An empty first line: no headers at all.
+    for nl in [&b"\r\n"[..], b"\n"] {
+        if let Some(body) = msg.strip_prefix(nl) {
+            return (Vec::new(), body);
+        }
+    }
     let crlf = find(msg, b"\r\n\r\n").map(|i| (i, i + 4));
     let lf = find(msg, b"\n\n").map(|i| (i, i + 2));
     let (head, body) = match (crlf, lf) {
@@ -195,6 +205,9 @@ fn param(value: &str, name: &str) -> Option<String> {
 
 /// The parts of a multipart body (each still with its own headers).
 fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Vec<&'a [u8]> {
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
+        return Vec::new();
+    }
     let delim = format!("--{boundary}").into_bytes();
     let mut starts = Vec::new();
     let mut i = 0;
@@ -358,7 +371,11 @@ pub(super) fn decode_words(s: &str) -> String {
 
 /// One encoded-word at the start of `s`: its text and its length in `s`.
 fn encoded_word(s: &str) -> Option<(String, usize)> {
-    let inner = s.strip_prefix("=?")?;
+    let mut end = s.len().min(MAX_WORD);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let inner = s[..end].strip_prefix("=?")?;
     let (charset, rest) = inner.split_once('?')?;
     let (enc, rest) = rest.split_once('?')?;
     let end = rest.find("?=")?;
