@@ -177,11 +177,12 @@ fn kind_name(k: BodyKind) -> &'static str {
     }
 }
 
-/// The card as label/value lines in display order, split around the body. Values are raw
-/// (renderers make them visible and escape them).
+/// The card as label/value lines in display order: the request, the summary, (the body), the
+/// approval. Values are raw (renderers make them visible and escape them).
 struct Layout {
     title: String,
     head: Vec<(String, String)>,
+    summary: Vec<(String, String)>,
     tail: Vec<(String, String)>,
 }
 
@@ -212,7 +213,6 @@ fn layout(card: &Card, status: &Status) -> Layout {
     for (k, v) in &card.headers {
         head.push(("Header".into(), format!("{k}: {v}")));
     }
-    head.extend(card.summary.iter().cloned());
     let mut size = format!("{} bytes ({})", card.body.size, kind_name(card.body.kind));
     if card.body.size == 1 {
         size = size.replacen("bytes", "byte", 1);
@@ -226,6 +226,7 @@ fn layout(card: &Card, status: &Status) -> Layout {
     Layout {
         title: title(card),
         head,
+        summary: card.summary.clone(),
         tail,
     }
 }
@@ -239,8 +240,13 @@ pub fn terminal(card: &Card, status: &Status) -> String {
         out.push_str(&format!("{:<11} {}\n", format!("{}:", one_line(k)), one_line(v)));
     };
     l.head.iter().for_each(|kv| line(&mut out, kv));
+    if !l.summary.is_empty() {
+        out.push('\n');
+        l.summary.iter().for_each(|kv| line(&mut out, kv));
+    }
     if card.body.kind != BodyKind::Empty {
-        out.push_str("Body:\n");
+        // Not "Body:", which a summary line may already use for an email's text.
+        out.push_str("\nRequest body:\n");
         let cut = quoted_body(card, TERMINAL_BODY_BYTES, TERMINAL_BODY_LINES);
         for body_line in cut.text.split('\n') {
             out.push_str("│ ");
@@ -278,6 +284,13 @@ pub fn html_card(card: &Card, status: &Status, full: bool) -> String {
         out.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", esc(k), esc(v)));
     }
     out.push_str("</dl>\n");
+    if !l.summary.is_empty() {
+        out.push_str("<dl class=\"summary\">\n");
+        for (k, v) in &l.summary {
+            out.push_str(&format!("<dt>{}</dt><dd>{}</dd>\n", esc(k), esc(v)));
+        }
+        out.push_str("</dl>\n");
+    }
     if card.body.kind != BodyKind::Empty {
         let cut = if full {
             quoted_body(card, usize::MAX, usize::MAX)

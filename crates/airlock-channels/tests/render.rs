@@ -154,7 +154,7 @@ fn card_layout_order() {
         "Request:    POST https://api.example.com:8443/v1/</pre><script>x</script>",
         "Query:      q = <img src=x>",
         "Header:     Content-Type: application/json",
-        "Body:",
+        "Request body:",
         "│ {",
         "│   \"amount\": 100",
         "│ }",
@@ -230,4 +230,33 @@ fn html_escape_covers_the_five() {
         html_escape(r#"<a href="x" title='y'>&</a>"#),
         "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
     );
+}
+
+#[test]
+fn hostile_summary_values_are_escaped() {
+    use base64::Engine;
+    let msg = "To: <script>alert(1)</script>@x, =?utf-8?B?4oCuZXZpbEB4?=\r\n\
+Subject: =?utf-8?Q?=1B[2J<img_src=3Dx_onerror=3Dalert(1)>?=\r\n\r\n</pre><button>Approve</button>\r\n";
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(msg);
+    let held = HeldRequest {
+        agent: "a".into(),
+        method: "POST".into(),
+        scheme: "https".into(),
+        host: "gmail.googleapis.com".into(),
+        port: 443,
+        target: "/gmail/v1/users/me/messages/send".into(),
+        headers: vec![("Content-Type".into(), b"application/json".to_vec())],
+        body: serde_json::json!({ "raw": raw }).to_string().into(),
+    };
+    let c = build(&held, "id", vec![], digest(&held), 0, 0, None);
+    assert_eq!(c.summary_title.as_deref(), Some("Send email"));
+    let h = html_card(&c, &pending(), false);
+    assert_html_safe(&h);
+    assert!(
+        h.contains("<dt>To</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;@x, &lt;U+202E&gt;evil@x</dd>"),
+        "{h}"
+    );
+    let t = terminal(&c, &pending());
+    assert!(!t.contains('\x1b') && !t.contains('\u{202e}'));
+    assert!(t.contains("Subject:    <U+001B>[2J<img src=x onerror=alert(1)>"), "{t}");
 }
