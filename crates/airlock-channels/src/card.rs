@@ -126,7 +126,7 @@ struct Req<'a> {
 fn split_target(target: &str) -> (&str, &str) {
     let mut t = target;
     for scheme in ["http://", "https://"] {
-        if t.len() >= scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        if t.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme)) {
             let rest = &t[scheme.len()..];
             t = rest.find(['/', '?']).map_or("/", |i| &rest[i..]);
             break;

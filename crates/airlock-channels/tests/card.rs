@@ -2,7 +2,8 @@
 //! no panics on anything an agent can send.
 
 use airlock_channels::card::{build, digest};
-use airlock_channels::{BodyKind, Card, HeldRequest, RuleLine};
+use airlock_channels::render::{html_card, terminal};
+use airlock_channels::{BodyKind, Card, HeldRequest, RuleLine, Status};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
@@ -559,15 +560,26 @@ fn never_panics_on_random_bodies() {
         "/%ff%zz?%%=&=&a=%e2%82",
         "",
     ];
-    for i in 0..3000u64 {
+    for i in 0..4000u64 {
         let body = rng.bytes(alphabet);
         let ct = types[i as usize % types.len()];
         let host = ["gmail.googleapis.com", "api.github.com", "x"][i as usize % 3];
         let method = ["POST", "PUT", "PATCH"][(i / 3) as usize % 3];
         let target = targets[(i / 9) as usize % targets.len()];
         let mut held = req(method, host, target, &[("Content-Type", ct)], &body);
+        if i % 7 == 0 {
+            // Random (lossy) target and header value too, multi-byte characters included.
+            let noise = String::from_utf8_lossy(&rng.bytes(alphabet)).into_owned();
+            held.target = format!("{}{noise}", ["", "/", "https://", "HTTP://é/", "é?"][i as usize % 5]);
+            held.headers.push(("X-Noise".into(), noise.into_bytes()));
+        }
         let c = build(&held, "id", vec![], digest(&held), 0, 0, None);
         assert_eq!(c.body.size, body.len());
+        if i % 10 == 0 {
+            let status = Status::Pending { approved_by: vec![] };
+            assert!(!terminal(&c, &status).contains('\x1b'));
+            let _ = html_card(&c, &status, i % 20 == 0);
+        }
         // Also the Gmail raw shape around random bytes.
         let raw = serde_json::json!({ "raw": URL_SAFE_NO_PAD.encode(&body) }).to_string();
         held.body = bytes::Bytes::from(raw);
@@ -600,4 +612,14 @@ fn hostile_messages_stay_cheap() {
         assert_eq!(c.summary_title.as_deref(), Some("Send email"));
     }
     assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}
+
+#[test]
+fn absolute_form_targets_keep_only_the_path() {
+    let c = card(&req("GET", "h", "HTTPS://h:8443/a/b?x=1", &[], b""));
+    assert_eq!((c.path.as_str(), c.query.len()), ("/a/b", 1));
+    let c = card(&req("GET", "h", "http://h?x=1", &[], b""));
+    assert_eq!((c.path.as_str(), c.query.len()), ("", 1));
+    let c = card(&req("GET", "h", "ééééé/x", &[], b""));
+    assert_eq!(c.path, "ééééé/x");
 }
