@@ -16,6 +16,10 @@ pub const TERMINAL_BODY_LINES: usize = 40;
 /// Dashboard list-view body limits (`html_card(.., full = false)`).
 pub const HTML_BODY_BYTES: usize = 16 * 1024;
 pub const HTML_BODY_LINES: usize = 200;
+/// Longest one-line value (a header, a query parameter, an SQL statement) before it is cut
+/// with a count: in the terminal, and in the dashboard's list view.
+pub const TERMINAL_VALUE_BYTES: usize = 1024;
+pub const HTML_VALUE_BYTES: usize = 4096;
 
 /// `&`, `<`, `>`, `"` and `'` as entities: safe in element content and quoted attributes.
 pub fn html_escape(s: &str) -> String {
@@ -39,6 +43,15 @@ pub fn quoted_body(card: &Card, max_bytes: usize, max_lines: usize) -> Cut {
     let v = visible(&card.body.text);
     // A trailing newline would only show as an empty quoted line.
     text::truncate(v.strip_suffix('\n').unwrap_or(&v), max_bytes, max_lines)
+}
+
+/// `s` on one line, cut to `max_bytes` with the explicit notice when longer.
+pub fn one_line_cut(s: &str, max_bytes: usize) -> String {
+    let cut = text::truncate(&one_line(s), max_bytes, 1);
+    match cut.notice() {
+        Some(n) => format!("{} {n}", cut.text),
+        None => cut.text,
+    }
 }
 
 /// (year, month, day, hour, minute, second) in UTC for milliseconds since the Unix epoch.
@@ -235,9 +248,10 @@ fn layout(card: &Card, status: &Status) -> Layout {
 /// request reach the terminal.
 pub fn terminal(card: &Card, status: &Status) -> String {
     let l = layout(card, status);
-    let mut out = format!("━━ {} ━━\n", one_line(&l.title));
+    let one = |s: &str| one_line_cut(s, TERMINAL_VALUE_BYTES);
+    let mut out = format!("━━ {} ━━\n", one(&l.title));
     let line = |out: &mut String, (k, v): &(String, String)| {
-        out.push_str(&format!("{:<11} {}\n", format!("{}:", one_line(k)), one_line(v)));
+        out.push_str(&format!("{:<11} {}\n", format!("{}:", one(k)), one(v)));
     };
     l.head.iter().for_each(|kv| line(&mut out, kv));
     if !l.summary.is_empty() {
@@ -267,7 +281,8 @@ pub fn terminal(card: &Card, status: &Status) -> String {
 /// Agent strings only ever appear as escaped element content, never in attributes.
 pub fn html_card(card: &Card, status: &Status, full: bool) -> String {
     let l = layout(card, status);
-    let esc = |s: &str| html_escape(&one_line(s));
+    let max = if full { usize::MAX } else { HTML_VALUE_BYTES };
+    let esc = |s: &str| html_escape(&one_line_cut(s, max));
     let state = match status {
         Status::Pending { .. } => "pending",
         Status::Approved { .. } => "approved",

@@ -260,3 +260,31 @@ Subject: =?utf-8?Q?=1B[2J<img_src=3Dx_onerror=3Dalert(1)>?=\r\n\r\n</pre><button
     assert!(!t.contains('\x1b') && !t.contains('\u{202e}'));
     assert!(t.contains("Subject:    <U+001B>[2J<img src=x onerror=alert(1)>"), "{t}");
 }
+
+#[test]
+fn long_one_line_values_are_cut_with_a_count() {
+    let stmt = format!("SELECT {} FROM t", "x, ".repeat(5000));
+    let held = HeldRequest {
+        agent: "a".into(),
+        method: "POST".into(),
+        scheme: "https".into(),
+        host: "db.example.com".into(),
+        port: 443,
+        target: format!("/q?long={}", "y".repeat(20_000)),
+        headers: vec![("Content-Type".into(), b"application/sql".to_vec())],
+        body: stmt.clone().into(),
+    };
+    let c = build(&held, "id", vec![], digest(&held), 0, 0, None);
+    assert_eq!(
+        c.summary[0].1.len(),
+        stmt.len(),
+        "the card keeps the complete statement"
+    );
+    let t = terminal(&c, &pending());
+    let s = t.lines().find(|l| l.starts_with("Statement:")).unwrap();
+    assert!(s.len() < 1200 && s.contains("more bytes"), "{s}");
+    let q = t.lines().find(|l| l.starts_with("Query:")).unwrap();
+    assert!(q.len() < 1200 && q.contains("more bytes"));
+    assert!(html_card(&c, &pending(), false).len() < 40_000);
+    assert!(html_card(&c, &pending(), true).contains(&stmt));
+}
