@@ -17,6 +17,9 @@ mod mail;
 
 /// Most headers a card lists; a line says how many more were left out.
 pub const MAX_HEADERS: usize = 30;
+/// Characters of decoded content (an email's text, a file written to GitHub) shown in a
+/// summary line; the rest is counted.
+pub const PREVIEW_CHARS: usize = 300;
 
 /// Hex SHA-256 over method, URL (scheme://host:port + target), every header (name, value, in
 /// order) and the body, each field length-prefixed (u64 BE) so no two different requests share
@@ -227,6 +230,18 @@ fn select_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
         kept.push(("…".into(), format!("{left_out} more headers not shown")));
     }
     kept
+}
+
+/// The start of a decoded text on one line, whitespace runs folded, with a count of the rest.
+fn preview(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let flat = words.join(" ");
+    let n = flat.chars().count();
+    let mut shown: String = flat.chars().take(PREVIEW_CHARS).collect();
+    if n > PREVIEW_CHARS {
+        shown.push_str(&format!(" … ({} more characters)", n - PREVIEW_CHARS));
+    }
+    one_line(&shown)
 }
 
 fn statement_summary(parsed: &body::Parsed) -> Option<(String, Vec<(String, String)>)> {

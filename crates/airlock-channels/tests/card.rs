@@ -459,6 +459,7 @@ fn github_actions_in_words() {
     assert_eq!(line(&c, "Action"), Some("write file .github/workflows/ci.yml"));
     assert_eq!(line(&c, "Branch"), Some("main"));
     assert_eq!(line(&c, "Message"), Some("ci"));
+    assert_eq!(line(&c, "Content"), Some("x"));
 
     let c = gh(
         "DELETE",

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::Req;
 use super::body::graphql_operation;
+use super::{Req, mail, preview};
 use crate::text::one_line;
 
 type Lines = Vec<(String, String)>;
@@ -131,6 +131,17 @@ fn repo_action(req: &Req, rest: &[&str], j: Option<&Value>, extra: &mut Lines) -
                     ("Replaces blob", &["sha"]),
                 ],
             );
+            // The file arrives base64-encoded: show what will actually be written.
+            if let Some(c) = j.and_then(|v| v.get("content")).and_then(Value::as_str) {
+                let shown = match mail::b64(c.as_bytes()) {
+                    Some(bytes) => match String::from_utf8(bytes) {
+                        Ok(text) => preview(&text),
+                        Err(e) => format!("{} bytes, binary", e.as_bytes().len()),
+                    },
+                    None => "(not valid base64)".into(),
+                };
+                extra.push(("Content".into(), shown));
+            }
             format!("write file {}", tail(1))
         }
         "DELETE" if n >= 2 && kw(0, "contents") => {

@@ -6,14 +6,11 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::Value;
 
-use super::Req;
 use super::body::essence;
+use super::{Req, preview};
 use crate::text::one_line;
 
 type Summary = (String, Vec<(String, String)>);
-
-/// Characters of the message text shown in the "Body" line.
-pub const BODY_PREVIEW_CHARS: usize = 300;
 
 /// Deepest MIME nesting followed, and most parts looked at: hostile messages stay cheap.
 const MAX_DEPTH: usize = 8;
@@ -30,7 +27,7 @@ const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIEN
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
 
 /// Base64 as Gmail accepts it: URL-safe or standard, padded or not, line breaks ignored.
-fn b64(s: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn b64(s: &[u8]) -> Option<Vec<u8>> {
     let clean: Vec<u8> = s.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
     URL_SAFE.decode(&clean).or_else(|_| STANDARD.decode(&clean)).ok()
 }
@@ -138,14 +135,7 @@ pub(super) fn message_lines(msg: &[u8]) -> Vec<(String, String)> {
     let mut found = Found::default();
     walk_mime(&headers, body, 0, &mut found);
     if let Some(text) = found.text.or(found.html.map(|h| strip_tags(&h))) {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let flat = words.join(" ");
-        let n = flat.chars().count();
-        let mut shown: String = flat.chars().take(BODY_PREVIEW_CHARS).collect();
-        if n > BODY_PREVIEW_CHARS {
-            shown.push_str(&format!(" … ({} more characters)", n - BODY_PREVIEW_CHARS));
-        }
-        lines.push(("Body".into(), one_line(&shown)));
+        lines.push(("Body".into(), preview(&text)));
     }
     if !found.attachments.is_empty() {
         lines.push(("Attachments".into(), one_line(&found.attachments.join(", "))));
