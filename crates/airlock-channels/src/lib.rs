@@ -112,7 +112,7 @@ impl Card {
         self.digest.get(..12).unwrap_or(&self.digest)
     }
 
-    /// Distinct people needed, summed over the rules (for "1 of 2 approvals").
+    /// Distinct people needed: the largest quorum among the rules (for "1 of 2 approvals").
     pub fn approvals_needed(&self) -> u32 {
         self.rules.iter().map(|r| r.quorum.max(1)).max().unwrap_or(1)
     }

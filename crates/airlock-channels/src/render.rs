@@ -138,6 +138,7 @@ pub fn status_line(status: &Status) -> String {
         Status::Expired { at_ms } => format!("Expired · {}", utc_hm(*at_ms)),
         Status::Abandoned { at_ms } => format!("Abandoned (gateway restarted) · {}", utc_hm(*at_ms)),
         Status::Withdrawn { at_ms } => format!("Withdrawn (agent disconnected) · {}", utc_hm(*at_ms)),
+        Status::Failed { reason, at_ms } => format!("Refused by airlock: {reason} · {}", utc_hm(*at_ms)),
     }
 }
 
@@ -290,6 +291,7 @@ pub fn html_card(card: &Card, status: &Status, full: bool) -> String {
         Status::Expired { .. } => "expired",
         Status::Abandoned { .. } => "abandoned",
         Status::Withdrawn { .. } => "withdrawn",
+        Status::Failed { .. } => "failed",
     };
     let mut out = format!(
         "<div class=\"card {state}\">\n<h3 class=\"title\">{}</h3>\n<dl class=\"fields\">\n",

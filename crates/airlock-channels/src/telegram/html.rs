@@ -253,7 +253,11 @@ pub fn status_line(card: &Card, status: &Status) -> String {
             format!("↩️ <b>Withdrawn</b> — agent disconnected · {}", time_of_day(*at_ms))
         }
         Status::Failed { reason, at_ms } => {
-            format!("⛔ <b>Refused by airlock</b>: {} · {}", field(reason, SHORT), time_of_day(*at_ms))
+            format!(
+                "⛔ <b>Refused by airlock</b>: {} · {}",
+                field(reason, SHORT),
+                time_of_day(*at_ms)
+            )
         }
     }
 }
