@@ -2,6 +2,10 @@
 //! JSON API behind a bearer token. Agents never reach it (the sandbox only reaches the proxy).
 #![forbid(unsafe_code)]
 
+mod approvals_api;
+mod callbacks;
+pub mod dashboard;
+
 use std::sync::Arc;
 
 use airlock_core::audit::AuditEvent;
@@ -21,6 +25,8 @@ pub struct ControlState {
     pub store: Store,
     /// SHA-256 of the control token (the token itself lives in the data directory, mode 0600).
     pub token_hash: Vec<u8>,
+    /// The approvals hub, when approvals are configured.
+    pub hub: Option<airlock_approvals::Hub>,
 }
 
 pub fn router(state: ControlState) -> Router {
@@ -29,6 +35,9 @@ pub fn router(state: ControlState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/agents", get(agents))
+        .merge(approvals_api::routes())
+        .merge(callbacks::routes())
+        .merge(dashboard::routes())
         .with_state(state)
 }
 
@@ -53,7 +62,7 @@ async fn metrics(State(s): State<ControlState>) -> Response {
         .into_response()
 }
 
-fn authorized(s: &ControlState, h: &HeaderMap) -> bool {
+pub(crate) fn authorized(s: &ControlState, h: &HeaderMap) -> bool {
     let Some(token) = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -65,7 +74,7 @@ fn authorized(s: &ControlState, h: &HeaderMap) -> bool {
     airlock_gateway::token_hash(token.trim()).as_slice() == s.token_hash.as_slice()
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         Json(serde_json::json!({"error": "control token required (Authorization: Bearer …)"})),

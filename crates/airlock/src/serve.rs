@@ -166,6 +166,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         gateway: state.clone(),
         store: store.clone(),
         token_hash,
+        hub: None,
     };
     tasks.push(tokio::spawn(async move {
         if let Err(e) = airlock_web::serve(control, control_state).await {

@@ -1,0 +1,57 @@
+//! Platform callbacks: `POST /callbacks/{channel}`. The channel authenticates the request
+//! (signature, timestamp window, secret token) before anything is parsed as a click; the hub
+//! then maps the clicker to a person and checks the button's signed token.
+
+use airlock_channels::CallbackError;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use crate::ControlState;
+
+pub(crate) fn routes() -> Router<ControlState> {
+    Router::new().route("/callbacks/{channel}", post(callback))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: HeaderMap, body: Bytes) -> Response {
+    let Some(hub) = s.hub.clone() else {
+        return (StatusCode::NOT_FOUND, "approvals are not configured\n").into_response();
+    };
+    let Some(ch) = hub.channel(&name).cloned() else {
+        return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
+    };
+    let click = match ch.callback(&h, &body, now_secs()) {
+        Ok(Some(c)) => c,
+        Ok(None) => return StatusCode::OK.into_response(),
+        Err(CallbackError::NotSupported) => {
+            return (StatusCode::NOT_FOUND, "this channel takes no callbacks\n").into_response();
+        }
+        Err(e @ CallbackError::Malformed(_)) => {
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+        Err(e) => {
+            tracing::warn!(channel = %name, error = %e, "rejected an unauthenticated callback");
+            return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
+        }
+    };
+    let reply = hub.click(&click).await;
+    // Answer the clicker out of band (ephemeral message, callback answer) without holding
+    // up the platform's request, which has a short deadline.
+    let r = reply.clone();
+    tokio::spawn(async move {
+        if let Err(e) = ch.acknowledge(&click, &r).await {
+            tracing::warn!(channel = click.channel, error = %e, "could not answer a click");
+        }
+    });
+    Json(reply).into_response()
+}

@@ -1,0 +1,9 @@
+//! The dashboard: being written.
+
+use axum::Router;
+
+use crate::ControlState;
+
+pub fn routes() -> Router<ControlState> {
+    Router::new()
+}
