@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod approvals;
 mod body;
 mod error;
 mod gateway;
@@ -27,6 +28,9 @@ use airlock_core::policy::Policy;
 use toml::Table;
 
 pub use addr::{AddrRule, parse_duration};
+pub use approvals::{
+    ApprovalsConfig, ChannelsConfig, PersonConfig, SecretRef, SlackConfig, TelegramConfig, WebhookConfig,
+};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
 pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
@@ -34,7 +38,7 @@ pub use secrets::Agent;
 
 use error::Errors;
 use locate::{Locator, line_col};
-use raw::{Fields, as_table, valid_name};
+use raw::Fields;
 
 /// A fully commented example `airlock.toml` (written by `airlock init`). It parses.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -50,12 +54,12 @@ pub struct Config {
     pub agents: Vec<Agent>,
     pub secrets: SecretIndex,
     pub policy: Policy,
-    /// `[people.*]`, kept raw: each entry is a table (the approvals subsystem reads them).
-    pub people: Table,
-    /// `[channels.*]`, kept raw: each entry is a table.
-    pub channels: Table,
-    /// `[approvals]`, kept raw.
-    pub approvals: Table,
+    /// `[people.*]`: who may approve, with which roles, reachable where.
+    pub people: Vec<PersonConfig>,
+    /// `[channels.*]`: where approval cards are sent.
+    pub channels: ChannelsConfig,
+    /// `[approvals]`.
+    pub approvals: ApprovalsConfig,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -136,9 +140,23 @@ impl Config {
         let agents = secrets::read_agents(root.value("agents"), &secret_names, &mut errs);
         let agent_names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
         let rules = rules::read(root.value("rules"), &agent_names, &mut errs);
-        let people = named_tables(&root, "people", &mut errs);
-        let channels = named_tables(&root, "channels", &mut errs);
-        let approvals = root.table("approvals", &mut errs).cloned().unwrap_or_default();
+        let people = approvals::read_people(root.table("people", &mut errs), &mut errs);
+        let channels = approvals::read_channels(root.table("channels", &mut errs), &mut errs);
+        let approvals = approvals::read_approvals(root.table("approvals", &mut errs), &channels, &mut errs);
+        // With people configured, an approver role nobody holds is a mistake (a typo, usually):
+        // such a rule could never be approved.
+        if !people.is_empty() {
+            for (i, r) in rules.iter().enumerate() {
+                for role in r.approval.iter().flat_map(|a| &a.approvers) {
+                    if !people.iter().any(|p| p.roles.contains(role)) {
+                        errs.push(
+                            &KeyPath::root().key("rules").index(i).key("approvers"),
+                            format!("no person holds the role {role:?} (see [people.*] roles)"),
+                        );
+                    }
+                }
+            }
+        }
 
         if !errs.list.is_empty() {
             return Err(place(errs, src, path));
@@ -180,21 +198,6 @@ fn tidy(p: &Path) -> PathBuf {
     } else {
         out
     }
-}
-
-/// A table of named tables (`[people.alice]`), checked lightly and kept raw.
-fn named_tables(root: &Fields<'_>, key: &str, errs: &mut Errors) -> Table {
-    let Some(t) = root.table(key, errs) else {
-        return Table::new();
-    };
-    for (name, v) in t {
-        let p = root.at(key).key(name);
-        if !valid_name(name) {
-            errs.push(&p, "a name is 1 to 64 of A-Z a-z 0-9 . _ -");
-        }
-        as_table(v, &p, errs);
-    }
-    t.clone()
 }
 
 /// Gives each collected error its line, in file order.

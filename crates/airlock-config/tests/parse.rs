@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use airlock_config::{AddrRule, Agent, Config, ConfigError, EXAMPLE};
+use airlock_config::{AddrRule, Agent, Config, ConfigError, EXAMPLE, SecretRef};
 use airlock_core::glob::{Glob, HostPattern};
 use airlock_core::inject::{SecretDecl, Slot};
 use airlock_core::policy::{Action, ApprovalSpec, BodyMatcher, JsonCond, JsonExpect, Rate, Rule};
@@ -160,7 +160,8 @@ fn empty_file_is_all_defaults() {
     assert_eq!(c.gateway.default, Action::Deny);
     assert_eq!(c.gateway.data_dir, PathBuf::from("airlock-data"));
     assert!(c.agents.is_empty() && c.policy.rules.is_empty() && c.secrets.decls.is_empty());
-    assert!(c.people.is_empty() && c.channels.is_empty() && c.approvals.is_empty());
+    assert!(c.people.is_empty() && c.channels == Default::default());
+    assert_eq!(c.approvals.max_body, 1 << 20);
 }
 
 #[test]
@@ -202,10 +203,17 @@ action = "allow"
 
 [people.alice]
 roles = ["owner"]
+slack = "U012ABCDEF"
+telegram = "123456789"
 [channels.slack]
-kind = "slack"
+bot_token = "env:SLACK_BOT_TOKEN"
+app_token = "vault:slack_app"
+[channels.webhook]
+url = "https://approvals.example.com/hook"
+secret = "env:WEBHOOK_SECRET"
 [approvals]
-default_channel = "slack"
+max_body = 2048
+channels = ["slack"]
 "#;
     let c = Config::parse(src, Path::new("conf/airlock.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.gateway.default, Action::Allow);
@@ -259,9 +267,20 @@ default_channel = "slack"
     assert_eq!(r[3].paths, vec![Glob::path("*")]);
     assert!(matches!(&r[3].body, Some(BodyMatcher::Sql(v)) if v.len() == 3));
     assert!(r.iter().all(|r| r.approval.is_none()));
-    assert_eq!(c.people["alice"]["roles"][0].as_str(), Some("owner"));
-    assert_eq!(c.channels["slack"]["kind"].as_str(), Some("slack"));
-    assert_eq!(c.approvals["default_channel"].as_str(), Some("slack"));
+    assert_eq!(c.people[0].name, "alice");
+    assert_eq!(c.people[0].roles, ["owner"]);
+    assert_eq!(c.people[0].ids["slack"], "U012ABCDEF");
+    assert_eq!(c.people[0].ids["telegram"], "123456789");
+    let slack = c.channels.slack.as_ref().unwrap();
+    assert_eq!(slack.bot_token, SecretRef::Env("SLACK_BOT_TOKEN".into()));
+    assert_eq!(slack.app_token, Some(SecretRef::Vault("slack_app".into())));
+    assert_eq!(
+        c.channels.webhook.as_ref().unwrap().url,
+        "https://approvals.example.com/hook"
+    );
+    assert!(c.channels.telegram.is_none());
+    assert_eq!(c.approvals.max_body, 2048);
+    assert_eq!(c.approvals.channels.as_deref(), Some(&["slack".to_string()][..]));
 }
 
 #[test]

@@ -1,0 +1,253 @@
+//! `[people.*]`, `[channels.*]` and `[approvals]`: who may decide, where cards go, and the
+//! limits of holding. Channel credentials are references (`env:NAME` or `vault:NAME`),
+//! never values: secrets do not live in the file.
+
+use std::collections::BTreeMap;
+
+use toml::Table;
+
+use crate::error::{Errors, KeyPath};
+use crate::raw::{Fields, as_table, valid_name};
+
+/// A person who may approve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonConfig {
+    pub name: String,
+    pub roles: Vec<String>,
+    /// Channel name → the person's id there (`slack = "U012…"`, `telegram = "1234"`, …).
+    pub ids: BTreeMap<String, String>,
+}
+
+/// Where a channel credential comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable of the gateway process.
+    Env(String),
+    /// A secret sealed in the vault (`airlock secret set NAME`).
+    Vault(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackConfig {
+    pub bot_token: SecretRef,
+    /// Socket Mode (the default when set): no public URL needed.
+    pub app_token: Option<SecretRef>,
+    /// HTTP interactivity (`/callbacks/slack` on the control listener).
+    pub signing_secret: Option<SecretRef>,
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramConfig {
+    pub bot_token: SecretRef,
+    /// Webhook mode with `X-Telegram-Bot-Api-Secret-Token`; without it, getUpdates polling.
+    pub webhook_secret: Option<SecretRef>,
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// `whsec_…` (Standard Webhooks).
+    pub secret: SecretRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChannelsConfig {
+    pub slack: Option<SlackConfig>,
+    pub telegram: Option<TelegramConfig>,
+    pub webhook: Option<WebhookConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalsConfig {
+    /// Largest body held for approval; larger requests are denied, never approved blind.
+    pub max_body: usize,
+    /// Channels cards go to (default: every configured one). The dashboard and the
+    /// terminal always work.
+    pub channels: Option<Vec<String>>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            max_body: 1 << 20,
+            channels: None,
+        }
+    }
+}
+
+const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook"];
+const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook"];
+/// Bodies larger than this cannot be held (memory per held request is bounded).
+const MAX_BODY_LIMIT: i64 = 64 << 20;
+
+fn secret_ref(f: &Fields<'_>, key: &str, required: bool, errs: &mut Errors) -> Option<SecretRef> {
+    let Some(s) = f.str(key, errs) else {
+        if required && !f.has(key) {
+            errs.push(
+                &f.at(key),
+                format!("required: where to read it, e.g. \"env:{}\"", key.to_uppercase()),
+            );
+        }
+        return None;
+    };
+    let (kind, name) = s.split_once(':').unwrap_or(("", s));
+    let ok_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    match (kind, ok_name) {
+        ("env", true) => Some(SecretRef::Env(name.to_string())),
+        ("vault", true) => Some(SecretRef::Vault(name.to_string())),
+        _ => {
+            // Never echo the value: it may be the secret itself, pasted by mistake.
+            errs.push(
+                &f.at(key),
+                "must be \"env:NAME\" or \"vault:NAME\" — credentials are never written in the file",
+            );
+            None
+        }
+    }
+}
+
+fn api_url(f: &Fields<'_>, errs: &mut Errors) -> Option<String> {
+    let s = f.str("api_url", errs)?;
+    if s.starts_with("https://") || s.starts_with("http://") {
+        Some(s.trim_end_matches('/').to_string())
+    } else {
+        errs.push(&f.at("api_url"), "must be an http:// or https:// URL");
+        None
+    }
+}
+
+pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonConfig> {
+    let mut out = Vec::new();
+    for (name, v) in t.into_iter().flatten() {
+        let path = KeyPath::root().key("people").key(name);
+        if !valid_name(name) {
+            errs.push(&path, "a name is 1 to 64 of A-Z a-z 0-9 . _ -");
+        }
+        let Some(t) = as_table(v, &path, errs) else { continue };
+        let f = Fields::new(t, path, PERSON_KEYS, errs);
+        let roles: Vec<String> = f.strs("roles", errs).into_iter().map(|(_, s)| s.to_string()).collect();
+        if roles.is_empty() {
+            errs.push(
+                &f.at("roles"),
+                "a person needs at least one role, e.g. roles = [\"owner\"]",
+            );
+        }
+        let mut ids = BTreeMap::new();
+        for key in ["slack", "telegram", "email", "webhook"] {
+            if let Some(id) = f.str(key, errs) {
+                if id.trim().is_empty() || id.chars().any(char::is_control) {
+                    errs.push(&f.at(key), "must be a non-empty single-line id");
+                } else {
+                    ids.insert(key.to_string(), id.trim().to_string());
+                }
+            }
+        }
+        out.push(PersonConfig {
+            name: name.clone(),
+            roles,
+            ids,
+        });
+    }
+    out
+}
+
+pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsConfig {
+    let mut c = ChannelsConfig::default();
+    for (name, v) in t.into_iter().flatten() {
+        let path = KeyPath::root().key("channels").key(name);
+        let Some(t) = as_table(v, &path, errs) else { continue };
+        match name.as_str() {
+            "slack" => {
+                let f = Fields::new(t, path, &["bot_token", "app_token", "signing_secret", "api_url"], errs);
+                let bot_token = secret_ref(&f, "bot_token", true, errs);
+                let app_token = secret_ref(&f, "app_token", false, errs);
+                let signing_secret = secret_ref(&f, "signing_secret", false, errs);
+                if !f.has("app_token") && !f.has("signing_secret") {
+                    errs.push(
+                        &f.path,
+                        "Slack needs app_token (Socket Mode) or signing_secret (HTTP interactivity) to receive clicks",
+                    );
+                }
+                let api_url = api_url(&f, errs);
+                c.slack = bot_token.map(|bot_token| SlackConfig {
+                    bot_token,
+                    app_token,
+                    signing_secret,
+                    api_url,
+                });
+            }
+            "telegram" => {
+                let f = Fields::new(t, path, &["bot_token", "webhook_secret", "api_url"], errs);
+                let bot_token = secret_ref(&f, "bot_token", true, errs);
+                let webhook_secret = secret_ref(&f, "webhook_secret", false, errs);
+                let api_url = api_url(&f, errs);
+                c.telegram = bot_token.map(|bot_token| TelegramConfig {
+                    bot_token,
+                    webhook_secret,
+                    api_url,
+                });
+            }
+            "webhook" => {
+                let f = Fields::new(t, path, &["url", "secret"], errs);
+                let url = f.str("url", errs).map(str::to_string);
+                match &url {
+                    Some(u) if u.starts_with("https://") || u.starts_with("http://") => {}
+                    Some(_) => errs.push(&f.at("url"), "must be an http:// or https:// URL"),
+                    None if !f.has("url") => errs.push(&f.at("url"), "required: where cards are POSTed"),
+                    None => {}
+                }
+                let secret = secret_ref(&f, "secret", true, errs);
+                if let (Some(url), Some(secret)) = (url, secret) {
+                    c.webhook = Some(WebhookConfig { url, secret });
+                }
+            }
+            other => errs.push(
+                &path,
+                format!(
+                    "unknown channel {other:?} (expected one of: {})",
+                    CHANNEL_KINDS.join(", ")
+                ),
+            ),
+        }
+    }
+    c
+}
+
+pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs: &mut Errors) -> ApprovalsConfig {
+    let mut a = ApprovalsConfig::default();
+    let Some(t) = t else { return a };
+    let f = Fields::new(t, KeyPath::root().key("approvals"), &["max_body", "channels"], errs);
+    if let Some(n) = f.int("max_body", errs) {
+        if (1..=MAX_BODY_LIMIT).contains(&n) {
+            a.max_body = n as usize;
+        } else {
+            errs.push(
+                &f.at("max_body"),
+                format!("must be between 1 and {MAX_BODY_LIMIT} bytes"),
+            );
+        }
+    }
+    if f.has("channels") {
+        let mut names = Vec::new();
+        for (p, s) in f.strs("channels", errs) {
+            let configured = match s {
+                "slack" => channels.slack.is_some(),
+                "telegram" => channels.telegram.is_some(),
+                "webhook" => channels.webhook.is_some(),
+                _ => false,
+            };
+            if configured {
+                names.push(s.to_string());
+            } else {
+                errs.push(&p, format!("{s:?} is not a configured channel (add [channels.{s}])"));
+            }
+        }
+        a.channels = Some(names);
+    }
+    a
+}
