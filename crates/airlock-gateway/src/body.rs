@@ -242,3 +242,26 @@ where
         Pin::new(&mut self.second).poll_frame(cx)
     }
 }
+
+/// Reads a body to its end if it fits in `max` bytes (a request held for approval must be
+/// held whole). `None` when it is larger: such a request is denied, never approved blind.
+pub async fn read_whole(pre: Prefetched, max: usize) -> Result<Option<Bytes>, hyper::Error> {
+    let (head, mut rest) = match pre {
+        Prefetched::Empty => return Ok(Some(Bytes::new())),
+        Prefetched::Full(b) => return Ok((b.len() <= max).then_some(b)),
+        Prefetched::Partial(head, rest) => (head, rest),
+    };
+    if head.len() > max {
+        return Ok(None);
+    }
+    let mut buf = BytesMut::from(&head[..]);
+    while let Some(frame) = rest.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > max {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(buf.freeze()))
+}

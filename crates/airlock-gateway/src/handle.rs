@@ -94,7 +94,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
     } else {
         state.limits.prefetch
     };
-    let pre = match prefetch(body, limit).await {
+    let mut pre = match prefetch(body, limit).await {
         Ok(p) => p,
         Err(e) => {
             let ev = rec.event(
@@ -142,7 +142,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         headers: &header_view,
         body: head,
     };
-    let plan: Vec<Injection> = match state.secrets.plan(&conn.agent.secrets, &view) {
+    let mut plan: Vec<Injection> = match state.secrets.plan(&conn.agent.secrets, &view) {
         Ok(p) => p,
         Err(refusal) => {
             let exfil = matches!(refusal, Refusal::Exfiltration { .. });
@@ -157,8 +157,9 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         }
     };
     drop(header_view);
+    let mut bytes_in = head.map_or(0, |b| b.len() as u64);
 
-    let decision = state.policy.evaluate(&facts);
+    let mut decision = state.policy.evaluate(&facts);
     let rules: Vec<String> = decision
         .matched
         .iter()
@@ -172,15 +173,32 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         }
         Action::Approve => {
             Metrics::inc(&state.metrics.approval_required);
-            let d = deny(
-                format!(
-                    "{}; no approval channel is configured, so it is denied",
-                    decision.reason
-                ),
-                decision.rule.clone(),
-            );
-            let ev = rec.event("request", &d, rules, vec![]);
-            return refuse(state, ev, StatusCode::FORBIDDEN, "deny", d.rule.as_deref());
+            let ask = crate::hold::Ask {
+                conn: &conn,
+                rec: &rec,
+                facts: &facts,
+                decision: &decision,
+                rules: &rules,
+                target: &target,
+                websocket,
+            };
+            match crate::hold::hold(ask, &mut parts, pre).await {
+                crate::hold::Held::Forward {
+                    body,
+                    plan: p,
+                    decision: d,
+                } => {
+                    bytes_in = body.len() as u64;
+                    pre = if body.is_empty() {
+                        Prefetched::Empty
+                    } else {
+                        Prefetched::Full(body)
+                    };
+                    plan = p;
+                    decision = d;
+                }
+                crate::hold::Held::Refused(resp) => return resp,
+            }
         }
         Action::Allow => {}
     }
@@ -253,7 +271,6 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         }
     };
     drop(zeroize::Zeroizing::new(up_target));
-    let bytes_in = head.map_or(0, |b| b.len() as u64);
     let mut tripped = None;
     let up_body = match pre {
         Prefetched::Empty => empty(),

@@ -7,6 +7,7 @@ mod body;
 mod conn;
 pub mod credentials;
 mod handle;
+mod hold;
 mod intercept;
 pub mod metrics;
 mod proxy;
@@ -18,7 +19,7 @@ mod websocket;
 
 pub use conn::now_ms;
 pub use proxy::serve;
-pub use state::{Agent, GatewayState, Identities, Limits, token_hash};
+pub use state::{Agent, Approvals, GatewayState, Identities, Limits, token_hash};
 
 use airlock_core::audit::AuditEvent;
 

@@ -99,6 +99,16 @@ pub struct GatewayState {
     pub limiter: Mutex<RateLimiter>,
     pub metrics: Metrics,
     pub limits: Limits,
+    /// Set when people are configured: `approve` rules hold requests for them.
+    pub approvals: Option<Approvals>,
+}
+
+/// The approvals hub and how much of a body may be held.
+#[derive(Clone)]
+pub struct Approvals {
+    pub hub: airlock_approvals::Hub,
+    /// Larger bodies are denied, never approved blind (invariant 6).
+    pub max_body: usize,
 }
 
 impl GatewayState {
@@ -125,7 +135,14 @@ impl GatewayState {
             limiter: Mutex::new(RateLimiter::default()),
             metrics: Metrics::default(),
             limits: Limits::default(),
+            approvals: None,
         }
+    }
+
+    /// Enables holding requests for approval.
+    pub fn with_approvals(mut self, approvals: Approvals) -> Self {
+        self.approvals = Some(approvals);
+        self
     }
 
     pub fn identities(&self) -> Arc<Identities> {

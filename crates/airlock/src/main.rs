@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod approvals;
+mod approvals_cli;
 mod bench;
 mod bench_local;
 mod client;
@@ -61,6 +63,9 @@ enum Cmd {
     /// Inspect and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Held requests: list, show, decide, watch; grants.
+    #[command(subcommand)]
+    Approvals(ApprovalsCmd),
     /// A one-minute tour: gateway, a local HTTPS mail API, and a scripted agent.
     Demo,
     /// Load-test a proxy (or the direct path) with keep-alive or per-request HTTPS tunnels.
@@ -129,6 +134,46 @@ enum PolicyCmd {
 }
 
 #[derive(Subcommand)]
+enum ApprovalsCmd {
+    /// Pending approvals (all recent ones with --all).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The full card of one approval.
+    Show { id: String },
+    /// Approve as a configured person (`--grant`: and let matching requests through for the rule's grant period).
+    Approve {
+        id: String,
+        #[arg(long = "as")]
+        person: String,
+        #[arg(long)]
+        grant: bool,
+    },
+    /// Deny as a configured person.
+    Deny {
+        id: String,
+        #[arg(long = "as")]
+        person: String,
+    },
+    /// Print approvals as they arrive; with --as, ask for a decision on each.
+    Watch {
+        #[arg(long = "as")]
+        person: Option<String>,
+    },
+    /// Live grants.
+    Grants,
+    /// End a grant now.
+    Revoke {
+        grant: String,
+        #[arg(long = "as", default_value = "operator")]
+        person: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Exit 0 if the hash chain and its signed checkpoints are intact.
     Verify,
@@ -192,6 +237,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Cmd::Audit(AuditCmd::Verify) => return admin::audit_verify(&cfg).await,
         Cmd::Audit(AuditCmd::Tail { n, json }) => admin::audit_tail(&cfg, n, json).await?,
+        Cmd::Approvals(a) => match a {
+            ApprovalsCmd::List { all, json } => approvals_cli::list(&cfg, all, json).await?,
+            ApprovalsCmd::Show { id } => approvals_cli::show(&cfg, &id).await?,
+            ApprovalsCmd::Approve { id, person, grant } => {
+                approvals_cli::vote(&cfg, &id, &person, if grant { "grant" } else { "approve" }).await?
+            }
+            ApprovalsCmd::Deny { id, person } => approvals_cli::vote(&cfg, &id, &person, "deny").await?,
+            ApprovalsCmd::Watch { person } => approvals_cli::watch(&cfg, person.as_deref()).await?,
+            ApprovalsCmd::Grants => approvals_cli::grants(&cfg).await?,
+            ApprovalsCmd::Revoke { grant, person } => approvals_cli::revoke(&cfg, &grant, &person).await?,
+        },
         Cmd::Demo => demo::run().await?,
         Cmd::Bench(args) => bench::run(args).await?,
     }

@@ -24,6 +24,7 @@ const REFRESH: Duration = Duration::from_secs(2);
 
 pub struct Running {
     pub audit: AuditHandle,
+    pub hub: Option<airlock_approvals::Hub>,
     pub proxy_addr: SocketAddr,
     pub control_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
@@ -35,6 +36,9 @@ impl Running {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(h) = &self.hub {
+            h.shutdown();
         }
         self.audit.shutdown().await.context("could not flush the audit log")?;
         let _ = self.writer.await;
@@ -148,7 +152,8 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     let (ids, mut fingerprint) = identities(cfg, &store, &vault, None)
         .await?
         .context("agents and secrets could not be loaded")?;
-    let state = Arc::new(GatewayState::new(
+    let hub = crate::approvals::start(cfg, &store, &vault, &audit).await?;
+    let mut gateway = GatewayState::new(
         cfg.policy.clone(),
         cfg.secrets.clone(),
         ids,
@@ -156,7 +161,14 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         client,
         client_h1,
         audit.clone(),
-    ));
+    );
+    if let Some(hub) = &hub {
+        gateway = gateway.with_approvals(airlock_gateway::Approvals {
+            hub: hub.clone(),
+            max_body: cfg.approvals.max_body,
+        });
+    }
+    let state = Arc::new(gateway);
 
     let proxy_addr = proxy.local_addr()?;
     let control_addr = control.local_addr()?;
@@ -166,7 +178,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         gateway: state.clone(),
         store: store.clone(),
         token_hash,
-        hub: None,
+        hub: hub.clone(),
     };
     tasks.push(tokio::spawn(async move {
         if let Err(e) = airlock_web::serve(control, control_state).await {
@@ -191,6 +203,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     }));
     Ok(Running {
         audit,
+        hub,
         proxy_addr,
         control_addr,
         tasks,

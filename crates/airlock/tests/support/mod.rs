@@ -404,6 +404,20 @@ impl Gateway {
         airlock(&self.config, args, None, &[])
     }
 
+    /// The CLI pointed at this gateway's control plane (it listens on a port chosen at start).
+    pub fn control_cli(&self, args: &[&str]) -> Output {
+        let url = format!("http://{}", self.control);
+        airlock(&self.config, args, None, &[("AIRLOCK_CONTROL_URL", &url)])
+    }
+
+    /// The control token, for calling the control plane's API directly.
+    pub fn control_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("airlock-data/control.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     /// SIGTERM and wait: the gateway flushes its audit log on the way out.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

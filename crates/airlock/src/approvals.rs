@@ -1,0 +1,121 @@
+//! Wiring for approvals: people and channels from the config, channel credentials resolved
+//! from the environment or the vault (never the file), and the hub started on the store.
+
+use std::sync::Arc;
+
+use airlock_approvals::{Hub, HubConfig};
+use airlock_channels::{Channel, Person, slack, telegram, webhook};
+use airlock_config::{Config, SecretRef};
+use airlock_store::{AuditHandle, Store};
+use airlock_vault::{SecretBytes, Vault};
+use anyhow::{Context, bail};
+
+use crate::home::sealed;
+
+/// Reads a channel credential. Errors name the reference, never a value.
+async fn resolve(r: &SecretRef, what: &str, store: &Store, vault: &Vault) -> anyhow::Result<SecretBytes> {
+    match r {
+        SecretRef::Env(name) => match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_bytes())),
+            _ => bail!("{what}: environment variable {name} is not set"),
+        },
+        SecretRef::Vault(name) => {
+            let row = store
+                .get_secret(name)
+                .await?
+                .with_context(|| format!("{what}: no secret {name:?} in the vault (airlock secret set {name})"))?;
+            vault
+                .open(&sealed(&row))
+                .with_context(|| format!("{what}: cannot unseal secret {name:?}"))
+        }
+    }
+}
+
+async fn resolve_opt(
+    r: &Option<SecretRef>,
+    what: &str,
+    store: &Store,
+    vault: &Vault,
+) -> anyhow::Result<Option<SecretBytes>> {
+    match r {
+        Some(r) => Ok(Some(resolve(r, what, store, vault).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The configured channels, in the order the routing names them (default: all).
+pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Result<Vec<Arc<dyn Channel>>> {
+    let c = &cfg.channels;
+    let wanted = |name: &str| {
+        cfg.approvals
+            .channels
+            .as_ref()
+            .is_none_or(|v| v.iter().any(|n| n == name))
+    };
+    let mut out: Vec<Arc<dyn Channel>> = Vec::new();
+    if let Some(s) = &c.slack
+        && wanted("slack")
+    {
+        out.push(Arc::new(slack::Slack::new(slack::SlackConfig {
+            api_base: s.api_url.clone().unwrap_or_else(|| slack::DEFAULT_API_BASE.to_string()),
+            bot_token: resolve(&s.bot_token, "channels.slack.bot_token", store, vault).await?,
+            app_token: resolve_opt(&s.app_token, "channels.slack.app_token", store, vault).await?,
+            signing_secret: resolve_opt(&s.signing_secret, "channels.slack.signing_secret", store, vault).await?,
+        })));
+    }
+    if let Some(t) = &c.telegram
+        && wanted("telegram")
+    {
+        out.push(Arc::new(telegram::Telegram::new(telegram::TelegramConfig {
+            api_base: t
+                .api_url
+                .clone()
+                .unwrap_or_else(|| telegram::TelegramConfig::DEFAULT_API_BASE.to_string()),
+            bot_token: resolve(&t.bot_token, "channels.telegram.bot_token", store, vault).await?,
+            webhook_secret: resolve_opt(&t.webhook_secret, "channels.telegram.webhook_secret", store, vault).await?,
+        })));
+    }
+    if let Some(w) = &c.webhook
+        && wanted("webhook")
+    {
+        let raw = resolve(&w.secret, "channels.webhook.secret", store, vault).await?;
+        let text = std::str::from_utf8(raw.expose()).context("channels.webhook.secret: not UTF-8")?;
+        let secret = webhook::parse_secret(text).map_err(|e| anyhow::anyhow!("channels.webhook.secret: {e}"))?;
+        out.push(Arc::new(webhook::Webhook::new(webhook::WebhookConfig {
+            url: w.url.clone(),
+            secret,
+        })));
+    }
+    Ok(out)
+}
+
+/// Starts the hub when people are configured; `None` otherwise (approve rules then deny).
+pub async fn start(cfg: &Config, store: &Store, vault: &Vault, audit: &AuditHandle) -> anyhow::Result<Option<Hub>> {
+    if cfg.people.is_empty() {
+        return Ok(None);
+    }
+    let people = cfg
+        .people
+        .iter()
+        .map(|p| Person {
+            name: p.name.clone(),
+            roles: p.roles.clone(),
+            ids: p.ids.clone(),
+        })
+        .collect();
+    // Button tokens are signed with a key of this process: held requests never outlive it
+    // (a restart abandons them), so neither need their buttons.
+    let token_key: [u8; 32] = rand::random();
+    let hub = Hub::start(
+        HubConfig {
+            people,
+            channels: channels(cfg, store, vault).await?,
+            token_key: token_key.to_vec(),
+        },
+        store.clone(),
+        audit.clone(),
+    )
+    .await
+    .context("cannot start approvals")?;
+    Ok(Some(hub))
+}
