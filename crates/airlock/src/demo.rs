@@ -20,7 +20,7 @@ const PLACEHOLDER: &str = "airlock-gmail";
 
 fn config(api_port: u16) -> String {
     format!(
-        r#"# The demo's policy: reads allowed, deletes denied, schema changes denied.
+        r#"# The demo's policy: reads allowed, sending needs a human, deletes and schema changes denied.
 [gateway]
 listen = "127.0.0.1:0"
 control = "127.0.0.1:0"
@@ -39,6 +39,18 @@ header = "Authorization"
 format = "Bearer {{secret}}"
 placeholder = "{PLACEHOLDER}"
 env = "GMAIL_TOKEN"
+
+[people.alice]
+roles = ["owner"]
+
+[[rules]]
+name = "sending mail needs a human"
+hosts = ["localhost"]
+methods = ["POST"]
+paths = ["/gmail/v1/users/*/messages/send"]
+action = "approve"
+approvers = ["owner"]
+timeout = "2m"
 
 [[rules]]
 name = "gmail reads"
@@ -90,6 +102,10 @@ async fn mail_api(req: Request<Incoming>, real: Arc<String>) -> Response<Full<By
             serde_json::json!({"error": "invalid API key"}),
         ),
         (true, "/gmail/v1/users/me/debug/echo") => (StatusCode::OK, serde_json::json!({"you_sent": auth})),
+        (true, "/gmail/v1/users/me/messages/send") => (
+            StatusCode::OK,
+            serde_json::json!({"id": "sent-1", "labelIds": ["SENT"]}),
+        ),
         (true, _) => (
             StatusCode::OK,
             serde_json::json!({"messages": [{"id": "m1", "subject": "Quarterly numbers"}], "auth": "the real API key arrived"}),
@@ -130,7 +146,58 @@ fn short(body: &Bytes) -> String {
     String::from_utf8_lossy(body).trim().chars().take(160).collect()
 }
 
-pub async fn run() -> anyhow::Result<()> {
+/// The terminal as the approval surface: shows the held request's card and asks (or, with
+/// `--yes`, approves and says so). Votes as the demo's one person, alice.
+fn decide_in_terminal(hub: airlock_approvals::Hub, yes: bool) -> tokio::task::JoinHandle<()> {
+    use std::io::{BufRead, Write};
+    let mut events = hub.subscribe();
+    tokio::spawn(async move {
+        let id = loop {
+            match events.recv().await {
+                Ok(ev) if ev.state == "pending" => break ev.id,
+                Ok(_) => continue,
+                Err(_) => return,
+            }
+        };
+        let Ok(Some(view)) = hub.get(&id).await else { return };
+        println!("\n     held for approval — the card every approver sees:\n");
+        for line in airlock_channels::render::terminal(&view.card, &view.status).lines() {
+            println!("       {line}");
+        }
+        let approve = if yes {
+            println!("\n     --yes: approving as alice without asking.");
+            true
+        } else {
+            print!("\n     Approve as alice? [y/N] ");
+            let _ = std::io::stdout().flush();
+            let answer = tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map(|_| line)
+                    .unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default();
+            let a = matches!(answer.trim(), "y" | "Y" | "yes");
+            if answer.is_empty() {
+                println!("(no answer on stdin: denying; run `airlock demo --yes` to approve)");
+            }
+            a
+        };
+        let decision = if approve {
+            airlock_channels::token::Decision::Approve
+        } else {
+            airlock_channels::token::Decision::Deny
+        };
+        if let Err(e) = hub.vote(&id, "alice", decision, "terminal").await {
+            println!("     vote not counted: {e}");
+        }
+    })
+}
+
+pub async fn run(yes: bool) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     let real = Arc::new(format!("demo-real-key-{}", &random_token()[..16]));
@@ -156,7 +223,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let base = format!("https://localhost:{api_port}");
-    let steps: [(&str, &str, String, &str, Option<&str>); 5] = [
+    let steps: [(&str, &str, String, &str, Option<&str>); 6] = [
         (
             "1",
             "read mail",
@@ -187,6 +254,15 @@ pub async fn run() -> anyhow::Result<()> {
         ),
         (
             "4",
+            "send mail",
+            format!("{base}/gmail/v1/users/me/messages/send"),
+            "POST",
+            Some(
+                "{\"raw\":\"VG86IGJvYkBleGFtcGxlLmNvbQ0KU3ViamVjdDogUXVhcnRlcmx5IG51bWJlcnMNCg0KU2VlIGF0dGFjaGVkLg\"}",
+            ),
+        ),
+        (
+            "5",
             "change the schema",
             format!("{base}/v1/sql"),
             "POST",
@@ -198,6 +274,10 @@ pub async fn run() -> anyhow::Result<()> {
         let host = uri.host().context("host")?.to_string();
         let port = uri.port_u16().unwrap_or(443);
         println!("[{n}] {what:<24} {method} {url}");
+        let decider = match (&running.hub, what) {
+            (Some(hub), "send mail") => Some(decide_in_terminal(hub.clone(), yes)),
+            _ => None,
+        };
         let mut conn = route.connect(&host, port).await?;
         let req = Request::builder()
             .method(method)
@@ -213,6 +293,9 @@ pub async fn run() -> anyhow::Result<()> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
             .to_string();
+        if let Some(d) = decider {
+            let _ = d.await;
+        }
         println!("     → {} {decision}: {}", resp.status().as_u16(), short(&bytes));
         if bytes.windows(real.len()).any(|w| w == real.as_bytes()) {
             anyhow::bail!("the real key reached the agent: the demo found a bug");

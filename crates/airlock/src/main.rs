@@ -67,7 +67,11 @@ enum Cmd {
     #[command(subcommand)]
     Approvals(ApprovalsCmd),
     /// A one-minute tour: gateway, a local HTTPS mail API, and a scripted agent.
-    Demo,
+    Demo {
+        /// Approve the held "send mail" request without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Load-test a proxy (or the direct path) with keep-alive or per-request HTTPS tunnels.
     Bench(bench::BenchArgs),
 }
@@ -248,7 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             ApprovalsCmd::Grants => approvals_cli::grants(&cfg).await?,
             ApprovalsCmd::Revoke { grant, person } => approvals_cli::revoke(&cfg, &grant, &person).await?,
         },
-        Cmd::Demo => demo::run().await?,
+        Cmd::Demo { yes } => demo::run(yes).await?,
         Cmd::Bench(args) => bench::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)

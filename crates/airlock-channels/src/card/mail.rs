@@ -47,9 +47,10 @@ fn is_send_path(seg: &[String]) -> bool {
 }
 
 pub(super) fn summarize(req: &Req) -> Option<Summary> {
-    let gmail_host = matches!(req.host, "gmail.googleapis.com" | "www.googleapis.com");
+    // The Gmail API's send path is recognised on any host (self-hosted Gmail-compatible
+    // APIs, local mocks): the summary reads the body, and the card always shows the real host.
     // Resumable uploads send the message with PUT.
-    if !gmail_host || !matches!(req.method.as_str(), "POST" | "PUT") || !is_send_path(&req.segments) {
+    if !matches!(req.method.as_str(), "POST" | "PUT") || !is_send_path(&req.segments) {
         return None;
     }
     let draft = req.segments.iter().any(|s| s.eq_ignore_ascii_case("drafts"));
