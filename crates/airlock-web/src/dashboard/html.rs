@@ -255,6 +255,8 @@ pub(crate) const DASHBOARD_SCRIPT: &str = r#"
       .finally(function () { busy = false; if (again) { again = false; refresh(); } });
   }
   var es = new EventSource('/dashboard/events');
+  // A submitted form (revoke, sign out) is navigating away: a reload now would cancel it.
+  document.addEventListener('submit', function () { es.close(); });
   es.addEventListener('open', refresh);
   es.addEventListener('approval', function (e) {
     var state = '';
@@ -273,6 +275,8 @@ pub(crate) const DETAIL_SCRIPT: &str = r#"
   var here = '/dashboard/approvals/' + encodeURIComponent(id);
   if (location.pathname !== here) { history.replaceState(null, '', here); }
   var es = new EventSource('/dashboard/events');
+  // A vote in flight announces itself as an event: navigating then would cancel the vote's page.
+  document.addEventListener('submit', function () { es.close(); });
   es.addEventListener('approval', function (e) {
     var ev = {};
     try { ev = JSON.parse(e.data); } catch (err) {}
