@@ -4,6 +4,7 @@
 mod common;
 
 use airlock_approvals::Verdict;
+use airlock_channels::token::Decision;
 use common::*;
 use fantoccini::{Client, Locator};
 
@@ -96,6 +97,11 @@ async fn the_full_body_is_shown_and_approve_releases_the_request() {
         );
         let card = wait_text(&c, "#approval").await;
         assert!(card.contains("Approved by alice"), "{card}");
+        // The result page puts the address back on the full view: a reload never re-votes.
+        assert_eq!(
+            c.current_url().await.unwrap().path(),
+            format!("/dashboard/approvals/{id}")
+        );
         assert_eq!(count(&c, "form.vote").await, 0, "no buttons once decided");
         let votes = wait_text(&c, "#votes").await;
         assert!(votes.contains("alice") && votes.contains("dashboard"), "{votes}");
@@ -197,6 +203,50 @@ async fn someone_without_the_role_sees_no_buttons_and_cannot_vote() {
         assert!(
             v.status.is_open() && v.votes.is_empty(),
             "the request must still be pending"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_view_follows_other_approvers_live() {
+    with_browser(|c| async move {
+        let env = env().await;
+        let mut req = request(&["owner", "senior"], None, "two people must agree");
+        req.rules[0].spec.quorum = 2;
+        let (id, verdict_task) = env.hold(req).await;
+        signed_in(&c, &env, "alice").await;
+        let item = wait_text(&c, &format!("#pending li.approval[data-id=\"{id}\"]")).await;
+        assert!(item.contains("Waiting: 0 of 2 approvals"), "{item}");
+        c.goto(&env.url(&format!("/dashboard/approvals/{id}"))).await.unwrap();
+        assert!(wait_text(&c, "#votes").await.contains("No votes yet"));
+        c.execute("window.__before = true; return null;", vec![]).await.unwrap();
+
+        // bob approves elsewhere; alice's open page follows without the test reloading it.
+        let counted = env.hub().vote(&id, "bob", Decision::Approve, "slack").await.unwrap();
+        assert_eq!(counted.state, "pending");
+        let votes = wait_text(&c, "table#votes").await;
+        assert!(votes.contains("bob") && votes.contains("slack"), "{votes}");
+        let marker = c.execute("return window.__before === true;", vec![]).await.unwrap();
+        assert_eq!(marker, serde_json::json!(false), "the page should have reloaded itself");
+        assert!(
+            wait_text(&c, "#approval")
+                .await
+                .contains("Waiting: 1 of 2 approvals (bob)")
+        );
+
+        c.find(Locator::Id("vote-approve"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert!(wait_text(&c, "#message").await.contains("the request is approved"));
+        assert_eq!(
+            verdict(verdict_task).await,
+            Verdict::Approved {
+                by: vec!["bob".into(), "alice".into()]
+            }
         );
     })
     .await;

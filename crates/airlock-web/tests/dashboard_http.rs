@@ -265,3 +265,30 @@ async fn without_approvals_the_pages_say_so() {
     .await;
     assert_eq!(res.status(), 403);
 }
+
+#[tokio::test]
+async fn after_voting_the_buttons_give_way_to_the_vote() {
+    let env = env().await;
+    let mut req = request(&["owner", "senior"], None, "two must agree");
+    req.rules[0].spec.quorum = 2;
+    let (id, _verdict) = env.hold(req).await;
+    let (cookie, csrf) = sign_in(&env, "bob").await;
+    let path = format!("/dashboard/approvals/{id}");
+    let (_, page) = get(&env, &path, Some(&cookie)).await;
+    assert_eq!(page.matches("class=\"vote\"").count(), 2);
+    let res = post(
+        &env,
+        &format!("{path}/vote"),
+        Some(&cookie),
+        &[("csrf", &csrf), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Your vote counted (1 approval so far)"), "{page}");
+    assert!(page.contains("You voted to approve this request."), "{page}");
+    assert!(page.contains("Waiting: 1 of 2 approvals (bob)"), "{page}");
+    assert_eq!(page.matches("class=\"vote\"").count(), 0);
+    let (_, list) = get(&env, "/dashboard/fragment/pending", Some(&cookie)).await;
+    assert!(list.contains("Waiting: 1 of 2 approvals (bob)"), "{list}");
+}

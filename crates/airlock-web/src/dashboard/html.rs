@@ -266,17 +266,34 @@ pub(crate) const DASHBOARD_SCRIPT: &str = r#"
 })();
 "#;
 
-/// The detail page follows its own approval: another approver's vote reloads it. A vote's
-/// result is rendered at the form's URL; the address bar is put back on the detail page so a
-/// reload is a GET and never resubmits the vote.
+/// The detail page follows its own approval while it is open: another approver's vote reloads
+/// it. A vote's result is rendered at the form's URL; the address bar is put back on the
+/// detail page so a reload is a GET and never resubmits the vote.
 pub(crate) const DETAIL_SCRIPT: &str = r#"
 (function () {
-  var id = document.getElementById('approval').getAttribute('data-id');
+  var card = document.getElementById('approval');
+  var id = card.getAttribute('data-id');
   var here = '/dashboard/approvals/' + encodeURIComponent(id);
   if (location.pathname !== here) { history.replaceState(null, '', here); }
+  if (card.getAttribute('data-open') !== 'true') { return; }
   var es = new EventSource('/dashboard/events');
   // A vote in flight announces itself as an event: navigating then would cancel the vote's page.
   document.addEventListener('submit', function () { es.close(); });
+  // A vote between this page's render and the stream's start sent no event to us: compare.
+  es.addEventListener('open', function () {
+    fetch(here, {credentials: 'same-origin', cache: 'no-store'})
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (t) {
+        if (t === null || es.readyState === 2) { return; }
+        var doc = new DOMParser().parseFromString(t, 'text/html');
+        var same = function (sel) {
+          var a = doc.getElementById(sel), b = document.getElementById(sel);
+          return a && b && a.textContent === b.textContent;
+        };
+        if (!same('approval') || !same('votes')) { es.close(); location.replace(here); }
+      })
+      .catch(function () {});
+  });
   es.addEventListener('approval', function (e) {
     var ev = {};
     try { ev = JSON.parse(e.data); } catch (err) {}

@@ -160,8 +160,14 @@ pub(crate) async fn approval_page(
         }
         Err(e) => return store_error(e),
     };
+    let voted = v.votes.iter().find(|vote| vote.person == sess.person);
     let actions = if !v.status.is_open() {
         String::new()
+    } else if let Some(vote) = voted {
+        format!(
+            "<p class=\"note\" id=\"voted\">You voted to {} this request.</p>",
+            if vote.approve { "approve" } else { "deny" }
+        )
     } else if eligible(hub, &sess.person, &v.card) {
         html::vote_forms(&v.card.id, &sess.csrf, v.card.grant_secs)
     } else {
@@ -169,12 +175,18 @@ pub(crate) async fn approval_page(
     };
     let main = format!(
         "<p><a href=\"/dashboard\">← Pending approvals</a></p>\n{msg}\
-         <article id=\"approval\" data-id=\"{id}\">\n{card}</article>\n{actions}\n<h2>Votes</h2>\n{votes}",
+         <article id=\"approval\" data-id=\"{id}\" data-open=\"{open}\">\n{card}</article>\n{actions}\n<h2>Votes</h2>\n{votes}",
         msg = msg.map_or(String::new(), |(ok, m)| html::message(ok, m)),
         id = esc(&v.card.id),
+        open = v.status.is_open(),
         card = render::html_card(&v.card, &v.status, true),
         votes = html::votes_table(&v),
     );
-    let script = v.status.is_open().then_some(html::DETAIL_SCRIPT);
-    html_page(status, &render::title(&v.card), Some(&who(sess)), &main, script)
+    html_page(
+        status,
+        &render::title(&v.card),
+        Some(&who(sess)),
+        &main,
+        Some(html::DETAIL_SCRIPT),
+    )
 }
