@@ -66,6 +66,31 @@ pub async fn agent_rm(cfg: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `airlock person passwd NAME`: the dashboard password of a configured person, read from
+/// stdin (first line) and stored only as an argon2id hash.
+pub async fn person_passwd(cfg: &Path, name: &str) -> anyhow::Result<()> {
+    let home = Home::load(cfg)?;
+    if !home.config.people.iter().any(|p| p.name == name) {
+        bail!(
+            "\"{name}\" is not a person in {}: add [people.{name}] with roles first",
+            home.config.path.display()
+        );
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    let pw = line.trim_end_matches(['\n', '\r']);
+    if pw.chars().count() < 12 {
+        bail!("the password must have at least 12 characters (pipe it on stdin)");
+    }
+    let hash = airlock_web::dashboard::hash_password(pw).map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
+    let opened = home.open().await?;
+    opened.store.set_password(name, &hash, now_ms()).await?;
+    println!("dashboard password set for {name}");
+    Ok(())
+}
+
 pub async fn secret_set(cfg: &Path, name: &str) -> anyhow::Result<()> {
     let home = Home::load(cfg)?;
     if home.config.secrets.get(name).is_none() {

@@ -63,6 +63,9 @@ enum Cmd {
     /// Inspect and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Approvers: dashboard sign-in.
+    #[command(subcommand)]
+    Person(PersonCmd),
     /// Held requests: list, show, decide, watch; grants.
     #[command(subcommand)]
     Approvals(ApprovalsCmd),
@@ -135,6 +138,12 @@ enum PolicyCmd {
         #[arg(long)]
         body: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum PersonCmd {
+    /// Set a person's dashboard password (read from stdin).
+    Passwd { name: String },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Cmd::Audit(AuditCmd::Verify) => return admin::audit_verify(&cfg).await,
         Cmd::Audit(AuditCmd::Tail { n, json }) => admin::audit_tail(&cfg, n, json).await?,
+        Cmd::Person(PersonCmd::Passwd { name }) => admin::person_passwd(&cfg, &name).await?,
         Cmd::Approvals(a) => match a {
             ApprovalsCmd::List { all, json } => approvals_cli::list(&cfg, all, json).await?,
             ApprovalsCmd::Show { id } => approvals_cli::show(&cfg, &id).await?,

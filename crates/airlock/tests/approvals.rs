@@ -373,3 +373,50 @@ async fn an_agent_that_hangs_up_withdraws_its_request() {
     assert!(!o.status.success());
     assert!(!up.contacted());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_passwd_enables_dashboard_sign_in() {
+    let up = upstream(true).await;
+    let gw = Gateway::start(&[&up], &config(""), &[("gmail", REAL)], &["mailbot"]);
+    let o = airlock(
+        &gw.config,
+        &["person", "passwd", "nobody"],
+        Some(b"correct horse battery\n"),
+        &[],
+    );
+    assert!(!o.status.success() && text(&o).contains("not a person"), "{}", text(&o));
+    let o = airlock(&gw.config, &["person", "passwd", "alice"], Some(b"short\n"), &[]);
+    assert!(
+        !o.status.success() && text(&o).contains("12 characters"),
+        "{}",
+        text(&o)
+    );
+    let o = airlock(
+        &gw.config,
+        &["person", "passwd", "alice"],
+        Some(b"correct horse battery\n"),
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = format!("http://{}/dashboard/login", gw.control);
+    let r = c
+        .post(&login)
+        .form(&[("person", "alice"), ("password", "correct horse battery")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(r.headers().get("set-cookie").is_some());
+    let r = c
+        .post(&login)
+        .form(&[("person", "alice"), ("password", "wrong horse battery")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(!gw.logs().contains("correct horse battery"));
+}
