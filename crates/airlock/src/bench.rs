@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// (--local) Hold this many idle agent connections open and report the gateway's RSS.
     #[arg(long, default_value_t = 0)]
     pub idle: usize,
+    /// (--local) Hold this many requests for approval at once (one agent connection each)
+    /// and report the gateway's RSS.
+    #[arg(long, default_value_t = 0)]
+    pub held: usize,
 }
 
 pub struct Stats {

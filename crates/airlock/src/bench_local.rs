@@ -135,6 +135,18 @@ name = "reads"
 hosts = ["localhost"]
 methods = ["GET"]
 action = "allow"
+
+[people.alice]
+roles = ["owner"]
+
+[[rules]]
+name = "sends need a human"
+hosts = ["localhost"]
+methods = ["POST"]
+paths = ["/send"]
+action = "approve"
+approvers = ["owner"]
+timeout = "30m"
 "#
     );
     let (home, opened, token) = crate::local::home(dir, &config, ("api", b"real-bench-key"), "bench").await?;
@@ -216,6 +228,50 @@ action = "allow"
         );
         drop(held);
     }
+    if a.held > 0 {
+        held_rss(&proxied, api_port, a.held, pid, &home.db_path()).await?;
+    }
     let _ = child.kill().await;
+    Ok(())
+}
+
+/// Holds `n` requests for approval at once, each on its own agent connection (CONNECT + TLS,
+/// a ~1 KB JSON body), waits until the gateway has persisted all of them, and reports its RSS.
+async fn held_rss(proxied: &Route, port: u16, n: usize, pid: u32, db: &std::path::Path) -> anyhow::Result<()> {
+    let (_, before) = proc_usage(pid)?;
+    let body = format!(r#"{{"to":"bob@example.com","subject":"report","text":"{}"}}"#, "x".repeat(900));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut conn = proxied.connect("localhost", port).await?;
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("/send")
+            .header("host", format!("localhost:{port}"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body.clone())))?;
+        tasks.push(tokio::spawn(async move { crate::client::send(&mut conn, req).await }));
+    }
+    let store = airlock_store::Store::open(&db.to_string_lossy()).await?;
+    let started = std::time::Instant::now();
+    loop {
+        let pending = store.list_approvals(Some("pending"), i64::MAX).await?.len();
+        if pending >= n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("only {pending} of {n} requests were held after 300 s");
+        }
+        // A measurement tool polling the database, not a test waiting on an event.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, rss) = proc_usage(pid)?;
+    println!(
+        "held     {n} requests waiting for approval (one agent connection each) · gateway RSS {:.1} MB (was {:.1} MB)",
+        rss as f64 / 1024.0,
+        before as f64 / 1024.0
+    );
+    for t in tasks {
+        t.abort();
+    }
     Ok(())
 }
