@@ -239,7 +239,10 @@ timeout = "30m"
 /// a ~1 KB JSON body), waits until the gateway has persisted all of them, and reports its RSS.
 async fn held_rss(proxied: &Route, port: u16, n: usize, pid: u32, db: &std::path::Path) -> anyhow::Result<()> {
     let (_, before) = proc_usage(pid)?;
-    let body = format!(r#"{{"to":"bob@example.com","subject":"report","text":"{}"}}"#, "x".repeat(900));
+    let body = format!(
+        r#"{{"to":"bob@example.com","subject":"report","text":"{}"}}"#,
+        "x".repeat(900)
+    );
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
         let mut conn = proxied.connect("localhost", port).await?;
