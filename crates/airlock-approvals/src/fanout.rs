@@ -33,6 +33,10 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
     for (i, person, addr) in jobs {
         let (hub, id, card, buttons) = (hub.clone(), id.to_string(), card.clone(), buttons.clone());
         tokio::spawn(async move {
+            // What channels render a new card with.
+            let sent_as = Status::Pending {
+                approved_by: Vec::new(),
+            };
             let ch = hub.inner.channels[i].clone();
             match ch.send(&card, &buttons, &addr).await {
                 Ok(msg) => {
@@ -52,9 +56,10 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
                             channel: i,
                             msg: msg.clone(),
                         });
-                        l.closed.then(|| l.status.clone())
+                        (l.status != sent_as).then(|| l.status.clone())
                     });
-                    // Decided while this card was on its way: bring it up to date now.
+                    // Votes counted or a decision taken while this card was on its way (the
+                    // updates they sent did not know of it): bring it up to date now.
                     if let Some(Some(status)) = late
                         && let Err(e) = ch.update(&card, &status, &msg).await
                     {

@@ -14,15 +14,15 @@ use airlock_channels::{
 use airlock_core::approval::Refused;
 use airlock_core::policy::ApprovalSpec;
 use airlock_store::{AuditWriter, Signer, Store};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 #[derive(Default)]
 struct Recorder {
     sent: Mutex<Vec<(String, Card, Buttons)>>,
     updates: Mutex<Vec<(String, Status)>>,
     fail: bool,
-    /// Sends wait for this before completing (to land after a decision).
-    gate: Option<Arc<Notify>>,
+    /// Sends wait for a permit of this before completing (to land after a vote).
+    gate: Option<Arc<Semaphore>>,
     changed: Notify,
 }
 
@@ -38,7 +38,7 @@ impl Channel for Recorder {
     ) -> BoxFuture<'a, Result<MessageRef, ChannelError>> {
         Box::pin(async move {
             if let Some(g) = &self.gate {
-                g.notified().await;
+                g.acquire().await.unwrap().forget();
             }
             if self.fail {
                 return Err(ChannelError::Transport {
@@ -434,7 +434,7 @@ async fn undeliverable_cards_fail_closed() {
 
 #[tokio::test]
 async fn a_card_that_lands_after_the_decision_is_updated() {
-    let gate = Arc::new(Notify::new());
+    let gate = Arc::new(Semaphore::new(0));
     let e = env_with(Recorder {
         gate: Some(gate.clone()),
         ..Recorder::default()
@@ -446,7 +446,7 @@ async fn a_card_that_lands_after_the_decision_is_updated() {
         .await
         .unwrap();
     assert!(matches!(t.wait().await, Verdict::Approved { .. }));
-    gate.notify_waiters();
+    gate.add_permits(1);
     e.rec
         .wait_for(|r| {
             r.updates
@@ -454,6 +454,34 @@ async fn a_card_that_lands_after_the_decision_is_updated() {
                 .unwrap()
                 .iter()
                 .any(|u| matches!(u.1, Status::Approved { .. }))
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_card_that_lands_after_a_vote_shows_it() {
+    let gate = Arc::new(Semaphore::new(0));
+    let e = env_with(Recorder {
+        gate: Some(gate.clone()),
+        ..Recorder::default()
+    })
+    .await;
+    let t = e.hub.hold(request(&["senior"], 2, 300, None)).await.unwrap();
+    e.hub
+        .vote(t.id(), "alice", Decision::Approve, "dashboard")
+        .await
+        .unwrap();
+    gate.add_permits(2);
+    // Both cards were on their way during the vote; once delivered, each says "1 of 2".
+    let partial = Status::Pending {
+        approved_by: vec!["alice".into()],
+    };
+    e.rec
+        .wait_for(|r| {
+            let updates = r.updates.lock().unwrap();
+            ["U-ALICE/", "U-BOB/"]
+                .iter()
+                .all(|to| updates.iter().any(|(m, s)| m.starts_with(to) && *s == partial))
         })
         .await;
 }

@@ -134,9 +134,11 @@ async fn handle(
         "sendMessage" => send_message(&st, &body),
         "editMessageText" => edit_message_text(&st, &body),
         "answerCallbackQuery" => answer_callback_query(&body),
-        "getUpdates" => return get_updates(&st, &body).await,
+        "getUpdates" => Ok(get_updates(&st, &body).await),
         _ => Err(refuse(StatusCode::NOT_FOUND, "Not Found")),
     };
+    // Again once handled, for tests waiting on what the fake now holds (`wait_until`).
+    st.called.notify_waiters();
     result.unwrap_or_else(|e| e)
 }
 
@@ -282,6 +284,25 @@ impl FakeTelegram {
             .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
     }
 
+    /// Waits (without sleeping) until `done` holds for the fake's state, e.g. a message
+    /// as accepted after an edit.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&FakeTelegram) -> bool) {
+        let wait = async {
+            loop {
+                let notified = self.st.called.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if done(self) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
     /// The next call, whatever it is, gets this answer.
     pub fn fail_next(&self, code: StatusCode, body: Value) {
         *self.st.fail_next.lock().unwrap() = Some((code, Json(body)));
@@ -306,6 +327,11 @@ impl FakeTelegram {
             "data": data,
             "message": { "message_id": 1, "date": 0, "chat": { "id": user, "type": "private" } },
         }}))
+    }
+
+    /// A message as the fake holds it (text, reply_markup): only sends and edits it accepted.
+    pub fn message(&self, chat: &str, id: i64) -> Option<(String, Value)> {
+        self.st.messages.lock().unwrap().get(&(chat.to_string(), id)).cloned()
     }
 
     /// Updates Telegram still holds (not yet confirmed by an offset).

@@ -194,7 +194,13 @@ fn required_str(body: &Value, field: &str) -> Option<String> {
 }
 
 async fn api(State(st): State<Arc<Inner>>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    st.event(Event::Api(method.clone()));
+    let answer = api_answer(&st, method.clone(), &headers, body);
+    // After the call is recorded, so a test woken by the event sees it in `calls`.
+    st.event(Event::Api(method));
+    answer
+}
+
+fn api_answer(st: &Inner, method: String, headers: &HeaderMap, body: Bytes) -> Response {
     if st.rate_limit_next.swap(false, Ordering::SeqCst) {
         let mut r = (
             StatusCode::TOO_MANY_REQUESTS,
@@ -448,6 +454,21 @@ impl Fake {
         tokio::time::timeout(Duration::from_secs(10), wait)
             .await
             .unwrap_or_else(|_| panic!("fake slack: timed out waiting for {want:?}"));
+    }
+
+    /// Waits (bounded) until `done` holds for what the fake recorded, re-checking after
+    /// every event, so the order events arrive in does not matter.
+    pub async fn wait_until(&mut self, what: &str, done: impl Fn(&Fake) -> bool) {
+        let wait = async {
+            while !done(self) {
+                if self.events.recv().await.is_none() {
+                    panic!("fake slack: event stream ended");
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("fake slack: timed out waiting for {what}"));
     }
 }
 

@@ -227,6 +227,8 @@ pub struct Gateway {
     pub proxy: SocketAddr,
     pub control: SocketAddr,
     pub log: PathBuf,
+    /// Copies the serve process's stderr to `log`; done once the process has exited.
+    log_writer: Option<std::thread::JoinHandle<()>>,
     /// Proxy URLs by agent name.
     pub agents: Vec<(String, String)>,
 }
@@ -292,6 +294,18 @@ pub fn gateway_section(upstreams: &[&Upstream]) -> String {
 impl Gateway {
     /// Sets up, seals `secrets`, issues tokens for `agents`, and starts serving.
     pub fn start(upstreams: &[&Upstream], config_rest: &str, secrets: &[(&str, &str)], agents: &[&str]) -> Gateway {
+        Gateway::start_env(upstreams, config_rest, secrets, agents, &[])
+    }
+
+    /// [`Gateway::start`] with environment variables for the serve process (channel
+    /// credentials are read from the environment).
+    pub fn start_env(
+        upstreams: &[&Upstream],
+        config_rest: &str,
+        secrets: &[(&str, &str)],
+        agents: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let body = format!("{}{config_rest}", gateway_section(upstreams));
         let (dir, config) = setup(&body);
         for (i, u) in upstreams.iter().enumerate() {
@@ -310,11 +324,20 @@ impl Gateway {
             let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
             urls.push((a.to_string(), url));
         }
-        Gateway::serving(dir, config, urls)
+        Gateway::serving_env(dir, config, urls, env)
     }
 
     /// Starts `airlock serve` on an already set-up directory.
     pub fn serving(dir: tempfile::TempDir, config: PathBuf, agents: Vec<(String, String)>) -> Gateway {
+        Gateway::serving_env(dir, config, agents, &[])
+    }
+
+    fn serving_env(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        agents: Vec<(String, String)>,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let mut g = Gateway {
             dir,
             config,
@@ -322,9 +345,10 @@ impl Gateway {
             proxy: "0.0.0.0:0".parse().unwrap(),
             control: "0.0.0.0:0".parse().unwrap(),
             log: PathBuf::new(),
+            log_writer: None,
             agents,
         };
-        g.serve(&[]);
+        g.serve(env);
         g
     }
 
@@ -351,7 +375,7 @@ impl Gateway {
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let mut file = std::fs::File::create(&self.log).unwrap();
-        std::thread::spawn(move || {
+        let writer = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(file, "{line}");
                 if line.contains("proxy on") {
@@ -373,6 +397,7 @@ impl Gateway {
         self.proxy = addrs[0];
         self.control = addrs[1];
         self.child = Some(child);
+        self.log_writer = Some(writer);
     }
 
     pub fn url(&self, agent: &str) -> String {
@@ -418,11 +443,15 @@ impl Gateway {
             .to_string()
     }
 
-    /// SIGTERM and wait: the gateway flushes its audit log on the way out.
+    /// SIGTERM and wait: the gateway flushes its audit log on the way out, and all it
+    /// wrote is in `logs()` afterwards.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             unsafe_free_kill(c.id());
             let _ = c.wait();
+        }
+        if let Some(w) = self.log_writer.take() {
+            let _ = w.join();
         }
     }
 
