@@ -159,19 +159,8 @@ fn url(card: &Card) -> String {
 
 /// "YYYY-MM-DD HH:MM UTC" for a Unix time in milliseconds.
 pub fn utc_datetime(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (H. Hinnant), for days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    let (y, m, d, h, min, _) = crate::render::utc_parts(ms);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02} UTC")
 }
 
 /// "HH:MM UTC".
@@ -180,14 +169,9 @@ pub fn utc_time(ms: u64) -> String {
     format!("{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
 }
 
-/// "45 s", "30 min", "1 min 30 s", "2 h".
+/// "45 s", "30 min", "1 h 30 min" (the same wording on every surface).
 pub fn duration(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s} s"),
-        s if s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{} min {} s", s / 60, s % 60),
-    }
+    crate::render::duration(secs)
 }
 
 /// One line saying where an approval stands (unescaped; names come from the configuration).
