@@ -1,16 +1,41 @@
 //! Cards out, in parallel, to every eligible approver on every channel they have; updates
-//! in place when the status changes. Sends that land after the decision are updated at once.
+//! in place when the status changes. Each sent card has one follower task that applies
+//! status changes in order, newest wins (a slow "1 of 2" edit can never land after
+//! "Approved"); a card that lands after a change is brought up to date at once.
 
 use std::sync::Arc;
 
-use airlock_channels::{Card, MessageRef, Status};
+use airlock_channels::{Card, Channel, MessageRef, Status};
 use airlock_store::MessageRow;
+use tokio::sync::watch;
 
 use crate::{Hub, event};
 
+/// A sent card: status changes go to its follower.
 pub(crate) struct Sent {
-    pub(crate) channel: usize,
-    pub(crate) msg: MessageRef,
+    pub(crate) status: watch::Sender<Status>,
+}
+
+/// Starts the follower of one sent card, which renders `current` at once when `stale`.
+fn follow(ch: Arc<dyn Channel>, card: Arc<Card>, msg: MessageRef, current: Status, stale: bool) -> Sent {
+    let (tx, mut rx) = watch::channel(current);
+    if stale {
+        rx.mark_changed();
+    }
+    tokio::spawn(async move {
+        // Ends after rendering a closed status, or when the approval is retired with no
+        // change left unseen.
+        while rx.changed().await.is_ok() {
+            let status = rx.borrow_and_update().clone();
+            if let Err(e) = ch.update(&card, &status, &msg).await {
+                tracing::warn!(approval = %card.id, channel = ch.name(), error = %e, "could not update a card");
+            }
+            if !status.is_open() {
+                break;
+            }
+        }
+    });
+    Sent { status: tx }
 }
 
 /// Starts one send per (eligible person, channel with an address for them).
@@ -49,22 +74,15 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
                     if let Err(e) = hub.inner.store.add_message(&row).await {
                         tracing::warn!(approval = %id, error = %e, "could not record a sent card");
                     }
-                    let late = hub.with_live(&id, |l| {
+                    hub.with_live(&id, |l| {
                         l.in_flight -= 1;
                         l.delivered += 1;
-                        l.sent.push(Sent {
-                            channel: i,
-                            msg: msg.clone(),
-                        });
-                        (l.status != sent_as).then(|| l.status.clone())
+                        // Votes counted or a decision taken while this card was on its way
+                        // (their updates did not know of it): the follower catches up now.
+                        let stale = l.status != sent_as;
+                        l.sent
+                            .push(follow(ch.clone(), card.clone(), msg, l.status.clone(), stale));
                     });
-                    // Votes counted or a decision taken while this card was on its way (the
-                    // updates they sent did not know of it): bring it up to date now.
-                    if let Some(Some(status)) = late
-                        && let Err(e) = ch.update(&card, &status, &msg).await
-                    {
-                        tracing::warn!(approval = %id, channel = ch.name(), error = %e, "could not update a card");
-                    }
                 }
                 Err(e) => {
                     hub.audit(event(
@@ -91,27 +109,6 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
     }
 }
 
-/// Re-renders every sent card of a live approval for `status`.
-pub(crate) fn update_all(hub: &Hub, id: &str, card: &Arc<Card>, status: &Status) {
-    let sent: Vec<(usize, MessageRef)> = hub
-        .with_live(id, |l| l.sent.iter().map(|s| (s.channel, s.msg.clone())).collect())
-        .unwrap_or_default();
-    for (i, msg) in sent {
-        let (ch, card, status, id) = (
-            hub.inner.channels[i].clone(),
-            card.clone(),
-            status.clone(),
-            id.to_string(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = ch.update(&card, &status, &msg).await {
-                tracing::warn!(approval = %id, channel = ch.name(), error = %e, "could not update a card");
-            }
-        });
-    }
-    retire(hub, id);
-}
-
 /// Updates the cards of an approval this process no longer holds (found in the store).
 pub(crate) fn update_stored(hub: Hub, id: String, card: Arc<Card>, status: Status) {
     tokio::spawn(async move {
@@ -130,7 +127,7 @@ pub(crate) fn update_stored(hub: Hub, id: String, card: Arc<Card>, status: Statu
 }
 
 /// Forgets a decided approval once no send is in flight (its history stays in the store).
-fn retire(hub: &Hub, id: &str) {
+pub(crate) fn retire(hub: &Hub, id: &str) {
     if let Ok(mut map) = hub.inner.live.lock()
         && map.get(id).is_some_and(|l| l.closed && l.in_flight == 0)
     {

@@ -130,6 +130,17 @@ pub(crate) struct Live {
     pub(crate) closed: bool,
 }
 
+impl Live {
+    /// The new status, passed to every sent card's follower under the same lock, so the
+    /// cards see changes in the order they happened.
+    pub(crate) fn set_status(&mut self, status: Status) {
+        for s in &self.sent {
+            s.status.send_replace(status.clone());
+        }
+        self.status = status;
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) people: People,
     pub(crate) channels: Vec<Arc<dyn Channel>>,
@@ -431,24 +442,17 @@ impl Hub {
         match step {
             Step::Waiting(p) => {
                 let approved_by: Vec<String> = p.approvers().iter().map(|s| s.to_string()).collect();
-                let status = Status::Pending {
-                    approved_by: approved_by.clone(),
-                };
                 if let Err(e) = recorded {
                     // The vote is not durable: fail closed rather than count it.
-                    self.finish(id, p.abandon(now), Some(format!("a vote could not be recorded: {e}")))
-                        .await;
+                    self.fail(id, format!("a vote could not be recorded: {e}")).await;
                     return Err(VoteError::Store(e.to_string()));
                 }
-                let card = self.with_live(id, |l| {
-                    l.pending = Some(p);
-                    l.status = status.clone();
-                    l.card.clone()
-                });
-                if let Some(card) = card {
-                    fanout::update_all(self, id, &card, &status);
-                }
-                self.emit(id, &status);
+                self.emit(
+                    id,
+                    &Status::Pending {
+                        approved_by: approved_by.clone(),
+                    },
+                );
                 Ok(Counted {
                     id: id.to_string(),
                     state: "pending".into(),
@@ -548,6 +552,14 @@ impl Hub {
             Ok(step) => {
                 if decision == Decision::Grant {
                     live.granting.insert(person.to_string());
+                }
+                // Still waiting: the approval stays open for concurrent votes and expiry
+                // while this vote is being recorded.
+                if let Step::Waiting(p) = &step {
+                    live.pending = Some(p.clone());
+                    live.set_status(Status::Pending {
+                        approved_by: p.approvers().iter().map(|s| s.to_string()).collect(),
+                    });
                 }
                 Applied::Step(Ok(step))
             }
@@ -686,7 +698,7 @@ impl Hub {
             grants::create(self, id, &by, *secs, at_ms).await;
         }
         let parts = self.with_live(id, |l| {
-            l.status = status.clone();
+            l.set_status(status.clone());
             l.closed = true;
             (l.waiter.take(), l.card.clone())
         });
@@ -702,7 +714,7 @@ impl Hub {
                 &view::status_text(&status),
                 serde_json::json!({ "approval": id, "digest": card.digest }),
             ));
-            fanout::update_all(self, id, &card, &status);
+            fanout::retire(self, id);
         }
         self.emit(id, &status);
         state.to_string()

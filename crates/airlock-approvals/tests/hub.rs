@@ -492,3 +492,21 @@ fn airlock_now() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[tokio::test]
+async fn concurrent_votes_all_count() {
+    // Two approvers at the same instant on a quorum of 2: both votes count, the request is
+    // released once (a vote being recorded must not make the approval look closed).
+    for _ in 0..20 {
+        let e = env_with(Recorder::default()).await;
+        let t = e.hub.hold(request(&["senior"], 2, 300, None)).await.unwrap();
+        let id = t.id().to_string();
+        let (a, b) = tokio::join!(
+            e.hub.vote(&id, "alice", Decision::Approve, "rec"),
+            e.hub.vote(&id, "bob", Decision::Approve, "dashboard")
+        );
+        assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+        assert!(matches!(t.wait().await, Verdict::Approved { by } if by.len() == 2));
+        assert_eq!(e.store.votes(&id).await.unwrap().len(), 2);
+    }
+}
