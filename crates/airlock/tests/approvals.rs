@@ -420,3 +420,57 @@ async fn person_passwd_enables_dashboard_sign_in() {
     assert!(r.headers().get("set-cookie").is_none());
     assert!(!gw.logs().contains("correct horse battery"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_watch_prompts_and_decides() {
+    use std::io::{Read, Write};
+    let up = upstream(true).await;
+    let gw = Gateway::start(&[&up], &config(""), &[("gmail", REAL)], &["mailbot"]);
+    let mut watch = std::process::Command::new(BIN)
+        .args([
+            "--config",
+            &gw.config.to_string_lossy(),
+            "approvals",
+            "watch",
+            "--as",
+            "alice",
+        ])
+        .env("AIRLOCK_CONTROL_URL", format!("http://{}", gw.control))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `watch` says on stderr when it is following the event stream.
+    let mut err = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("watching"), "{line}");
+    let agent = send_mail(&gw, up.port, MAIL);
+    let mut out = watch.stdout.take().unwrap();
+    // Read the card and the prompt as they arrive, then answer it.
+    let shown = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut b = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("[s]kip: ") {
+            assert_eq!(out.read(&mut b).unwrap(), 1, "watch ended early");
+            seen.push(b[0]);
+        }
+        (String::from_utf8_lossy(&seen).into_owned(), out)
+    });
+    let (shown, _out) = tokio::time::timeout(std::time::Duration::from_secs(30), shown)
+        .await
+        .expect("no prompt")
+        .unwrap();
+    assert!(
+        shown.contains("sending mail needs a human") && shown.contains("approve as alice?"),
+        "{shown}"
+    );
+    let mut stdin = watch.stdin.take().unwrap();
+    stdin.write_all(b"a\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(agent.await.unwrap().status(), 200);
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(up.requests().len(), 1);
+}
