@@ -1,0 +1,224 @@
+//! Mount checks, the agent's environment and each runtime's command line.
+
+use std::path::PathBuf;
+
+use airlock_sandbox::env::{CA_VARS, agent_env, parse_env};
+use airlock_sandbox::mounts::{Forbidden, MountError};
+use airlock_sandbox::runtime::{Limits, Spec, apple_container, bwrap, container_run, network_create};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    data: PathBuf,
+    config: PathBuf,
+    project: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    for d in [".ssh", ".aws", ".config/gcloud", "project/src", "airlock/airlock-data"] {
+        std::fs::create_dir_all(home.join(d)).unwrap();
+    }
+    std::fs::write(home.join(".ssh/id_ed25519"), "key").unwrap();
+    std::fs::write(home.join("airlock/airlock.toml"), "").unwrap();
+    std::fs::write(home.join("project/src/main.rs"), "").unwrap();
+    Fixture {
+        data: home.join("airlock/airlock-data"),
+        config: home.join("airlock/airlock.toml"),
+        project: home.join("project"),
+        home,
+        _dir: dir,
+    }
+}
+
+fn forbidden(f: &Fixture) -> Forbidden {
+    Forbidden::new(Some(&f.home), &f.data, &f.config)
+}
+
+#[test]
+fn a_project_directory_mounts() {
+    let f = fixture();
+    let m = forbidden(&f).check(&format!("{}:/work", f.project.display())).unwrap();
+    assert_eq!(m.dst, PathBuf::from("/work"));
+    assert!(!m.read_only);
+    let m = forbidden(&f)
+        .check(&format!("{}:/work:ro", f.project.display()))
+        .unwrap();
+    assert!(m.read_only);
+}
+
+#[test]
+fn credentials_and_airlock_state_are_refused() {
+    let f = fixture();
+    let fb = forbidden(&f);
+    for (src, why) in [
+        (f.home.join(".ssh"), "SSH keys"),
+        (f.home.join(".ssh/id_ed25519"), "SSH keys"),
+        (f.home.join(".aws"), "AWS"),
+        (f.home.join(".config/gcloud"), "Google Cloud"),
+        (f.data.clone(), "data directory"),
+        (f.config.clone(), "configuration"),
+        // A directory that contains one of them is refused too.
+        (f.home.clone(), ""),
+    ] {
+        let e = fb.check(&format!("{}:/x", src.display())).unwrap_err();
+        assert!(matches!(&e, MountError::Refused { .. }), "{src:?}: {e}");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+}
+
+#[test]
+fn symlinks_and_env_files_do_not_get_around_it() {
+    let f = fixture();
+    let link = f.project.join("innocent");
+    std::os::unix::fs::symlink(f.home.join(".ssh"), &link).unwrap();
+    let e = forbidden(&f).check(&format!("{}:/x", link.display())).unwrap_err();
+    assert!(e.to_string().contains("SSH keys"), "{e}");
+    std::fs::remove_file(&link).unwrap();
+
+    std::fs::write(f.project.join("src/.env"), "DB_PASSWORD=x").unwrap();
+    let e = forbidden(&f)
+        .check(&format!("{}:/work", f.project.display()))
+        .unwrap_err();
+    assert!(e.to_string().contains(".env"), "{e}");
+    let e = forbidden(&f)
+        .check(&format!("{}:/x", f.project.join("src/.env").display()))
+        .unwrap_err();
+    assert!(e.to_string().contains(".env file"), "{e}");
+}
+
+#[test]
+fn bad_specs_say_what_is_wrong() {
+    let f = fixture();
+    let fb = forbidden(&f);
+    assert!(matches!(fb.check("nocolon"), Err(MountError::Syntax(_))));
+    assert!(matches!(fb.check("/a:/b:rx"), Err(MountError::Syntax(_))));
+    assert!(matches!(
+        fb.check("/does/not/exist:/x"),
+        Err(MountError::Missing { .. })
+    ));
+    let p = f.project.display();
+    assert!(matches!(
+        fb.check(&format!("{p}:relative")),
+        Err(MountError::BadDestination { .. })
+    ));
+    assert!(matches!(
+        fb.check(&format!("{p}:/a/../etc")),
+        Err(MountError::BadDestination { .. })
+    ));
+}
+
+#[test]
+fn the_environment_names_the_exit_the_ca_and_placeholders_only() {
+    let env = agent_env(
+        "http://127.0.0.1:3128",
+        "/etc/airlock/ca-bundle.pem",
+        &[("GMAIL_TOKEN".into(), "airlock-gmail".into())],
+        &[("EDITOR".into(), "vi".into())],
+    )
+    .unwrap();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    for k in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        assert_eq!(get(k), Some("http://127.0.0.1:3128"), "{k}");
+    }
+    assert_eq!(get("NO_PROXY"), Some(""));
+    assert_eq!(get("no_proxy"), Some(""));
+    for k in CA_VARS {
+        assert_eq!(get(k), Some("/etc/airlock/ca-bundle.pem"), "{k}");
+    }
+    assert_eq!(get("GMAIL_TOKEN"), Some("airlock-gmail"));
+    assert_eq!(get("EDITOR"), Some("vi"));
+    // The user cannot point the agent around the exit.
+    let e = agent_env("p", "c", &[], &[("https_proxy".into(), "http://evil".into())]).unwrap_err();
+    assert!(e.contains("cannot be overridden"), "{e}");
+    assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+    assert!(parse_env("=x").is_err() && parse_env("novalue").is_err());
+}
+
+fn spec(f: &Fixture) -> Spec {
+    Spec {
+        run_id: "r1".into(),
+        image: "airlock-agent:test".into(),
+        workdir: Some("/work".into()),
+        mounts: vec![
+            forbidden(f)
+                .check(&format!("{}:/work:ro", f.project.display()))
+                .unwrap(),
+        ],
+        env: vec![("HTTPS_PROXY".into(), "http://relay:3128".into())],
+        limits: Limits {
+            memory: Some("2g".into()),
+            cpus: Some("1".into()),
+            pids: 256,
+        },
+        tty: false,
+        command: vec!["python3".into(), "agent.py".into()],
+    }
+}
+
+#[test]
+fn containers_are_hardened_and_labelled() {
+    let f = fixture();
+    let a = container_run("docker", &spec(&f), "airlock-net-r1");
+    for want in [
+        "--network=airlock-net-r1",
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        "--read-only",
+        "--user=65534:65534",
+        "--pids-limit=256",
+        "--memory=2g",
+        "--cpus=1",
+        "--label=airlock.run=r1",
+        "--workdir=/work",
+    ] {
+        assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
+    }
+    assert!(a.iter().any(|x| x.starts_with("--tmpfs=/tmp")));
+    assert!(a.iter().any(|x| x.ends_with("target=/work,readonly")));
+    assert!(
+        !a.iter()
+            .any(|x| x.contains("docker.sock") || x == "--privileged" || x.starts_with("--network=host"))
+    );
+    // The command comes last, after the image, untouched.
+    assert_eq!(&a[a.len() - 3..], ["airlock-agent:test", "python3", "agent.py"]);
+    let n = network_create("podman", "r1");
+    assert_eq!(n[0], "podman");
+    assert!(n.contains(&"--internal".to_string()) && n.contains(&"--label=airlock.run=r1".to_string()));
+}
+
+#[test]
+fn bubblewrap_has_no_network_and_read_only_system() {
+    let f = fixture();
+    let relay = vec!["/usr/local/bin/airlock".into(), "relay".into(), "--".into()];
+    let a = bwrap(&spec(&f), &relay, "/run/user/0/airlock-r1.sock", "/run/airlock.sock");
+    assert!(a.contains(&"--unshare-all".to_string()));
+    assert!(!a.contains(&"--share-net".to_string()));
+    assert!(a.contains(&"--die-with-parent".to_string()) && a.contains(&"--clearenv".to_string()));
+    let pos = |w: &str| a.windows(3).position(|x| x[0] == "--ro-bind-try" && x[1] == w);
+    assert!(pos("/usr").is_some() && pos("/etc").is_some());
+    assert!(a.windows(3).any(|x| x[0] == "--bind" && x[2] == "/run/airlock.sock"));
+    assert!(a.windows(3).any(|x| x[0] == "--ro-bind" && x[2] == "/work"));
+    let dash = a.iter().position(|x| x == "--").unwrap();
+    assert_eq!(
+        &a[dash + 1..],
+        ["/usr/local/bin/airlock", "relay", "--", "python3", "agent.py"]
+    );
+}
+
+#[test]
+fn apple_container_command_line() {
+    let f = fixture();
+    let a = apple_container(&spec(&f), "airlock-net-r1");
+    assert_eq!(&a[..3], ["container", "run", "--rm"]);
+    assert!(a.contains(&"--network=airlock-net-r1".to_string()));
+    assert_eq!(a.last().map(String::as_str), Some("agent.py"));
+}
