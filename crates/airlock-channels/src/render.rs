@@ -78,6 +78,12 @@ pub fn utc_parts(ms: u64) -> (u64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// RFC 3339 with milliseconds, e.g. `2024-05-01T14:03:09.120Z`.
+pub fn rfc3339(ms: u64) -> String {
+    let (y, mo, d, h, mi, s) = utc_parts(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z", ms % 1000)
+}
+
 /// "14:03 UTC".
 pub fn utc_hm(ms: u64) -> String {
     let (_, _, _, h, m, _) = utc_parts(ms);

@@ -239,7 +239,7 @@ impl Channel for Webhook {
         Box::pin(async move {
             let event = json!({
                 "type": "approval.requested",
-                "timestamp": crate::telegram::Utc::from_ms(now().as_millis() as u64).rfc3339(),
+                "timestamp": crate::render::rfc3339(now().as_millis() as u64),
                 "data": {
                     "to": to,
                     "card": card,
@@ -265,7 +265,7 @@ impl Channel for Webhook {
             let (id, to) = parse_ref(msg)?;
             let event = json!({
                 "type": "approval.updated",
-                "timestamp": crate::telegram::Utc::from_ms(now().as_millis() as u64).rfc3339(),
+                "timestamp": crate::render::rfc3339(now().as_millis() as u64),
                 "data": { "id": id, "to": to, "status": status },
             });
             self.deliver(&event).await

@@ -294,64 +294,13 @@ pub fn keyboard(buttons: &Buttons, grant_secs: Option<u64>) -> Value {
     json!({ "inline_keyboard": rows })
 }
 
-/// A UTC calendar time, from Unix milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Utc {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-    pub millis: u32,
-}
-
-impl Utc {
-    pub fn from_ms(ms: u64) -> Utc {
-        let secs = ms / 1000;
-        let days = (secs / 86_400) as i64;
-        let rem = (secs % 86_400) as u32;
-        // Civil-from-days (H. Hinnant): proleptic Gregorian calendar, no dependency needed.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        Utc {
-            year,
-            month,
-            day,
-            hour: rem / 3600,
-            minute: rem % 3600 / 60,
-            second: rem % 60,
-            millis: (ms % 1000) as u32,
-        }
-    }
-
-    /// RFC 3339 with milliseconds, e.g. `2024-05-01T14:03:09.120Z`.
-    pub fn rfc3339(&self) -> String {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis
-        )
-    }
-}
-
 fn time_of_day(ms: u64) -> String {
-    let t = Utc::from_ms(ms);
-    format!("{:02}:{:02} UTC", t.hour, t.minute)
+    crate::render::utc_hm(ms)
 }
 
 fn date_time(ms: u64) -> String {
-    let t = Utc::from_ms(ms);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-        t.year, t.month, t.day, t.hour, t.minute
-    )
+    let (y, mo, d, h, mi, _) = crate::render::utc_parts(ms);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
 }
 
 #[cfg(test)]
@@ -360,10 +309,12 @@ mod tests {
 
     #[test]
     fn calendar() {
-        assert_eq!(Utc::from_ms(0).rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(Utc::from_ms(951_782_400_000).rfc3339(), "2000-02-29T00:00:00.000Z");
-        assert_eq!(Utc::from_ms(1_714_572_189_120).rfc3339(), "2024-05-01T14:03:09.120Z");
-        assert_eq!(Utc::from_ms(4_102_444_799_999).rfc3339(), "2099-12-31T23:59:59.999Z");
+        use crate::render::rfc3339;
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_714_572_189_120), "2024-05-01T14:03:09.120Z");
+        assert_eq!(rfc3339(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+        assert_eq!(date_time(1_714_572_189_120), "2024-05-01 14:03 UTC");
     }
 
     #[test]

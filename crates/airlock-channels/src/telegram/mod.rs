@@ -24,7 +24,6 @@ use crate::{BoxFuture, Buttons, CallbackError, Card, Channel, ChannelError, Clic
 mod html;
 mod poll;
 
-pub(crate) use html::Utc;
 pub use html::{MAX_TEXT_LEN, escape, keyboard, message_html, status_line};
 
 const NAME: &str = "telegram";
