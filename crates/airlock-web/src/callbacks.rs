@@ -17,12 +17,6 @@ pub(crate) fn routes() -> Router<ControlState> {
     Router::new().route("/callbacks/{channel}", post(callback))
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: HeaderMap, body: Bytes) -> Response {
     let Some(hub) = s.hub.clone() else {
         return (StatusCode::NOT_FOUND, "approvals are not configured\n").into_response();
@@ -30,7 +24,7 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
     let Some(ch) = hub.channel(&name).cloned() else {
         return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
     };
-    let click = match ch.callback(&h, &body, now_secs()) {
+    let click = match ch.callback(&h, &body, airlock_gateway::now_ms() / 1000) {
         Ok(Some(c)) => c,
         Ok(None) => return StatusCode::OK.into_response(),
         Err(CallbackError::NotSupported) => {

@@ -90,9 +90,7 @@ impl Control {
 }
 
 fn age(ms: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::home::now_ms().max(0) as u64;
     let s = now.saturating_sub(ms) / 1000;
     if s < 120 {
         format!("{s}s")
@@ -181,9 +179,7 @@ pub async fn grants(cfg: &Path) -> anyhow::Result<()> {
 }
 
 fn age_left(ms: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::home::now_ms().max(0) as u64;
     format!("{}s", ms.saturating_sub(now) / 1000)
 }
 

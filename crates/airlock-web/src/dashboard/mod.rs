@@ -8,8 +8,6 @@ mod auth;
 mod html;
 mod pages;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
@@ -49,11 +47,7 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use airlock_gateway::now_ms;
 
 /// 303: after a POST the browser follows with a GET.
 pub(crate) fn redirect(to: &str) -> Response {
