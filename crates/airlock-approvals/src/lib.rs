@@ -169,10 +169,11 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// 72 random bits as lowercase hex: safe as a command-line argument (never starts with
+/// '-'), in URLs and in button tokens, and selected whole by a double-click.
 fn random_id() -> String {
-    use base64::Engine;
     let bytes: [u8; 9] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    hex::encode(bytes)
 }
 
 fn state_name(status: &Status) -> &'static str {

@@ -510,3 +510,27 @@ async fn concurrent_votes_all_count() {
         assert_eq!(e.store.votes(&id).await.unwrap().len(), 2);
     }
 }
+
+#[tokio::test]
+async fn ids_are_plain_hex_and_tokens_fit_telegram() {
+    // An id starting with '-' would read as an option to `airlock approvals approve ID`.
+    let e = env_with(Recorder::default()).await;
+    for _ in 0..50 {
+        let t = e.hub.hold(request(&["senior"], 1, 300, Some(900))).await.unwrap();
+        assert_eq!(t.id().len(), 18, "{}", t.id());
+        assert!(
+            t.id().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{}",
+            t.id()
+        );
+    }
+    e.rec.wait_for(|r| r.sent.lock().unwrap().len() == 100).await;
+    for (_, _, b) in e.rec.sent.lock().unwrap().iter() {
+        for tok in [Some(&b.approve), Some(&b.deny), b.grant.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            assert!(tok.len() <= airlock_channels::token::MAX_LEN, "{tok}");
+        }
+    }
+}

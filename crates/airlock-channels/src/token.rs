@@ -74,7 +74,7 @@ fn mac(key: &[u8], id: &str, digest: &str, decision: Decision, expires_secs: u64
     m
 }
 
-/// Signs a button. `id` must be URL-safe and short (the hub uses 12 base64url characters).
+/// Signs a button. `id` must be URL-safe and short (the hub uses 18 hex digits).
 pub fn sign(key: &[u8], id: &str, digest: &str, decision: Decision, expires_secs: u64) -> String {
     let tag = URL_SAFE_NO_PAD.encode(&mac(key, id, digest, decision, expires_secs).finalize().into_bytes()[..16]);
     format!("{id}.{}.{expires_secs:x}.{tag}", decision.code())

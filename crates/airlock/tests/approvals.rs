@@ -57,6 +57,18 @@ action = "allow"
     )
 }
 
+/// Runs an `airlock approvals …` command that must succeed; on failure shows why, with the
+/// gateway's log.
+fn ok(gw: &Gateway, args: &[&str]) {
+    let o = gw.control_cli(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}\n--- gateway log ---\n{}",
+        text(&o),
+        gw.logs()
+    );
+}
+
 /// Follows the control plane's event stream; `next_pending` returns the next held request's id.
 struct Events(reqwest::Response, String);
 
@@ -197,11 +209,7 @@ async fn a_deny_answers_403_with_the_rule_and_nothing_goes_out() {
     let mut events = Events::open(&gw).await;
     let agent = send_mail(&gw, up.port, MAIL);
     let id = events.next("pending").await;
-    assert!(
-        gw.control_cli(&["approvals", "deny", &id, "--as", "alice"])
-            .status
-            .success()
-    );
+    ok(&gw, &["approvals", "deny", &id, "--as", "alice"]);
     let r = agent.await.unwrap();
     assert_eq!(r.status(), 403);
     let body: serde_json::Value = r.json().await.unwrap();
@@ -222,20 +230,12 @@ async fn quorum_of_two_distinct_people() {
     let url = format!("https://localhost:{}/deploy", up.port);
     let agent = tokio::spawn(async move { c.post(url).body("ship it").send().await.unwrap() });
     let id = events.next("pending").await;
-    assert!(
-        gw.control_cli(&["approvals", "approve", &id, "--as", "alice"])
-            .status
-            .success()
-    );
+    ok(&gw, &["approvals", "approve", &id, "--as", "alice"]);
     // The same person twice is still one vote.
     let o = gw.control_cli(&["approvals", "approve", &id, "--as", "alice"]);
     assert!(text(&o).contains("already voted"), "{}", text(&o));
     assert!(!up.contacted() && !agent.is_finished());
-    assert!(
-        gw.control_cli(&["approvals", "approve", &id, "--as", "bob"])
-            .status
-            .success()
-    );
+    ok(&gw, &["approvals", "approve", &id, "--as", "bob"]);
     assert_eq!(agent.await.unwrap().status(), 200);
     assert_eq!(up.requests().len(), 1);
 }
@@ -326,11 +326,7 @@ async fn a_grant_lets_matching_requests_through_until_revoked() {
     let mut events = Events::open(&gw).await;
     let agent = send_mail(&gw, up.port, MAIL);
     let id = events.next("pending").await;
-    assert!(
-        gw.control_cli(&["approvals", "approve", &id, "--as", "alice", "--grant"])
-            .status
-            .success()
-    );
+    ok(&gw, &["approvals", "approve", &id, "--as", "alice", "--grant"]);
     assert_eq!(agent.await.unwrap().status(), 200);
     // The next matching request goes straight through: no card, no wait.
     assert_eq!(send_mail(&gw, up.port, MAIL).await.unwrap().status(), 200);
@@ -342,20 +338,12 @@ async fn a_grant_lets_matching_requests_through_until_revoked() {
         "{listing}"
     );
     let grant_id = listing.split_whitespace().next().unwrap().to_string();
-    assert!(
-        gw.control_cli(&["approvals", "revoke", &grant_id, "--as", "alice"])
-            .status
-            .success()
-    );
+    ok(&gw, &["approvals", "revoke", &grant_id, "--as", "alice"]);
     // Revoked: held again.
     let agent = send_mail(&gw, up.port, MAIL);
     let id2 = events.next("pending").await;
     assert_ne!(id, id2);
-    assert!(
-        gw.control_cli(&["approvals", "deny", &id2, "--as", "alice"])
-            .status
-            .success()
-    );
+    ok(&gw, &["approvals", "deny", &id2, "--as", "alice"]);
     assert_eq!(agent.await.unwrap().status(), 403);
 }
 
