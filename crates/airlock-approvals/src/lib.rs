@@ -176,18 +176,6 @@ fn random_id() -> String {
     hex::encode(bytes)
 }
 
-fn state_name(status: &Status) -> &'static str {
-    match status {
-        Status::Pending { .. } => "pending",
-        Status::Approved { .. } => "approved",
-        Status::Denied { .. } => "denied",
-        Status::Expired { .. } => "expired",
-        Status::Abandoned { .. } => "abandoned",
-        Status::Withdrawn { .. } => "withdrawn",
-        Status::Failed { .. } => "failed",
-    }
-}
-
 impl Hub {
     /// Starts the hub: approvals left pending by a previous process are marked abandoned (and
     /// their cards updated) — nothing held before a restart is ever forwarded; pull-based
@@ -253,7 +241,7 @@ impl Hub {
     pub(crate) fn emit(&self, id: &str, status: &Status) {
         let _ = self.inner.events.send(Event {
             id: id.to_string(),
-            state: state_name(status).to_string(),
+            state: status.name().to_string(),
         });
     }
 

@@ -5,7 +5,7 @@ use airlock_channels::Status;
 use airlock_core::approval::{Closed, Outcome};
 use airlock_core::audit::AuditEvent;
 
-use crate::{Hub, Verdict, fanout, grants, now_ms, state_name, view};
+use crate::{Hub, Verdict, fanout, grants, now_ms, view};
 
 impl Hub {
     /// Expires the approval if its deadline has passed (called by the waiting ticket).
@@ -86,7 +86,7 @@ impl Hub {
             }
             _ => {}
         }
-        let state = state_name(&status);
+        let state = status.name();
         let json = serde_json::to_vec(&status).unwrap_or_default();
         // Exactly once: only the caller whose update moved the row out of "pending" acts.
         match self.inner.store.close_approval(id, state, at_ms as i64, &json).await {

@@ -6,7 +6,7 @@ use airlock_channels::{Click, Reply, Status};
 use airlock_core::approval::{Step, Vote};
 use airlock_store::VoteRow;
 
-use crate::{Applied, Counted, Hub, VoteError, event, now_ms, state_name};
+use crate::{Applied, Counted, Hub, VoteError, event, now_ms};
 
 impl Hub {
     /// A vote from a known person (dashboard, CLI, or a verified click).
@@ -150,7 +150,7 @@ impl Hub {
             return Applied::NotLive;
         };
         let Some(pending) = live.pending.take() else {
-            return Applied::Error(VoteError::Closed(state_name(&live.status).into()));
+            return Applied::Error(VoteError::Closed(live.status.name().into()));
         };
         if decision == Decision::Grant && live.card.grant_secs.is_none() {
             live.pending = Some(pending);

@@ -157,6 +157,19 @@ impl Status {
     pub fn is_open(&self) -> bool {
         matches!(self, Status::Pending { .. })
     }
+
+    /// The state's name, as stored and as sent in events: "pending", "approved", …
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Pending { .. } => "pending",
+            Status::Approved { .. } => "approved",
+            Status::Denied { .. } => "denied",
+            Status::Expired { .. } => "expired",
+            Status::Abandoned { .. } => "abandoned",
+            Status::Withdrawn { .. } => "withdrawn",
+            Status::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// Signed tokens for the card's buttons (see [`token`]). Renderers put these, and only these,

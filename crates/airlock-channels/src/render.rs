@@ -290,15 +290,7 @@ pub fn html_card(card: &Card, status: &Status, full: bool) -> String {
     let l = layout(card, status);
     let max = if full { usize::MAX } else { HTML_VALUE_BYTES };
     let esc = |s: &str| html_escape(&one_line_cut(s, max));
-    let state = match status {
-        Status::Pending { .. } => "pending",
-        Status::Approved { .. } => "approved",
-        Status::Denied { .. } => "denied",
-        Status::Expired { .. } => "expired",
-        Status::Abandoned { .. } => "abandoned",
-        Status::Withdrawn { .. } => "withdrawn",
-        Status::Failed { .. } => "failed",
-    };
+    let state = status.name();
     let mut out = format!(
         "<div class=\"card {state}\">\n<h3 class=\"title\">{}</h3>\n<dl class=\"fields\">\n",
         esc(&l.title)
