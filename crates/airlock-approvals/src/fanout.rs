@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use airlock_channels::{Card, Channel, MessageRef, Status};
+use airlock_channels::{Buttons, Card, Channel, MessageRef, Status};
 use airlock_store::MessageRow;
 use tokio::sync::watch;
 
@@ -17,7 +17,14 @@ pub(crate) struct Sent {
 }
 
 /// Starts the follower of one sent card, which renders `current` at once when `stale`.
-fn follow(ch: Arc<dyn Channel>, card: Arc<Card>, msg: MessageRef, current: Status, stale: bool) -> Sent {
+fn follow(
+    ch: Arc<dyn Channel>,
+    card: Arc<Card>,
+    buttons: Buttons,
+    msg: MessageRef,
+    current: Status,
+    stale: bool,
+) -> Sent {
     let (tx, mut rx) = watch::channel(current);
     if stale {
         rx.mark_changed();
@@ -27,7 +34,7 @@ fn follow(ch: Arc<dyn Channel>, card: Arc<Card>, msg: MessageRef, current: Statu
         // change left unseen.
         while rx.changed().await.is_ok() {
             let status = rx.borrow_and_update().clone();
-            if let Err(e) = ch.update(&card, &status, &msg).await {
+            if let Err(e) = ch.update(&card, &status, Some(&buttons), &msg).await {
                 tracing::warn!(approval = %card.id, channel = ch.name(), error = %e, "could not update a card");
             }
             if !status.is_open() {
@@ -80,8 +87,14 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
                         // Votes counted or a decision taken while this card was on its way
                         // (their updates did not know of it): the follower catches up now.
                         let stale = l.status != sent_as;
-                        l.sent
-                            .push(follow(ch.clone(), card.clone(), msg, l.status.clone(), stale));
+                        l.sent.push(follow(
+                            ch.clone(),
+                            card.clone(),
+                            l.buttons.clone(),
+                            msg,
+                            l.status.clone(),
+                            stale,
+                        ));
                     });
                 }
                 Err(e) => {
@@ -119,7 +132,8 @@ pub(crate) fn update_stored(hub: Hub, id: String, card: Arc<Card>, status: Statu
             let Some(ch) = hub.channel(&row.channel).cloned() else {
                 continue;
             };
-            if let Err(e) = ch.update(&card, &status, &MessageRef(row.message_ref)).await {
+            // Closed statuses only (a restart abandons what was held): no buttons to keep.
+            if let Err(e) = ch.update(&card, &status, None, &MessageRef(row.message_ref)).await {
                 tracing::warn!(approval = %id, channel = ch.name(), error = %e, "could not update a card");
             }
         }

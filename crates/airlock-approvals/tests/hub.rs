@@ -54,7 +54,13 @@ impl Channel for Recorder {
             Ok(MessageRef(format!("{to}/{}", card.id)))
         })
     }
-    fn update<'a>(&'a self, _c: &'a Card, s: &'a Status, m: &'a MessageRef) -> BoxFuture<'a, Result<(), ChannelError>> {
+    fn update<'a>(
+        &'a self,
+        _c: &'a Card,
+        s: &'a Status,
+        _b: Option<&'a Buttons>,
+        m: &'a MessageRef,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
             self.updates.lock().unwrap().push((m.0.clone(), s.clone()));
             self.changed.notify_waiters();

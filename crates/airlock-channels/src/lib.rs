@@ -263,11 +263,14 @@ pub trait Channel: Send + Sync + 'static {
         to: &'a str,
     ) -> BoxFuture<'a, Result<MessageRef, ChannelError>>;
 
-    /// Re-renders a sent card for a new status; a closed status removes the buttons.
+    /// Re-renders a sent card for a new status; a closed status removes the buttons. An
+    /// open status keeps the card's `buttons` (the hub passes them while it holds the
+    /// approval; `None` only after a restart, when every status it renders is closed).
     fn update<'a>(
         &'a self,
         card: &'a Card,
         status: &'a Status,
+        buttons: Option<&'a Buttons>,
         msg: &'a MessageRef,
     ) -> BoxFuture<'a, Result<(), ChannelError>>;
 

@@ -259,6 +259,7 @@ impl Channel for Webhook {
         &'a self,
         _card: &'a Card,
         status: &'a Status,
+        _buttons: Option<&'a Buttons>,
         msg: &'a MessageRef,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {

@@ -66,7 +66,7 @@ async fn send_opens_a_dm_posts_the_card_and_update_closes_it() {
         at_ms: 1_700_000_580_000,
         grant_secs: None,
     };
-    s.update(&c, &approved, &msg).await.unwrap();
+    s.update(&c, &approved, Some(&b), &msg).await.unwrap();
     let updates = fake.calls("chat.update");
     assert_eq!(updates.len(), 1);
     let up = &updates[0];
@@ -97,7 +97,7 @@ async fn an_open_card_keeps_its_buttons_on_a_partial_approval() {
     let partial = Status::Pending {
         approved_by: vec!["alice".into()],
     };
-    s.update(&c, &partial, &msg).await.unwrap();
+    s.update(&c, &partial, Some(&b), &msg).await.unwrap();
     let up = &fake.calls("chat.update")[0];
     assert_our_buttons(up, &b);
     assert!(all_text(up).contains("Approved so far by alice — 1 of 2 approvals"));
@@ -107,6 +107,7 @@ async fn an_open_card_keeps_its_buttons_on_a_partial_approval() {
             by: "carol".into(),
             at_ms: 0,
         },
+        Some(&b),
         &msg,
     )
     .await
@@ -114,10 +115,15 @@ async fn an_open_card_keeps_its_buttons_on_a_partial_approval() {
     let up = &fake.calls("chat.update")[1];
     assert!(objects_of(&up["blocks"], "button").is_empty());
     assert!(all_text(up).contains("Denied by carol"));
-    // Closed: forgotten, so a stray "open" update cannot resurrect the buttons.
-    s.update(&c, &partial, &msg).await.unwrap();
+    // An open status without its buttons (unknown after a restart) leaves the card as sent
+    // rather than taking the buttons off.
+    s.update(&c, &partial, None, &msg).await.unwrap();
     assert_eq!(fake.calls("chat.update").len(), 2);
-    assert!(s.update(&c, &partial, &MessageRef("no-slash".into())).await.is_err());
+    assert!(
+        s.update(&c, &partial, Some(&b), &MessageRef("no-slash".into()))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

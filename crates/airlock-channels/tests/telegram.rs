@@ -108,7 +108,7 @@ async fn send_then_update_to_approved_removes_the_buttons() {
     let one = Status::Pending {
         approved_by: vec!["alice".into()],
     };
-    tg.update(&card, &one, &msg).await.unwrap();
+    tg.update(&card, &one, Some(&buttons), &msg).await.unwrap();
     let edit = &tg_fake.calls("editMessageText")[0];
     assert_eq!(
         (edit["chat_id"].as_str(), edit["message_id"].as_i64()),
@@ -122,12 +122,12 @@ async fn send_then_update_to_approved_removes_the_buttons() {
         at_ms: fake::AT_1403,
         grant_secs: None,
     };
-    tg.update(&card, &approved, &msg).await.unwrap();
+    tg.update(&card, &approved, Some(&buttons), &msg).await.unwrap();
     let edit = &tg_fake.calls("editMessageText")[1];
     assert!(plain(edit["text"].as_str().unwrap()).contains("Approved by alice, bob · 14:03 UTC"));
     assert_eq!(edit["reply_markup"], json!({ "inline_keyboard": [] }));
     // Telegram refuses an identical edit ("message is not modified"); a repeat is still fine.
-    tg.update(&card, &approved, &msg).await.unwrap();
+    tg.update(&card, &approved, Some(&buttons), &msg).await.unwrap();
     assert_eq!(tg_fake.calls("editMessageText").len(), 3);
 }
 
@@ -479,7 +479,12 @@ async fn errors_never_show_the_token() {
     // A refused call, a rate limit, and a garbage answer.
     let tg = telegram(&tg_fake.base, None);
     let e = tg
-        .update(&card, &Status::Expired { at_ms: 0 }, &MessageRef("4242/77".into()))
+        .update(
+            &card,
+            &Status::Expired { at_ms: 0 },
+            None,
+            &MessageRef("4242/77".into()),
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("message to edit not found"), "{e}");

@@ -190,7 +190,7 @@ async fn deliveries_are_signed_and_shaped() {
         at_ms: fake::AT_1403,
         grant_secs: None,
     };
-    wh.update(&card, &approved, &msg).await.unwrap();
+    wh.update(&card, &approved, None, &msg).await.unwrap();
 
     let got = rx.got.lock().unwrap().clone();
     assert_eq!(got.len(), 2);
@@ -232,7 +232,7 @@ async fn deliveries_are_signed_and_shaped() {
     );
     *rx.answer.lock().unwrap() = Some((StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new()));
     assert!(matches!(
-        wh.update(&card, &approved, &msg).await,
+        wh.update(&card, &approved, None, &msg).await,
         Err(ChannelError::Platform { .. })
     ));
     // A receiver holding another key refuses us.

@@ -12,8 +12,7 @@ pub mod render;
 mod socket;
 mod verify;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use airlock_vault::SecretBytes;
 use serde_json::{Value, json};
@@ -26,9 +25,6 @@ use crate::{BoxFuture, Buttons, CallbackError, Card, Channel, ChannelError, Clic
 use api::{Api, platform};
 
 pub const DEFAULT_API_BASE: &str = "https://slack.com/api";
-
-/// Open cards whose buttons we remember, so a partial-approval update keeps them.
-const MAX_REMEMBERED: usize = 10_000;
 
 pub struct SlackConfig {
     /// Web API base, default [`DEFAULT_API_BASE`]; tests point it at a fake.
@@ -52,19 +48,10 @@ impl std::fmt::Debug for SlackConfig {
     }
 }
 
-#[derive(Default)]
-struct Remembered {
-    buttons: HashMap<String, Buttons>,
-    order: VecDeque<String>,
-}
-
 pub struct Slack {
     api: Api,
     app_token: Option<SecretBytes>,
     signing_secret: Option<SecretBytes>,
-    /// The trait's `update` gets no buttons, but a card still open after a vote (quorum > 1)
-    /// must keep them: remember what `send` posted, per message, until the card closes.
-    open: Mutex<Remembered>,
 }
 
 impl std::fmt::Debug for Slack {
@@ -99,35 +86,7 @@ impl Slack {
             api: Api::new(&cfg.api_base, cfg.bot_token),
             app_token: cfg.app_token,
             signing_secret: cfg.signing_secret,
-            open: Mutex::new(Remembered::default()),
         }
-    }
-
-    fn remembered(&self) -> std::sync::MutexGuard<'_, Remembered> {
-        // A panic elsewhere while holding this cannot leave the map inconsistent.
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn remember(&self, msg: &MessageRef, buttons: &Buttons) {
-        let mut r = self.remembered();
-        if r.buttons.insert(msg.0.clone(), buttons.clone()).is_none() {
-            r.order.push_back(msg.0.clone());
-        }
-        while r.order.len() > MAX_REMEMBERED {
-            if let Some(old) = r.order.pop_front() {
-                r.buttons.remove(&old);
-            }
-        }
-    }
-
-    fn recall(&self, msg: &MessageRef, open: bool) -> Option<Buttons> {
-        let mut r = self.remembered();
-        if open {
-            return r.buttons.get(&msg.0).cloned();
-        }
-        r.order.retain(|k| k != &msg.0);
-        r.buttons.remove(&msg.0);
-        None
     }
 
     async fn send_card(&self, card: &Card, buttons: &Buttons, to: &str) -> Result<MessageRef, ChannelError> {
@@ -152,14 +111,19 @@ impl Slack {
             .ok_or_else(|| platform("chat.postMessage: no ts in the answer"))?;
         let channel = posted["channel"].as_str().filter(|c| is_id(c)).unwrap_or(channel);
         let msg = MessageRef(format!("{channel}/{ts}"));
-        self.remember(&msg, buttons);
         Ok(msg)
     }
 
-    async fn update_card(&self, card: &Card, status: &Status, msg: &MessageRef) -> Result<(), ChannelError> {
+    async fn update_card(
+        &self,
+        card: &Card,
+        status: &Status,
+        buttons: Option<&Buttons>,
+        msg: &MessageRef,
+    ) -> Result<(), ChannelError> {
         let (channel, ts) = parse_ref(msg)?;
         let open = status.is_open();
-        let buttons = self.recall(msg, open);
+        let buttons = buttons.filter(|_| open);
         if open && buttons.is_none() {
             // Re-rendering without them would take the buttons off a card still waiting for
             // votes; the message as sent is the lesser evil.
@@ -170,7 +134,7 @@ impl Slack {
             "channel": channel,
             "ts": ts,
             "text": render::fallback(card, status),
-            "blocks": render::blocks(card, status, buttons.as_ref()),
+            "blocks": render::blocks(card, status, buttons),
         });
         self.api.call("chat.update", &body).await.map(drop)
     }
@@ -217,9 +181,10 @@ impl Channel for Slack {
         &'a self,
         card: &'a Card,
         status: &'a Status,
+        buttons: Option<&'a Buttons>,
         msg: &'a MessageRef,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(self.update_card(card, status, msg))
+        Box::pin(self.update_card(card, status, buttons, msg))
     }
 
     fn acknowledge<'a>(&'a self, click: &'a Click, reply: &'a Reply) -> BoxFuture<'a, Result<(), ChannelError>> {

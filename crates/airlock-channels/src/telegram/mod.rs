@@ -7,9 +7,8 @@
 //! `SecretBytes` buffer per call, and every error is stripped of its URL (`without_url`) and
 //! scrubbed of the token before it can reach a log line.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_vault::SecretBytes;
@@ -33,8 +32,6 @@ pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 const MAX_ANSWER_LEN: usize = 200;
 /// Ordinary API calls; long polls add their own timeout to this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Keyboards remembered for open cards (see [`Telegram::update`]); old entries go first.
-const MAX_REMEMBERED: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct TelegramConfig {
@@ -58,34 +55,6 @@ impl TelegramConfig {
     }
 }
 
-/// Inline keyboards of sent, still-open cards, keyed by message ref. `editMessageText`
-/// without `reply_markup` removes a keyboard, and [`Channel::update`] is not given the
-/// buttons, so a card that stays open (one of two approvals in) keeps its keyboard from here.
-#[derive(Default)]
-struct Keyboards {
-    map: HashMap<String, Value>,
-    order: VecDeque<String>,
-}
-
-impl Keyboards {
-    fn insert(&mut self, key: String, kb: Value) {
-        while self.map.len() >= MAX_REMEMBERED {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        if self.order.len() > 2 * MAX_REMEMBERED {
-            let map = &self.map;
-            self.order.retain(|k| map.contains_key(k));
-        }
-        self.order.push_back(key.clone());
-        self.map.insert(key, kb);
-    }
-}
-
 pub struct Telegram {
     api_base: String,
     bot_token: SecretBytes,
@@ -94,7 +63,6 @@ pub struct Telegram {
     webhook_secret: Option<SecretBytes>,
     http: reqwest::Client,
     poll_timeout_secs: u64,
-    keyboards: Mutex<Keyboards>,
 }
 
 impl fmt::Debug for Telegram {
@@ -213,7 +181,6 @@ impl Telegram {
             webhook_secret: cfg.webhook_secret,
             http,
             poll_timeout_secs: 25,
-            keyboards: Mutex::new(Keyboards::default()),
         }
     }
 
@@ -221,11 +188,6 @@ impl Telegram {
     pub fn with_poll_timeout(mut self, secs: u64) -> Telegram {
         self.poll_timeout_secs = secs;
         self
-    }
-
-    fn keyboards(&self) -> std::sync::MutexGuard<'_, Keyboards> {
-        // A panic elsewhere while holding the lock leaves a usable map; keep going.
-        self.keyboards.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Removes every trace of the token from an error text, whatever produced it.
@@ -344,7 +306,6 @@ impl Channel for Telegram {
                 _ => to.to_string(),
             };
             let msg = MessageRef(format!("{chat}/{message_id}"));
-            self.keyboards().insert(msg.0.clone(), kb);
             Ok(msg)
         })
     }
@@ -353,13 +314,16 @@ impl Channel for Telegram {
         &'a self,
         card: &'a Card,
         status: &'a Status,
+        buttons: Option<&'a Buttons>,
         msg: &'a MessageRef,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
             let (chat, message_id) = parse_ref(msg)?;
+            // `editMessageText` without `reply_markup` removes a keyboard: an open card is
+            // re-sent its own.
             let markup = if status.is_open() {
-                match self.keyboards().map.get(&msg.0) {
-                    Some(kb) => kb.clone(),
+                match buttons {
+                    Some(b) => keyboard(b, card.grant_secs),
                     // Editing would drop the buttons others still need: leave the card as is.
                     None => {
                         tracing::debug!(msg = %msg.0, "telegram: open card without a known keyboard, not edited");
@@ -383,9 +347,6 @@ impl Channel for Telegram {
                 r => {
                     r?;
                 }
-            }
-            if !status.is_open() {
-                self.keyboards().map.remove(&msg.0);
             }
             Ok(())
         })
