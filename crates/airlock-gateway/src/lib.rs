@@ -18,7 +18,7 @@ pub mod upstream;
 mod websocket;
 
 pub use conn::now_ms;
-pub use proxy::serve;
+pub use proxy::{serve, serve_agent_socket};
 pub use state::{Agent, Approvals, GatewayState, Identities, Limits, token_hash};
 
 use airlock_core::audit::AuditEvent;

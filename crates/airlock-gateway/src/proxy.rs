@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 
 use crate::answer::{answer, empty, proxy_auth_required};
 use crate::conn::Conn;
@@ -32,36 +32,68 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a new tunnel may stay silent before its protocol is known.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves agents on an already-bound listener until the task is dropped.
+/// Serves agents on an already-bound listener until the task is dropped. Each agent
+/// authenticates with `Proxy-Authorization` (its name and token).
 pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
     loop {
-        let (stream, _peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                spawn_connection(stream, state.clone(), Who::Token);
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy_request(state, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "agent connection ended with an error");
-            }
-        });
+            // EMFILE and friends: back off instead of spinning.
+            Err(e) => accept_failed(e).await,
+        }
     }
+}
+
+/// Serves one sandboxed agent on a Unix socket that only its sandbox can reach (the relay
+/// inside the sandbox forwards to it). The socket is the identity: nothing inside the
+/// sandbox holds a gateway token, so nothing there can act as another agent.
+pub async fn serve_agent_socket(listener: UnixListener, agent: String, state: Arc<GatewayState>) {
+    let agent: Arc<str> = agent.into();
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => spawn_connection(stream, state.clone(), Who::Socket(agent.clone())),
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// How a connection's agent is known.
+#[derive(Clone)]
+enum Who {
+    /// `Proxy-Authorization: Basic name:token` on every request.
+    Token,
+    /// The listener belongs to this agent.
+    Socket(Arc<str>),
+}
+
+fn spawn_connection<S>(stream: S, state: Arc<GatewayState>, who: Who)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let svc = service_fn(move |req| {
+            let state = state.clone();
+            let who = who.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy_request(state, who, req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "agent connection ended with an error");
+        }
+    });
 }
 
 /// Checks `Proxy-Authorization: Basic name:token` against the issued tokens.
@@ -87,8 +119,17 @@ fn authenticate(state: &GatewayState, req: &Request<Incoming>) -> Result<Arc<Age
     }
 }
 
-async fn proxy_request(state: Arc<GatewayState>, req: Request<Incoming>) -> Response<UpBody> {
-    let agent = match authenticate(&state, &req) {
+async fn proxy_request(state: Arc<GatewayState>, who: Who, req: Request<Incoming>) -> Response<UpBody> {
+    let found = match &who {
+        Who::Token => authenticate(&state, &req),
+        Who::Socket(name) => state
+            .identities()
+            .by_name
+            .get(&**name)
+            .cloned()
+            .ok_or("this agent is no longer declared"),
+    };
+    let agent = match found {
         Ok(a) => a,
         Err(why) => {
             Metrics::inc(&state.metrics.auth_failures);

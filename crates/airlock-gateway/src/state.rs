@@ -34,6 +34,8 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 pub struct Identities {
     /// token hash → agent, for agents that have a token.
     pub by_token: HashMap<[u8; 32], (String, Arc<Agent>)>,
+    /// name → agent, for every declared agent (sandboxed agents are known by their socket).
+    pub by_name: HashMap<String, Arc<Agent>>,
     /// secret name → real value.
     pub values: HashMap<String, SecretBytes>,
 }
@@ -47,11 +49,8 @@ impl Identities {
         secrets: &SecretIndex,
         values: HashMap<String, SecretBytes>,
     ) -> Self {
-        let mut by_token = HashMap::new();
-        for (name, hash) in tokens {
-            let Some((_, granted)) = declared.iter().find(|(n, _)| n == name) else {
-                continue;
-            };
+        let mut by_name = HashMap::new();
+        for (name, granted) in declared {
             let pairs = granted
                 .iter()
                 .filter_map(|s| Some((values.get(s)?.clone(), secrets.get(s)?.placeholder.as_bytes().to_vec())))
@@ -61,9 +60,17 @@ impl Identities {
                 secrets: granted.clone(),
                 scrubber: Scrubber::new(pairs),
             };
-            by_token.insert(*hash, (name.clone(), Arc::new(agent)));
+            by_name.insert(name.clone(), Arc::new(agent));
         }
-        Identities { by_token, values }
+        let by_token = tokens
+            .iter()
+            .filter_map(|(name, hash)| Some((*hash, (name.clone(), by_name.get(name)?.clone()))))
+            .collect();
+        Identities {
+            by_token,
+            by_name,
+            values,
+        }
     }
 }
 

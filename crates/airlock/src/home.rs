@@ -49,6 +49,10 @@ impl Home {
     pub fn control_token_path(&self) -> PathBuf {
         self.data_dir().join("control.token")
     }
+    /// Where `airlock serve` listens for agent `name`'s sandbox (see `airlock run`).
+    pub fn agent_socket_path(&self, name: &str) -> PathBuf {
+        self.data_dir().join("agents").join(format!("{name}.sock"))
+    }
 
     pub fn master_key(&self) -> anyhow::Result<MasterKey> {
         if let Ok(text) = std::env::var(MASTER_KEY_ENV) {

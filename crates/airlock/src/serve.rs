@@ -11,7 +11,7 @@ use airlock_store::Store;
 use airlock_store::{AuditHandle, AuditWriter, Signer};
 use airlock_vault::Vault;
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinHandle;
 
 use std::collections::HashMap;
@@ -50,6 +50,42 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for the {what} (is another airlock running?)"))
+}
+
+/// One Unix socket per declared agent, for `airlock run`'s relay: the socket is the agent's
+/// identity, so its directory is the operator's alone (0700). The socket itself is 0666
+/// because the relay runs as an unprivileged user inside its sandbox.
+fn bind_agent_socket(path: &Path, agent: &str) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = path.parent().context("agent socket path has no parent")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!(
+            "another airlock is serving agent {agent} at {} (is another airlock running on this data_dir?)",
+            path.display()
+        );
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove the stale socket {}", path.display())),
+    }
+    let listener = UnixListener::bind(path).with_context(|| {
+        format!(
+            "cannot listen on {} for agent {agent} (a Unix socket path is limited to 107 bytes; \
+             a shorter gateway.data_dir helps)",
+            path.display()
+        )
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(listener)
 }
 
 pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
@@ -173,6 +209,14 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     let proxy_addr = proxy.local_addr()?;
     let control_addr = control.local_addr()?;
     let mut tasks = vec![tokio::spawn(airlock_gateway::serve(proxy, state.clone()))];
+    for a in &cfg.agents {
+        let listener = bind_agent_socket(&home.agent_socket_path(&a.name), &a.name)?;
+        tasks.push(tokio::spawn(airlock_gateway::serve_agent_socket(
+            listener,
+            a.name.clone(),
+            state.clone(),
+        )));
+    }
     let token_hash = store.get_meta("control_token_sha256").await?.unwrap_or_default();
     let control_state = airlock_web::ControlState {
         gateway: state.clone(),
