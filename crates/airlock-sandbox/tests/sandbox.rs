@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
+use airlock_sandbox::container::ldd_paths;
 use airlock_sandbox::env::{CA_VARS, agent_env, parse_env};
+use airlock_sandbox::launch::{Runtime, alive, owner};
 use airlock_sandbox::mounts::{Forbidden, MountError};
-use airlock_sandbox::runtime::{Limits, Spec, apple_container, bwrap, container_run, network_create};
+use airlock_sandbox::runtime::{
+    BwrapHost, Limits, SANDBOX_CA, SANDBOX_SOCKET, Spec, apple_container, bwrap, container_run, relay_container,
+};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -146,11 +150,12 @@ fn the_environment_names_the_exit_the_ca_and_placeholders_only() {
 fn spec(f: &Fixture) -> Spec {
     Spec {
         run_id: "r1".into(),
+        owner: "123:456".into(),
         image: "airlock-agent:test".into(),
-        workdir: Some("/work".into()),
+        workdir: Some(f.project.clone()),
         mounts: vec![
             forbidden(f)
-                .check(&format!("{}:/work:ro", f.project.display()))
+                .check(&format!("{}:/docs:ro", f.project.join("src").display()))
                 .unwrap(),
         ],
         env: vec![("HTTPS_PROXY".into(), "http://relay:3128".into())],
@@ -167,9 +172,11 @@ fn spec(f: &Fixture) -> Spec {
 #[test]
 fn containers_are_hardened_and_labelled() {
     let f = fixture();
-    let a = container_run("docker", &spec(&f), "airlock-net-r1");
+    let a = container_run("docker", &spec(&f), "airlock-relay-r1", "/data/ca-bundle.pem");
+    let project = f.project.display().to_string();
     for want in [
-        "--network=airlock-net-r1",
+        "--network=container:airlock-relay-r1",
+        "--init",
         "--cap-drop=ALL",
         "--security-opt=no-new-privileges",
         "--read-only",
@@ -178,47 +185,128 @@ fn containers_are_hardened_and_labelled() {
         "--memory=2g",
         "--cpus=1",
         "--label=airlock.run=r1",
-        "--workdir=/work",
+        "--label=airlock.owner=123:456",
+        &format!("--workdir={project}"),
+        &format!("--mount=type=bind,source={project},target={project}"),
+        &format!("--mount=type=bind,source=/data/ca-bundle.pem,target={SANDBOX_CA},readonly"),
     ] {
         assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
     }
     assert!(a.iter().any(|x| x.starts_with("--tmpfs=/tmp")));
-    assert!(a.iter().any(|x| x.ends_with("target=/work,readonly")));
-    assert!(
-        !a.iter()
-            .any(|x| x.contains("docker.sock") || x == "--privileged" || x.starts_with("--network=host"))
-    );
+    assert!(a.iter().any(|x| x.ends_with("target=/docs,readonly")));
+    assert!(!a.iter().any(|x| x.contains("docker.sock")
+        || x.contains(SANDBOX_SOCKET)
+        || x == "--privileged"
+        || x.starts_with("--network=host")));
     // The command comes last, after the image, untouched.
     assert_eq!(&a[a.len() - 3..], ["airlock-agent:test", "python3", "agent.py"]);
-    let n = network_create("podman", "r1");
-    assert_eq!(n[0], "podman");
-    assert!(n.contains(&"--internal".to_string()) && n.contains(&"--label=airlock.run=r1".to_string()));
+
+    // The relay: no network at all, the gateway's socket, nothing else mounted.
+    let r = relay_container("podman", &spec(&f), "airlock-relay:abc", "/data/agents/mailbot.sock");
+    assert_eq!(r[0], "podman");
+    for want in [
+        "--network=none",
+        "--cap-drop=ALL",
+        "--read-only",
+        "--user=65534:65534",
+        "--label=airlock.run=r1",
+        &format!("--mount=type=bind,source=/data/agents/mailbot.sock,target={SANDBOX_SOCKET}"),
+    ] {
+        assert!(r.iter().any(|x| x == want), "{want} missing from {r:?}");
+    }
+    assert_eq!(r.iter().filter(|x| x.starts_with("--mount")).count(), 1);
+    assert_eq!(
+        &r[r.len() - 3..],
+        [
+            "relay",
+            "--listen=127.0.0.1:3128",
+            &format!("--socket={SANDBOX_SOCKET}")
+        ]
+    );
 }
 
 #[test]
 fn bubblewrap_has_no_network_and_read_only_system() {
     let f = fixture();
-    let relay = vec!["/usr/local/bin/airlock".into(), "relay".into(), "--".into()];
-    let a = bwrap(&spec(&f), &relay, "/run/user/0/airlock-r1.sock", "/run/airlock.sock");
-    assert!(a.contains(&"--unshare-all".to_string()));
+    let host = BwrapHost {
+        exe: "/usr/local/bin/airlock".into(),
+        gateway_socket: "/data/agents/mailbot.sock".into(),
+        ca_bundle: "/data/ca-bundle.pem".into(),
+        signals_fd: 5,
+        links: vec![("/bin".into(), "usr/bin".into())],
+    };
+    let a = bwrap(&spec(&f), &host);
+    for flag in [
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ] {
+        assert!(a.contains(&flag.to_string()), "{flag} missing");
+    }
     assert!(!a.contains(&"--share-net".to_string()));
-    assert!(a.contains(&"--die-with-parent".to_string()) && a.contains(&"--clearenv".to_string()));
-    let pos = |w: &str| a.windows(3).position(|x| x[0] == "--ro-bind-try" && x[1] == w);
-    assert!(pos("/usr").is_some() && pos("/etc").is_some());
-    assert!(a.windows(3).any(|x| x[0] == "--bind" && x[2] == "/run/airlock.sock"));
-    assert!(a.windows(3).any(|x| x[0] == "--ro-bind" && x[2] == "/work"));
+    assert!(a.windows(2).any(|x| x[0] == "--cap-drop" && x[1] == "ALL"));
+    assert!(a.windows(2).any(|x| x[0] == "--uid" && x[1] == "65534"));
+    let bound = |w: &str| a.windows(3).any(|x| x[0] == "--ro-bind-try" && x[1] == w);
+    assert!(bound("/usr") && bound("/etc/passwd") && bound("/etc/ssl"));
+    // Not the whole of /etc: no shadow, no host keys.
+    assert!(!bound("/etc") && !a.iter().any(|x| x.contains("shadow")));
+    assert!(
+        a.windows(3)
+            .any(|x| x[0] == "--symlink" && x[1] == "usr/bin" && x[2] == "/bin")
+    );
+    assert!(a.windows(3).any(|x| x[0] == "--bind" && x[2] == SANDBOX_SOCKET));
+    assert!(a.windows(3).any(|x| x[0] == "--ro-bind" && x[2] == SANDBOX_CA));
+    assert!(a.windows(3).any(|x| x[0] == "--ro-bind" && x[2] == "/docs"));
+    let project = f.project.display().to_string();
+    assert!(
+        a.windows(3)
+            .any(|x| x[0] == "--bind" && x[1] == project && x[2] == project)
+    );
     let dash = a.iter().position(|x| x == "--").unwrap();
     assert_eq!(
         &a[dash + 1..],
-        ["/usr/local/bin/airlock", "relay", "--", "python3", "agent.py"]
+        [
+            "/run/airlock/airlock",
+            "relay",
+            "--listen=127.0.0.1:3128",
+            "--socket=/run/airlock/gateway.sock",
+            "--signals-fd=5",
+            "--",
+            "python3",
+            "agent.py"
+        ]
     );
 }
 
 #[test]
 fn apple_container_command_line() {
     let f = fixture();
-    let a = apple_container(&spec(&f), "airlock-net-r1");
+    let a = apple_container(&spec(&f), "airlock-relay-r1");
     assert_eq!(&a[..3], ["container", "run", "--rm"]);
-    assert!(a.contains(&"--network=airlock-net-r1".to_string()));
+    assert!(a.contains(&"--network=airlock-relay-r1".to_string()));
+    assert!(a.contains(&"--label=airlock.run=r1".to_string()));
     assert_eq!(a.last().map(String::as_str), Some("agent.py"));
+}
+
+#[test]
+fn runtimes_owners_and_relay_libraries() {
+    assert_eq!(Runtime::parse("bubblewrap").unwrap(), Runtime::Bwrap);
+    assert!(Runtime::parse("lxc").unwrap_err().contains("docker, podman or bwrap"));
+    // This process is alive under its own owner label; a made-up one is not.
+    assert!(alive(&owner()));
+    assert!(!alive(&format!("{}:1", std::process::id())));
+    assert!(!alive("garbage"));
+    let ldd = "\tlinux-vdso.so.1 (0x00007ffc)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x1)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x2)\n\t/lib64/ld-linux-x86-64.so.2 (0x3)\n";
+    assert_eq!(
+        ldd_paths(ldd),
+        [
+            "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib64/ld-linux-x86-64.so.2"
+        ]
+        .map(std::path::PathBuf::from)
+    );
 }

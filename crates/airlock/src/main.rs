@@ -10,6 +10,7 @@ mod client;
 mod demo;
 mod home;
 mod local;
+mod run;
 mod serve;
 
 use std::path::PathBuf;
@@ -45,6 +46,11 @@ enum Cmd {
     },
     /// Run the gateway (agents' proxy) and the control plane.
     Serve,
+    /// Run an agent in a sandbox whose only way out is the gateway (docker, podman or bwrap).
+    Run(run::RunArgs),
+    /// The sandbox's exit (started by `airlock run` inside the sandbox).
+    #[command(hide = true)]
+    Relay(run::RelayArgs),
     /// Manage agents and their gateway tokens.
     #[command(subcommand)]
     Agent(AgentCmd),
@@ -229,6 +235,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.cmd {
         Cmd::Init { dir } => home::init(&dir).await?,
         Cmd::Serve => serve::serve(&cfg).await?,
+        Cmd::Run(args) => return run::run(&cfg, args).await,
+        Cmd::Relay(args) => return run::relay(args).await,
         Cmd::Agent(AgentCmd::Add { name }) => admin::agent_add(&cfg, &name).await?,
         Cmd::Agent(AgentCmd::List) => admin::agent_list(&cfg).await?,
         Cmd::Agent(AgentCmd::Rm { name }) => admin::agent_rm(&cfg, &name).await?,

@@ -1,0 +1,222 @@
+//! `airlock run` (an agent in a sandbox whose only way out is the gateway) and `airlock
+//! relay` (that way out, running inside the sandbox).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use airlock_sandbox::env::{agent_env, parse_env};
+use airlock_sandbox::launch::{Launch, Runtime, detect, launch, owner};
+use airlock_sandbox::mounts::Forbidden;
+use airlock_sandbox::runtime::{Limits, PROXY_URL, SANDBOX_CA, Spec};
+use anyhow::{Context, bail};
+
+use crate::home::Home;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The declared agent to run as (its placeholders and policy apply).
+    #[arg(long)]
+    agent: String,
+    /// docker, podman or bwrap (default: docker if its engine answers, else podman, else bwrap).
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Container image (docker/podman); build the default with `bash images/build.sh`.
+    #[arg(long, default_value = "airlock-agent:latest")]
+    image: String,
+    /// SRC:DST[:ro], checked: credentials, .env files and airlock's own state are refused.
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]")]
+    mounts: Vec<String>,
+    /// A host directory the agent works in, writable, at the same path inside.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// K=V for the agent (cannot override the proxy, CA or placeholder variables).
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Memory limit (docker/podman), e.g. 2g.
+    #[arg(long)]
+    memory: Option<String>,
+    /// CPU limit (docker/podman), e.g. 1.5.
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Process limit (docker/podman).
+    #[arg(long, default_value_t = 512)]
+    pids: u32,
+    /// The agent's command.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::load(cfg)?;
+    let Some(agent) = home.config.agent(&a.agent) else {
+        bail!(
+            "agent {:?} is not declared in {}: add an [[agents]] entry with its name and secrets",
+            a.agent,
+            cfg.display()
+        );
+    };
+    let forbidden = Forbidden::new(
+        std::env::var_os("HOME").map(PathBuf::from).as_deref(),
+        home.data_dir(),
+        &std::fs::canonicalize(cfg).unwrap_or_else(|_| cfg.to_path_buf()),
+    );
+    let mut mounts = Vec::new();
+    for m in &a.mounts {
+        mounts.push(forbidden.check(m)?);
+    }
+    let workdir = match &a.workdir {
+        Some(w) => {
+            let w =
+                std::fs::canonicalize(w).with_context(|| format!("--workdir {}: no such directory", w.display()))?;
+            let spec = format!("{0}:{0}", w.display());
+            forbidden
+                .check(&spec)
+                .map_err(|e| anyhow::anyhow!("--workdir {}: {e}", w.display()))?;
+            Some(w)
+        }
+        None => None,
+    };
+    let placeholders: Vec<(String, String)> = agent
+        .secrets
+        .iter()
+        .filter_map(|s| home.config.secrets.get(s))
+        .filter_map(|d| Some((d.env.clone()?, d.placeholder.clone())))
+        .collect();
+    let mut extra = Vec::new();
+    for e in &a.env {
+        extra.push(parse_env(e).map_err(anyhow::Error::msg)?);
+    }
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let mut env = agent_env(PROXY_URL, SANDBOX_CA, &placeholders, &extra).map_err(anyhow::Error::msg)?;
+    let mut default = |k: &str, v: String| {
+        if !env.iter().any(|(e, _)| e == k) {
+            env.push((k.to_string(), v));
+        }
+    };
+    default(
+        "HOME",
+        workdir.as_ref().map_or("/tmp".into(), |w| w.display().to_string()),
+    );
+    default(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    );
+    if tty && let Ok(term) = std::env::var("TERM") {
+        default("TERM", term);
+    }
+
+    let socket = std::path::absolute(home.agent_socket_path(&a.agent))?;
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        bail!(
+            "the gateway is not serving agent {:?} (nothing listens at {}): start `airlock serve` first",
+            a.agent,
+            socket.display()
+        );
+    }
+    let ca_bundle = std::path::absolute(write_ca_bundle(&home)?)?;
+    let requested = a
+        .runtime
+        .as_deref()
+        .map(Runtime::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let runtime = detect(requested).await?;
+    let spec = Spec {
+        run_id: run_id(),
+        owner: owner(),
+        image: a.image,
+        workdir,
+        mounts,
+        env,
+        limits: Limits {
+            memory: a.memory,
+            cpus: a.cpus,
+            pids: a.pids,
+        },
+        tty,
+        command: a.command,
+    };
+    tracing::debug!(runtime = runtime.name(), run = %spec.run_id, agent = %a.agent, "starting the sandbox");
+    let exe = std::env::current_exe().context("cannot find the airlock binary (for the relay)")?;
+    let code = launch(Launch {
+        runtime,
+        spec,
+        gateway_socket: socket,
+        ca_bundle,
+        exe,
+    })
+    .await?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn run_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Where the system's trusted roots live, by distribution.
+const SYSTEM_ROOTS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// System roots + the airlock CA, in the data directory (public data, readable by the
+/// sandbox's user); rewritten only when it changes.
+fn write_ca_bundle(home: &Home) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let ca = std::fs::read_to_string(home.ca_cert_path())
+        .with_context(|| format!("cannot read the airlock CA at {}", home.ca_cert_path().display()))?;
+    let mut bundle = SYSTEM_ROOTS
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str("# airlock local CA\n");
+    bundle.push_str(&ca);
+    let dir = home.data_dir().join("sandbox");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("ca-bundle.pem");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(bundle.as_str()) {
+        // Written aside and renamed: a concurrent run never mounts half a bundle.
+        let tmp = dir.join(format!("ca-bundle.pem.{}", std::process::id()));
+        std::fs::write(&tmp, &bundle).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
+}
+
+#[derive(clap::Args)]
+pub struct RelayArgs {
+    /// Where the agent's proxy variables point (inside the sandbox).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// The gateway's socket for this agent, as mounted inside the sandbox.
+    #[arg(long)]
+    socket: PathBuf,
+    /// An inherited pipe carrying the operator's signals for the agent.
+    #[arg(long)]
+    signals_fd: Option<i32>,
+    /// The agent to start and wait for (bubblewrap); none: relay until terminated.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+pub async fn relay(a: RelayArgs) -> anyhow::Result<ExitCode> {
+    let code = airlock_sandbox::relay::run(airlock_sandbox::relay::Relay {
+        listen: a.listen,
+        socket: a.socket,
+        signals_fd: a.signals_fd,
+        command: a.command,
+    })
+    .await
+    .context("relay")?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
