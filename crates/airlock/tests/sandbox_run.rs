@@ -80,6 +80,13 @@ async fn start(runtime: &str) -> (Upstream, Upstream, Gateway) {
     (up, elsewhere, gw)
 }
 
+/// `run --agent mailbot --runtime RUNTIME` and `rest`.
+fn run_args<'a>(runtime: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["run", "--agent", "mailbot", "--runtime", runtime];
+    a.extend_from_slice(rest);
+    a
+}
+
 fn airlock_run(gw: &Gateway, runtime: &str, cmd: &[&str]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(BIN);
     c.arg("--config")
@@ -396,17 +403,7 @@ async fn mounts_are_checked(runtime: &str) {
         let o = std::process::Command::new(BIN)
             .arg("--config")
             .arg(&gw.config)
-            .args([
-                "run",
-                "--agent",
-                "mailbot",
-                "--runtime",
-                runtime,
-                "--mount",
-                &mount,
-                "--",
-                "true",
-            ])
+            .args(run_args(runtime, &["--mount", &mount, "--", "true"]))
             .env("HOME", home.path())
             .output()
             .unwrap();
@@ -423,6 +420,31 @@ fn signal(pid: u32, sig: &str) {
         .unwrap()
         .success();
     assert!(ok);
+}
+
+/// An interactive agent: it finds a terminal on stdin and stdout, and Ctrl-C typed on the
+/// operator's terminal reaches it.
+async fn terminal_and_ctrl_c(runtime: &str) {
+    let (_up, _else, gw) = start(runtime).await;
+    let agent = "import os, sys\nprint('tty' if os.isatty(0) and os.isatty(1) else 'no tty')\nprint('ready', flush=True)\ntry:\n    input()\nexcept KeyboardInterrupt:\n    print('got SIGINT', flush=True)\n    sys.exit(42)\n";
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sandbox/terminal.py");
+    let o = tokio::process::Command::new("python3")
+        .arg(driver)
+        .arg(BIN)
+        .arg("--config")
+        .arg(&gw.config)
+        .args(run_args(runtime, &["--", "python3", "-c", agent]))
+        .output()
+        .await
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let out = report["out"].as_str().unwrap_or_default();
+    assert!(
+        out.contains("tty\r\n") && !out.contains("no tty"),
+        "{runtime}: {report}"
+    );
+    assert!(out.contains("got SIGINT"), "{runtime}: {report}");
+    assert_eq!(report["code"], 42, "{runtime}: {report}");
 }
 
 macro_rules! runtime_tests {
@@ -448,6 +470,11 @@ macro_rules! runtime_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn exit_code_output_and_ctrl_c_pass_through() {
                 exit_code_streams_and_signals($rt).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_interactive_agent_gets_the_terminal_and_ctrl_c() {
+                terminal_and_ctrl_c($rt).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
