@@ -146,7 +146,8 @@ struct OtherNamespace {
 impl OtherNamespace {
     fn start() -> OtherNamespace {
         images();
-        let name = format!("airlock-test-peer-{}", std::process::id());
+        // Unique per test: the tests of this binary run concurrently in one process.
+        let name = marker().replace("marker", "peer");
         let o = std::process::Command::new("docker")
             .args(["run", "-d", "--rm", "--name", &name, "airlock-agent:latest"])
             .args(["python3", "-m", "http.server", "8000"])
