@@ -99,10 +99,6 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         "HOME",
         workdir.as_ref().map_or("/tmp".into(), |w| w.display().to_string()),
     );
-    default(
-        "PATH",
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-    );
     if tty && let Ok(term) = std::env::var("TERM") {
         default("TERM", term);
     }
@@ -123,6 +119,13 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let runtime = detect(requested).await?;
+    // bubblewrap starts from an empty environment; a container image brings its own PATH.
+    if runtime == Runtime::Bwrap && !env.iter().any(|(k, _)| k == "PATH") {
+        env.push((
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ));
+    }
     let spec = Spec {
         run_id: run_id(),
         owner: owner(),
