@@ -103,6 +103,13 @@ async fn relay_image(engine: &str, exe: &Path) -> Result<String, LaunchError> {
         Ok(())
     };
     copy(exe, root.join("airlock"))?;
+    // Debug info is most of a release binary with symbols; the relay needs none of it. Where
+    // binutils is missing the image is just larger.
+    let _ = output(
+        "objcopy",
+        &["--strip-debug", &root.join("airlock").display().to_string()],
+    )
+    .await;
     let ldd = output("ldd", &[&exe.display().to_string()])
         .await
         .map_err(|e| LaunchError::failed("relay image: cannot run ldd", e))?;
