@@ -274,6 +274,16 @@ impl Store {
     }
 }
 
+/// `url_or_path` as messages may show it: a PostgreSQL URL becomes `postgres://user@host:port/db`
+/// (no password, no parameters); anything else is returned as it is.
+pub fn redact_url(url_or_path: &str) -> String {
+    if postgres::is_url(url_or_path) {
+        postgres::redacted(url_or_path)
+    } else {
+        url_or_path.to_owned()
+    }
+}
+
 /// `url_or_path` unless it names a scheme other than SQLite's (only the scheme is kept: URLs carry
 /// passwords).
 fn checked_scheme(url_or_path: &str) -> Result<&str, StoreError> {

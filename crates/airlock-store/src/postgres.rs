@@ -52,6 +52,11 @@ pub(crate) fn target(opts: &PgConnectOptions) -> String {
     }
 }
 
+/// [`target`] of `url`, or just its scheme when it does not parse.
+pub(crate) fn redacted(url: &str) -> String {
+    options(url).map_or_else(|_| "postgres://…".to_owned(), |o| target(&o))
+}
+
 /// The password written in `url`'s authority (`scheme://user:password@host`), if any.
 fn password_in(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
@@ -123,11 +128,9 @@ pub(crate) async fn create(url: &str) -> Result<PgPool, StoreError> {
         Ok(false) => Ok(pool),
         Ok(true) => {
             pool.close().await;
-            let what = match options(url) {
-                Ok(opts) => format!("an airlock store in {}", target(&opts)),
-                Err(_) => "an airlock store in that database".to_owned(),
-            };
-            Err(StoreError::AlreadyExists { what })
+            Err(StoreError::AlreadyExists {
+                what: format!("an airlock store in {}", redacted(url)),
+            })
         }
         Err(e) => {
             pool.close().await;
@@ -152,7 +155,7 @@ mod tests {
         assert_eq!(msg, "auth failed for *** and ***");
         assert_eq!(password_in("postgres://admin@db/airlock"), None);
         assert_eq!(password_in("postgres://db/a:b@c"), None, "a path is not userinfo");
-        let opts = options(url).unwrap();
-        assert_eq!(target(&opts), "postgres://admin@db.internal:5433/airlock");
+        assert_eq!(redacted(url), "postgres://admin@db.internal:5433/airlock");
+        assert_eq!(redacted("postgres://admin:s3cr3t@db:port/x"), "postgres://…");
     }
 }
