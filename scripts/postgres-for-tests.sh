@@ -3,7 +3,8 @@
 #   installs `postgresql` if missing, starts its cluster (listening on 127.0.0.1:5432), and makes
 #   sure the role `airlock` (password `airlock`, CREATEDB) exists. The tests create and drop one
 #   database per test through that role: AIRLOCK_TEST_POSTGRES_URL defaults to
-#   postgres://airlock:airlock@127.0.0.1:5432/postgres.
+#   postgres://airlock:airlock@127.0.0.1:5432/postgres. The cluster must have TLS on (Debian's
+#   default, with the ssl-cert snakeoil certificate): the store tests check sslmode=require.
 # Idempotent and quick when the server is already up. Needs root (or sudo). Fails loudly.
 set -euo pipefail
 
@@ -21,8 +22,11 @@ role_ok() {
   PGPASSWORD=airlock PGCONNECT_TIMEOUT=5 psql -X -q -tA "$URL" -c 'SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user' \
     2>/dev/null | grep -qx t
 }
+ssl_on() {
+  PGPASSWORD=airlock PGCONNECT_TIMEOUT=5 psql -X -q -tA "$URL" -c 'SHOW ssl' 2>/dev/null | grep -qx on
+}
 
-if command -v psql >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 && role_ok; then
+if command -v psql >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 && role_ok && ssl_on; then
   echo "postgres-for-tests: already running ($URL)"
   exit 0
 fi
@@ -69,6 +73,11 @@ SQL
 
 if ! role_ok; then
   echo "postgres-for-tests: cannot sign in as airlock over TCP ($URL): check pg_hba.conf" >&2
+  exit 1
+fi
+if ! ssl_on; then
+  echo "postgres-for-tests: the cluster has ssl = off; the store's TLS test needs it on" >&2
+  echo "  (Debian turns it on with the ssl-cert package's snakeoil certificate)" >&2
   exit 1
 fi
 echo "postgres-for-tests: ready ($URL)"

@@ -115,3 +115,25 @@ async fn connection_errors_name_host_and_database_but_never_the_password() {
     assert!(matches!(err, StoreError::BadUrl { .. }), "{text}");
     assert!(!text.contains("Hunter2-secret"), "{text}");
 }
+
+#[tokio::test]
+async fn tls_is_negotiated_and_server_certificates_are_verified() {
+    let d = Database::create().await;
+    let sep = if d.url.contains('?') { '&' } else { '?' };
+    // The test server has TLS on with a self-signed certificate (Debian's snakeoil).
+    let store = Store::open(&format!("{}{sep}sslmode=require", d.url)).await.unwrap();
+    let raw = sqlx::PgPool::connect(&format!("{}{sep}sslmode=require", d.url))
+        .await
+        .unwrap();
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert!(ssl, "sslmode=require must give an encrypted connection");
+    store.close().await;
+    // verify-full checks the chain: a self-signed certificate is refused, with a clear error.
+    let err = Store::open(&format!("{}{sep}sslmode=verify-full", d.url))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Connect { .. }), "{err}");
+}
