@@ -20,6 +20,7 @@ mod locate;
 mod raw;
 mod rules;
 mod secrets;
+mod store;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -35,6 +36,7 @@ pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
 pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 pub use secrets::Agent;
+pub use store::{StoreConfig, check_store_url};
 
 use error::Errors;
 use locate::{Locator, line_col};
@@ -60,6 +62,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// `[approvals]`.
     pub approvals: ApprovalsConfig,
+    /// `[store]`: the database (default: SQLite in `gateway.data_dir`).
+    pub store: StoreConfig,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -70,6 +74,7 @@ const TOP_KEYS: &[&str] = &[
     "people",
     "channels",
     "approvals",
+    "store",
 ];
 
 impl Config {
@@ -143,6 +148,7 @@ impl Config {
         let people = approvals::read_people(root.table("people", &mut errs), &mut errs);
         let channels = approvals::read_channels(root.table("channels", &mut errs), &mut errs);
         let approvals = approvals::read_approvals(root.table("approvals", &mut errs), &channels, &mut errs);
+        let store = store::read(root.table("store", &mut errs), &mut errs);
         // With people configured, an approver role nobody holds is a mistake (a typo, usually):
         // such a rule could never be approved.
         if !people.is_empty() {
@@ -172,6 +178,7 @@ impl Config {
             people,
             channels,
             approvals,
+            store,
         })
     }
 

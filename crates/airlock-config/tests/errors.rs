@@ -467,6 +467,27 @@ const CASES: &[Case] = &[
         "not a configured channel",
     ),
     (
+        "a store URL naming another kind of database",
+        &["[store]", "url = \"mysql://root:hunter2@db.internal/airlock\""],
+        2,
+        "store.url",
+        "unsupported scheme \"mysql\": expected a postgres:// or postgresql:// URL",
+    ),
+    (
+        "an empty store URL",
+        &["[store]", "url = \"\""],
+        2,
+        "store.url",
+        "must not be empty",
+    ),
+    (
+        "a typo'd key in [store]",
+        &["[store]", "uri = \"postgres://db.internal/airlock\""],
+        2,
+        "store.uri",
+        "did you mean \"url\"",
+    ),
+    (
         "person that is not a table",
         &["[people]", "alice = \"owner\""],
         2,
@@ -497,6 +518,19 @@ fn each_bad_config_names_file_line_and_key() {
             "{what}: unplaced error in\n{}",
             list(&errs)
         );
+    }
+}
+
+#[test]
+fn store_url_errors_never_quote_the_password() {
+    for url in [
+        "mysql://root:hunter2@db/airlock",
+        "root:hunter2@db/airlock",
+        "root:hunter2@db://airlock",
+    ] {
+        let src = format!("[store]\nurl = {url:?}");
+        let errs = errors(&src);
+        assert!(!list(&errs).contains("hunter2"), "{}", list(&errs));
     }
 }
 

@@ -162,6 +162,20 @@ fn empty_file_is_all_defaults() {
     assert!(c.agents.is_empty() && c.policy.rules.is_empty() && c.secrets.decls.is_empty());
     assert!(c.people.is_empty() && c.channels == Default::default());
     assert_eq!(c.approvals.max_body, 1 << 20);
+    assert_eq!(c.store.url, None, "SQLite in data_dir unless [store] url is set");
+}
+
+#[test]
+fn store_url_is_read_and_its_password_kept_out_of_debug_output() {
+    let url = "postgresql://airlock:hunter2@db.internal:5432/airlock?sslmode=require";
+    let c = parse(&format!("[store]\nurl = {url:?}\n")).unwrap();
+    assert_eq!(c.store.url.as_deref(), Some(url));
+    let shown = format!("{c:?}");
+    assert!(
+        shown.contains("postgresql://…") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    assert!(parse("[store]\n").unwrap().store.url.is_none());
 }
 
 #[test]

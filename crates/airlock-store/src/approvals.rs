@@ -2,7 +2,7 @@
 //! Decisions are applied by one conditional update, so a decision lands exactly once even
 //! when several deciders race.
 
-use crate::{Backend, Store, StoreError, approvals_sqlite as db};
+use crate::{Backend, Store, StoreError, postgres, sqlite};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRow {
@@ -60,9 +60,7 @@ pub struct SessionRow {
 
 impl Store {
     pub async fn insert_approval(&self, row: &ApprovalRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::insert_approval(p, row).await,
-        }
+        dispatch!(self, insert_approval(row))
     }
 
     /// Moves a pending approval to its final `state`. False when it was no longer pending
@@ -74,97 +72,67 @@ impl Store {
         decided_ms: i64,
         status: &[u8],
     ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::close_approval(p, id, state, decided_ms, status).await,
-        }
+        dispatch!(self, close_approval(id, state, decided_ms, status))
     }
 
     pub async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::get_approval(p, id).await,
-        }
+        dispatch!(self, get_approval(id))
     }
 
     /// Newest first; `state` filters (e.g. "pending").
     pub async fn list_approvals(&self, state: Option<&str>, limit: i64) -> Result<Vec<ApprovalRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::list_approvals(p, state, limit).await,
-        }
+        dispatch!(self, list_approvals(state, limit))
     }
 
     /// [`StoreError::AlreadyExists`] when this person already voted on this approval.
     pub async fn add_vote(&self, vote: &VoteRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::add_vote(p, vote).await,
-        }
+        dispatch!(self, add_vote(vote))
     }
 
     pub async fn votes(&self, approval_id: &str) -> Result<Vec<VoteRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::votes(p, approval_id).await,
-        }
+        dispatch!(self, votes(approval_id))
     }
 
     pub async fn add_message(&self, m: &MessageRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::add_message(p, m).await,
-        }
+        dispatch!(self, add_message(m))
     }
 
     pub async fn messages(&self, approval_id: &str) -> Result<Vec<MessageRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::messages(p, approval_id).await,
-        }
+        dispatch!(self, messages(approval_id))
     }
 
     pub async fn add_grant(&self, g: &GrantRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::add_grant(p, g).await,
-        }
+        dispatch!(self, add_grant(g))
     }
 
     /// Grants neither revoked nor expired at `now_ms`, newest first.
     pub async fn active_grants(&self, now_ms: i64) -> Result<Vec<GrantRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::active_grants(p, now_ms).await,
-        }
+        dispatch!(self, active_grants(now_ms))
     }
 
     /// False when no active grant has this id.
     pub async fn revoke_grant(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::revoke_grant(p, id, now_ms).await,
-        }
+        dispatch!(self, revoke_grant(id, now_ms))
     }
 
     pub async fn set_password(&self, person: &str, phc: &str, now_ms: i64) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::set_password(p, person, phc, now_ms).await,
-        }
+        dispatch!(self, set_password(person, phc, now_ms))
     }
 
     pub async fn password(&self, person: &str) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::password(p, person).await,
-        }
+        dispatch!(self, password(person))
     }
 
     pub async fn put_session(&self, s: &SessionRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::put_session(p, s).await,
-        }
+        dispatch!(self, put_session(s))
     }
 
     /// The session with this token hash if it has not expired at `now_ms`.
     pub async fn session(&self, token_hash: &[u8], now_ms: i64) -> Result<Option<SessionRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::session(p, token_hash, now_ms).await,
-        }
+        dispatch!(self, session(token_hash, now_ms))
     }
 
     pub async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => db::delete_session(p, token_hash).await,
-        }
+        dispatch!(self, delete_session(token_hash))
     }
 }

@@ -9,7 +9,7 @@ pub enum StoreError {
     /// The thing named does not exist (e.g. a secret that an atomic replacement expected).
     #[error("{what} not found")]
     NotFound { what: String },
-    /// The thing named already exists (duplicate agent, existing database file, duplicate audit seq).
+    /// The thing named already exists (duplicate agent, existing database file or store, duplicate audit seq).
     #[error("{what} already exists")]
     AlreadyExists { what: String },
     /// [`Store::open`](crate::Store::open) was given a database file that does not exist.
@@ -23,8 +23,15 @@ pub enum StoreError {
     #[error("corrupt row: {what}")]
     Corrupt { what: String, seq: Option<i64> },
     /// The URL names a database this build cannot open. Only the scheme is kept (URLs carry passwords).
-    #[error("unsupported database URL scheme `{scheme}` (expected `sqlite://…` or a file path)")]
+    #[error("unsupported database URL scheme `{scheme}` (expected `postgres://…`, `sqlite://…` or a file path)")]
     UnsupportedUrl { scheme: String },
+    /// A `postgres://` URL that does not parse. `reason` never holds the URL's password.
+    #[error("invalid PostgreSQL URL: {reason}")]
+    BadUrl { reason: String },
+    /// The PostgreSQL server could not be reached, or refused the connection (sign-in, unknown
+    /// database). `target` is `postgres://user@host:port/db`; neither field holds the password.
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Connect { target: String, reason: String },
     /// A filesystem operation on the database file failed.
     #[error("{}: {source}", path.display())]
     Io {

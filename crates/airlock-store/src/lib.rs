@@ -1,5 +1,5 @@
-//! airlock's persistence: one [`Store`] interface over a database backend (SQLite today; a
-//! PostgreSQL backend slots in as another [`Backend`] variant without changing callers), plus the
+//! airlock's persistence: one [`Store`] interface over a database backend (SQLite, the embedded
+//! default, or PostgreSQL, which every replica of a scaled-out gateway shares), plus the
 //! [`AuditWriter`] that appends the hash-chained audit log off the request path, and
 //! [`verify_chain`] that checks it.
 //!
@@ -8,16 +8,29 @@
 //! Rows read back are checked for shape; a damaged row is [`StoreError::Corrupt`], never a panic.
 #![forbid(unsafe_code)]
 
+/// Calls the backend module's function of the same name, with the pool as first argument.
+macro_rules! dispatch {
+    ($store:expr, $f:ident($($arg:expr),*)) => {
+        match &$store.backend {
+            Backend::Sqlite(p) => sqlite::$f(p $(, $arg)*).await,
+            Backend::Postgres(p) => postgres::$f(p $(, $arg)*).await,
+        }
+    };
+}
+
 mod approvals;
-mod approvals_sqlite;
+mod approvals_ops;
 mod audit_writer;
 mod error;
+mod ops;
+mod postgres;
 mod sql;
 mod sqlite;
 mod verify;
 
 use std::path::Path;
 
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 pub use approvals::{ApprovalRow, GrantRow, MessageRow, SessionRow, VoteRow};
@@ -71,12 +84,12 @@ pub struct Store {
     backend: Backend,
 }
 
-/// One variant per database. Every `Store` method matches on this and calls the backend's module;
-/// adding PostgreSQL means a `Postgres(sqlx::PgPool)` variant, a `postgres` module running the
-/// same [`sql`] text, and `migrations/postgres`.
+/// One variant per database. Every `Store` method calls the function of the same name in the
+/// backend's module (`dispatch!`); both modules expand the same bodies from [`ops`].
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(SqlitePool),
+    Postgres(PgPool),
 }
 
 impl Store {
@@ -88,20 +101,37 @@ impl Store {
         })
     }
 
-    /// Opens an existing database — a `sqlite://…` URL or a plain file path — and applies any
-    /// pending migrations. A missing file is [`StoreError::DatabaseMissing`] (never created here).
+    /// Creates the store `airlock init` sets up: a new SQLite file (as [`create_sqlite`](Self::create_sqlite)),
+    /// or the schema in an existing PostgreSQL database, which must not already hold an airlock
+    /// store ([`StoreError::AlreadyExists`]).
+    pub async fn create(url_or_path: &str) -> Result<Store, StoreError> {
+        if postgres::is_url(url_or_path) {
+            return Ok(Store {
+                backend: Backend::Postgres(postgres::create(url_or_path).await?),
+            });
+        }
+        if sqlite::is_memory_url(url_or_path) {
+            return Store::open_in_memory().await;
+        }
+        let opts = sqlite::options_for(checked_scheme(url_or_path)?)?;
+        Store::create_sqlite(opts.get_filename()).await
+    }
+
+    /// Opens an existing database — a `postgres://` / `postgresql://` URL, a `sqlite://…` URL or
+    /// a plain file path — and applies any pending migrations (on PostgreSQL under an advisory
+    /// lock, so replicas may start together). A missing SQLite file is
+    /// [`StoreError::DatabaseMissing`] (never created here); a PostgreSQL server that cannot be
+    /// reached is [`StoreError::Connect`], which never shows the URL's password.
     pub async fn open(url_or_path: &str) -> Result<Store, StoreError> {
         if sqlite::is_memory_url(url_or_path) {
             return Store::open_in_memory().await;
         }
-        if !url_or_path.starts_with("sqlite:")
-            && let Some((scheme, _)) = url_or_path.split_once("://")
-        {
-            return Err(StoreError::UnsupportedUrl {
-                scheme: scheme.to_owned(),
+        if postgres::is_url(url_or_path) {
+            return Ok(Store {
+                backend: Backend::Postgres(postgres::open(url_or_path).await?),
             });
         }
-        let opts = sqlite::options_for(url_or_path)?;
+        let opts = sqlite::options_for(checked_scheme(url_or_path)?)?;
         Ok(Store {
             backend: Backend::Sqlite(sqlite::open_file(opts).await?),
         })
@@ -118,6 +148,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(p) => p.close().await,
+            Backend::Postgres(p) => p.close().await,
         }
     }
 
@@ -125,83 +156,64 @@ impl Store {
     pub fn backend_name(&self) -> &'static str {
         match &self.backend {
             Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 
     // -- meta ----------------------------------------------------------------------------------
 
     pub async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::get_meta(p, key).await,
-        }
+        dispatch!(self, get_meta(key))
     }
 
     /// Inserts or replaces.
     pub async fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::set_meta(p, key, value).await,
-        }
+        dispatch!(self, set_meta(key, value))
     }
 
     // -- agents --------------------------------------------------------------------------------
 
     /// Fails with [`StoreError::AlreadyExists`] if an agent of that name exists.
     pub async fn add_agent(&self, agent: &AgentRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::add_agent(p, agent).await,
-        }
+        dispatch!(self, add_agent(agent))
     }
 
     /// All agents, ordered by name.
     pub async fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::list_agents(p).await,
-        }
+        dispatch!(self, list_agents())
     }
 
     /// `true` if an agent was removed.
     pub async fn remove_agent(&self, name: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::remove_agent(p, name).await,
-        }
+        dispatch!(self, remove_agent(name))
     }
 
     // -- secrets -------------------------------------------------------------------------------
 
     /// Inserts, or replaces the secret of the same name.
     pub async fn put_secret(&self, secret: &SecretRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::put_secret(p, secret).await,
-        }
+        dispatch!(self, put_secret(secret))
     }
 
     pub async fn get_secret(&self, name: &str) -> Result<Option<SecretRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::get_secret(p, name).await,
-        }
+        dispatch!(self, get_secret(name))
     }
 
     /// All secrets, ordered by name.
     pub async fn list_secrets(&self) -> Result<Vec<SecretRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::list_secrets(p).await,
-        }
+        dispatch!(self, list_secrets())
     }
 
     /// `true` if a secret was removed.
     pub async fn remove_secret(&self, name: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::remove_secret(p, name).await,
-        }
+        dispatch!(self, remove_secret(name))
     }
 
     /// Updates every given secret (matched by name) in one transaction: all or nothing.
     /// A name that is not stored fails with [`StoreError::NotFound`] and changes nothing.
     /// Used by key rotation; it does not insert, and secrets not listed are left alone.
     pub async fn replace_secrets_atomically(&self, rows: &[SecretRow]) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::replace_secrets_atomically(p, rows).await,
-        }
+        dispatch!(self, replace_secrets_atomically(rows))
     }
 
     // -- audit chain ---------------------------------------------------------------------------
@@ -212,16 +224,12 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::append_audit(p, rows).await,
-        }
+        dispatch!(self, append_audit(rows))
     }
 
     /// The last record's `(seq, hash)`, or `None` for an empty log.
     pub async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::audit_head(p).await,
-        }
+        dispatch!(self, audit_head())
     }
 
     /// Up to `limit` records with `seq > after_seq`, ascending.
@@ -239,9 +247,7 @@ impl Store {
         if limit <= 0 || upto_seq <= after_seq {
             return Ok(Vec::new());
         }
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::audit_page(p, after_seq, upto_seq, limit).await,
-        }
+        dispatch!(self, audit_page(after_seq, upto_seq, limit))
     }
 
     /// The last `n` records, in ascending `seq` order.
@@ -249,29 +255,42 @@ impl Store {
         if n <= 0 {
             return Ok(Vec::new());
         }
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::audit_tail(p, n).await,
-        }
+        dispatch!(self, audit_tail(n))
     }
 
     /// Stores a checkpoint. One per `seq`: a second fails with [`StoreError::AlreadyExists`].
     pub async fn put_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::put_checkpoint(p, checkpoint).await,
-        }
+        dispatch!(self, put_checkpoint(checkpoint))
     }
 
     /// All checkpoints, ascending by `seq`.
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::checkpoints(p).await,
-        }
+        dispatch!(self, checkpoints())
     }
 
     /// The checkpoint with the highest `seq`.
     pub async fn last_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::last_checkpoint(p).await,
-        }
+        dispatch!(self, last_checkpoint())
+    }
+}
+
+/// `url_or_path` as messages may show it: a PostgreSQL URL becomes `postgres://user@host:port/db`
+/// (no password, no parameters); anything else is returned as it is.
+pub fn redact_url(url_or_path: &str) -> String {
+    if postgres::is_url(url_or_path) {
+        postgres::redacted(url_or_path)
+    } else {
+        url_or_path.to_owned()
+    }
+}
+
+/// `url_or_path` unless it names a scheme other than SQLite's (only the scheme is kept: URLs carry
+/// passwords).
+fn checked_scheme(url_or_path: &str) -> Result<&str, StoreError> {
+    match url_or_path.split_once("://") {
+        Some((scheme, _)) if !url_or_path.starts_with("sqlite:") => Err(StoreError::UnsupportedUrl {
+            scheme: scheme.to_owned(),
+        }),
+        _ => Ok(url_or_path),
     }
 }

@@ -1,9 +1,17 @@
-//! Approvals, votes, cards, grants and sessions against a real SQLite file.
+//! Approvals, votes, cards, grants and sessions, against each backend.
 
 mod common;
 
 use airlock_store::{ApprovalRow, GrantRow, MessageRow, SessionRow, StoreError, VoteRow};
-use common::new_db;
+use common::{Backend, new_db, on_both_backends};
+
+on_both_backends! {
+    #[tokio::test] a_decision_lands_exactly_once,
+    #[tokio::test] one_vote_per_person,
+    #[tokio::test] listing_and_messages,
+    #[tokio::test] grants_expire_and_revoke,
+    #[tokio::test] passwords_and_sessions,
+}
 
 fn approval(id: &str, created_ms: i64) -> ApprovalRow {
     ApprovalRow {
@@ -30,9 +38,8 @@ fn vote(id: &str, person: &str) -> VoteRow {
     }
 }
 
-#[tokio::test]
-async fn a_decision_lands_exactly_once() {
-    let (_dir, store) = new_db().await;
+async fn a_decision_lands_exactly_once(backend: Backend) {
+    let (_dir, store) = new_db(backend).await;
     store.insert_approval(&approval("a1", 1)).await.unwrap();
     assert!(store.close_approval("a1", "approved", 10, b"{}").await.unwrap());
     // A second decider (a deny racing the approve, an expiry) changes nothing.
@@ -43,9 +50,8 @@ async fn a_decision_lands_exactly_once() {
     assert!(!store.close_approval("missing", "denied", 1, b"{}").await.unwrap());
 }
 
-#[tokio::test]
-async fn one_vote_per_person() {
-    let (_dir, store) = new_db().await;
+async fn one_vote_per_person(backend: Backend) {
+    let (_dir, store) = new_db(backend).await;
     store.insert_approval(&approval("a1", 1)).await.unwrap();
     store.add_vote(&vote("a1", "alice")).await.unwrap();
     store.add_vote(&vote("a1", "bob")).await.unwrap();
@@ -57,9 +63,8 @@ async fn one_vote_per_person() {
     assert!(store.add_vote(&vote("nope", "alice")).await.is_err());
 }
 
-#[tokio::test]
-async fn listing_and_messages() {
-    let (_dir, store) = new_db().await;
+async fn listing_and_messages(backend: Backend) {
+    let (_dir, store) = new_db(backend).await;
     for (i, id) in ["a1", "a2", "a3"].iter().enumerate() {
         store.insert_approval(&approval(id, i as i64)).await.unwrap();
     }
@@ -92,9 +97,8 @@ async fn listing_and_messages() {
     assert_eq!(ms[0].message_ref, "D1/2.0");
 }
 
-#[tokio::test]
-async fn grants_expire_and_revoke() {
-    let (_dir, store) = new_db().await;
+async fn grants_expire_and_revoke(backend: Backend) {
+    let (_dir, store) = new_db(backend).await;
     let g = |id: &str, expires_ms| GrantRow {
         id: id.into(),
         agent: "mailbot".into(),
@@ -116,9 +120,8 @@ async fn grants_expire_and_revoke() {
     assert!(!store.revoke_grant("g1", 100).await.unwrap(), "already expired");
 }
 
-#[tokio::test]
-async fn passwords_and_sessions() {
-    let (_dir, store) = new_db().await;
+async fn passwords_and_sessions(backend: Backend) {
+    let (_dir, store) = new_db(backend).await;
     assert_eq!(store.password("alice").await.unwrap(), None);
     store.set_password("alice", "$argon2id$v=19$x", 1).await.unwrap();
     store.set_password("alice", "$argon2id$v=19$y", 2).await.unwrap();

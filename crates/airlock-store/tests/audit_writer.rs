@@ -5,8 +5,19 @@ mod common;
 use std::time::Duration;
 
 use airlock_store::{AuditUnavailable, AuditWriter, Store, WriterOptions, verify_chain};
-use common::{KEY, event, exec, new_db, raw_pool, signer, verify_sig};
-use sqlx::Connection;
+use common::{Backend, KEY, event, new_db, on_both_backends, signer, verify_sig};
+
+on_both_backends! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    ten_thousand_events_from_eight_tasks_form_one_verified_chain,
+    #[tokio::test] shutdown_signs_the_head_and_a_restart_continues_the_chain,
+    #[tokio::test] empty_log_shutdown_writes_nothing,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    failing_commits_mark_unhealthy_refuse_appends_and_retry_without_gaps,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    a_full_queue_refuses_appends_and_loses_nothing,
+    #[tokio::test] writer_refuses_to_extend_a_truncated_log,
+}
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..1000 {
@@ -29,9 +40,8 @@ async fn all_seqs(store: &Store) -> Vec<i64> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_events_from_eight_tasks_form_one_verified_chain() {
-    let (_db, store) = new_db().await;
+async fn ten_thousand_events_from_eight_tasks_form_one_verified_chain(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     let (audit, task) = AuditWriter::start(store.clone(), signer(KEY), 1000).await.unwrap();
 
     let mut producers = Vec::new();
@@ -74,9 +84,8 @@ async fn ten_thousand_events_from_eight_tasks_form_one_verified_chain() {
     );
 }
 
-#[tokio::test]
-async fn shutdown_signs_the_head_and_a_restart_continues_the_chain() {
-    let (db, store) = new_db().await;
+async fn shutdown_signs_the_head_and_a_restart_continues_the_chain(backend: Backend) {
+    let (db, store) = new_db(backend).await;
     let (audit, task) = AuditWriter::start(store.clone(), signer(KEY), 10).await.unwrap();
     for n in 0..15 {
         audit.append(event(n)).unwrap();
@@ -92,7 +101,7 @@ async fn shutdown_signs_the_head_and_a_restart_continues_the_chain() {
     assert_eq!((report.records, report.checkpoints, report.unsigned_tail), (15, 2, 0));
     store.close().await;
 
-    let store = Store::open(db.path.to_str().unwrap()).await.unwrap();
+    let store = db.reopen().await;
     let (audit, task) = AuditWriter::start(store.clone(), signer(KEY), 10).await.unwrap();
     for n in 15..23 {
         audit.append(event(n)).unwrap();
@@ -106,9 +115,8 @@ async fn shutdown_signs_the_head_and_a_restart_continues_the_chain() {
     assert_eq!((report.records, report.checkpoints, report.unsigned_tail), (23, 4, 0));
 }
 
-#[tokio::test]
-async fn empty_log_shutdown_writes_nothing() {
-    let store = Store::open_in_memory().await.unwrap();
+async fn empty_log_shutdown_writes_nothing(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     let (audit, task) = AuditWriter::start(store.clone(), signer(KEY), 10).await.unwrap();
     audit.shutdown().await.unwrap();
     task.await.unwrap();
@@ -117,9 +125,8 @@ async fn empty_log_shutdown_writes_nothing() {
     assert_eq!((report.records, report.head_seq, report.unsigned_tail), (0, 0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_commits_mark_unhealthy_refuse_appends_and_retry_without_gaps() {
-    let (db, store) = new_db().await;
+async fn failing_commits_mark_unhealthy_refuse_appends_and_retry_without_gaps(backend: Backend) {
+    let (db, store) = new_db(backend).await;
     let opts = WriterOptions {
         checkpoint_every: 7,
         max_backoff: Duration::from_millis(50),
@@ -132,11 +139,12 @@ async fn failing_commits_mark_unhealthy_refuse_appends_and_retry_without_gaps() 
     audit.flush().await.unwrap();
 
     // Every insert into the audit table now fails, as a full disk or a broken database would.
-    let raw = raw_pool(&db.path).await;
-    exec(
-        &raw,
+    let raw = db.raw().await;
+    raw.exec(db.pick(
         "CREATE TRIGGER block BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
+        "CREATE FUNCTION block() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$; \
+         CREATE TRIGGER block BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION block();",
+    ))
     .await;
     let mut accepted = 5u64;
     for n in 5..20 {
@@ -153,7 +161,8 @@ async fn failing_commits_mark_unhealthy_refuse_appends_and_retry_without_gaps() 
         "nothing landed while blocked"
     );
 
-    exec(&raw, "DROP TRIGGER block;").await;
+    raw.exec(db.pick("DROP TRIGGER block;", "DROP TRIGGER block ON audit_records;"))
+        .await;
     wait_until("the retried batch to land", || audit.is_healthy()).await;
     audit.append(event(200)).unwrap();
     accepted += 1;
@@ -176,9 +185,8 @@ async fn failing_commits_mark_unhealthy_refuse_appends_and_retry_without_gaps() 
     task.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_refuses_appends_and_loses_nothing() {
-    let (db, store) = new_db().await;
+async fn a_full_queue_refuses_appends_and_loses_nothing(backend: Backend) {
+    let (db, store) = new_db(backend).await;
     let opts = WriterOptions {
         queue_capacity: 4,
         batch_max: 2,
@@ -186,11 +194,9 @@ async fn a_full_queue_refuses_appends_and_loses_nothing() {
     };
     let (audit, task) = AuditWriter::start_with(store.clone(), signer(KEY), opts).await.unwrap();
 
-    // Another connection holds the write lock, so the writer's commit waits (busy timeout).
-    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.path.display()))
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut lock).await.unwrap();
+    // Another connection holds the write lock, so the writer's commit waits.
+    let raw = db.raw().await;
+    let lock = raw.lock_audit_table().await;
 
     let mut accepted = 0u64;
     let mut refused = None;
@@ -210,25 +216,24 @@ async fn a_full_queue_refuses_appends_and_loses_nothing() {
         "queue capacity plus one batch in flight, got {accepted}"
     );
 
-    sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.release().await;
     audit.flush().await.unwrap();
     assert_eq!(all_seqs(&store).await, (1..=accepted as i64).collect::<Vec<_>>());
     audit.shutdown().await.unwrap();
     task.await.unwrap();
 }
 
-#[tokio::test]
-async fn writer_refuses_to_extend_a_truncated_log() {
-    let (db, store) = new_db().await;
+async fn writer_refuses_to_extend_a_truncated_log(backend: Backend) {
+    let (db, store) = new_db(backend).await;
     let (audit, task) = AuditWriter::start(store.clone(), signer(KEY), 10).await.unwrap();
     for n in 0..12 {
         audit.append(event(n)).unwrap();
     }
     audit.shutdown().await.unwrap();
     task.await.unwrap();
-    let raw = raw_pool(&db.path).await;
-    common::drop_guards(&raw).await;
-    exec(&raw, "DELETE FROM audit_records WHERE seq > 8").await;
+    let raw = db.raw().await;
+    raw.drop_guards().await;
+    raw.exec("DELETE FROM audit_records WHERE seq > 8").await;
     match AuditWriter::start(store, signer(KEY), 10).await {
         Err(airlock_store::StoreError::Corrupt { seq: Some(12), what }) => {
             assert!(what.contains("truncated"), "{what}")

@@ -1,9 +1,23 @@
-//! The `Store` interface against real SQLite files.
+//! The `Store` interface against real SQLite files and a real PostgreSQL server: the shared
+//! tests run once per backend (`sqlite::…`, `postgres::…`), then SQLite's own file handling.
 
 mod common;
 
 use airlock_store::{AgentRow, AuditRow, CheckpointRow, SecretRow, Store, StoreError};
-use common::{exec, new_db, raw_pool};
+use common::{Backend, new_db, on_both_backends};
+
+on_both_backends! {
+    #[tokio::test] data_persists_across_reopen,
+    #[tokio::test] meta_get_set_overwrite,
+    #[tokio::test] agents_crud,
+    #[tokio::test] secrets_crud,
+    #[tokio::test] replace_secrets_atomically_is_all_or_nothing,
+    #[tokio::test] audit_append_head_page_tail,
+    #[tokio::test] duplicate_audit_seq_fails_and_rolls_back_the_whole_batch,
+    #[tokio::test] checkpoints_crud,
+    #[tokio::test] audit_rows_cannot_be_updated_or_deleted_through_sql,
+    #[tokio::test] corrupted_rows_are_reported_not_panicked,
+}
 
 fn agent(name: &str) -> AgentRow {
     AgentRow {
@@ -36,7 +50,7 @@ fn audit(seq: i64) -> AuditRow {
 
 #[tokio::test]
 async fn create_refuses_an_existing_file() {
-    let (db, _store) = new_db().await;
+    let (db, _store) = new_db(Backend::Sqlite).await;
     let err = Store::create_sqlite(&db.path).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
 
@@ -60,11 +74,13 @@ async fn create_in_a_missing_directory_is_an_io_error() {
 #[tokio::test]
 async fn created_file_is_private_and_in_wal_mode() {
     use std::os::unix::fs::PermissionsExt;
-    let (db, store) = new_db().await;
+    let (db, store) = new_db(Backend::Sqlite).await;
     let mode = std::fs::metadata(&db.path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     store.set_meta("k", b"v").await.unwrap();
-    let raw = raw_pool(&db.path).await;
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.path.display()))
+        .await
+        .unwrap();
     let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&raw).await.unwrap();
     assert_eq!(mode, "wal");
 }
@@ -87,19 +103,44 @@ async fn open_missing_file_names_the_path_and_suggests_init() {
 
 #[tokio::test]
 async fn open_refuses_unknown_schemes_without_echoing_credentials() {
-    let err = Store::open("postgres://admin:hunter2@db.internal/airlock")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::UnsupportedUrl { scheme } if scheme == "postgres"),
-        "{err:?}"
+    for url in [
+        "mysql://admin:hunter2@db.internal/airlock",
+        "file://admin:hunter2@x/airlock.db",
+    ] {
+        let err = Store::open(url).await.unwrap_err();
+        let scheme = url.split_once("://").unwrap().0;
+        assert!(
+            matches!(&err, StoreError::UnsupportedUrl { scheme: s } if s == scheme),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("hunter2"));
+        let err = Store::create(url).await.unwrap_err();
+        assert!(matches!(&err, StoreError::UnsupportedUrl { .. }), "{err:?}");
+    }
+}
+
+async fn data_persists_across_reopen(backend: Backend) {
+    let (db, store) = new_db(backend).await;
+    store.set_meta("schema-owner", b"airlock").await.unwrap();
+    store.add_agent(&agent("claude")).await.unwrap();
+    store.close().await;
+
+    let again = db.reopen().await;
+    assert_eq!(
+        again.get_meta("schema-owner").await.unwrap().as_deref(),
+        Some(&b"airlock"[..])
     );
-    assert!(!err.to_string().contains("hunter2"));
+    assert_eq!(again.list_agents().await.unwrap(), vec![agent("claude")]);
+    let name = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(again.backend_name(), name);
 }
 
 #[tokio::test]
-async fn data_persists_across_reopen_by_path_and_url() {
-    let (db, store) = new_db().await;
+async fn sqlite_opens_by_path_and_url_and_creates_by_url() {
+    let (db, store) = new_db(Backend::Sqlite).await;
     store.set_meta("schema-owner", b"airlock").await.unwrap();
     store.add_agent(&agent("claude")).await.unwrap();
     store.close().await;
@@ -114,11 +155,15 @@ async fn data_persists_across_reopen_by_path_and_url() {
     let by_url = Store::open(&format!("sqlite://{}", db.path.display())).await.unwrap();
     assert_eq!(by_url.list_agents().await.unwrap(), vec![agent("claude")]);
     assert_eq!(by_url.backend_name(), "sqlite");
+
+    let other = db.dir.path().join("other.db");
+    Store::create(&format!("sqlite://{}", other.display())).await.unwrap();
+    let err = Store::create(&other.display().to_string()).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
 }
 
-#[tokio::test]
-async fn meta_get_set_overwrite() {
-    let (_db, store) = new_db().await;
+async fn meta_get_set_overwrite(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     assert_eq!(store.get_meta("k").await.unwrap(), None);
     store.set_meta("k", b"one").await.unwrap();
     store.set_meta("k", b"two").await.unwrap();
@@ -127,9 +172,8 @@ async fn meta_get_set_overwrite() {
     assert_eq!(store.get_meta("empty").await.unwrap(), Some(Vec::new()));
 }
 
-#[tokio::test]
-async fn agents_crud() {
-    let (_db, store) = new_db().await;
+async fn agents_crud(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     store.add_agent(&agent("codex")).await.unwrap();
     store.add_agent(&agent("claude")).await.unwrap();
     let err = store.add_agent(&agent("codex")).await.unwrap_err();
@@ -144,9 +188,8 @@ async fn agents_crud() {
     assert_eq!(store.list_agents().await.unwrap(), vec![agent("claude")]);
 }
 
-#[tokio::test]
-async fn secrets_crud() {
-    let (_db, store) = new_db().await;
+async fn secrets_crud(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     assert_eq!(store.get_secret("gh").await.unwrap(), None);
     store.put_secret(&secret("gh", 1, "k1")).await.unwrap();
     store.put_secret(&secret("aws", 1, "k1")).await.unwrap();
@@ -161,9 +204,8 @@ async fn secrets_crud() {
     assert_eq!(store.list_secrets().await.unwrap(), vec![secret("gh", 2, "k1")]);
 }
 
-#[tokio::test]
-async fn replace_secrets_atomically_is_all_or_nothing() {
-    let (_db, store) = new_db().await;
+async fn replace_secrets_atomically_is_all_or_nothing(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     for n in ["a", "b", "c"] {
         store.put_secret(&secret(n, 1, "old")).await.unwrap();
     }
@@ -186,9 +228,8 @@ async fn replace_secrets_atomically_is_all_or_nothing() {
     assert_eq!(store.get_secret("zzz").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn audit_append_head_page_tail() {
-    let (_db, store) = new_db().await;
+async fn audit_append_head_page_tail(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     assert_eq!(store.audit_head().await.unwrap(), None);
     assert!(store.audit_tail(5).await.unwrap().is_empty());
     let rows: Vec<_> = (1..=25).map(audit).collect();
@@ -204,9 +245,8 @@ async fn audit_append_head_page_tail() {
     assert_eq!(store.audit_tail(100).await.unwrap(), rows);
 }
 
-#[tokio::test]
-async fn duplicate_audit_seq_fails_and_rolls_back_the_whole_batch() {
-    let (_db, store) = new_db().await;
+async fn duplicate_audit_seq_fails_and_rolls_back_the_whole_batch(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     store.append_audit(&[audit(1), audit(2)]).await.unwrap();
     let err = store.append_audit(&[audit(3), audit(2), audit(4)]).await.unwrap_err();
     assert!(
@@ -220,9 +260,8 @@ async fn duplicate_audit_seq_fails_and_rolls_back_the_whole_batch() {
     );
 }
 
-#[tokio::test]
-async fn checkpoints_crud() {
-    let (_db, store) = new_db().await;
+async fn checkpoints_crud(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
     assert_eq!(store.last_checkpoint().await.unwrap(), None);
     let cp = |seq: i64| CheckpointRow {
         seq,
@@ -239,9 +278,8 @@ async fn checkpoints_crud() {
     assert_eq!(store.last_checkpoint().await.unwrap(), Some(cp(20)));
 }
 
-#[tokio::test]
-async fn audit_rows_cannot_be_updated_or_deleted_through_sql() {
-    let (db, store) = new_db().await;
+async fn audit_rows_cannot_be_updated_or_deleted_through_sql(backend: Backend) {
+    let (db, store) = new_db(backend).await;
     store.append_audit(&[audit(1)]).await.unwrap();
     let cp = CheckpointRow {
         seq: 1,
@@ -251,16 +289,23 @@ async fn audit_rows_cannot_be_updated_or_deleted_through_sql() {
         ts_ms: 7,
     };
     store.put_checkpoint(&cp).await.unwrap();
-    let raw = raw_pool(&db.path).await;
-    for sql in [
-        "UPDATE audit_records SET body = x'00'",
-        "DELETE FROM audit_records",
-        "UPDATE audit_checkpoints SET signature = x'00'",
-        "DELETE FROM audit_checkpoints",
-    ] {
-        let err = sqlx::query(sql).execute(&raw).await.unwrap_err();
+    let raw = db.raw().await;
+    let zero = db.bytes(&[0]);
+    let mut attempts = vec![
+        format!("UPDATE audit_records SET body = {zero}"),
+        "DELETE FROM audit_records".to_owned(),
+        format!("UPDATE audit_checkpoints SET signature = {zero}"),
+        "DELETE FROM audit_checkpoints".to_owned(),
+    ];
+    if backend == Backend::Postgres {
+        // TRUNCATE skips row triggers; PostgreSQL has statement-level ones for it.
+        attempts.extend(["TRUNCATE audit_records", "TRUNCATE audit_checkpoints"].map(String::from));
+    }
+    for sql in attempts {
+        let err = raw.try_exec(&sql).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
+    assert_eq!(store.audit_page(0, 10).await.unwrap(), vec![audit(1)]);
 }
 
 #[tokio::test]
@@ -276,19 +321,25 @@ async fn in_memory_store_persists_for_its_lifetime() {
     );
 }
 
-#[tokio::test]
-async fn corrupted_rows_are_reported_not_panicked() {
-    let (db, store) = new_db().await;
+async fn corrupted_rows_are_reported_not_panicked(backend: Backend) {
+    let (db, store) = new_db(backend).await;
     store.set_meta("m", b"v").await.unwrap();
     store.add_agent(&agent("bot")).await.unwrap();
     store.put_secret(&secret("gh", 1, "k")).await.unwrap();
     store.append_audit(&[audit(1), audit(2), audit(3)]).await.unwrap();
-    let raw = raw_pool(&db.path).await;
-    common::drop_guards(&raw).await;
-    exec(&raw, "UPDATE meta SET value = 'text'").await;
-    exec(&raw, "UPDATE agents SET created_ms = 'yesterday'").await;
-    exec(&raw, "UPDATE secrets SET nonce = 'not-a-blob'").await;
-    exec(&raw, "UPDATE audit_records SET hash = hex(hash) WHERE seq = 2").await;
+    let raw = db.raw().await;
+    raw.drop_guards().await;
+    // SQLite stores any value in any column; PostgreSQL columns can be retyped, or lose NOT NULL.
+    raw.exec(db.pick(
+        "UPDATE meta SET value = 'text'; UPDATE agents SET created_ms = 'yesterday'; \
+         UPDATE secrets SET nonce = 'not-a-blob'; UPDATE audit_records SET hash = hex(hash) WHERE seq = 2",
+        "ALTER TABLE meta ALTER COLUMN value TYPE TEXT USING encode(value, 'escape'); \
+         ALTER TABLE agents ALTER COLUMN created_ms TYPE TEXT; \
+         ALTER TABLE secrets ALTER COLUMN nonce TYPE TEXT USING encode(nonce, 'hex'); \
+         ALTER TABLE audit_records ALTER COLUMN hash DROP NOT NULL; \
+         UPDATE audit_records SET hash = NULL WHERE seq = 2",
+    ))
+    .await;
 
     let corrupt = |r: Result<(), StoreError>, needle: &str, want_seq: Option<i64>| match r {
         Err(StoreError::Corrupt { what, seq }) => {
@@ -309,14 +360,15 @@ async fn corrupted_rows_are_reported_not_panicked() {
         "an intact row still reads"
     );
 
-    // NULL where the schema forbids it (the table rebuilt without constraints).
-    exec(
-        &raw,
+    // NULL where the schema forbids it (SQLite: the table rebuilt without constraints).
+    raw.exec(db.pick(
         "ALTER TABLE audit_records RENAME TO old; \
          CREATE TABLE audit_records (seq INTEGER PRIMARY KEY, ts_ms, prev_hash, hash, body); \
          INSERT INTO audit_records SELECT * FROM old; DROP TABLE old; \
          UPDATE audit_records SET hash = x'00', body = NULL WHERE seq = 1",
-    )
+        "ALTER TABLE audit_records ALTER COLUMN body DROP NOT NULL; \
+         UPDATE audit_records SET hash = '\\x00', body = NULL WHERE seq = 1",
+    ))
     .await;
     corrupt(store.audit_page(0, 10).await.map(drop), "body is NULL", Some(1));
 }

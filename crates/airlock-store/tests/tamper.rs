@@ -1,16 +1,51 @@
-//! Invariant 10: edits made directly to the database file are detected by `verify_chain`,
-//! which names the first bad record or checkpoint.
+//! Invariant 10: edits made directly to the database (SQLite file or PostgreSQL tables) are
+//! detected by `verify_chain`, which names the first bad record or checkpoint.
 
 mod common;
 
 use airlock_core::audit::{ChainError, chain_hash, checkpoint_message};
 use airlock_store::{AuditWriter, CheckpointRow, Store, StoreError, VerifyError, verify_chain};
-use common::{KEY, OTHER_KEY, TempDb, drop_guards, event, exec, new_db, raw_pool, signer, verify_sig};
-use sqlx::sqlite::SqlitePool;
+use common::{Backend, KEY, OTHER_KEY, Raw, TestDb, event, new_db, on_both_backends, signer, verify_sig};
 
-/// 50 records, checkpoints at 10, 20, …, 50; then a raw pool with the guards removed.
-async fn chain() -> (TempDb, Store, SqlitePool) {
-    let (db, store) = new_db().await;
+on_both_backends! {
+    #[tokio::test] edited_body_is_detected,
+    #[tokio::test] deleted_record_is_detected,
+    #[tokio::test] swapped_records_are_detected,
+    #[tokio::test] unreadable_column_is_reported_as_corrupt_with_its_seq,
+    #[tokio::test] the_first_problem_is_the_one_reported,
+    #[tokio::test] edited_timestamp_column_is_detected,
+    #[tokio::test] truncated_tail_is_caught_by_the_checkpoint,
+    #[tokio::test] rewritten_and_rehashed_suffix_is_caught_by_the_checkpoint,
+    #[tokio::test] checkpoint_with_a_bad_signature_fails,
+    #[tokio::test] validly_signed_checkpoint_of_a_different_hash_fails,
+    #[tokio::test] checkpoint_from_a_foreign_key_fails,
+}
+
+/// Replaces `from` by `to` inside record `seq`'s body (the JSON text), without rehashing.
+fn edit_body(db: &TestDb, seq: i64, from: &str, to: &str) -> String {
+    let sqlite = format!("CAST(replace(CAST(body AS TEXT), '{from}', '{to}') AS BLOB)");
+    let postgres = format!("convert_to(replace(convert_from(body, 'UTF8'), '{from}', '{to}'), 'UTF8')");
+    format!(
+        "UPDATE audit_records SET body = {} WHERE seq = {seq}",
+        db.pick(&sqlite, &postgres)
+    )
+}
+
+/// Makes record `seq`'s hash unreadable: text in the BLOB column (SQLite), or NULL once the
+/// column has lost its NOT NULL (PostgreSQL, whose columns hold only their declared type).
+fn damage_hash(db: &TestDb, seq: i64) -> String {
+    match db.backend {
+        Backend::Sqlite => format!("UPDATE audit_records SET hash = hex(hash) WHERE seq = {seq}"),
+        Backend::Postgres => format!(
+            "ALTER TABLE audit_records ALTER COLUMN hash DROP NOT NULL; \
+             UPDATE audit_records SET hash = NULL WHERE seq = {seq}"
+        ),
+    }
+}
+
+/// 50 records, checkpoints at 10, 20, …, 50; then a raw connection with the guards removed.
+async fn chain(backend: Backend) -> (TestDb, Store, Raw) {
+    let (db, store) = new_db(backend).await;
     let (audit, task) = AuditWriter::start(store.clone(), signer(KEY), 10).await.unwrap();
     for n in 0..50 {
         audit.append(event(n)).unwrap();
@@ -19,8 +54,8 @@ async fn chain() -> (TempDb, Store, SqlitePool) {
     task.await.unwrap();
     let report = verify_chain(&store, verify_sig, KEY).await.unwrap();
     assert_eq!((report.records, report.checkpoints, report.unsigned_tail), (50, 5, 0));
-    let raw = raw_pool(&db.path).await;
-    drop_guards(&raw).await;
+    let raw = db.raw().await;
+    raw.drop_guards().await;
     (db, store, raw)
 }
 
@@ -37,24 +72,17 @@ fn chain_err(e: VerifyError) -> ChainError {
     }
 }
 
-#[tokio::test]
-async fn edited_body_is_detected() {
-    let (_db, store, raw) = chain().await;
-    exec(
-        &raw,
-        "UPDATE audit_records SET body = CAST(replace(CAST(body AS TEXT), '\"allow\"', '\"deny\"') AS BLOB) \
-         WHERE seq = 23",
-    )
-    .await;
+async fn edited_body_is_detected(backend: Backend) {
+    let (db, store, raw) = chain(backend).await;
+    raw.exec(&edit_body(&db, 23, "\"allow\"", "\"deny\"")).await;
     let e = verify(&store).await;
     assert_eq!(e.seq(), Some(23));
     assert_eq!(chain_err(e), ChainError::BadHash { seq: 23 });
 }
 
-#[tokio::test]
-async fn deleted_record_is_detected() {
-    let (_db, store, raw) = chain().await;
-    exec(&raw, "DELETE FROM audit_records WHERE seq = 17").await;
+async fn deleted_record_is_detected(backend: Backend) {
+    let (_db, store, raw) = chain(backend).await;
+    raw.exec("DELETE FROM audit_records WHERE seq = 17").await;
     assert_eq!(
         chain_err(verify(&store).await),
         ChainError::Gap {
@@ -64,11 +92,9 @@ async fn deleted_record_is_detected() {
     );
 }
 
-#[tokio::test]
-async fn swapped_records_are_detected() {
-    let (_db, store, raw) = chain().await;
-    exec(
-        &raw,
+async fn swapped_records_are_detected(backend: Backend) {
+    let (_db, store, raw) = chain(backend).await;
+    raw.exec(
         "UPDATE audit_records SET seq = 1000 WHERE seq = 30; \
          UPDATE audit_records SET seq = 30 WHERE seq = 31; \
          UPDATE audit_records SET seq = 31 WHERE seq = 1000;",
@@ -77,43 +103,40 @@ async fn swapped_records_are_detected() {
     assert_eq!(chain_err(verify(&store).await), ChainError::BrokenLink { seq: 30 });
 }
 
-#[tokio::test]
-async fn column_of_the_wrong_type_is_reported_as_corrupt_with_its_seq() {
-    let (_db, store, raw) = chain().await;
-    exec(&raw, "UPDATE audit_records SET hash = hex(hash) WHERE seq = 12").await;
+async fn unreadable_column_is_reported_as_corrupt_with_its_seq(backend: Backend) {
+    let (db, store, raw) = chain(backend).await;
+    raw.exec(&damage_hash(&db, 12)).await;
     match verify(&store).await {
         VerifyError::Store(StoreError::Corrupt { what, seq: Some(12) }) => assert!(what.contains("hash"), "{what}"),
         other => panic!("expected Corrupt at 12, got {other:?}"),
     }
 }
 
-#[tokio::test]
-async fn the_first_problem_is_the_one_reported() {
-    let (_db, store, raw) = chain().await;
+async fn the_first_problem_is_the_one_reported(backend: Backend) {
+    let (db, store, raw) = chain(backend).await;
     // An edit at 5 and a corrupt row at 12 in the same page: 5 comes first.
-    exec(&raw, "UPDATE audit_records SET ts_ms = 0, body = CAST(replace(CAST(body AS TEXT), '/v1', '/v2') AS BLOB) WHERE seq = 5").await;
-    exec(&raw, "UPDATE audit_records SET hash = hex(hash) WHERE seq = 12").await;
+    raw.exec(&edit_body(&db, 5, "/v1", "/v2")).await;
+    raw.exec("UPDATE audit_records SET ts_ms = 0 WHERE seq = 5").await;
+    raw.exec(&damage_hash(&db, 12)).await;
     assert_eq!(chain_err(verify(&store).await), ChainError::BadHash { seq: 5 });
 }
 
-#[tokio::test]
-async fn edited_timestamp_column_is_detected() {
-    let (_db, store, raw) = chain().await;
-    exec(&raw, "UPDATE audit_records SET ts_ms = ts_ms + 3600000 WHERE seq = 41").await;
+async fn edited_timestamp_column_is_detected(backend: Backend) {
+    let (_db, store, raw) = chain(backend).await;
+    raw.exec("UPDATE audit_records SET ts_ms = ts_ms + 3600000 WHERE seq = 41")
+        .await;
     let e = verify(&store).await;
     assert!(matches!(e, VerifyError::Timestamp { seq: 41 }), "{e:?}");
 }
 
-#[tokio::test]
-async fn truncated_tail_is_caught_by_the_checkpoint() {
-    let (_db, store, raw) = chain().await;
-    exec(&raw, "DELETE FROM audit_records WHERE seq > 44").await;
+async fn truncated_tail_is_caught_by_the_checkpoint(backend: Backend) {
+    let (_db, store, raw) = chain(backend).await;
+    raw.exec("DELETE FROM audit_records WHERE seq > 44").await;
     assert_eq!(chain_err(verify(&store).await), ChainError::BadCheckpoint { seq: 50 });
 }
 
-#[tokio::test]
-async fn rewritten_and_rehashed_suffix_is_caught_by_the_checkpoint() {
-    let (_db, store, raw) = chain().await;
+async fn rewritten_and_rehashed_suffix_is_caught_by_the_checkpoint(backend: Backend) {
+    let (db, store, raw) = chain(backend).await;
     // The attacker edits record 45 and recomputes every hash after it: the chain is self-consistent,
     // but no longer matches the signed checkpoint at 50.
     let rows = store.audit_page(0, 100).await.unwrap();
@@ -125,30 +148,30 @@ async fn rewritten_and_rehashed_suffix_is_caught_by_the_checkpoint() {
         }
         let body = ev.canonical();
         let hash = chain_hash(&prev, r.seq as u64, &body);
-        sqlx::query("UPDATE audit_records SET prev_hash = $1, hash = $2, body = $3 WHERE seq = $4")
-            .bind(prev.to_vec())
-            .bind(hash.to_vec())
-            .bind(body)
-            .bind(r.seq)
-            .execute(&raw)
-            .await
-            .unwrap();
+        let (p, h, b) = (db.bytes(&prev), db.bytes(&hash), db.bytes(&body));
+        raw.exec(&format!(
+            "UPDATE audit_records SET prev_hash = {p}, hash = {h}, body = {b} WHERE seq = {}",
+            r.seq
+        ))
+        .await;
         prev = hash;
     }
     assert_eq!(chain_err(verify(&store).await), ChainError::BadCheckpoint { seq: 50 });
 }
 
-#[tokio::test]
-async fn checkpoint_with_a_bad_signature_fails() {
-    let (_db, store, raw) = chain().await;
-    exec(&raw, "UPDATE audit_checkpoints SET signature = x'00' WHERE seq = 20").await;
+async fn checkpoint_with_a_bad_signature_fails(backend: Backend) {
+    let (db, store, raw) = chain(backend).await;
+    raw.exec(&format!(
+        "UPDATE audit_checkpoints SET signature = {} WHERE seq = 20",
+        db.bytes(&[0])
+    ))
+    .await;
     assert_eq!(chain_err(verify(&store).await), ChainError::BadCheckpoint { seq: 20 });
 }
 
-#[tokio::test]
-async fn validly_signed_checkpoint_of_a_different_hash_fails() {
-    let (_db, store, raw) = chain().await;
-    exec(&raw, "DELETE FROM audit_checkpoints WHERE seq = 30").await;
+async fn validly_signed_checkpoint_of_a_different_hash_fails(backend: Backend) {
+    let (_db, store, raw) = chain(backend).await;
+    raw.exec("DELETE FROM audit_checkpoints WHERE seq = 30").await;
     let forged = [7u8; 32];
     let (signature, public_key) = signer(KEY)(&checkpoint_message(30, &forged));
     let cp = CheckpointRow {
@@ -162,10 +185,9 @@ async fn validly_signed_checkpoint_of_a_different_hash_fails() {
     assert_eq!(chain_err(verify(&store).await), ChainError::BadCheckpoint { seq: 30 });
 }
 
-#[tokio::test]
-async fn checkpoint_from_a_foreign_key_fails() {
+async fn checkpoint_from_a_foreign_key_fails(backend: Backend) {
     // Written by a writer holding another key (a swapped signing key, or a forger's).
-    let (_db, store) = new_db().await;
+    let (_db, store) = new_db(backend).await;
     let (audit, task) = AuditWriter::start(store.clone(), signer(OTHER_KEY), 10).await.unwrap();
     for n in 0..12 {
         audit.append(event(n)).unwrap();

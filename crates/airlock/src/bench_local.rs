@@ -156,6 +156,8 @@ timeout = "30m"
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["--config", &cfg_path.to_string_lossy(), "serve"])
         .env("AIRLOCK_LOG", "warn")
+        // The child serves the SQLite file this setup created, whatever the caller's store is.
+        .env_remove(crate::home::STORE_URL_ENV)
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -229,7 +231,7 @@ timeout = "30m"
         drop(held);
     }
     if a.held > 0 {
-        held_rss(&proxied, api_port, a.held, pid, &home.db_path()).await?;
+        held_rss(&proxied, api_port, a.held, pid, &home.store).await?;
     }
     let _ = child.kill().await;
     Ok(())
@@ -237,7 +239,7 @@ timeout = "30m"
 
 /// Holds `n` requests for approval at once, each on its own agent connection (CONNECT + TLS,
 /// a ~1 KB JSON body), waits until the gateway has persisted all of them, and reports its RSS.
-async fn held_rss(proxied: &Route, port: u16, n: usize, pid: u32, db: &std::path::Path) -> anyhow::Result<()> {
+async fn held_rss(proxied: &Route, port: u16, n: usize, pid: u32, at: &crate::home::StoreAt) -> anyhow::Result<()> {
     let (_, before) = proc_usage(pid)?;
     let body = format!(
         r#"{{"to":"bob@example.com","subject":"report","text":"{}"}}"#,
@@ -254,7 +256,7 @@ async fn held_rss(proxied: &Route, port: u16, n: usize, pid: u32, db: &std::path
             .body(http_body_util::Full::new(Bytes::from(body.clone())))?;
         tasks.push(tokio::spawn(async move { crate::client::send(&mut conn, req).await }));
     }
-    let store = airlock_store::Store::open(&db.to_string_lossy()).await?;
+    let store = at.open().await?;
     let started = std::time::Instant::now();
     loop {
         let pending = store.list_approvals(Some("pending"), i64::MAX).await?.len();

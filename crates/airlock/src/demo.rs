@@ -304,7 +304,7 @@ pub async fn run(yes: bool) -> anyhow::Result<()> {
 
     running.shutdown().await?;
     let opened = home.open().await?;
-    println!("\naudit trail ({}):", home.db_path().display());
+    println!("\naudit trail ({}):", home.store.describe());
     for r in opened.store.audit_tail(20).await? {
         if let Ok(ev) = serde_json::from_slice::<AuditEvent>(&r.body) {
             println!("  {}", audit_line(r.seq, &ev));

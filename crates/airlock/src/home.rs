@@ -1,5 +1,6 @@
-//! The operator's installation: the config file and its data directory (CA, master key,
-//! database, control token), created by `airlock init` and opened by every command.
+//! The operator's installation: the config file, its data directory (CA, master key, control
+//! token, and the SQLite database by default) and the store, created by `airlock init` and opened
+//! by every command.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,9 +14,72 @@ use anyhow::{Context, bail};
 pub const AUDIT_KEY: &str = "__airlock_audit_signing_key";
 /// The environment variable that may carry the master key instead of a file.
 pub const MASTER_KEY_ENV: &str = "AIRLOCK_MASTER_KEY";
+/// The environment variable naming the store's PostgreSQL database; overrides `[store] url`.
+pub const STORE_URL_ENV: &str = "AIRLOCK_STORE_URL";
 
 pub struct Home {
     pub config: Config,
+    pub store: StoreAt,
+}
+
+/// Where the store lives.
+#[derive(Clone)]
+pub enum StoreAt {
+    /// The SQLite file in data_dir: the default.
+    File(PathBuf),
+    /// A PostgreSQL URL. It may carry a password: show [`StoreAt::describe`], never the URL.
+    Url(String),
+}
+
+impl StoreAt {
+    /// `AIRLOCK_STORE_URL`, else `[store] url`, else the SQLite file in data_dir. A variable that
+    /// is set but empty or malformed is an error: falling back to a private SQLite file would
+    /// split replicas that are meant to share one database.
+    fn configured(config: &Config) -> anyhow::Result<StoreAt> {
+        match std::env::var(STORE_URL_ENV) {
+            Ok(url) => {
+                airlock_config::check_store_url(&url)
+                    .map_err(|problem| anyhow::anyhow!("{STORE_URL_ENV}: {problem}"))?;
+                Ok(StoreAt::Url(url))
+            }
+            Err(std::env::VarError::NotUnicode(_)) => bail!("{STORE_URL_ENV} is not valid UTF-8"),
+            Err(std::env::VarError::NotPresent) => Ok(match &config.store.url {
+                Some(url) => StoreAt::Url(url.clone()),
+                None => StoreAt::File(config.gateway.data_dir.join("airlock.db")),
+            }),
+        }
+    }
+
+    /// For messages: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreAt::File(path) => format!("SQLite database {}", path.display()),
+            StoreAt::Url(url) => format!("PostgreSQL database {}", airlock_store::redact_url(url)),
+        }
+    }
+
+    /// Opens the existing store, applying pending migrations.
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        match self {
+            StoreAt::File(db) => {
+                if !db.exists() {
+                    bail!("no database at {} (run \"airlock init\" first)", db.display());
+                }
+                Store::open(&db.to_string_lossy())
+                    .await
+                    .with_context(|| format!("cannot open {}", db.display()))
+            }
+            StoreAt::Url(url) => Ok(Store::open(url).await?),
+        }
+    }
+
+    /// Creates the store `airlock init` sets up (refusing an existing one).
+    pub async fn create(&self) -> anyhow::Result<Store> {
+        Ok(match self {
+            StoreAt::File(db) => Store::create_sqlite(db).await?,
+            StoreAt::Url(url) => Store::create(url).await?,
+        })
+    }
 }
 
 /// An opened installation: store, vault and audit signer ready.
@@ -28,7 +92,16 @@ pub struct Opened {
 impl Home {
     pub fn load(config: &Path) -> anyhow::Result<Home> {
         let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Home { config })
+        let store = StoreAt::configured(&config)?;
+        Ok(Home { config, store })
+    }
+
+    /// A home whose store is the SQLite file in its data_dir whatever the environment says:
+    /// the self-contained setups of `airlock demo` and `airlock bench --local`.
+    pub fn load_local(config: &Path) -> anyhow::Result<Home> {
+        let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let store = StoreAt::File(config.gateway.data_dir.join("airlock.db"));
+        Ok(Home { config, store })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -42,9 +115,6 @@ impl Home {
     }
     pub fn master_key_path(&self) -> PathBuf {
         self.data_dir().join("master.key")
-    }
-    pub fn db_path(&self) -> PathBuf {
-        self.data_dir().join("airlock.db")
     }
     pub fn control_token_path(&self) -> PathBuf {
         self.data_dir().join("control.token")
@@ -65,13 +135,7 @@ impl Home {
     /// Opens the store and vault; refuses (touching nothing) when the master key is not
     /// the one the vault was sealed with.
     pub async fn open(&self) -> anyhow::Result<Opened> {
-        let db = self.db_path();
-        if !db.exists() {
-            bail!("no database at {} (run \"airlock init\" first)", db.display());
-        }
-        let store = Store::open(&db.to_string_lossy())
-            .await
-            .with_context(|| format!("cannot open {}", db.display()))?;
+        let store = self.store.open().await?;
         let vault = Vault::new(self.master_key()?);
         let row = store
             .get_secret(AUDIT_KEY)
@@ -152,8 +216,12 @@ pub async fn init(dir: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
     }
+    let store = StoreAt::configured(&config)?;
+    let home = Home { config, store };
+    // The store first: an unreachable server, or a database that already holds a store, stops
+    // init before it has written anything but the empty data directory.
+    let store = home.store.create().await?;
     std::fs::write(&cfg_path, airlock_config::EXAMPLE)?;
-    let home = Home { config };
     let key = match std::env::var(MASTER_KEY_ENV) {
         Ok(text) => MasterKey::parse(&text).with_context(|| format!("{MASTER_KEY_ENV} is not a valid master key"))?,
         Err(_) => {
@@ -162,23 +230,21 @@ pub async fn init(dir: &Path) -> anyhow::Result<()> {
             k
         }
     };
-    create_data(&home, key).await?;
+    create_data(&home, &store, key).await?;
     println!("created {}", cfg_path.display());
-    println!(
-        "created {} (CA certificate, master key, database, control token)",
-        data.display()
-    );
+    println!("created {} (CA certificate, master key, control token)", data.display());
+    println!("created the store: {}", home.store.describe());
     println!("next: airlock --config {} policy check", cfg_path.display());
     Ok(())
 }
 
-/// Fills a new data directory: CA, database, sealed audit signing key, control token.
-pub async fn create_data(home: &Home, key: MasterKey) -> anyhow::Result<()> {
+/// Fills a new data directory and the newly created `store`: CA, sealed audit signing key,
+/// control token. Closes the store.
+pub async fn create_data(home: &Home, store: &Store, key: MasterKey) -> anyhow::Result<()> {
     let (_ca, files) = airlock_tls::CertificateAuthority::generate("airlock local CA")?;
     std::fs::write(home.ca_cert_path(), &files.cert_pem)?;
     write_private(&home.ca_key_path(), files.key_pem.as_bytes())?;
     let vault = Vault::new(key);
-    let store = Store::create_sqlite(&home.db_path()).await?;
     let (_signer, seed) = AuditSigner::generate();
     store
         .put_secret(&row(&vault.seal(AUDIT_KEY, 1, &seed), now_ms()))

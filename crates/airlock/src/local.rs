@@ -35,11 +35,12 @@ pub async fn home(
 ) -> anyhow::Result<(Home, Opened, String)> {
     let cfg_path = dir.join("airlock.toml");
     std::fs::write(&cfg_path, config)?;
-    let home = Home::load(&cfg_path)?;
+    let home = Home::load_local(&cfg_path)?;
     std::fs::create_dir_all(home.data_dir())?;
     let key = MasterKey::generate();
     key.write_new_file(home.master_key_path())?;
-    create_data(&home, key).await?;
+    let store = home.store.create().await?;
+    create_data(&home, &store, key).await?;
     let opened = home.open().await?;
     let sealed = opened.vault.seal(secret.0, 1, &SecretBytes::new(secret.1.to_vec()));
     opened.store.put_secret(&row(&sealed, now_ms())).await?;

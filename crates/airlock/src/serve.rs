@@ -98,6 +98,7 @@ pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
         "airlock: proxy on {}, control plane on {}",
         running.proxy_addr, running.control_addr
     );
+    eprintln!("airlock: store: {}", home.store.describe());
     shutdown_signal().await;
     eprintln!("airlock: shutting down");
     running.shutdown().await

@@ -17,6 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+/// Removed from every child's environment (a developer's own would redirect the tests' store);
+/// tests of the PostgreSQL store set it explicitly.
+pub const STORE_URL_ENV: &str = "AIRLOCK_STORE_URL";
 
 /// One request as the upstream received it.
 #[derive(Debug, Clone)]
@@ -239,6 +242,7 @@ pub fn airlock(config: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str,
     cmd.arg("--config")
         .arg(config)
         .args(args)
+        .env_remove(STORE_URL_ENV)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -266,6 +270,7 @@ pub fn setup(config_body: &str) -> (tempfile::TempDir, PathBuf) {
     let out = Command::new(BIN)
         .args(["init", "--dir"])
         .arg(dir.path())
+        .env_remove(STORE_URL_ENV)
         .output()
         .unwrap();
     assert!(out.status.success(), "init failed: {}", text(&out));
@@ -273,6 +278,11 @@ pub fn setup(config_body: &str) -> (tempfile::TempDir, PathBuf) {
     std::fs::write(&config, config_body).unwrap();
     (dir, config)
 }
+
+/// Agent `a` with secret `k` (header X-Key) for the local upstream, and a rule allowing it all.
+pub const ONE_SECRET: &str = "[[agents]]\nname = \"a\"\nsecrets = [\"k\"]\n[secrets.k]\nhosts = [\"localhost\"]\n\
+    header = \"X-Key\"\nplaceholder = \"airlock-k-placeholder\"\n[[rules]]\nname = \"all\"\nhosts = [\"localhost\"]\n\
+    action = \"allow\"\n";
 
 /// The `[gateway]` table every test uses: free ports, the test upstream trusted and allowed.
 pub fn gateway_section(upstreams: &[&Upstream]) -> String {
@@ -365,6 +375,7 @@ impl Gateway {
         cmd.arg("--config")
             .arg(&self.config)
             .arg("serve")
+            .env_remove(STORE_URL_ENV)
             .env("AIRLOCK_LOG", "debug")
             .stderr(Stdio::piped())
             .stdout(Stdio::null());
@@ -423,6 +434,20 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap()
+    }
+
+    /// With [`ONE_SECRET`]: a GET by agent `a` carrying the placeholder reaches `up` with `real`
+    /// injected.
+    pub async fn assert_injects(&self, up: &Upstream, real: &str) {
+        let r = self
+            .client("a")
+            .get(format!("https://localhost:{}/", up.port))
+            .header("x-key", "airlock-k-placeholder")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(up.last().header("x-key"), Some(real));
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {

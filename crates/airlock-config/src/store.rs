@@ -1,0 +1,61 @@
+//! The `[store]` table: where the gateway keeps its state (vault, audit log, approvals).
+
+use toml::Table;
+
+use crate::error::{Errors, KeyPath};
+use crate::raw::Fields;
+
+/// `[store]`. Without `url`, the SQLite file `airlock.db` in `gateway.data_dir` (the default).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// A `postgres://` or `postgresql://` URL: every replica given it shares that database.
+    pub url: Option<String>,
+}
+
+/// Shows the URL's scheme only: the rest may carry a password.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_deref().map(|u| match scheme(u) {
+            Some(s) => format!("{s}://…"),
+            None => "…".to_owned(),
+        });
+        f.debug_struct("StoreConfig").field("url", &url).finish()
+    }
+}
+
+/// The URL's scheme when it looks like one (so quoting it cannot quote a password).
+fn scheme(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once("://")?;
+    let plausible =
+        (1..=16).contains(&scheme.len()) && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    plausible.then_some(scheme)
+}
+
+/// Checks a store URL (from `[store] url` or `AIRLOCK_STORE_URL`). The message never quotes the
+/// URL beyond its scheme.
+pub fn check_store_url(url: &str) -> Result<(), String> {
+    const EXPECTED: &str = "expected a postgres:// or postgresql:// URL \
+                            (without one, the SQLite file in gateway.data_dir is used)";
+    match scheme(url) {
+        Some("postgres" | "postgresql") => Ok(()),
+        Some(other) => Err(format!("unsupported scheme {other:?}: {EXPECTED}")),
+        None if url.is_empty() => Err(format!("must not be empty: {EXPECTED}")),
+        None => Err(EXPECTED.to_owned()),
+    }
+}
+
+/// Reads `[store]` (absent → the SQLite default).
+pub(crate) fn read(table: Option<&Table>, errs: &mut Errors) -> StoreConfig {
+    let Some(t) = table else {
+        return StoreConfig::default();
+    };
+    let f = Fields::new(t, KeyPath::root().key("store"), &["url"], errs);
+    let url = f.str("url", errs).and_then(|u| match check_store_url(u) {
+        Ok(()) => Some(u.to_owned()),
+        Err(problem) => {
+            errs.push(&f.at("url"), problem);
+            None
+        }
+    });
+    StoreConfig { url }
+}
