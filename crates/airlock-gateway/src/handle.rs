@@ -351,7 +351,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         if let Some(agent_upgrade) = agent_upgrade {
             tokio::spawn(crate::websocket::relay(agent_upgrade, up_upgrade));
         }
-        let _ = state.audit.append(ev);
+        record_forwarded(state, ev);
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, empty());
     }
@@ -373,7 +373,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
                 ev.bytes_out = out.len() as u64;
                 ev.latency_us = started.elapsed().as_micros() as u64;
-                let _ = state.audit.append(ev);
+                record_forwarded(state, ev);
                 Response::from_parts(rparts, full(out))
             }
             Err(e) => {
@@ -387,14 +387,14 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
     if scrubbing {
         resp.headers_mut().remove(header::CONTENT_LENGTH);
     }
-    let audit = state.audit.clone();
+    let state_for_record = state.clone();
     let on_done = Box::new(move |bytes: u64, completed: bool| {
         ev.bytes_out = bytes;
         ev.latency_us = started.elapsed().as_micros() as u64;
         if !completed {
             ev.detail = Some(serde_json::json!({ "response": "incomplete" }));
         }
-        let _ = audit.append(ev);
+        record_forwarded(&state_for_record, ev);
     });
     let (rparts, rbody) = resp.into_parts();
     let body = ResponseBody::new(
@@ -417,10 +417,16 @@ fn upstream_failed(
     ev.reason = reason;
     ev.status = Some(502);
     let resp = answer(StatusCode::BAD_GATEWAY, "allow", rule, &ev.reason);
-    if state.audit.append(ev).is_err() {
+    record_forwarded(state, ev);
+    resp
+}
+
+/// The record of a request that went upstream: it cannot be un-sent, so its record is kept
+/// even if the store failed while it was in flight (committed when the store returns).
+fn record_forwarded(state: &GatewayState, ev: airlock_core::audit::AuditEvent) {
+    if state.audit.record(ev).is_err() {
         Metrics::inc(&state.metrics.audit_unavailable);
     }
-    resp
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

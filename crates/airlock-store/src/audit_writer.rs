@@ -94,6 +94,16 @@ impl AuditHandle {
                 AuditUnavailable::Unhealthy
             });
         }
+        self.record(event)
+    }
+
+    /// Records what already happened (a request that was forwarded): unlike [`append`], it is
+    /// queued even while commits are failing, and committed once the store returns — a request
+    /// checked healthy before it was forwarded keeps its record when the store fails while it
+    /// is in flight. Only a stopped writer or a full queue lose it (`Err`, for the caller to count).
+    ///
+    /// [`append`]: AuditHandle::append
+    pub fn record(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
         self.tx.try_send(Msg::Event(Box::new(event))).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => AuditUnavailable::QueueFull,
             mpsc::error::TrySendError::Closed(_) => AuditUnavailable::Stopped,

@@ -53,17 +53,7 @@ async fn init_serve_and_audit_run_on_postgres() {
 
     // From here on the store comes from the file: `[store] url`, no variable.
     let up = upstream(true).await;
-    let config = dir.path().join("airlock.toml");
-    let body = format!("{}{ONE_SECRET}\n[store]\nurl = {:?}\n", gateway_section(&[&up]), db.url);
-    std::fs::write(&config, body).unwrap();
-    std::fs::write(dir.path().join("upstream-0.pem"), up.ca_pem.as_ref().unwrap()).unwrap();
-    let o = airlock(&config, &["secret", "set", "k"], Some(REAL.as_bytes()), &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = airlock(&config, &["agent", "add", "a"], None, &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
-
-    let mut gw = Gateway::serving(dir, config, vec![("a".into(), url)]);
+    let mut gw = serve_one_secret_on(dir, &db.url, &up, REAL);
     gw.assert_injects(&up, REAL).await;
     gw.stop();
     assert!(gw.logs().contains("postgres"), "serve names its store: {}", gw.logs());

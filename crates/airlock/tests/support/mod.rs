@@ -279,6 +279,21 @@ pub fn setup(config_body: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, config)
 }
 
+/// An initialized `dir` whose store is the PostgreSQL database `store_url`, configured with
+/// [`ONE_SECRET`] for `up`, the secret sealed as `value` and agent `a` issued: serving.
+pub fn serve_one_secret_on(dir: tempfile::TempDir, store_url: &str, up: &Upstream, value: &str) -> Gateway {
+    let config = dir.path().join("airlock.toml");
+    let body = format!("{}{ONE_SECRET}\n[store]\nurl = {store_url:?}\n", gateway_section(&[up]));
+    std::fs::write(&config, body).unwrap();
+    std::fs::write(dir.path().join("upstream-0.pem"), up.ca_pem.as_ref().unwrap()).unwrap();
+    let o = airlock(&config, &["secret", "set", "k"], Some(value.as_bytes()), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = airlock(&config, &["agent", "add", "a"], None, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+    Gateway::serving(dir, config, vec![("a".into(), url)])
+}
+
 /// Agent `a` with secret `k` (header X-Key) for the local upstream, and a rule allowing it all.
 pub const ONE_SECRET: &str = "[[agents]]\nname = \"a\"\nsecrets = [\"k\"]\n[secrets.k]\nhosts = [\"localhost\"]\n\
     header = \"X-Key\"\nplaceholder = \"airlock-k-placeholder\"\n[[rules]]\nname = \"all\"\nhosts = [\"localhost\"]\n\

@@ -1,0 +1,179 @@
+//! PostgreSQL goes away under load and comes back: the gateway refuses what it cannot audit
+//! (503, clear error, no panic), forwards nothing unaudited, and recovers by itself — no
+//! restart — with every accepted record in one verifiable chain.
+//!
+//! The outage is a real one as the gateway sees it: its store URL points at a TCP forwarder in
+//! front of the test server, which resets every connection and refuses new ones while "down"
+//! (stopping the shared server itself would break the other tests running against it).
+#[path = "../../airlock-store/tests/common/pg.rs"]
+mod pg;
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const REAL: &str = "real-key-outage-0123456789";
+
+/// A TCP forwarder to 127.0.0.1:5432 that can be cut and restored.
+struct Cable {
+    port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl Cable {
+    async fn start(target: u16) -> Cable {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, rx) = watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let mut rx = rx.clone();
+                if !*rx.borrow() {
+                    continue; // dropped: the client sees its connection closed
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = rx.wait_for(|up| !*up) => {} // cut: both ends dropped
+                    }
+                });
+            }
+        });
+        Cable { port, up }
+    }
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// One request with the placeholder; 0 when it got no HTTP answer at all.
+async fn status(client: &reqwest::Client, url: &str) -> u16 {
+    client
+        .get(url)
+        .header("x-key", "airlock-k-placeholder")
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Sends requests until `want` comes back (bounded): the store's state changes
+/// asynchronously to the requests, so the first ones after a cut may still pass.
+async fn until_status(client: &reqwest::Client, url: &str, want: u16, seen: &mut Vec<u16>) -> bool {
+    for _ in 0..600 {
+        let status = status(client, url).await;
+        seen.push(status);
+        if status == want {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_closed_while_postgres_is_away_and_recover_when_it_returns() {
+    let db = pg::Database::create().await;
+    // postgres://user:pass@host:PORT/db
+    let authority = db.url.split('@').nth(1).and_then(|r| r.split('/').next()).unwrap();
+    let server_port: u16 = authority.rsplit_once(':').map_or(Ok(5432), |(_, p)| p.parse()).unwrap();
+    let cable = Cable::start(server_port).await;
+    let via_cable = db
+        .url
+        .replacen(&format!(":{server_port}/"), &format!(":{}/", cable.port), 1);
+
+    let up = upstream(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(BIN)
+        .args(["init", "--dir"])
+        .arg(dir.path())
+        .env(STORE_URL_ENV, &via_cable)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mut gw = serve_one_secret_on(dir, &via_cable, &up, REAL);
+    let client = gw.client("a");
+    let url = format!("https://localhost:{}/mail", up.port);
+
+    let mut seen = Vec::new();
+    assert!(until_status(&client, &url, 200, &mut seen).await, "{seen:?}");
+
+    // Load in the background all along, so the cut lands between and during requests.
+    let loading = Arc::new(AtomicBool::new(true));
+    let load = {
+        let (client, url, loading) = (client.clone(), url.clone(), loading.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while loading.load(Ordering::Relaxed) {
+                statuses.push(status(&client, &url).await);
+            }
+            statuses
+        })
+    };
+
+    cable.set(false);
+    let forwarded_before = up.requests().len();
+    let mut during = Vec::new();
+    assert!(
+        until_status(&client, &url, 503, &mut during).await,
+        "no 503 while the store is away: {during:?}"
+    );
+    // While away: refused, and refused with a reason an operator can act on.
+    let r = client
+        .get(&url)
+        .header("x-key", "airlock-k-placeholder")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("audit"), "{why}");
+    let forwarded_while_away = up.requests().len();
+
+    cable.set(true);
+    let mut after = Vec::new();
+    assert!(
+        until_status(&client, &url, 200, &mut after).await,
+        "the gateway did not recover by itself: {after:?}"
+    );
+    loading.store(false, Ordering::Relaxed);
+    let statuses = load.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| [200, 503].contains(s)),
+        "only 200 or 503, never a dropped connection or another error: {statuses:?}"
+    );
+    assert!(forwarded_while_away >= forwarded_before);
+
+    gw.stop();
+    let logs = gw.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    assert!(!logs.contains(REAL), "the real key reached the log");
+    // Every record the gateway accepted, including those queued during the outage, is in one
+    // intact chain, and every forwarded request has its record.
+    let o = gw.cli(&["audit", "verify"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let records = gw.audit();
+    let summary: Vec<String> = records
+        .iter()
+        .map(|r| format!("{}/{}/{}", r["kind"], r["decision"], r["status"]))
+        .collect();
+    let allowed = records
+        .iter()
+        .filter(|r| r["decision"] == "allow" && r["status"] == 200)
+        .count();
+    assert!(
+        allowed >= up.requests().len(),
+        "{allowed} allowed records for {} forwarded requests: {summary:?}",
+        up.requests().len()
+    );
+}
