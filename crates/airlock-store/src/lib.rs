@@ -171,6 +171,12 @@ impl Store {
         dispatch!(self, set_meta(key, value))
     }
 
+    /// Stores `value` under `key` unless the key is already set, and returns what is stored. Callers
+    /// racing on the same key (replicas starting together) all get the one value that won.
+    pub async fn meta_insert_or_get(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        dispatch!(self, meta_insert_or_get(key, value))
+    }
+
     // -- agents --------------------------------------------------------------------------------
 
     /// Fails with [`StoreError::AlreadyExists`] if an agent of that name exists.

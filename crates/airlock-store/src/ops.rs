@@ -162,7 +162,20 @@ macro_rules! store_ops {
         }
 
         pub(crate) async fn set_meta(pool: &DbPool, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            sqlx::query(sql::SET_META)
+            write_meta(pool, sql::SET_META, key, value).await
+        }
+
+        pub(crate) async fn meta_insert_or_get(pool: &DbPool, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+            write_meta(pool, sql::INSERT_META_IF_ABSENT, key, value).await?;
+            // A separate statement: on PostgreSQL it takes a fresh snapshot, so it sees the row of
+            // a concurrent inserter that won (ON CONFLICT waited for that one to commit).
+            get_meta(pool, key).await?.ok_or_else(|| StoreError::NotFound {
+                what: format!("meta {key:?} (removed while being read)"),
+            })
+        }
+
+        async fn write_meta(pool: &DbPool, statement: &'static str, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            sqlx::query(statement)
                 .bind(key)
                 .bind(value)
                 .execute(pool)

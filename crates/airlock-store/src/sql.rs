@@ -4,6 +4,8 @@
 pub(crate) const GET_META: &str = "SELECT key, value FROM meta WHERE key = $1";
 pub(crate) const SET_META: &str =
     "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+pub(crate) const INSERT_META_IF_ABSENT: &str =
+    "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 
 pub(crate) const ADD_AGENT: &str = "INSERT INTO agents (name, token_hash, created_ms) VALUES ($1, $2, $3)";
 pub(crate) const LIST_AGENTS: &str = "SELECT name, token_hash, created_ms FROM agents ORDER BY name";

@@ -9,6 +9,7 @@ use common::{Backend, new_db, on_both_backends};
 on_both_backends! {
     #[tokio::test] data_persists_across_reopen,
     #[tokio::test] meta_get_set_overwrite,
+    #[tokio::test] meta_insert_or_get_keeps_the_first_value,
     #[tokio::test] agents_crud,
     #[tokio::test] secrets_crud,
     #[tokio::test] replace_secrets_atomically_is_all_or_nothing,
@@ -170,6 +171,16 @@ async fn meta_get_set_overwrite(backend: Backend) {
     store.set_meta("empty", b"").await.unwrap();
     assert_eq!(store.get_meta("k").await.unwrap(), Some(b"two".to_vec()));
     assert_eq!(store.get_meta("empty").await.unwrap(), Some(Vec::new()));
+}
+
+async fn meta_insert_or_get_keeps_the_first_value(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
+    assert_eq!(store.meta_insert_or_get("k", b"first").await.unwrap(), b"first");
+    assert_eq!(store.meta_insert_or_get("k", b"second").await.unwrap(), b"first");
+    assert_eq!(store.get_meta("k").await.unwrap(), Some(b"first".to_vec()));
+    store.set_meta("k", b"replaced").await.unwrap();
+    assert_eq!(store.meta_insert_or_get("k", b"third").await.unwrap(), b"replaced");
+    assert_eq!(store.meta_insert_or_get("empty", b"").await.unwrap(), b"");
 }
 
 async fn agents_crud(backend: Backend) {
