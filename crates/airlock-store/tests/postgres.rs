@@ -41,7 +41,11 @@ async fn replicas_opening_a_fresh_database_at_once_apply_the_schema_once() {
         .fetch_all(&raw)
         .await
         .unwrap();
-    assert_eq!(applied, [(1, true), (2, true)], "each migration applied exactly once");
+    assert_eq!(
+        applied,
+        [(1, true), (2, true), (3, true)],
+        "each migration applied exactly once"
+    );
     let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'audit_records'")
         .fetch_one(&raw)
         .await

@@ -69,6 +69,15 @@ pub fn event(n: u64) -> AuditEvent {
     }
 }
 
+/// `event(n)` for each `n`, as `Store::append_audit_chained` takes them: `(ts_ms, canonical body)`.
+pub fn events(ns: std::ops::RangeInclusive<u64>) -> Vec<(i64, Vec<u8>)> {
+    ns.map(|n| {
+        let e = event(n);
+        (e.ts_ms as i64, e.canonical())
+    })
+    .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
