@@ -21,16 +21,6 @@ on_both_backends! {
     #[tokio::test] checkpoint_from_a_foreign_key_fails,
 }
 
-/// Replaces `from` by `to` inside record `seq`'s body (the JSON text), without rehashing.
-fn edit_body(db: &TestDb, seq: i64, from: &str, to: &str) -> String {
-    let sqlite = format!("CAST(replace(CAST(body AS TEXT), '{from}', '{to}') AS BLOB)");
-    let postgres = format!("convert_to(replace(convert_from(body, 'UTF8'), '{from}', '{to}'), 'UTF8')");
-    format!(
-        "UPDATE audit_records SET body = {} WHERE seq = {seq}",
-        db.pick(&sqlite, &postgres)
-    )
-}
-
 /// Makes record `seq`'s hash unreadable: text in the BLOB column (SQLite), or NULL once the
 /// column has lost its NOT NULL (PostgreSQL, whose columns hold only their declared type).
 fn damage_hash(db: &TestDb, seq: i64) -> String {
@@ -74,7 +64,7 @@ fn chain_err(e: VerifyError) -> ChainError {
 
 async fn edited_body_is_detected(backend: Backend) {
     let (db, store, raw) = chain(backend).await;
-    raw.exec(&edit_body(&db, 23, "\"allow\"", "\"deny\"")).await;
+    raw.exec(&db.edit_body(23, "\"allow\"", "\"deny\"")).await;
     let e = verify(&store).await;
     assert_eq!(e.seq(), Some(23));
     assert_eq!(chain_err(e), ChainError::BadHash { seq: 23 });
@@ -115,7 +105,7 @@ async fn unreadable_column_is_reported_as_corrupt_with_its_seq(backend: Backend)
 async fn the_first_problem_is_the_one_reported(backend: Backend) {
     let (db, store, raw) = chain(backend).await;
     // An edit at 5 and a corrupt row at 12 in the same page: 5 comes first.
-    raw.exec(&edit_body(&db, 5, "/v1", "/v2")).await;
+    raw.exec(&db.edit_body(5, "/v1", "/v2")).await;
     raw.exec("UPDATE audit_records SET ts_ms = 0 WHERE seq = 5").await;
     raw.exec(&damage_hash(&db, 12)).await;
     assert_eq!(chain_err(verify(&store).await), ChainError::BadHash { seq: 5 });
