@@ -21,7 +21,7 @@ use airlock_core::audit::{AuditEvent, checkpoint_message};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::{BatchId, Chained, CheckpointRow, Store, StoreError};
+use crate::{Batch, Chained, CheckpointRow, Store, StoreError};
 
 /// Signs a checkpoint message; returns `(signature, public_key)`.
 pub type Signer = Arc<dyn Fn(&[u8]) -> (Vec<u8>, Vec<u8>) + Send + Sync>;
@@ -321,9 +321,10 @@ impl AuditWriter {
         if !events.is_empty() {
             // The same batch id on every attempt: an attempt that committed unacknowledged is
             // recognised by the store instead of appended again.
-            let batch = BatchId {
+            let batch = Batch {
                 writer: self.id,
                 number: self.next_batch,
+                after: self.appended.map(|(seq, hash)| (to_i64(seq), hash)),
             };
             let chained = self.store.append_audit_chained(batch, events).await?;
             self.next_batch += 1;

@@ -78,13 +78,19 @@ pub struct CheckpointRow {
     pub ts_ms: i64,
 }
 
-/// Names one batch of one audit writer, so that retrying [`Store::append_audit_chained`] after
-/// an ambiguous failure cannot append the batch twice. `writer` is random per writer; `number`
-/// grows with each batch that writer commits.
+/// Who appends a batch with [`Store::append_audit_chained`], and after what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchId {
+pub struct Batch {
+    /// Random per writer.
     pub writer: [u8; 16],
+    /// Grows with each batch the writer commits. With `writer`, it makes a retry after an
+    /// ambiguous failure safe: a batch found committed is not appended twice.
     pub number: i64,
+    /// The last record of the writer's previous batch, `(seq, hash)`, as it committed it. While
+    /// no other writer has appended since, the batch is chained onto this rather than onto what
+    /// the database holds, so a head edited (and rehashed) or removed underneath a running writer
+    /// shows as a broken link or a gap, as when one writer kept the head in memory.
+    pub after: Option<(i64, [u8; 32])>,
 }
 
 /// Where [`Store::append_audit_chained`] put a batch: record `first_seq + i` has hash `hashes[i]`.
@@ -249,14 +255,15 @@ impl Store {
     // -- audit chain ---------------------------------------------------------------------------
 
     /// Appends `events` — `(ts_ms, canonical body)` each — in one transaction, chained onto the
-    /// head the database has when it commits: record `first_seq + i` gets
-    /// `hashes[i] = chain_hash(previous hash, seq, body)`. Appenders are serialized (PostgreSQL:
-    /// an advisory lock; SQLite: its write lock), so writers on several replicas extend one chain
-    /// without gaps or forks. `ts_ms` must be the timestamp inside the body (`verify` checks it).
+    /// head the database has when it commits (or onto [`Batch::after`] while that is the head):
+    /// record `first_seq + i` gets `hashes[i] = chain_hash(previous hash, seq, body)`. Appenders
+    /// are serialized (PostgreSQL: an advisory lock; SQLite: its write lock), so writers on several
+    /// replicas extend one chain without gaps or forks. `ts_ms` must be the timestamp inside the
+    /// body (`verify` checks it).
     ///
     /// Safe to retry: if `batch` is the last batch its writer committed (a commit that landed
     /// but whose acknowledgement was lost), nothing is written and its position is returned.
-    pub async fn append_audit_chained(&self, batch: BatchId, events: &[(i64, Vec<u8>)]) -> Result<Chained, StoreError> {
+    pub async fn append_audit_chained(&self, batch: Batch, events: &[(i64, Vec<u8>)]) -> Result<Chained, StoreError> {
         if events.is_empty() {
             let first_seq = self.audit_head().await?.map_or(1, |(seq, _)| seq.saturating_add(1));
             return Ok(Chained {

@@ -82,18 +82,25 @@ pub(crate) struct Link {
     pub(crate) hash: [u8; 32],
 }
 
-/// Chains `events` (`(ts_ms, body)`) onto `head` (the last record's `(seq, hash)`, `None` for an
-/// empty log). A head that is not a valid link is [`StoreError::Corrupt`]: extending it would
-/// bury the damage.
-pub(crate) fn links(head: Option<(i64, Vec<u8>)>, events: &[(i64, Vec<u8>)]) -> Result<Vec<Link>, StoreError> {
+/// Chains `events` (`(ts_ms, body)`) onto the stored `head` (the last record's `(seq, hash)`,
+/// `None` for an empty log) — or onto `after`, the writer's own last record, unless the head has
+/// moved past it (see [`Batch::after`](crate::Batch::after)). A stored head that is not a valid
+/// link is [`StoreError::Corrupt`]: extending it would bury the damage.
+pub(crate) fn links(
+    head: Option<(i64, Vec<u8>)>,
+    after: Option<(i64, [u8; 32])>,
+    events: &[(i64, Vec<u8>)],
+) -> Result<Vec<Link>, StoreError> {
     let corrupt = |seq: i64, what: &str| StoreError::Corrupt {
         what: format!("audit head: {what}"),
         seq: Some(seq),
     };
-    let (mut seq, mut prev) = match head {
-        None => (0, GENESIS),
-        Some((seq, _)) if seq < 0 => return Err(corrupt(seq, "negative seq")),
-        Some((seq, hash)) => (seq, hash.try_into().map_err(|_| corrupt(seq, "hash is not 32 bytes"))?),
+    let head_seq = head.as_ref().map_or(0, |(seq, _)| *seq);
+    let (mut seq, mut prev) = match (head, after) {
+        (_, Some(own)) if head_seq <= own.0 => own,
+        (None, _) => (0, GENESIS),
+        (Some((seq, _)), _) if seq < 0 => return Err(corrupt(seq, "negative seq")),
+        (Some((seq, hash)), _) => (seq, hash.try_into().map_err(|_| corrupt(seq, "hash is not 32 bytes"))?),
     };
     let mut links = Vec::with_capacity(events.len());
     for (_, body) in events {
@@ -137,7 +144,7 @@ macro_rules! store_ops {
     ($db:ty, blob = $blob:literal, int = $int:literal, text = $text:literal) => {
         use $crate::error::StoreError;
         use $crate::ops::At;
-        use $crate::{AgentRow, AuditRow, BatchId, Chained, CheckpointRow, SecretRow, sql};
+        use $crate::{AgentRow, AuditRow, Batch, Chained, CheckpointRow, SecretRow, sql};
 
         type Db = $db;
         type DbPool = sqlx::Pool<Db>;
@@ -326,7 +333,7 @@ macro_rules! store_ops {
         /// is the backend's: a transaction that holds the lock serializing appenders.
         pub(crate) async fn append_audit_chained(
             pool: &DbPool,
-            batch: BatchId,
+            batch: Batch,
             events: &[(i64, Vec<u8>)],
         ) -> Result<Chained, StoreError> {
             let mut tx = begin_append(pool).await?;
@@ -335,7 +342,7 @@ macro_rules! store_ops {
             }
             // Read under the lock: no other appender can move the head before this commits.
             let head = audit_head(&mut *tx).await?;
-            let links = $crate::ops::links(head, events)?;
+            let links = $crate::ops::links(head, batch.after, events)?;
             let first_seq = links.first().map_or(1, |l| l.seq);
             let rows: Vec<_> = links.iter().zip(events).collect();
             // One multi-row INSERT per chunk: every statement is a round trip (to sqlx's SQLite
@@ -372,7 +379,7 @@ macro_rules! store_ops {
         /// retry be a duplicate: a writer never starts a batch before the previous one is in).
         async fn landed_batch(
             tx: &mut sqlx::Transaction<'static, Db>,
-            batch: BatchId,
+            batch: Batch,
             events: &[(i64, Vec<u8>)],
         ) -> Result<Option<Chained>, StoreError> {
             let Some(row) = sqlx::query(sql::WRITER_BATCH)
@@ -493,18 +500,28 @@ mod tests {
     #[test]
     fn links_chain_onto_the_head_and_refuse_a_damaged_one() {
         let events = [(1, b"a".to_vec()), (2, b"b".to_vec())];
-        let l = links(None, &events).unwrap();
+        let l = links(None, None, &events).unwrap();
         assert_eq!((l[0].seq, l[0].prev, l[1].seq, l[1].prev), (1, GENESIS, 2, l[0].hash));
         assert_eq!(l[1].hash, chain_hash(&chain_hash(&GENESIS, 1, b"a"), 2, b"b"));
-        let on = links(Some((2, l[1].hash.to_vec())), &events[..1]).unwrap();
+        let on = links(Some((2, l[1].hash.to_vec())), None, &events[..1]).unwrap();
         assert_eq!((on[0].seq, on[0].prev), (3, l[1].hash));
+
+        // The writer's own last record wins while the head has not moved past it (an edited head,
+        // a truncated log); once another writer appended, the stored head is the one to extend.
+        let own = Some((2, [7; 32]));
+        for head in [Some((2, vec![9; 32])), Some((1, vec![9; 32])), None] {
+            let on = links(head, own, &events[..1]).unwrap();
+            assert_eq!((on[0].seq, on[0].prev), (3, [7; 32]));
+        }
+        let on = links(Some((5, vec![9; 32])), own, &events[..1]).unwrap();
+        assert_eq!((on[0].seq, on[0].prev), (6, [9; 32]));
 
         for (head, problem) in [
             ((-1, vec![0; 32]), "negative"),
             ((5, vec![0; 31]), "32 bytes"),
             ((i64::MAX, vec![0; 32]), "maximum"),
         ] {
-            match links(Some(head), &events) {
+            match links(Some(head), None, &events) {
                 Err(StoreError::Corrupt { what, .. }) => assert!(what.contains(problem), "{what}"),
                 _ => panic!("expected Corrupt for {problem}"),
             }

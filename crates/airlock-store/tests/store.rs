@@ -4,7 +4,7 @@
 mod common;
 
 use airlock_core::audit::{GENESIS, chain_hash};
-use airlock_store::{AgentRow, BatchId, Chained, CheckpointRow, SecretRow, Store, StoreError, verify_chain};
+use airlock_store::{AgentRow, Batch, Chained, CheckpointRow, SecretRow, Store, StoreError, verify_chain};
 use common::{Backend, KEY, event, events, new_db, on_both_backends, verify_sig};
 
 on_both_backends! {
@@ -40,10 +40,11 @@ fn secret(name: &str, version: i64, key_id: &str) -> SecretRow {
     }
 }
 
-fn batch(writer: u8, number: i64) -> BatchId {
-    BatchId {
+fn batch(writer: u8, number: i64) -> Batch {
+    Batch {
         writer: [writer; 16],
         number,
+        after: None,
     }
 }
 
