@@ -1,23 +1,27 @@
 //! The audit writer: the request path hands events to a bounded queue and never waits on the
-//! database; one task owns the chain head, assigns sequence numbers, hashes, and group-commits.
+//! database; one task group-commits them with [`Store::append_audit_chained`], which chains each
+//! batch onto whatever head the database has at commit time. So the writers of several replicas
+//! sharing one database extend one chain: the writer keeps no head of its own to go stale.
 //!
 //! Nothing accepted is ever dropped. A failed commit keeps its batch in memory and is retried
 //! with backoff; meanwhile the writer reports itself unhealthy and [`AuditHandle::append`]
 //! refuses new events, so callers refuse the request (fail closed, invariant 5). A full queue
 //! is refused the same way.
 //!
-//! Every `checkpoint_every` records (at seqs that are multiples of it) and at shutdown, the chain
-//! head is signed and stored as a checkpoint (invariant 10).
+//! Checkpoints (invariant 10): a writer signs every seq that is a multiple of `checkpoint_every`
+//! and falls in one of its own batches — each seq is in exactly one batch, so each is signed once
+//! whichever replica wrote it — and, at shutdown, the last record it appended, unless signed.
+//! Replicas share the signing key (sealed in the store), so `verify` checks them all alike.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use airlock_core::audit::{AuditEvent, GENESIS, chain_hash, checkpoint_message};
+use airlock_core::audit::{AuditEvent, checkpoint_message};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::{AuditRow, CheckpointRow, Store, StoreError};
+use crate::{Batch, Chained, CheckpointRow, Store, StoreError};
 
 /// Signs a checkpoint message; returns `(signature, public_key)`.
 pub type Signer = Arc<dyn Fn(&[u8]) -> (Vec<u8>, Vec<u8>) + Send + Sync>;
@@ -127,7 +131,8 @@ impl AuditHandle {
     }
 
     /// Stops accepting events, commits everything already queued, signs a final checkpoint at
-    /// the head (unless one is already there), and ends the writer task. Like `flush`, waits
+    /// the last record this writer appended (unless it signed that one already; other replicas
+    /// sign their own), and ends the writer task. Like `flush`, waits
     /// through retries; wrap it in a timeout if shutdown must be bounded.
     pub async fn shutdown(&self) -> Result<(), AuditUnavailable> {
         let (tx, rx) = oneshot::channel();
@@ -145,13 +150,19 @@ pub struct AuditWriter {
     signer: Signer,
     opts: WriterOptions,
     healthy: Arc<AtomicBool>,
-    head_seq: u64,
-    head_hash: [u8; 32],
-    last_checkpoint: u64,
+    /// Random per writer, and the number of its next batch: makes a retried append idempotent.
+    id: [u8; 16],
+    next_batch: i64,
+    /// The last record this writer appended, and the highest seq it has signed.
+    appended: Option<(u64, [u8; 32])>,
+    signed: u64,
 }
 
+/// An event waiting to be appended: `(ts_ms, canonical body)`.
+type Pending = (i64, Vec<u8>);
+
 impl AuditWriter {
-    /// Reads the chain head from `store` and spawns the writer on the current tokio runtime.
+    /// Checks the stored log and spawns the writer on the current tokio runtime.
     pub async fn start(
         store: Store,
         signer: Signer,
@@ -174,34 +185,22 @@ impl AuditWriter {
         signer: Signer,
         opts: WriterOptions,
     ) -> Result<(AuditHandle, JoinHandle<()>), StoreError> {
-        let (head_seq, head_hash) = match store.audit_head().await? {
-            None => (0, GENESIS),
-            Some((seq, hash)) => {
-                let corrupt = |what: &str| StoreError::Corrupt {
-                    what: format!("audit head: {what}"),
-                    seq: Some(seq),
-                };
-                let s = u64::try_from(seq).map_err(|_| corrupt("negative seq"))?;
-                let h: [u8; 32] = hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?;
-                (s, h)
-            }
-        };
-        let last_checkpoint = match store.last_checkpoint().await? {
-            None => 0,
-            // Checkpoints are stored only after the records they sign, so one past the head means
-            // records were removed. Extending a truncated log would bury that: refuse to start.
-            Some(cp) if cp.seq > to_i64(head_seq) => {
-                let what = format!(
-                    "audit checkpoint at seq {} is past the last record {head_seq} (log truncated)",
-                    cp.seq
-                );
-                return Err(StoreError::Corrupt {
-                    what,
-                    seq: Some(cp.seq),
-                });
-            }
-            Some(cp) => u64::try_from(cp.seq).unwrap_or(0),
-        };
+        // The checkpoint first, then the head: other replicas may be appending meanwhile, and the
+        // head only grows, so a checkpoint past a head read after it is truncation, not a race.
+        let last_checkpoint = store.last_checkpoint().await?;
+        let head_seq = store.audit_head().await?.map_or(0, |(seq, _)| seq);
+        // Checkpoints are stored only after the records they sign, so one past the head means
+        // records were removed. Extending a truncated log would bury that: refuse to start.
+        if let Some(cp) = last_checkpoint.filter(|cp| cp.seq > head_seq) {
+            let what = format!(
+                "audit checkpoint at seq {} is past the last record {head_seq} (log truncated)",
+                cp.seq
+            );
+            return Err(StoreError::Corrupt {
+                what,
+                seq: Some(cp.seq),
+            });
+        }
         let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let writer = AuditWriter {
@@ -209,9 +208,10 @@ impl AuditWriter {
             signer,
             opts,
             healthy: healthy.clone(),
-            head_seq,
-            head_hash,
-            last_checkpoint,
+            id: rand::random(),
+            next_batch: 0,
+            appended: None,
+            signed: 0,
         };
         let task = tokio::spawn(writer.run(rx));
         Ok((AuditHandle { tx, healthy }, task))
@@ -219,16 +219,14 @@ impl AuditWriter {
 
     /// Files one queue message into the batch being built.
     fn take(
-        &mut self,
         msg: Msg,
-        rows: &mut Vec<AuditRow>,
-        cps: &mut Vec<CheckpointRow>,
+        events: &mut Vec<Pending>,
         flushes: &mut Vec<oneshot::Sender<()>>,
         shutdowns: &mut Vec<oneshot::Sender<()>>,
         rx: &mut mpsc::Receiver<Msg>,
     ) {
         match msg {
-            Msg::Event(ev) => self.push(&ev, rows, cps),
+            Msg::Event(ev) => events.push((to_i64(ev.ts_ms), ev.canonical())),
             Msg::Flush(done) => flushes.push(done),
             Msg::Shutdown(done) => {
                 rx.close();
@@ -239,7 +237,7 @@ impl AuditWriter {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let batch_max = self.opts.batch_max.max(1);
-        let mut rows = Vec::new();
+        let mut events = Vec::new();
         let mut cps = Vec::new();
         let mut flushes = Vec::new();
         let mut shutdowns = Vec::new();
@@ -248,8 +246,8 @@ impl AuditWriter {
         while let Some(msg) = rx.recv().await {
             let mut next = Some(msg);
             while let Some(msg) = next.take() {
-                self.take(msg, &mut rows, &mut cps, &mut flushes, &mut shutdowns, &mut rx);
-                if rows.len() < batch_max {
+                Self::take(msg, &mut events, &mut flushes, &mut shutdowns, &mut rx);
+                if events.len() < batch_max {
                     next = rx.try_recv().ok();
                 }
             }
@@ -257,20 +255,20 @@ impl AuditWriter {
             // than a row. Nobody waits on this: requests are answered before their record lands.
             if !self.opts.linger.is_zero() && flushes.is_empty() && shutdowns.is_empty() {
                 let deadline = tokio::time::Instant::now() + self.opts.linger;
-                while rows.len() < batch_max && flushes.is_empty() && shutdowns.is_empty() {
+                while events.len() < batch_max && flushes.is_empty() && shutdowns.is_empty() {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(msg)) => self.take(msg, &mut rows, &mut cps, &mut flushes, &mut shutdowns, &mut rx),
+                        Ok(Some(msg)) => Self::take(msg, &mut events, &mut flushes, &mut shutdowns, &mut rx),
                         Ok(None) | Err(_) => break,
                     }
                 }
             }
-            self.commit(&mut rows, &mut cps).await;
+            self.commit(&mut events, &mut cps).await;
             for done in flushes.drain(..) {
                 let _ = done.send(());
             }
         }
-        if self.head_seq > self.last_checkpoint {
-            let mut cps = vec![self.checkpoint(self.head_seq, self.head_hash)];
+        if let Some((seq, hash)) = self.appended.filter(|(seq, _)| *seq > self.signed) {
+            let mut cps = vec![self.checkpoint(seq, hash)];
             self.commit(&mut Vec::new(), &mut cps).await;
         }
         self.healthy.store(false, Ordering::Release);
@@ -279,22 +277,16 @@ impl AuditWriter {
         }
     }
 
-    /// Assigns the next seq, extends the chain in memory, and schedules a checkpoint if due.
-    fn push(&mut self, ev: &AuditEvent, rows: &mut Vec<AuditRow>, cps: &mut Vec<CheckpointRow>) {
-        let seq = self.head_seq + 1;
-        let body = ev.canonical();
-        let hash = chain_hash(&self.head_hash, seq, &body);
-        rows.push(AuditRow {
-            seq: to_i64(seq),
-            ts_ms: to_i64(ev.ts_ms),
-            prev_hash: self.head_hash.to_vec(),
-            hash: hash.to_vec(),
-            body,
-        });
-        self.head_seq = seq;
-        self.head_hash = hash;
-        if self.opts.checkpoint_every > 0 && seq.is_multiple_of(self.opts.checkpoint_every) {
-            cps.push(self.checkpoint(seq, hash));
+    /// Notes where a batch landed and schedules the checkpoints that fall in it.
+    fn landed(&mut self, batch: &Chained, cps: &mut Vec<CheckpointRow>) {
+        let first = u64::try_from(batch.first_seq).unwrap_or(0);
+        for (seq, hash) in (first..).zip(&batch.hashes) {
+            if self.opts.checkpoint_every > 0 && seq.is_multiple_of(self.opts.checkpoint_every) {
+                cps.push(self.checkpoint(seq, *hash));
+            }
+        }
+        if let Some((seq, hash)) = batch.last() {
+            self.appended = Some((u64::try_from(seq).unwrap_or(0), hash));
         }
     }
 
@@ -313,12 +305,12 @@ impl AuditWriter {
         }
     }
 
-    /// Commits `rows` then `cps`, retrying with backoff until both are stored. Never gives up:
+    /// Commits `events` then `cps`, retrying with backoff until both are stored. Never gives up:
     /// the batch is the only copy of accepted events.
-    async fn commit(&mut self, rows: &mut Vec<AuditRow>, cps: &mut Vec<CheckpointRow>) {
+    async fn commit(&mut self, events: &mut Vec<Pending>, cps: &mut Vec<CheckpointRow>) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.try_commit(rows, cps).await {
+            match self.try_commit(events, cps).await {
                 Ok(()) => break,
                 Err(e) => {
                     if self.healthy.swap(false, Ordering::AcqRel) {
@@ -335,33 +327,34 @@ impl AuditWriter {
     }
 
     /// Stores what is still pending; clears each part once it is durably stored.
-    async fn try_commit(&mut self, rows: &mut Vec<AuditRow>, cps: &mut Vec<CheckpointRow>) -> Result<(), StoreError> {
-        if !rows.is_empty() {
-            if let Err(e) = self.store.append_audit(rows).await {
-                // The commit may have landed with only its acknowledgement lost (or a retry may
-                // race one that did): if the stored head is exactly our last row, it is in.
-                if !self.landed(rows).await {
-                    return Err(e);
-                }
-            }
-            rows.clear();
+    async fn try_commit(&mut self, events: &mut Vec<Pending>, cps: &mut Vec<CheckpointRow>) -> Result<(), StoreError> {
+        if !events.is_empty() {
+            // The same batch id on every attempt: an attempt that committed unacknowledged is
+            // recognised by the store instead of appended again.
+            let batch = Batch {
+                writer: self.id,
+                number: self.next_batch,
+                after: self.appended.map(|(seq, hash)| (to_i64(seq), hash)),
+            };
+            let chained = self.store.append_audit_chained(batch, events).await?;
+            self.next_batch += 1;
+            events.clear();
+            self.landed(&chained, cps);
         }
         while let Some(cp) = cps.first() {
+            let seq = u64::try_from(cp.seq).unwrap_or(0);
             match self.store.put_checkpoint(cp).await {
-                // An existing checkpoint at this seq means an earlier attempt landed.
-                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {
-                    self.last_checkpoint = self.last_checkpoint.max(u64::try_from(cp.seq).unwrap_or(0));
-                    cps.remove(0);
+                Ok(()) => self.signed = self.signed.max(seq),
+                // A different checkpoint already holds this seq: not ours to replace, and retrying
+                // cannot help. `verify` judges it; this writer's records stay chained regardless.
+                Err(StoreError::AlreadyExists { what }) => {
+                    tracing::error!(%what, "audit checkpoint not stored: another is at its seq");
                 }
                 Err(e) => return Err(e),
             }
+            cps.remove(0);
         }
         Ok(())
-    }
-
-    async fn landed(&self, rows: &[AuditRow]) -> bool {
-        let Some(last) = rows.last() else { return true };
-        matches!(self.store.audit_head().await, Ok(Some((seq, hash))) if seq == last.seq && hash == last.hash)
     }
 }
 

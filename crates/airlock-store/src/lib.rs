@@ -78,6 +78,36 @@ pub struct CheckpointRow {
     pub ts_ms: i64,
 }
 
+/// Who appends a batch with [`Store::append_audit_chained`], and after what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Random per writer.
+    pub writer: [u8; 16],
+    /// Grows with each batch the writer commits. With `writer`, it makes a retry after an
+    /// ambiguous failure safe: a batch found committed is not appended twice.
+    pub number: i64,
+    /// The last record of the writer's previous batch, `(seq, hash)`, as it committed it. While
+    /// no other writer has appended since, the batch is chained onto this rather than onto what
+    /// the database holds, so a head edited (and rehashed) or removed underneath a running writer
+    /// shows as a broken link or a gap, as when one writer kept the head in memory.
+    pub after: Option<(i64, [u8; 32])>,
+}
+
+/// Where [`Store::append_audit_chained`] put a batch: record `first_seq + i` has hash `hashes[i]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chained {
+    pub first_seq: i64,
+    pub hashes: Vec<[u8; 32]>,
+}
+
+impl Chained {
+    /// The batch's last record, `(seq, hash)`; `None` for an empty batch.
+    pub fn last(&self) -> Option<(i64, [u8; 32])> {
+        let n = i64::try_from(self.hashes.len()).ok()?;
+        Some((self.first_seq + n - 1, *self.hashes.last()?))
+    }
+}
+
 /// A handle to the database. Cheap to clone (it wraps a connection pool).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -171,6 +201,12 @@ impl Store {
         dispatch!(self, set_meta(key, value))
     }
 
+    /// Stores `value` under `key` unless the key is already set, and returns what is stored. Callers
+    /// racing on the same key (replicas starting together) all get the one value that won.
+    pub async fn meta_insert_or_get(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        dispatch!(self, meta_insert_or_get(key, value))
+    }
+
     // -- agents --------------------------------------------------------------------------------
 
     /// Fails with [`StoreError::AlreadyExists`] if an agent of that name exists.
@@ -218,13 +254,24 @@ impl Store {
 
     // -- audit chain ---------------------------------------------------------------------------
 
-    /// Appends records in one transaction. `seq` is the primary key: a duplicate fails with
-    /// [`StoreError::AlreadyExists`] and nothing from the batch is written.
-    pub async fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
+    /// Appends `events` — `(ts_ms, canonical body)` each — in one transaction, chained onto the
+    /// head the database has when it commits (or onto [`Batch::after`] while that is the head):
+    /// record `first_seq + i` gets `hashes[i] = chain_hash(previous hash, seq, body)`. Appenders
+    /// are serialized (PostgreSQL: an advisory lock; SQLite: its write lock), so writers on several
+    /// replicas extend one chain without gaps or forks. `ts_ms` must be the timestamp inside the
+    /// body (`verify` checks it).
+    ///
+    /// Safe to retry: if `batch` is the last batch its writer committed (a commit that landed
+    /// but whose acknowledgement was lost), nothing is written and its position is returned.
+    pub async fn append_audit_chained(&self, batch: Batch, events: &[(i64, Vec<u8>)]) -> Result<Chained, StoreError> {
+        if events.is_empty() {
+            let first_seq = self.audit_head().await?.map_or(1, |(seq, _)| seq.saturating_add(1));
+            return Ok(Chained {
+                first_seq,
+                hashes: Vec::new(),
+            });
         }
-        dispatch!(self, append_audit(rows))
+        dispatch!(self, append_audit_chained(batch, events))
     }
 
     /// The last record's `(seq, hash)`, or `None` for an empty log.
@@ -258,7 +305,9 @@ impl Store {
         dispatch!(self, audit_tail(n))
     }
 
-    /// Stores a checkpoint. One per `seq`: a second fails with [`StoreError::AlreadyExists`].
+    /// Stores a checkpoint. One per `seq`: storing the same one again (a retry whose first attempt
+    /// landed) succeeds; a different one (other hash, signature or key) at that seq fails with
+    /// [`StoreError::AlreadyExists`] and is not stored.
     pub async fn put_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<(), StoreError> {
         dispatch!(self, put_checkpoint(checkpoint))
     }

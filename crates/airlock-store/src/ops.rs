@@ -9,6 +9,7 @@
 //! PostgreSQL column can be altered or have its `NOT NULL` dropped. A value of the wrong type, or
 //! a NULL, is [`StoreError::Corrupt`] naming the row — never a panic.
 
+use airlock_core::audit::{GENESIS, chain_hash};
 use sqlx::{ColumnIndex, Row, TypeInfo, ValueRef};
 
 use crate::error::StoreError;
@@ -74,6 +75,68 @@ where
     row.try_get_raw(col).map(|v| v.is_null()).unwrap_or(false)
 }
 
+/// One record's place in the chain, as [`links`] computes it.
+pub(crate) struct Link {
+    pub(crate) seq: i64,
+    pub(crate) prev: [u8; 32],
+    pub(crate) hash: [u8; 32],
+}
+
+/// Chains `events` (`(ts_ms, body)`) onto the stored `head` (the last record's `(seq, hash)`,
+/// `None` for an empty log) — or onto `after`, the writer's own last record, unless the head has
+/// moved past it (see [`Batch::after`](crate::Batch::after)). A stored head that is not a valid
+/// link is [`StoreError::Corrupt`]: extending it would bury the damage.
+pub(crate) fn links(
+    head: Option<(i64, Vec<u8>)>,
+    after: Option<(i64, [u8; 32])>,
+    events: &[(i64, Vec<u8>)],
+) -> Result<Vec<Link>, StoreError> {
+    let corrupt = |seq: i64, what: &str| StoreError::Corrupt {
+        what: format!("audit head: {what}"),
+        seq: Some(seq),
+    };
+    let head_seq = head.as_ref().map_or(0, |(seq, _)| *seq);
+    let (mut seq, mut prev) = match (head, after) {
+        (_, Some(own)) if head_seq <= own.0 => own,
+        (None, _) => (0, GENESIS),
+        (Some((seq, _)), _) if seq < 0 => return Err(corrupt(seq, "negative seq")),
+        (Some((seq, hash)), _) => (seq, hash.try_into().map_err(|_| corrupt(seq, "hash is not 32 bytes"))?),
+    };
+    let mut links = Vec::with_capacity(events.len());
+    for (_, body) in events {
+        seq = seq.checked_add(1).ok_or_else(|| corrupt(seq, "seq at its maximum"))?;
+        let hash = chain_hash(&prev, seq.unsigned_abs(), body);
+        links.push(Link { seq, prev, hash });
+        prev = hash;
+    }
+    Ok(links)
+}
+
+/// The position of a batch found stored from `first_seq`, if `rows` are exactly its `events`.
+pub(crate) fn same_batch(
+    first_seq: i64,
+    rows: &[crate::AuditRow],
+    events: &[(i64, Vec<u8>)],
+) -> Result<crate::Chained, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        what: format!("audit_writers: the batch recorded at seq {first_seq} is not the batch being retried"),
+        seq: Some(first_seq),
+    };
+    let same = rows.len() == events.len()
+        && rows
+            .iter()
+            .zip(events)
+            .all(|(r, (ts_ms, body))| r.ts_ms == *ts_ms && r.body == *body);
+    if !same {
+        return Err(corrupt());
+    }
+    let hashes = rows
+        .iter()
+        .map(|r| <[u8; 32]>::try_from(r.hash.as_slice()).map_err(|_| corrupt()))
+        .collect::<Result<_, _>>()?;
+    Ok(crate::Chained { first_seq, hashes })
+}
+
 /// Meta, agents, secrets, the audit chain and checkpoints. See the module docs. Also brings
 /// `StoreError`, `At`, the row types and `sql` into the backend module, and defines `DbPool`,
 /// `DbRow` and the decoders `blob`, `int` and `text` that `approval_ops!` uses too.
@@ -81,7 +144,7 @@ macro_rules! store_ops {
     ($db:ty, blob = $blob:literal, int = $int:literal, text = $text:literal) => {
         use $crate::error::StoreError;
         use $crate::ops::At;
-        use $crate::{AgentRow, AuditRow, CheckpointRow, SecretRow, sql};
+        use $crate::{AgentRow, AuditRow, Batch, Chained, CheckpointRow, SecretRow, sql};
 
         type Db = $db;
         type DbPool = sqlx::Pool<Db>;
@@ -162,7 +225,20 @@ macro_rules! store_ops {
         }
 
         pub(crate) async fn set_meta(pool: &DbPool, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            sqlx::query(sql::SET_META)
+            write_meta(pool, sql::SET_META, key, value).await
+        }
+
+        pub(crate) async fn meta_insert_or_get(pool: &DbPool, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+            write_meta(pool, sql::INSERT_META_IF_ABSENT, key, value).await?;
+            // A separate statement: on PostgreSQL it takes a fresh snapshot, so it sees the row of
+            // a concurrent inserter that won (ON CONFLICT waited for that one to commit).
+            get_meta(pool, key).await?.ok_or_else(|| StoreError::NotFound {
+                what: format!("meta {key:?} (removed while being read)"),
+            })
+        }
+
+        async fn write_meta(pool: &DbPool, statement: &'static str, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            sqlx::query(statement)
                 .bind(key)
                 .bind(value)
                 .execute(pool)
@@ -253,54 +329,89 @@ macro_rules! store_ops {
             tx.commit().await.map_err(db)
         }
 
-        pub(crate) async fn append_audit(pool: &DbPool, rows: &[AuditRow]) -> Result<(), StoreError> {
-            let mut tx = pool.begin().await.map_err(db)?;
+        /// See [`Store::append_audit_chained`](crate::Store::append_audit_chained). `begin_append`
+        /// is the backend's: a transaction that holds the lock serializing appenders.
+        pub(crate) async fn append_audit_chained(
+            pool: &DbPool,
+            batch: Batch,
+            events: &[(i64, Vec<u8>)],
+        ) -> Result<Chained, StoreError> {
+            let mut tx = begin_append(pool).await?;
+            if let Some(landed) = landed_batch(&mut tx, batch, events).await? {
+                return Ok(landed);
+            }
+            // Read under the lock: no other appender can move the head before this commits.
+            let head = audit_head(&mut *tx).await?;
+            let links = $crate::ops::links(head, batch.after, events)?;
+            let first_seq = links.first().map_or(1, |l| l.seq);
+            let rows: Vec<_> = links.iter().zip(events).collect();
             // One multi-row INSERT per chunk: every statement is a round trip (to sqlx's SQLite
             // worker thread, or to the PostgreSQL server), which costs more than the insert itself.
             for chunk in rows.chunks(sql::APPEND_AUDIT_CHUNK) {
                 let mut q = sqlx::QueryBuilder::<Db>::new(sql::APPEND_AUDIT_MANY);
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.seq)
-                        .push_bind(r.ts_ms)
-                        .push_bind(&r.prev_hash)
-                        .push_bind(&r.hash)
-                        .push_bind(&r.body);
+                q.push_values(chunk, |mut b, (link, (ts_ms, body))| {
+                    b.push_bind(link.seq)
+                        .push_bind(*ts_ms)
+                        .push_bind(&link.prev[..])
+                        .push_bind(&link.hash[..])
+                        .push_bind(&body[..]);
                 });
-                if let Err(batch_err) = q.build().execute(&mut *tx).await {
-                    // PostgreSQL refuses every later statement of a failed transaction, so the
-                    // record at fault is found by replaying the batch in a fresh one.
-                    let _ = tx.rollback().await;
-                    return Err(audit_offender(pool, rows).await.unwrap_or_else(|| db(batch_err)));
-                }
-            }
-            tx.commit().await.map_err(db)
-        }
-
-        /// Inserts `rows` one by one in a transaction that is rolled back, and returns the first
-        /// failure with the record it names (`None` if every row went in this time).
-        async fn audit_offender(pool: &DbPool, rows: &[AuditRow]) -> Option<StoreError> {
-            let mut tx = pool.begin().await.ok()?;
-            for r in rows {
-                let inserted = sqlx::query(sql::APPEND_AUDIT)
-                    .bind(r.seq)
-                    .bind(r.ts_ms)
-                    .bind(&r.prev_hash)
-                    .bind(&r.hash)
-                    .bind(&r.body)
+                q.build()
                     .execute(&mut *tx)
-                    .await;
-                if let Err(e) = inserted {
-                    let _ = tx.rollback().await;
-                    return Some(err(e, || format!("audit record seq {}", r.seq)));
-                }
+                    .await
+                    .map_err(|e| err(e, || format!("audit records from seq {first_seq}")))?;
             }
-            let _ = tx.rollback().await;
-            None
+            sqlx::query(sql::RECORD_WRITER_BATCH)
+                .bind(&batch.writer[..])
+                .bind(batch.number)
+                .bind(first_seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(Chained {
+                first_seq,
+                hashes: links.iter().map(|l| l.hash).collect(),
+            })
         }
 
-        pub(crate) async fn audit_head(pool: &DbPool) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        /// Where `batch` landed, if it is the last batch its writer committed (only then can a
+        /// retry be a duplicate: a writer never starts a batch before the previous one is in).
+        async fn landed_batch(
+            tx: &mut sqlx::Transaction<'static, Db>,
+            batch: Batch,
+            events: &[(i64, Vec<u8>)],
+        ) -> Result<Option<Chained>, StoreError> {
+            let Some(row) = sqlx::query(sql::WRITER_BATCH)
+                .bind(&batch.writer[..])
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?
+            else {
+                return Ok(None);
+            };
+            let at = At::table("audit_writers");
+            if int(&row, "batch", at)? != batch.number {
+                return Ok(None);
+            }
+            let first_seq = int(&row, "first_seq", at)?;
+            let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+            let rows = audit_page(
+                &mut **tx,
+                first_seq.saturating_sub(1),
+                first_seq.saturating_add(n - 1),
+                n,
+            )
+            .await?;
+            $crate::ops::same_batch(first_seq, &rows, events).map(Some)
+        }
+
+        /// Takes the pool, or a transaction's connection.
+        pub(crate) async fn audit_head<'e>(
+            ex: impl sqlx::Executor<'e, Database = Db>,
+        ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
             let Some(row) = sqlx::query(sql::AUDIT_HEAD)
-                .fetch_optional(pool)
+                .fetch_optional(ex)
                 .await
                 .map_err(db)?
             else {
@@ -311,8 +422,9 @@ macro_rules! store_ops {
             Ok(Some((seq, blob(&row, "hash", at.seq(seq))?)))
         }
 
-        pub(crate) async fn audit_page(
-            pool: &DbPool,
+        /// Takes the pool, or a transaction's connection.
+        pub(crate) async fn audit_page<'e>(
+            ex: impl sqlx::Executor<'e, Database = Db>,
             after: i64,
             upto: i64,
             limit: i64,
@@ -321,7 +433,7 @@ macro_rules! store_ops {
                 .bind(after)
                 .bind(upto)
                 .bind(limit)
-                .fetch_all(pool)
+                .fetch_all(ex)
                 .await
                 .map_err(db)?;
             rows.iter().map(audit_row).collect()
@@ -337,7 +449,9 @@ macro_rules! store_ops {
         }
 
         pub(crate) async fn put_checkpoint(pool: &DbPool, c: &CheckpointRow) -> Result<(), StoreError> {
-            sqlx::query(sql::PUT_CHECKPOINT)
+            let seq = c.seq;
+            let what = move || format!("audit checkpoint seq {seq}");
+            let inserted = sqlx::query(sql::PUT_CHECKPOINT)
                 .bind(c.seq)
                 .bind(&c.hash)
                 .bind(&c.signature)
@@ -345,8 +459,21 @@ macro_rules! store_ops {
                 .bind(c.ts_ms)
                 .execute(pool)
                 .await
-                .map_err(|e| err(e, || format!("audit checkpoint seq {}", c.seq)))?;
-            Ok(())
+                .map_err(|e| err(e, what))?;
+            if inserted.rows_affected() == 1 {
+                return Ok(());
+            }
+            // The same checkpoint again is a retry whose first attempt landed (its `ts_ms` is when
+            // it was signed, not part of what is signed); anything else at this seq is a conflict.
+            let stored = sqlx::query(sql::CHECKPOINT_AT)
+                .bind(c.seq)
+                .fetch_optional(pool)
+                .await
+                .map_err(db)?;
+            match stored.as_ref().map(checkpoint_row).transpose()? {
+                Some(s) if (&s.hash, &s.signature, &s.public_key) == (&c.hash, &c.signature, &c.public_key) => Ok(()),
+                _ => Err(StoreError::AlreadyExists { what: what() }),
+            }
         }
 
         pub(crate) async fn checkpoints(pool: &DbPool) -> Result<Vec<CheckpointRow>, StoreError> {
@@ -365,3 +492,39 @@ macro_rules! store_ops {
 }
 
 pub(crate) use store_ops;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_chain_onto_the_head_and_refuse_a_damaged_one() {
+        let events = [(1, b"a".to_vec()), (2, b"b".to_vec())];
+        let l = links(None, None, &events).unwrap();
+        assert_eq!((l[0].seq, l[0].prev, l[1].seq, l[1].prev), (1, GENESIS, 2, l[0].hash));
+        assert_eq!(l[1].hash, chain_hash(&chain_hash(&GENESIS, 1, b"a"), 2, b"b"));
+        let on = links(Some((2, l[1].hash.to_vec())), None, &events[..1]).unwrap();
+        assert_eq!((on[0].seq, on[0].prev), (3, l[1].hash));
+
+        // The writer's own last record wins while the head has not moved past it (an edited head,
+        // a truncated log); once another writer appended, the stored head is the one to extend.
+        let own = Some((2, [7; 32]));
+        for head in [Some((2, vec![9; 32])), Some((1, vec![9; 32])), None] {
+            let on = links(head, own, &events[..1]).unwrap();
+            assert_eq!((on[0].seq, on[0].prev), (3, [7; 32]));
+        }
+        let on = links(Some((5, vec![9; 32])), own, &events[..1]).unwrap();
+        assert_eq!((on[0].seq, on[0].prev), (6, [9; 32]));
+
+        for (head, problem) in [
+            ((-1, vec![0; 32]), "negative"),
+            ((5, vec![0; 31]), "32 bytes"),
+            ((i64::MAX, vec![0; 32]), "maximum"),
+        ] {
+            match links(Some(head), None, &events) {
+                Err(StoreError::Corrupt { what, .. }) => assert!(what.contains(problem), "{what}"),
+                _ => panic!("expected Corrupt for {problem}"),
+            }
+        }
+    }
+}

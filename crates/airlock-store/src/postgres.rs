@@ -139,6 +139,24 @@ pub(crate) async fn create(url: &str) -> Result<PgPool, StoreError> {
     }
 }
 
+/// Serializes audit appenders across every replica. The advisory lock's key is a constant
+/// (`0x6169726c6f636b01`, "airlock" and 1); advisory locks are per database, so each airlock
+/// database has its own. The lock is the transaction's: commit or rollback releases it. A wait
+/// longer than `lock_timeout` fails (55P03, transient: the writer refuses events and retries);
+/// `idle_in_transaction_session_timeout` ends a holder that stalls mid-batch (a replica frozen or
+/// cut off), which would otherwise block every appender until the server noticed the dead socket.
+const APPEND_LOCK: &str = "SET LOCAL lock_timeout = '5s'; SET LOCAL idle_in_transaction_session_timeout = '10s'; \
+     SELECT pg_advisory_xact_lock(7019267304284449537)";
+
+/// A transaction holding [`APPEND_LOCK`], for `append_audit_chained`.
+async fn begin_append(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    // A `&str` without arguments goes as one simple-protocol message: three statements, one round
+    // trip. (`raw_sql(…).execute` would do the same, but its future is not provably `Send`.)
+    sqlx::Executor::execute(&mut *tx, APPEND_LOCK).await.map_err(db)?;
+    Ok(tx)
+}
+
 // The operations: the shared bodies of crate::ops. PostgreSQL reports the declared column types.
 crate::ops::store_ops!(sqlx::Postgres, blob = "BYTEA", int = "INT8", text = "TEXT");
 crate::approvals_ops::approval_ops!();

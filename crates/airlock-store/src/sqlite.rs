@@ -123,6 +123,14 @@ pub(crate) async fn open_memory() -> Result<SqlitePool, StoreError> {
     Ok(pool)
 }
 
+/// A transaction holding the database's write lock, for `append_audit_chained`: `BEGIN IMMEDIATE`
+/// takes it at once (waiting up to the busy timeout), so the head is read and extended under it.
+/// A deferred `BEGIN` would read first, and its later upgrade to writing fails outright (without
+/// waiting) if another connection wrote in between.
+async fn begin_append(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+}
+
 // The operations: the shared bodies of crate::ops. SQLite reports each value's own storage class.
 crate::ops::store_ops!(sqlx::Sqlite, blob = "BLOB", int = "INTEGER", text = "TEXT");
 crate::approvals_ops::approval_ops!();

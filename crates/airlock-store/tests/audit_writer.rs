@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use airlock_store::{AuditUnavailable, AuditWriter, Store, WriterOptions, verify_chain};
-use common::{Backend, KEY, event, new_db, on_both_backends, signer, verify_sig};
+use airlock_store::{AuditUnavailable, AuditWriter, WriterOptions, verify_chain};
+use common::{Backend, KEY, all_seqs, event, new_db, on_both_backends, signer, verify_sig, wait_until};
 
 on_both_backends! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,27 +17,6 @@ on_both_backends! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     a_full_queue_refuses_appends_and_loses_nothing,
     #[tokio::test] writer_refuses_to_extend_a_truncated_log,
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn all_seqs(store: &Store) -> Vec<i64> {
-    let mut seqs = Vec::new();
-    loop {
-        let page = store.audit_page(seqs.last().copied().unwrap_or(0), 777).await.unwrap();
-        if page.is_empty() {
-            return seqs;
-        }
-        seqs.extend(page.iter().map(|r| r.seq));
-    }
 }
 
 async fn ten_thousand_events_from_eight_tasks_form_one_verified_chain(backend: Backend) {

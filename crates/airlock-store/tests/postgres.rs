@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use airlock_store::{Store, StoreError};
 use common::pg::{self, Database};
+use tokio::sync::Barrier;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_opening_a_fresh_database_at_once_apply_the_schema_once() {
@@ -38,13 +41,53 @@ async fn replicas_opening_a_fresh_database_at_once_apply_the_schema_once() {
         .fetch_all(&raw)
         .await
         .unwrap();
-    assert_eq!(applied, [(1, true), (2, true)], "each migration applied exactly once");
+    assert_eq!(
+        applied,
+        [(1, true), (2, true), (3, true)],
+        "each migration applied exactly once"
+    );
     let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'audit_records'")
         .fetch_one(&raw)
         .await
         .unwrap();
     assert_eq!(tables, 1);
     raw.close().await;
+    for s in stores {
+        s.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_racing_to_set_a_shared_key_all_get_the_same_value() {
+    const REPLICAS: usize = 6;
+    let d = Database::create().await;
+    let mut stores = Vec::new();
+    for _ in 0..REPLICAS {
+        stores.push(Store::open(&d.url).await.unwrap());
+    }
+    for round in 0..20 {
+        let key = format!("shared-key-{round}");
+        // Released together, each with a value of its own, on its own pool (a replica's).
+        let start = Arc::new(Barrier::new(REPLICAS));
+        let racers: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (s, key, start) = (s.clone(), key.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    s.meta_insert_or_get(&key, format!("value-of-{i}").as_bytes()).await
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for r in racers {
+            got.push(r.await.unwrap().unwrap());
+        }
+        assert!(got.iter().all(|v| *v == got[0]), "round {round}: {got:?}");
+        assert!(String::from_utf8_lossy(&got[0]).starts_with("value-of-"));
+        assert_eq!(stores[0].get_meta(&key).await.unwrap(), Some(got[0].clone()));
+    }
     for s in stores {
         s.close().await;
     }

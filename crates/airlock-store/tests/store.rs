@@ -3,17 +3,19 @@
 
 mod common;
 
-use airlock_store::{AgentRow, AuditRow, CheckpointRow, SecretRow, Store, StoreError};
-use common::{Backend, new_db, on_both_backends};
+use airlock_core::audit::{GENESIS, chain_hash};
+use airlock_store::{AgentRow, Batch, Chained, CheckpointRow, SecretRow, Store, StoreError, verify_chain};
+use common::{Backend, KEY, event, events, new_db, on_both_backends, verify_sig};
 
 on_both_backends! {
     #[tokio::test] data_persists_across_reopen,
     #[tokio::test] meta_get_set_overwrite,
+    #[tokio::test] meta_insert_or_get_keeps_the_first_value,
     #[tokio::test] agents_crud,
     #[tokio::test] secrets_crud,
     #[tokio::test] replace_secrets_atomically_is_all_or_nothing,
     #[tokio::test] audit_append_head_page_tail,
-    #[tokio::test] duplicate_audit_seq_fails_and_rolls_back_the_whole_batch,
+    #[tokio::test] a_retried_batch_lands_once,
     #[tokio::test] checkpoints_crud,
     #[tokio::test] audit_rows_cannot_be_updated_or_deleted_through_sql,
     #[tokio::test] corrupted_rows_are_reported_not_panicked,
@@ -38,13 +40,11 @@ fn secret(name: &str, version: i64, key_id: &str) -> SecretRow {
     }
 }
 
-fn audit(seq: i64) -> AuditRow {
-    AuditRow {
-        seq,
-        ts_ms: seq * 10,
-        prev_hash: vec![0; 32],
-        hash: vec![seq as u8; 32],
-        body: b"{}".to_vec(),
+fn batch(writer: u8, number: i64) -> Batch {
+    Batch {
+        writer: [writer; 16],
+        number,
+        after: None,
     }
 }
 
@@ -172,6 +172,16 @@ async fn meta_get_set_overwrite(backend: Backend) {
     assert_eq!(store.get_meta("empty").await.unwrap(), Some(Vec::new()));
 }
 
+async fn meta_insert_or_get_keeps_the_first_value(backend: Backend) {
+    let (_db, store) = new_db(backend).await;
+    assert_eq!(store.meta_insert_or_get("k", b"first").await.unwrap(), b"first");
+    assert_eq!(store.meta_insert_or_get("k", b"second").await.unwrap(), b"first");
+    assert_eq!(store.get_meta("k").await.unwrap(), Some(b"first".to_vec()));
+    store.set_meta("k", b"replaced").await.unwrap();
+    assert_eq!(store.meta_insert_or_get("k", b"third").await.unwrap(), b"replaced");
+    assert_eq!(store.meta_insert_or_get("empty", b"").await.unwrap(), b"");
+}
+
 async fn agents_crud(backend: Backend) {
     let (_db, store) = new_db(backend).await;
     store.add_agent(&agent("codex")).await.unwrap();
@@ -232,11 +242,35 @@ async fn audit_append_head_page_tail(backend: Backend) {
     let (_db, store) = new_db(backend).await;
     assert_eq!(store.audit_head().await.unwrap(), None);
     assert!(store.audit_tail(5).await.unwrap().is_empty());
-    let rows: Vec<_> = (1..=25).map(audit).collect();
-    store.append_audit(&rows[..10]).await.unwrap();
-    store.append_audit(&rows[10..]).await.unwrap();
-    store.append_audit(&[]).await.unwrap();
-    assert_eq!(store.audit_head().await.unwrap(), Some((25, vec![25; 32])));
+    let first = store.append_audit_chained(batch(1, 0), &events(1..=10)).await.unwrap();
+    let second = store.append_audit_chained(batch(2, 0), &events(11..=25)).await.unwrap();
+    let empty = store.append_audit_chained(batch(1, 1), &[]).await.unwrap();
+    assert_eq!((first.first_seq, second.first_seq), (1, 11));
+    assert_eq!(
+        empty,
+        Chained {
+            first_seq: 26,
+            hashes: vec![]
+        }
+    );
+    assert_eq!(second.last(), Some((25, second.hashes[14])));
+
+    // Each record is the event given, linked to the one before and hashed as returned.
+    let rows = store.audit_page(0, 100).await.unwrap();
+    let returned: Vec<_> = first.hashes.iter().chain(&second.hashes).collect();
+    let mut prev = GENESIS;
+    for (i, r) in rows.iter().enumerate() {
+        let n = i as u64 + 1;
+        assert_eq!((r.seq, r.ts_ms), (n as i64, event(n).ts_ms as i64));
+        assert_eq!((r.prev_hash.as_slice(), &r.body), (&prev[..], &event(n).canonical()));
+        let hash = chain_hash(&prev, n, &r.body);
+        assert_eq!((r.hash.as_slice(), returned[i]), (&hash[..], &hash), "seq {n}");
+        prev = hash;
+    }
+    assert_eq!(rows.len(), 25);
+    assert_eq!(store.audit_head().await.unwrap(), Some((25, prev.to_vec())));
+    assert_eq!(verify_chain(&store, verify_sig, KEY).await.unwrap().records, 25);
+
     assert_eq!(store.audit_page(0, 10).await.unwrap(), rows[..10]);
     assert_eq!(store.audit_page(20, 10).await.unwrap(), rows[20..]);
     assert!(store.audit_page(25, 10).await.unwrap().is_empty());
@@ -245,19 +279,26 @@ async fn audit_append_head_page_tail(backend: Backend) {
     assert_eq!(store.audit_tail(100).await.unwrap(), rows);
 }
 
-async fn duplicate_audit_seq_fails_and_rolls_back_the_whole_batch(backend: Backend) {
+async fn a_retried_batch_lands_once(backend: Backend) {
     let (_db, store) = new_db(backend).await;
-    store.append_audit(&[audit(1), audit(2)]).await.unwrap();
-    let err = store.append_audit(&[audit(3), audit(2), audit(4)]).await.unwrap_err();
-    assert!(
-        matches!(&err, StoreError::AlreadyExists { what } if what.contains("seq 2")),
-        "{err:?}"
-    );
-    assert_eq!(
-        store.audit_head().await.unwrap(),
-        Some((2, vec![2; 32])),
-        "seq 3 must not have landed"
-    );
+    let first = store.append_audit_chained(batch(1, 0), &events(1..=3)).await.unwrap();
+    store.append_audit_chained(batch(2, 0), &events(4..=5)).await.unwrap();
+    // Writer 1 retries batch 0, as after a commit whose acknowledgement was lost: recognised
+    // (though another writer appended since), not appended again.
+    let again = store.append_audit_chained(batch(1, 0), &events(1..=3)).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(store.audit_head().await.unwrap().map(|h| h.0), Some(5));
+    // Its next batch is appended as usual.
+    let next = store.append_audit_chained(batch(1, 1), &events(6..=6)).await.unwrap();
+    assert_eq!(next.first_seq, 6);
+    // The same id with other events is no retry: refused, nothing written.
+    let err = store
+        .append_audit_chained(batch(1, 1), &events(7..=8))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { seq: Some(6), .. }), "{err:?}");
+    assert_eq!(store.audit_head().await.unwrap().map(|h| h.0), Some(6));
+    assert_eq!(verify_chain(&store, verify_sig, KEY).await.unwrap().records, 6);
 }
 
 async fn checkpoints_crud(backend: Backend) {
@@ -272,15 +313,29 @@ async fn checkpoints_crud(backend: Backend) {
     };
     store.put_checkpoint(&cp(20)).await.unwrap();
     store.put_checkpoint(&cp(10)).await.unwrap();
-    let err = store.put_checkpoint(&cp(10)).await.unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    // The same checkpoint again (a retry) is fine, even signed at another time; another is not.
+    store.put_checkpoint(&cp(10)).await.unwrap();
+    store
+        .put_checkpoint(&CheckpointRow { ts_ms: 8, ..cp(10) })
+        .await
+        .unwrap();
+    let other = CheckpointRow {
+        signature: vec![4; 64],
+        ..cp(10)
+    };
+    let err = store.put_checkpoint(&other).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::AlreadyExists { what } if what.contains("seq 10")),
+        "{err:?}"
+    );
     assert_eq!(store.checkpoints().await.unwrap(), vec![cp(10), cp(20)]);
     assert_eq!(store.last_checkpoint().await.unwrap(), Some(cp(20)));
 }
 
 async fn audit_rows_cannot_be_updated_or_deleted_through_sql(backend: Backend) {
     let (db, store) = new_db(backend).await;
-    store.append_audit(&[audit(1)]).await.unwrap();
+    store.append_audit_chained(batch(1, 0), &events(1..=1)).await.unwrap();
+    let before = store.audit_page(0, 10).await.unwrap();
     let cp = CheckpointRow {
         seq: 1,
         hash: vec![1; 32],
@@ -305,7 +360,15 @@ async fn audit_rows_cannot_be_updated_or_deleted_through_sql(backend: Backend) {
         let err = raw.try_exec(&sql).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(store.audit_page(0, 10).await.unwrap(), vec![audit(1)]);
+    // A second record at a taken seq (a fork) is refused by the primary key.
+    let b = db.bytes(&[0; 32]);
+    let fork = format!("INSERT INTO audit_records (seq, ts_ms, prev_hash, hash, body) VALUES (1, 0, {b}, {b}, {b})");
+    let err = raw.try_exec(&fork).await.unwrap_err();
+    assert!(
+        err.as_database_error().is_some_and(|e| e.is_unique_violation()),
+        "{err}"
+    );
+    assert_eq!(store.audit_page(0, 10).await.unwrap(), before);
 }
 
 #[tokio::test]
@@ -326,7 +389,7 @@ async fn corrupted_rows_are_reported_not_panicked(backend: Backend) {
     store.set_meta("m", b"v").await.unwrap();
     store.add_agent(&agent("bot")).await.unwrap();
     store.put_secret(&secret("gh", 1, "k")).await.unwrap();
-    store.append_audit(&[audit(1), audit(2), audit(3)]).await.unwrap();
+    store.append_audit_chained(batch(1, 0), &events(1..=3)).await.unwrap();
     let raw = db.raw().await;
     raw.drop_guards().await;
     // SQLite stores any value in any column; PostgreSQL columns can be retyped, or lose NOT NULL.

@@ -4,8 +4,9 @@
 mod common;
 
 use airlock_core::audit::{ChainError, chain_hash, checkpoint_message};
-use airlock_store::{AuditWriter, CheckpointRow, Store, StoreError, VerifyError, verify_chain};
+use airlock_store::{AuditHandle, AuditWriter, CheckpointRow, Store, StoreError, VerifyError, verify_chain};
 use common::{Backend, KEY, OTHER_KEY, Raw, TestDb, event, new_db, on_both_backends, signer, verify_sig};
+use tokio::task::JoinHandle;
 
 on_both_backends! {
     #[tokio::test] edited_body_is_detected,
@@ -19,16 +20,8 @@ on_both_backends! {
     #[tokio::test] checkpoint_with_a_bad_signature_fails,
     #[tokio::test] validly_signed_checkpoint_of_a_different_hash_fails,
     #[tokio::test] checkpoint_from_a_foreign_key_fails,
-}
-
-/// Replaces `from` by `to` inside record `seq`'s body (the JSON text), without rehashing.
-fn edit_body(db: &TestDb, seq: i64, from: &str, to: &str) -> String {
-    let sqlite = format!("CAST(replace(CAST(body AS TEXT), '{from}', '{to}') AS BLOB)");
-    let postgres = format!("convert_to(replace(convert_from(body, 'UTF8'), '{from}', '{to}'), 'UTF8')");
-    format!(
-        "UPDATE audit_records SET body = {} WHERE seq = {seq}",
-        db.pick(&sqlite, &postgres)
-    )
+    #[tokio::test] unsigned_head_rewritten_under_a_running_writer_shows_as_a_broken_link,
+    #[tokio::test] unsigned_tail_removed_under_a_running_writer_shows_as_a_gap,
 }
 
 /// Makes record `seq`'s hash unreadable: text in the BLOB column (SQLite), or NULL once the
@@ -74,7 +67,7 @@ fn chain_err(e: VerifyError) -> ChainError {
 
 async fn edited_body_is_detected(backend: Backend) {
     let (db, store, raw) = chain(backend).await;
-    raw.exec(&edit_body(&db, 23, "\"allow\"", "\"deny\"")).await;
+    raw.exec(&db.edit_body(23, "\"allow\"", "\"deny\"")).await;
     let e = verify(&store).await;
     assert_eq!(e.seq(), Some(23));
     assert_eq!(chain_err(e), ChainError::BadHash { seq: 23 });
@@ -115,7 +108,7 @@ async fn unreadable_column_is_reported_as_corrupt_with_its_seq(backend: Backend)
 async fn the_first_problem_is_the_one_reported(backend: Backend) {
     let (db, store, raw) = chain(backend).await;
     // An edit at 5 and a corrupt row at 12 in the same page: 5 comes first.
-    raw.exec(&edit_body(&db, 5, "/v1", "/v2")).await;
+    raw.exec(&db.edit_body(5, "/v1", "/v2")).await;
     raw.exec("UPDATE audit_records SET ts_ms = 0 WHERE seq = 5").await;
     raw.exec(&damage_hash(&db, 12)).await;
     assert_eq!(chain_err(verify(&store).await), ChainError::BadHash { seq: 5 });
@@ -139,24 +132,69 @@ async fn rewritten_and_rehashed_suffix_is_caught_by_the_checkpoint(backend: Back
     let (db, store, raw) = chain(backend).await;
     // The attacker edits record 45 and recomputes every hash after it: the chain is self-consistent,
     // but no longer matches the signed checkpoint at 50.
-    let rows = store.audit_page(0, 100).await.unwrap();
-    let mut prev: [u8; 32] = rows[43].hash.clone().try_into().unwrap();
-    for r in &rows[44..] {
+    rewrite_and_rehash(&db, &raw, &store, 45).await;
+    assert_eq!(chain_err(verify(&store).await), ChainError::BadCheckpoint { seq: 50 });
+}
+
+/// Changes record `seq`'s decision to "deny" and recomputes its hash and every later one, so the
+/// chain is self-consistent again.
+async fn rewrite_and_rehash(db: &TestDb, raw: &Raw, store: &Store, seq: i64) {
+    let rows = store.audit_page(seq - 1, i64::MAX).await.unwrap();
+    let mut prev = store.audit_page(seq - 2, 1).await.unwrap()[0].hash.clone();
+    for r in &rows {
         let mut ev: airlock_core::audit::AuditEvent = serde_json::from_slice(&r.body).unwrap();
-        if r.seq == 45 {
+        if r.seq == seq {
             ev.decision = "deny".into();
         }
         let body = ev.canonical();
-        let hash = chain_hash(&prev, r.seq as u64, &body);
+        let hash = chain_hash(&prev.clone().try_into().unwrap(), r.seq as u64, &body);
         let (p, h, b) = (db.bytes(&prev), db.bytes(&hash), db.bytes(&body));
         raw.exec(&format!(
             "UPDATE audit_records SET prev_hash = {p}, hash = {h}, body = {b} WHERE seq = {}",
             r.seq
         ))
         .await;
-        prev = hash;
+        prev = hash.to_vec();
     }
-    assert_eq!(chain_err(verify(&store).await), ChainError::BadCheckpoint { seq: 50 });
+}
+
+/// A writer with 12 records appended and not yet signed, and a raw connection without guards.
+async fn running_writer(backend: Backend) -> (TestDb, Store, Raw, AuditHandle, JoinHandle<()>) {
+    let (db, store) = new_db(backend).await;
+    let (audit, task) = AuditWriter::start(store.clone(), signer(KEY), 100).await.unwrap();
+    for n in 0..12 {
+        audit.append(event(n)).unwrap();
+    }
+    audit.flush().await.unwrap();
+    let raw = db.raw().await;
+    raw.drop_guards().await;
+    (db, store, raw, audit, task)
+}
+
+async fn unsigned_head_rewritten_under_a_running_writer_shows_as_a_broken_link(backend: Backend) {
+    let (db, store, raw, audit, task) = running_writer(backend).await;
+    rewrite_and_rehash(&db, &raw, &store, 12).await;
+    verify_chain(&store, verify_sig, KEY).await.unwrap(); // consistent, and unsigned
+    // The writer extends what it committed, not the rewritten head.
+    audit.append(event(12)).unwrap();
+    audit.shutdown().await.unwrap();
+    task.await.unwrap();
+    assert_eq!(chain_err(verify(&store).await), ChainError::BrokenLink { seq: 13 });
+}
+
+async fn unsigned_tail_removed_under_a_running_writer_shows_as_a_gap(backend: Backend) {
+    let (_db, store, raw, audit, task) = running_writer(backend).await;
+    raw.exec("DELETE FROM audit_records WHERE seq > 9").await;
+    audit.append(event(12)).unwrap();
+    audit.shutdown().await.unwrap();
+    task.await.unwrap();
+    assert_eq!(
+        chain_err(verify(&store).await),
+        ChainError::Gap {
+            expected: 10,
+            found: 13
+        }
+    );
 }
 
 async fn checkpoint_with_a_bad_signature_fails(backend: Backend) {

@@ -69,6 +69,38 @@ pub fn event(n: u64) -> AuditEvent {
     }
 }
 
+/// `event(n)` for each `n`, as `Store::append_audit_chained` takes them: `(ts_ms, canonical body)`.
+pub fn events(ns: std::ops::RangeInclusive<u64>) -> Vec<(i64, Vec<u8>)> {
+    ns.map(|n| {
+        let e = event(n);
+        (e.ts_ms as i64, e.canonical())
+    })
+    .collect()
+}
+
+/// Polls `cond` (a flag nothing notifies about) until it holds; panics after about 10 s.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Every stored record's seq, ascending.
+pub async fn all_seqs(store: &Store) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    loop {
+        let page = store.audit_page(seqs.last().copied().unwrap_or(0), 777).await.unwrap();
+        if page.is_empty() {
+            return seqs;
+        }
+        seqs.extend(page.iter().map(|r| r.seq));
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -84,7 +116,8 @@ pub struct TestDb {
     pub dir: tempfile::TempDir,
     /// The SQLite file (unused for PostgreSQL).
     pub path: PathBuf,
-    _pg: Option<pg::Database>,
+    /// The PostgreSQL database (`None` for SQLite).
+    pub pg: Option<pg::Database>,
 }
 
 /// A database created with the schema, and a store open on it.
@@ -106,7 +139,7 @@ pub async fn new_db(backend: Backend) -> (TestDb, Store) {
         url,
         dir,
         path,
-        _pg: pg,
+        pg,
     };
     (db, store)
 }
@@ -122,6 +155,16 @@ impl TestDb {
             Backend::Sqlite => sqlite,
             Backend::Postgres => postgres,
         }
+    }
+
+    /// SQL that replaces `from` by `to` inside record `seq`'s body (the JSON text), without rehashing.
+    pub fn edit_body(&self, seq: i64, from: &str, to: &str) -> String {
+        let sqlite = format!("CAST(replace(CAST(body AS TEXT), '{from}', '{to}') AS BLOB)");
+        let postgres = format!("convert_to(replace(convert_from(body, 'UTF8'), '{from}', '{to}'), 'UTF8')");
+        format!(
+            "UPDATE audit_records SET body = {} WHERE seq = {seq}",
+            self.pick(&sqlite, &postgres)
+        )
     }
 
     /// A literal of `bytes` in this backend's SQL.
