@@ -11,7 +11,7 @@ use airlock_store::AgentRow;
 use airlock_vault::{MasterKey, SecretBytes, Vault};
 use anyhow::{Context, bail};
 
-use crate::home::{AUDIT_KEY, Home, MASTER_KEY_ENV, now_ms, random_token, row, sealed};
+use crate::home::{Home, MASTER_KEY_ENV, is_internal, now_ms, random_token, row, sealed};
 
 pub async fn agent_add(cfg: &Path, name: &str) -> anyhow::Result<()> {
     let home = Home::load(cfg)?;
@@ -145,7 +145,7 @@ pub async fn secret_list(cfg: &Path) -> anyhow::Result<()> {
     }
     for r in rows
         .iter()
-        .filter(|r| r.name != AUDIT_KEY && home.config.secrets.get(&r.name).is_none())
+        .filter(|r| !is_internal(&r.name) && home.config.secrets.get(&r.name).is_none())
     {
         println!("{}\t(sealed, but not declared in the config: never injected)", r.name);
     }
@@ -153,8 +153,8 @@ pub async fn secret_list(cfg: &Path) -> anyhow::Result<()> {
 }
 
 pub async fn secret_rm(cfg: &Path, name: &str) -> anyhow::Result<()> {
-    if name == AUDIT_KEY {
-        bail!("{AUDIT_KEY} is the audit log's signing key and cannot be removed");
+    if is_internal(name) {
+        bail!("{name} is airlock's own key (audit signing or approval buttons) and cannot be removed");
     }
     let opened = Home::load(cfg)?.open().await?;
     if !opened.store.remove_secret(name).await? {

@@ -103,14 +103,12 @@ pub async fn start(cfg: &Config, store: &Store, vault: &Vault, audit: &AuditHand
             ids: p.ids.clone(),
         })
         .collect();
-    // Button tokens are signed with a key of this process: held requests never outlive it
-    // (a restart abandons them), so neither need their buttons.
-    let token_key: [u8; 32] = rand::random();
+    let token_key = crate::home::button_key(store, vault).await?;
     let hub = Hub::start(
         HubConfig {
             people,
             channels: channels(cfg, store, vault).await?,
-            token_key: token_key.to_vec(),
+            token_key: token_key.expose().to_vec(),
         },
         store.clone(),
         audit.clone(),

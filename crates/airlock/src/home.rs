@@ -12,6 +12,14 @@ use anyhow::{Context, bail};
 
 /// The vault entry holding the audit log's Ed25519 signing key (hidden from `secret list`).
 pub const AUDIT_KEY: &str = "__airlock_audit_signing_key";
+/// The vault entry holding the key that signs approval buttons' tokens. In the vault, not in
+/// each process: every replica sharing the store verifies a click on a card any of them sent.
+pub const BUTTON_KEY: &str = "__airlock_button_token_key";
+
+/// Vault entries airlock keeps for itself (hidden from `secret list`, refused by `secret rm`).
+pub fn is_internal(name: &str) -> bool {
+    name == AUDIT_KEY || name == BUTTON_KEY
+}
 /// The environment variable that may carry the master key instead of a file.
 pub const MASTER_KEY_ENV: &str = "AIRLOCK_MASTER_KEY";
 /// The environment variable naming the store's PostgreSQL database; overrides `[store] url`.
@@ -249,6 +257,7 @@ pub async fn create_data(home: &Home, store: &Store, key: MasterKey) -> anyhow::
     store
         .put_secret(&row(&vault.seal(AUDIT_KEY, 1, &seed), now_ms()))
         .await?;
+    button_key(store, &vault).await?;
     let token = random_token();
     write_private(&home.control_token_path(), token.as_bytes())?;
     store
@@ -256,6 +265,24 @@ pub async fn create_data(home: &Home, store: &Store, key: MasterKey) -> anyhow::
         .await?;
     store.close().await;
     Ok(())
+}
+
+/// The button-token key from the vault, created on first use. `airlock init` creates it, so
+/// replicas find it; an installation made before it existed gets one at its first start (two
+/// replicas starting together for the very first time could each write one, and the earlier
+/// one's buttons would then be refused as forged — they can vote from the dashboard).
+pub async fn button_key(store: &Store, vault: &Vault) -> anyhow::Result<airlock_vault::SecretBytes> {
+    if let Some(r) = store.get_secret(BUTTON_KEY).await? {
+        return vault
+            .open(&sealed(&r))
+            .map_err(|e| anyhow::anyhow!("cannot open the approval buttons' key: {e}"));
+    }
+    let key: [u8; 32] = rand::random();
+    let key = airlock_vault::SecretBytes::new(key.to_vec());
+    store
+        .put_secret(&row(&vault.seal(BUTTON_KEY, 1, &key), now_ms()))
+        .await?;
+    Ok(key)
 }
 
 /// 32 random bytes as URL-safe base64: agent and control tokens.

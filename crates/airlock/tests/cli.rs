@@ -93,6 +93,17 @@ fn agents_and_secrets_never_show_values() {
         "{t}"
     );
     assert!(!t.contains(REAL));
+    // airlock's own vault entries (audit signing key, approval buttons' key, created by init)
+    // are neither listed nor removable.
+    assert!(!t.contains("__airlock"), "{t}");
+    for own in ["__airlock_audit_signing_key", "__airlock_button_token_key"] {
+        let o = airlock(&cfg, &["secret", "rm", own], None, &[]);
+        assert!(
+            !o.status.success() && text(&o).contains("cannot be removed"),
+            "{own}: {}",
+            text(&o)
+        );
+    }
     let o = airlock(&cfg, &["secret", "set", "undeclared"], Some(b"x"), &[]);
     assert!(!o.status.success() && text(&o).contains("not declared"));
 
