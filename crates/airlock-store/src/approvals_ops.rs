@@ -21,16 +21,8 @@ macro_rules! approval_ops {
                 state: text(r, "state", at)?,
                 created_ms: int(r, "created_ms", at)?,
                 expires_ms: int(r, "expires_ms", at)?,
-                decided_ms: if $crate::ops::is_null(r, "decided_ms") {
-                    None
-                } else {
-                    Some(int(r, "decided_ms", at)?)
-                },
-                status: if $crate::ops::is_null(r, "status") {
-                    None
-                } else {
-                    Some(blob(r, "status", at)?)
-                },
+                decided_ms: $crate::ops::nullable(r, "decided_ms", || int(r, "decided_ms", at))?,
+                status: $crate::ops::nullable(r, "status", || blob(r, "status", at))?,
                 id: id.clone(),
             })
         }

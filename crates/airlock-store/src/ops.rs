@@ -67,12 +67,19 @@ where
         .map_err(|e| at.corrupt(col, &format!("undecodable: {e}")))
 }
 
-/// True when the column holds NULL (for the schema's nullable columns).
-pub(crate) fn is_null<R: Row>(row: &R, col: &str) -> bool
+/// A nullable column: `None` when it holds NULL, else what `read` decodes (checked as usual).
+pub(crate) fn nullable<R: Row, T>(
+    row: &R,
+    col: &str,
+    read: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError>
 where
     for<'c> &'c str: ColumnIndex<R>,
 {
-    row.try_get_raw(col).map(|v| v.is_null()).unwrap_or(false)
+    if row.try_get_raw(col).map(|v| v.is_null()).unwrap_or(false) {
+        return Ok(None);
+    }
+    read().map(Some)
 }
 
 /// One record's place in the chain, as [`links`] computes it.
