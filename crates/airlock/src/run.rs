@@ -151,14 +151,17 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         exe,
     })
     .await?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(exit(code))
 }
 
+/// The agent's status as ours (a status outside 0..=255 is a failure).
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// 48 random bits as hex: part of container names and labels.
 fn run_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 6];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    hex::encode(b)
+    hex::encode(rand::random::<[u8; 6]>())
 }
 
 /// Where the system's trusted roots live, by distribution.
@@ -221,5 +224,5 @@ pub async fn relay(a: RelayArgs) -> anyhow::Result<ExitCode> {
     })
     .await
     .context("relay")?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(exit(code))
 }
