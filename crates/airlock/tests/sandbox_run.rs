@@ -360,7 +360,8 @@ fn marker() -> String {
 
 /// A python agent that prints `ready`, then waits; `marker` rides along in its argv.
 async fn start_waiting_agent(gw: &Gateway, runtime: &str, marker: &str) -> (tokio::process::Child, u32) {
-    let agent = "import sys, time\nprint('ready', flush=True)\ntry:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n    print('got SIGINT', flush=True)\n    sys.exit(42)\n";
+    // "ready" is printed inside the `try`, so a SIGINT sent on reading it meets the handler.
+    let agent = "import sys, time\ntry:\n    print('ready', flush=True)\n    time.sleep(120)\nexcept KeyboardInterrupt:\n    print('got SIGINT', flush=True)\n    sys.exit(42)\n";
     let mut child = airlock_run(gw, runtime, &["python3", "-c", agent, marker])
         .stdout(Stdio::piped())
         .spawn()
@@ -427,7 +428,9 @@ fn signal(pid: u32, sig: &str) {
 /// operator's terminal reaches it.
 async fn terminal_and_ctrl_c(runtime: &str) {
     let (_up, _else, gw) = start(runtime).await;
-    let agent = "import os, sys\nprint('tty' if os.isatty(0) and os.isatty(1) else 'no tty')\nprint('ready', flush=True)\ntry:\n    input()\nexcept KeyboardInterrupt:\n    print('got SIGINT', flush=True)\n    sys.exit(42)\n";
+    // "ready" is printed inside the `try`: the driver types ^C the moment it reads it, and a
+    // KeyboardInterrupt raised between the print and the `try` would escape the handler.
+    let agent = "import os, sys\nprint('tty' if os.isatty(0) and os.isatty(1) else 'no tty')\ntry:\n    print('ready', flush=True)\n    input()\nexcept KeyboardInterrupt:\n    print('got SIGINT', flush=True)\n    sys.exit(42)\n";
     let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sandbox/terminal.py");
     let o = tokio::process::Command::new("python3")
         .arg(driver)
