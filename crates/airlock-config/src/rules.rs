@@ -56,7 +56,7 @@ fn pairs(f: &Fields<'_>, key: &str, header: bool, errs: &mut Errors) -> Vec<(Str
     out
 }
 
-fn duration(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Option<u64> {
+pub(crate) fn duration(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Option<u64> {
     let s = f.str(key, errs)?;
     match parse_duration(s) {
         Some(0) => {

@@ -6,10 +6,25 @@ use crate::error::{Errors, KeyPath};
 use crate::raw::Fields;
 
 /// `[store]`. Without `url`, the SQLite file `airlock.db` in `gateway.data_dir` (the default).
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// A `postgres://` or `postgresql://` URL: every replica given it shares that database.
     pub url: Option<String>,
+    /// `lease`: how long a replica that stops renewing its lease (killed, frozen, cut off) is
+    /// still taken to be alive; then the others abandon the approvals it held. Seconds.
+    pub lease_secs: u64,
+}
+
+/// The default `[store] lease`.
+pub const DEFAULT_LEASE_SECS: u64 = 10;
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            lease_secs: DEFAULT_LEASE_SECS,
+        }
+    }
 }
 
 /// Shows the URL's scheme only: the rest may carry a password.
@@ -19,7 +34,10 @@ impl std::fmt::Debug for StoreConfig {
             Some(s) => format!("{s}://…"),
             None => "…".to_owned(),
         });
-        f.debug_struct("StoreConfig").field("url", &url).finish()
+        f.debug_struct("StoreConfig")
+            .field("url", &url)
+            .field("lease_secs", &self.lease_secs)
+            .finish()
     }
 }
 
@@ -49,7 +67,7 @@ pub(crate) fn read(table: Option<&Table>, errs: &mut Errors) -> StoreConfig {
     let Some(t) = table else {
         return StoreConfig::default();
     };
-    let f = Fields::new(t, KeyPath::root().key("store"), &["url"], errs);
+    let f = Fields::new(t, KeyPath::root().key("store"), &["url", "lease"], errs);
     let url = f.str("url", errs).and_then(|u| match check_store_url(u) {
         Ok(()) => Some(u.to_owned()),
         Err(problem) => {
@@ -57,5 +75,9 @@ pub(crate) fn read(table: Option<&Table>, errs: &mut Errors) -> StoreConfig {
             None
         }
     });
-    StoreConfig { url }
+    let lease_secs = match t.contains_key("lease") {
+        true => crate::rules::duration(&f, "lease", errs).unwrap_or(DEFAULT_LEASE_SECS),
+        false => DEFAULT_LEASE_SECS,
+    };
+    StoreConfig { url, lease_secs }
 }

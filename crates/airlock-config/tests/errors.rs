@@ -488,6 +488,20 @@ const CASES: &[Case] = &[
         "did you mean \"url\"",
     ),
     (
+        "a replica lease that is not a duration",
+        &["[store]", "lease = \"ten seconds\""],
+        2,
+        "store.lease",
+        "bad duration \"ten seconds\"",
+    ),
+    (
+        "a replica lease of zero",
+        &["[store]", "lease = \"0s\""],
+        2,
+        "store.lease",
+        "must be longer than 0s",
+    ),
+    (
         "person that is not a table",
         &["[people]", "alice = \"owner\""],
         2,

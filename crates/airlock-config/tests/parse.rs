@@ -176,6 +176,12 @@ fn store_url_is_read_and_its_password_kept_out_of_debug_output() {
         "{shown}"
     );
     assert!(parse("[store]\n").unwrap().store.url.is_none());
+    assert_eq!(
+        parse("[store]\n").unwrap().store.lease_secs,
+        10,
+        "the default replica lease"
+    );
+    assert_eq!(parse("[store]\nlease = \"1m30s\"\n").unwrap().store.lease_secs, 90);
 }
 
 #[test]

@@ -112,6 +112,14 @@ impl Rate {
         };
         Some(Rate { count, per_secs })
     }
+
+    /// GCRA in milliseconds: `(interval, burst)`. A request at `now` is within the rate while
+    /// `max(tat, now) + interval <= now + burst`, and then moves `tat` there.
+    pub fn gcra_ms(self) -> (u64, u64) {
+        let count = u64::from(self.count.max(1));
+        let interval = u64::from(self.per_secs) * 1000 / count;
+        (interval, interval * count)
+    }
 }
 
 /// What an `approve` rule requires (consumed by the approvals subsystem).
@@ -331,7 +339,8 @@ impl Policy {
     }
 }
 
-/// Generic cell rate limiting (GCRA): one timestamp per key, time given by the caller.
+/// Generic cell rate limiting (GCRA, [`Rate::gcra_ms`]): one timestamp per key, time given by
+/// the caller. The store runs the same arithmetic for replicas that share their limits.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     tat: HashMap<(usize, String), u64>,
@@ -340,8 +349,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Records one request for (`rule`, `agent`) at `now_ms`; false when it exceeds `rate`.
     pub fn check(&mut self, rule: usize, agent: &str, rate: Rate, now_ms: u64) -> bool {
-        let interval = (u64::from(rate.per_secs) * 1000) / u64::from(rate.count.max(1));
-        let burst = interval * u64::from(rate.count.max(1));
+        let (interval, burst) = rate.gcra_ms();
         let key = (rule, agent.to_string());
         let tat = self.tat.get(&key).copied().unwrap_or(now_ms).max(now_ms);
         if tat - now_ms + interval > burst {

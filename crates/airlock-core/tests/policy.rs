@@ -182,6 +182,9 @@ fn rate_limits_are_per_rule_and_agent() {
     assert_eq!(Rate::parse("0/min"), None);
     assert_eq!(Rate::parse("5/fortnight"), None);
     let r = Rate::parse("3/s").unwrap();
+    // 3/s: one request per 333 ms, bursts of three (the in-memory and the shared limiter's GCRA).
+    assert_eq!(r.gcra_ms(), (333, 999));
+    assert_eq!(Rate::parse("5/min").unwrap().gcra_ms(), (12_000, 60_000));
     let mut l = RateLimiter::default();
     let now = 1_000_000;
     assert!((0..3).all(|_| l.check(0, "a", r, now)));

@@ -18,6 +18,8 @@ pub struct ApprovalRow {
     pub decided_ms: Option<i64>,
     /// JSON of the final status.
     pub status: Option<Vec<u8>>,
+    /// The replica holding the agent's connection (the only one that may forward the request).
+    pub replica: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct VoteRow {
     pub approval_id: String,
     pub person: String,
     pub approve: bool,
+    /// An approving vote that also asked for a grant.
+    pub grant: bool,
     pub channel: String,
     pub at_ms: i64,
 }
@@ -63,8 +67,9 @@ impl Store {
         dispatch!(self, insert_approval(row))
     }
 
-    /// Moves a pending approval to its final `state`. False when it was no longer pending
-    /// (someone else decided first): the caller must not act on its decision.
+    /// Moves a pending approval to its final `state` (one `UPDATE … WHERE state = 'pending'`), and
+    /// on PostgreSQL notifies every replica in the same transaction. False when it was no longer
+    /// pending (someone else decided first): the caller must not act on its decision.
     pub async fn close_approval(
         &self,
         id: &str,

@@ -7,7 +7,8 @@ macro_rules! approval_ops {
     () => {
         use $crate::{ApprovalRow, GrantRow, MessageRow, SessionRow, VoteRow};
 
-        const APPROVAL_COLS: &str = "id, agent, host, digest, card, state, created_ms, expires_ms, decided_ms, status";
+        const APPROVAL_COLS: &str =
+            "id, agent, host, digest, card, state, created_ms, expires_ms, decided_ms, status, replica";
 
         fn approval_row(r: &DbRow) -> Result<ApprovalRow, StoreError> {
             let id = text(r, "id", At::table("approvals"))?;
@@ -23,14 +24,16 @@ macro_rules! approval_ops {
                 expires_ms: int(r, "expires_ms", at)?,
                 decided_ms: $crate::ops::nullable(r, "decided_ms", || int(r, "decided_ms", at))?,
                 status: $crate::ops::nullable(r, "status", || blob(r, "status", at))?,
+                replica: $crate::ops::nullable(r, "replica", || text(r, "replica", at))?,
                 id: id.clone(),
             })
         }
 
         pub(crate) async fn insert_approval(pool: &DbPool, a: &ApprovalRow) -> Result<(), StoreError> {
+            let mut tx = pool.begin().await.map_err(db)?;
             sqlx::query(
-                "INSERT INTO approvals (id, agent, host, digest, card, state, created_ms, expires_ms, decided_ms, status) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO approvals (id, agent, host, digest, card, state, created_ms, expires_ms, decided_ms, status, \
+                 replica) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&a.id)
             .bind(&a.agent)
@@ -42,14 +45,31 @@ macro_rules! approval_ops {
             .bind(a.expires_ms)
             .bind(a.decided_ms)
             .bind(a.status.as_deref())
-            .execute(pool)
+            .bind(a.replica.as_deref())
+            .execute(&mut *tx)
             .await
             .map_err(|e| err(e, || format!("approval {:?}", a.id)))?;
-            Ok(())
+            // Every replica's dashboard shows it at once.
+            announce(&mut tx, &$crate::cluster::approval_topic(&a.id)).await?;
+            tx.commit().await.map_err(db)
         }
 
         pub(crate) async fn close_approval(
             pool: &DbPool,
+            id: &str,
+            state: &str,
+            decided_ms: i64,
+            status: &[u8],
+        ) -> Result<bool, StoreError> {
+            let mut tx = pool.begin().await.map_err(db)?;
+            let closed = close_in(&mut tx, id, state, decided_ms, status).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(closed)
+        }
+
+        /// The closing update inside `tx`, announced to every replica when it moved the row.
+        async fn close_in(
+            tx: &mut sqlx::Transaction<'static, Db>,
             id: &str,
             state: &str,
             decided_ms: i64,
@@ -62,10 +82,14 @@ macro_rules! approval_ops {
             .bind(state)
             .bind(decided_ms)
             .bind(status)
-            .execute(pool)
+            .execute(&mut **tx)
             .await
             .map_err(db)?;
-            Ok(r.rows_affected() == 1)
+            let closed = r.rows_affected() == 1;
+            if closed {
+                announce(tx, &$crate::cluster::approval_topic(id)).await?;
+            }
+            Ok(closed)
         }
 
         pub(crate) async fn get_approval(pool: &DbPool, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
@@ -94,13 +118,18 @@ macro_rules! approval_ops {
             rows.iter().map(approval_row).collect()
         }
 
-        pub(crate) async fn add_vote(pool: &DbPool, v: &VoteRow) -> Result<(), StoreError> {
+        pub(crate) async fn add_vote<'e, E: sqlx::Executor<'e, Database = Db>>(
+            pool: E,
+            v: &VoteRow,
+        ) -> Result<(), StoreError> {
             sqlx::query(
-                "INSERT INTO approval_votes (approval_id, person, approve, channel, at_ms) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO approval_votes (approval_id, person, approve, grant_asked, channel, at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&v.approval_id)
             .bind(&v.person)
             .bind(i64::from(v.approve))
+            .bind(i64::from(v.grant))
             .bind(&v.channel)
             .bind(v.at_ms)
             .execute(pool)
@@ -109,9 +138,13 @@ macro_rules! approval_ops {
             Ok(())
         }
 
-        pub(crate) async fn votes(pool: &DbPool, approval_id: &str) -> Result<Vec<VoteRow>, StoreError> {
+        pub(crate) async fn votes<'e, E: sqlx::Executor<'e, Database = Db>>(
+            pool: E,
+            approval_id: &str,
+        ) -> Result<Vec<VoteRow>, StoreError> {
             let rows = sqlx::query(
-                "SELECT approval_id, person, approve, channel, at_ms FROM approval_votes WHERE approval_id = $1 ORDER BY at_ms, person",
+                "SELECT approval_id, person, approve, grant_asked, channel, at_ms FROM approval_votes \
+                 WHERE approval_id = $1 ORDER BY at_ms, person",
             )
             .bind(approval_id)
             .fetch_all(pool)
@@ -124,6 +157,7 @@ macro_rules! approval_ops {
                         approval_id: text(r, "approval_id", at)?,
                         person: text(r, "person", at)?,
                         approve: int(r, "approve", at)? != 0,
+                        grant: int(r, "grant_asked", at)? != 0,
                         channel: text(r, "channel", at)?,
                         at_ms: int(r, "at_ms", at)?,
                     })

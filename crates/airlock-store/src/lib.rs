@@ -21,9 +21,12 @@ macro_rules! dispatch {
 mod approvals;
 mod approvals_ops;
 mod audit_writer;
+mod cluster;
+mod cluster_ops;
 mod error;
 mod ops;
 mod postgres;
+mod rate_ops;
 mod sql;
 mod sqlite;
 mod verify;
@@ -35,6 +38,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use approvals::{ApprovalRow, GrantRow, MessageRow, SessionRow, VoteRow};
 pub use audit_writer::{AuditHandle, AuditUnavailable, AuditWriter, Signer, WriterOptions};
+pub use cluster::{Exclusive, GRANTS, Heard, IDENTITIES, Listener, Tally, approval_of, approval_topic};
 pub use error::StoreError;
 pub use verify::{VerifyError, VerifyReport, verify_chain};
 
@@ -190,6 +194,20 @@ impl Store {
         }
     }
 
+    /// True when other processes (gateway replicas) may share this database: PostgreSQL. SQLite
+    /// is embedded and owned by one gateway, which may then keep shared state in memory.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Tells running replicas to reload agents and secrets now rather than at their next poll.
+    /// Best effort: the change itself is committed, and replicas poll for it anyway.
+    async fn identities_changed(&self) {
+        if let Err(e) = self.notify(cluster::IDENTITIES).await {
+            tracing::debug!(error = %e, "could not announce an agent or secret change");
+        }
+    }
+
     // -- meta ----------------------------------------------------------------------------------
 
     pub async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -211,7 +229,9 @@ impl Store {
 
     /// Fails with [`StoreError::AlreadyExists`] if an agent of that name exists.
     pub async fn add_agent(&self, agent: &AgentRow) -> Result<(), StoreError> {
-        dispatch!(self, add_agent(agent))
+        dispatch!(self, add_agent(agent))?;
+        self.identities_changed().await;
+        Ok(())
     }
 
     /// All agents, ordered by name.
@@ -221,14 +241,18 @@ impl Store {
 
     /// `true` if an agent was removed.
     pub async fn remove_agent(&self, name: &str) -> Result<bool, StoreError> {
-        dispatch!(self, remove_agent(name))
+        let done = dispatch!(self, remove_agent(name))?;
+        self.identities_changed().await;
+        Ok(done)
     }
 
     // -- secrets -------------------------------------------------------------------------------
 
     /// Inserts, or replaces the secret of the same name.
     pub async fn put_secret(&self, secret: &SecretRow) -> Result<(), StoreError> {
-        dispatch!(self, put_secret(secret))
+        dispatch!(self, put_secret(secret))?;
+        self.identities_changed().await;
+        Ok(())
     }
 
     pub async fn get_secret(&self, name: &str) -> Result<Option<SecretRow>, StoreError> {
@@ -242,14 +266,18 @@ impl Store {
 
     /// `true` if a secret was removed.
     pub async fn remove_secret(&self, name: &str) -> Result<bool, StoreError> {
-        dispatch!(self, remove_secret(name))
+        let done = dispatch!(self, remove_secret(name))?;
+        self.identities_changed().await;
+        Ok(done)
     }
 
     /// Updates every given secret (matched by name) in one transaction: all or nothing.
     /// A name that is not stored fails with [`StoreError::NotFound`] and changes nothing.
     /// Used by key rotation; it does not insert, and secrets not listed are left alone.
     pub async fn replace_secrets_atomically(&self, rows: &[SecretRow]) -> Result<(), StoreError> {
-        dispatch!(self, replace_secrets_atomically(rows))
+        dispatch!(self, replace_secrets_atomically(rows))?;
+        self.identities_changed().await;
+        Ok(())
     }
 
     // -- audit chain ---------------------------------------------------------------------------

@@ -157,9 +157,27 @@ async fn begin_append(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::
     Ok(tx)
 }
 
+/// `count_vote` locks the approval's row; votes on other approvals go on in parallel.
+const LOCK_ROW: &str = " FOR UPDATE";
+/// Delivered to every listening replica when the transaction commits (never before, never if it
+/// rolls back).
+const NOTIFY: Option<&str> = Some("SELECT pg_notify('airlock', $1)");
+
+/// A transaction for `count_vote`. A vote waits at most `lock_timeout` behind others on the same
+/// approval (55P03, transient: the voter is told to try again).
+async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    sqlx::Executor::execute(&mut *tx, "SET LOCAL lock_timeout = '5s'")
+        .await
+        .map_err(db)?;
+    Ok(tx)
+}
+
 // The operations: the shared bodies of crate::ops. PostgreSQL reports the declared column types.
 crate::ops::store_ops!(sqlx::Postgres, blob = "BYTEA", int = "INT8", text = "TEXT");
 crate::approvals_ops::approval_ops!();
+crate::cluster_ops::cluster_ops!();
+crate::rate_ops::rate_ops!();
 
 #[cfg(test)]
 mod tests {

@@ -131,6 +131,18 @@ async fn begin_append(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sq
     pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
 }
 
+/// `BEGIN IMMEDIATE` already holds the database's write lock: no row lock to ask for.
+const LOCK_ROW: &str = "";
+/// One gateway owns a SQLite database: there is nobody to notify.
+const NOTIFY: Option<&str> = None;
+
+/// A transaction for `count_vote`, holding the write lock from its start (see `begin_append`).
+async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    begin_append(pool).await
+}
+
 // The operations: the shared bodies of crate::ops. SQLite reports each value's own storage class.
 crate::ops::store_ops!(sqlx::Sqlite, blob = "BLOB", int = "INTEGER", text = "TEXT");
 crate::approvals_ops::approval_ops!();
+crate::cluster_ops::cluster_ops!();
+crate::rate_ops::rate_ops!();

@@ -25,6 +25,7 @@ fn approval(id: &str, created_ms: i64) -> ApprovalRow {
         expires_ms: created_ms + 300_000,
         decided_ms: None,
         status: None,
+        replica: Some("r1".into()),
     }
 }
 
@@ -33,6 +34,7 @@ fn vote(id: &str, person: &str) -> VoteRow {
         approval_id: id.into(),
         person: person.into(),
         approve: true,
+        grant: false,
         channel: "cli".into(),
         at_ms: 5,
     }
