@@ -207,7 +207,35 @@ pub struct Click {
     /// Platform data needed to answer the clicker (Telegram callback_query id, Slack
     /// response_url / channel, …).
     pub ack: serde_json::Value,
+    /// Dropped by the hub once the click is applied (see [`Done`]).
+    pub done: Done,
 }
+
+/// A drop guard a click carries: a pull-based channel that must not confirm a click to its
+/// platform before the hub applied it (Telegram forgets an update once confirmed) waits until
+/// every click it handed over is dropped. A reader that dies before that leaves the click
+/// unconfirmed, and the platform delivers it to the next reader.
+#[derive(Debug, Clone, Default)]
+pub struct Done {
+    /// Never read: it is held only to be dropped.
+    _held: Option<mpsc::Sender<()>>,
+}
+
+impl Done {
+    /// A guard and what resolves once it and every clone of it are dropped.
+    pub fn pair() -> (Done, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel(1);
+        (Done { _held: Some(tx) }, rx)
+    }
+}
+
+/// Guards carry nothing to compare.
+impl PartialEq for Done {
+    fn eq(&self, _: &Done) -> bool {
+        true
+    }
+}
+impl Eq for Done {}
 
 /// What the hub tells the clicker (ephemeral where the platform supports it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

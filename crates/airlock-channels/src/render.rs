@@ -142,7 +142,7 @@ pub fn status_line(status: &Status) -> String {
         }
         Status::Denied { by, at_ms } => format!("Denied by {by} · {}", utc_hm(*at_ms)),
         Status::Expired { at_ms } => format!("Expired · {}", utc_hm(*at_ms)),
-        Status::Abandoned { at_ms } => format!("Abandoned (gateway restarted) · {}", utc_hm(*at_ms)),
+        Status::Abandoned { at_ms } => format!("Abandoned (gateway stopped) · {}", utc_hm(*at_ms)),
         Status::Withdrawn { at_ms } => format!("Withdrawn (agent disconnected) · {}", utc_hm(*at_ms)),
         Status::Failed { reason, at_ms } => format!("Refused by airlock: {reason} · {}", utc_hm(*at_ms)),
     }

@@ -287,6 +287,7 @@ impl Channel for Webhook {
             }
         }
         Ok(Some(Click {
+            done: Default::default(),
             channel: NAME,
             user: cb.user,
             token: cb.token,

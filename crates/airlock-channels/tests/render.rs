@@ -211,7 +211,7 @@ fn status_lines() {
     assert_eq!(s(Status::Expired { at_ms: at }), "Expired · 14:03 UTC");
     assert_eq!(
         s(Status::Abandoned { at_ms: at }),
-        "Abandoned (gateway restarted) · 14:03 UTC"
+        "Abandoned (gateway stopped) · 14:03 UTC"
     );
     assert_eq!(
         s(Status::Withdrawn { at_ms: at }),

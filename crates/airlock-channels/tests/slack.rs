@@ -202,7 +202,7 @@ fn every_closed_status_drops_the_buttons() {
             "Denied by carol",
         ),
         (Status::Expired { at_ms: 0 }, "Expired"),
-        (Status::Abandoned { at_ms: 0 }, "Abandoned — gateway restarted"),
+        (Status::Abandoned { at_ms: 0 }, "Abandoned — gateway stopped"),
         (Status::Withdrawn { at_ms: 0 }, "Withdrawn — agent disconnected"),
     ] {
         let v = slack::blocks(&c, &status, Some(&b));
@@ -352,6 +352,7 @@ async fn callback_turns_a_signed_block_action_into_a_click() {
     assert_eq!(
         click,
         Click {
+            done: Default::default(),
             channel: "slack",
             user: "U0ALICE".into(),
             token: b.approve.clone(),
@@ -455,6 +456,7 @@ async fn socket_mode_acks_first_delivers_clicks_reconnects_and_stops() {
     let (stop, shutdown) = watch::channel(false);
     // The hub is busy: the queue is full, so processing the next click has to wait.
     let busy = Click {
+        done: Default::default(),
         channel: "slack",
         user: "U0BUSY".into(),
         token: "t".into(),
@@ -547,6 +549,7 @@ async fn acknowledge_answers_ephemerally_by_response_url_or_post_ephemeral() {
         text: "Counted: 1 of 2 <!here>".into(),
     };
     let click = |url: Option<String>| Click {
+        done: Default::default(),
         channel: "slack",
         user: "U0ALICE".into(),
         token: "t".into(),

@@ -152,7 +152,7 @@ fn every_status_has_its_line() {
             "Denied by carol · 14:03 UTC",
         ),
         (Status::Expired { at_ms }, "Expired · 14:03 UTC"),
-        (Status::Abandoned { at_ms }, "Abandoned — gateway restarted"),
+        (Status::Abandoned { at_ms }, "Abandoned — gateway stopped"),
         (Status::Withdrawn { at_ms }, "Withdrawn — agent disconnected"),
     ] {
         let text = plain(&message_html(&card, &status));
@@ -377,6 +377,7 @@ fn webhook_callbacks_need_the_secret_token() {
     assert_eq!(
         click,
         Click {
+            done: Default::default(),
             channel: "telegram",
             user: "42".into(),
             token: "tok".into(),
@@ -413,6 +414,7 @@ async fn acknowledge_answers_the_callback_query() {
     let tg_fake = FakeTelegram::start().await;
     let tg = telegram(&tg_fake.base, None);
     let click = Click {
+        done: Default::default(),
         channel: "telegram",
         user: "42".into(),
         token: "tok".into(),
@@ -442,6 +444,7 @@ async fn acknowledge_answers_the_callback_query() {
     );
 
     let no_ack = Click {
+        done: Default::default(),
         ack: json!({}),
         ..click
     };
@@ -521,6 +524,7 @@ async fn errors_never_show_the_token() {
     let e = down
         .acknowledge(
             &Click {
+                done: Default::default(),
                 channel: "telegram",
                 user: "1".into(),
                 token: "t".into(),

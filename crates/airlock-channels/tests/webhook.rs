@@ -264,6 +264,7 @@ async fn callbacks_round_trip() {
     assert_eq!(
         wh.callback(&h, &body, ts),
         Ok(Some(Click {
+            done: Default::default(),
             channel: "webhook",
             user: "ops-alice".into(),
             token: "AbC.a.1.xyz".into(),
@@ -280,6 +281,7 @@ async fn callbacks_round_trip() {
         assert!(matches!(wh.callback(&h, bad, ts), Err(CallbackError::Malformed(_))));
     }
     let click = Click {
+        done: Default::default(),
         channel: "webhook",
         user: "u".into(),
         token: "t".into(),

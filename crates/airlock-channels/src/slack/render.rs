@@ -194,7 +194,7 @@ pub fn status_line(status: &Status, needed: u32) -> Option<String> {
         Status::Denied { by, at_ms } => format!("Denied by {by} · {}", utc_time(*at_ms)),
         Status::Expired { at_ms } => format!("Expired · {}", utc_time(*at_ms)),
         Status::Abandoned { at_ms } => {
-            format!("Abandoned — gateway restarted · {}", utc_time(*at_ms))
+            format!("Abandoned — gateway stopped · {}", utc_time(*at_ms))
         }
         Status::Withdrawn { at_ms } => {
             format!("Withdrawn — agent disconnected · {}", utc_time(*at_ms))

@@ -120,6 +120,7 @@ pub(crate) fn click_from_payload(v: &Value) -> Result<Option<Click>, CallbackErr
     let channel = short_str(&v["channel"]["id"], MAX_ID).or_else(|| short_str(&v["container"]["channel_id"], MAX_ID));
     let message_ts = short_str(&v["container"]["message_ts"], MAX_ID);
     Ok(Some(Click {
+        done: Default::default(),
         channel: "slack",
         user: user.to_string(),
         token: token.to_string(),

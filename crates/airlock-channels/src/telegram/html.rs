@@ -247,7 +247,7 @@ pub fn status_line(card: &Card, status: &Status) -> String {
         }
         Status::Expired { at_ms } => format!("⌛ <b>Expired</b> · {}", time_of_day(*at_ms)),
         Status::Abandoned { at_ms } => {
-            format!("⚠️ <b>Abandoned</b> — gateway restarted · {}", time_of_day(*at_ms))
+            format!("⚠️ <b>Abandoned</b> — gateway stopped · {}", time_of_day(*at_ms))
         }
         Status::Withdrawn { at_ms } => {
             format!("↩️ <b>Withdrawn</b> — agent disconnected · {}", time_of_day(*at_ms))

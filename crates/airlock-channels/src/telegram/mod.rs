@@ -151,6 +151,7 @@ fn click_from_update(update: &Value) -> Result<Option<Click>, String> {
         return Ok(None);
     };
     Ok(Some(Click {
+        done: Default::default(),
         channel: NAME,
         user: user.to_string(),
         token: data.to_string(),

@@ -1,9 +1,10 @@
 //! getUpdates long polling, for deployments without a public webhook URL.
 //!
-//! Telegram forgets an update once getUpdates is called with a higher `offset`, so the offset
-//! moves past an update only after its click was handed to the hub: a shutdown or crash
-//! between the two re-delivers the click rather than losing it (the hub counts a person's
-//! vote once, so a repeat is harmless).
+//! Telegram forgets an update once getUpdates is called with a higher `offset`, so the call
+//! that confirms a batch is made only after the hub has applied each of its clicks (every
+//! click's [`crate::Done`] guard dropped): a shutdown or crash before that re-delivers the
+//! click — to this process, or to the replica that reads the feed next — rather than losing it
+//! (the hub counts a person's vote once, so a repeat is harmless).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,13 +79,17 @@ impl Telegram {
                     }
                 }
             };
+            // Clicks of this batch carry a guard; the next call (which confirms them) waits
+            // until the hub has applied every one.
+            let (guard, mut applied) = crate::Done::pair();
             for update in &updates {
                 let Some(id) = update["update_id"].as_i64() else {
                     tracing::warn!("telegram: update without update_id skipped");
                     continue;
                 };
                 match click_from_update(update) {
-                    Ok(Some(click)) => {
+                    Ok(Some(mut click)) => {
+                        click.done = guard.clone();
                         let handed = tokio::select! {
                             r = clicks.send(click) => r.is_ok(),
                             _ = stopped(&mut shutdown) => break 'poll,
@@ -98,6 +103,11 @@ impl Telegram {
                     Err(e) => tracing::warn!(update_id = id, error = %e, "telegram: malformed update skipped"),
                 }
                 offset = Some(offset.map_or(id + 1, |o| o.max(id + 1)));
+            }
+            drop(guard);
+            tokio::select! {
+                _ = applied.recv() => {}
+                _ = stopped(&mut shutdown) => break,
             }
         }
         // Tell Telegram what was handed over, so a restart does not deliver it again.
