@@ -6,50 +6,21 @@
 //!
 //! `cargo bench -p airlock-approvals --bench hold` (figures in docs/performance.md).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use airlock_approvals::{HeldRule, HoldRequest, Hub, HubConfig, Verdict};
+use common::{pct, request};
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use airlock_approvals::{Hub, HubConfig, Verdict};
 use airlock_channels::token::Decision;
 use airlock_channels::webhook::{Webhook, WebhookConfig};
-use airlock_channels::{Channel, HeldRequest, Person};
-use airlock_core::policy::ApprovalSpec;
+use airlock_channels::{Channel, Person};
 use airlock_store::{AuditWriter, Signer, Store, WriterOptions};
 use axum::Router;
 use axum::routing::post;
 use tokio::sync::mpsc;
-
-fn request(i: usize) -> HoldRequest {
-    let body = format!(
-        r#"{{"raw":"VG86IGJvYkBleGFtcGxlLmNvbQ0KU3ViamVjdDogcmVwb3J0IHtpfQ0KDQpIZWxsbw","n":{i},"pad":"{}"}}"#,
-        "x".repeat(800)
-    );
-    HoldRequest {
-        held: HeldRequest {
-            agent: "mailbot".into(),
-            method: "POST".into(),
-            scheme: "https".into(),
-            host: "gmail.googleapis.com".into(),
-            port: 443,
-            target: "/gmail/v1/users/me/messages/send".into(),
-            headers: vec![
-                ("content-type".into(), b"application/json".to_vec()),
-                ("user-agent".into(), b"bench".to_vec()),
-            ],
-            body: body.into_bytes().into(),
-        },
-        rules: vec![HeldRule {
-            name: "mail".into(),
-            reason: "sending mail needs a human".into(),
-            spec: ApprovalSpec {
-                approvers: vec!["owner".into()],
-                quorum: 1,
-                timeout_secs: 600,
-                grant_secs: None,
-            },
-        }],
-    }
-}
 
 fn rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -57,12 +28,6 @@ fn rss_mb() -> f64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i].as_secs_f64() * 1000.0
 }
 
 async fn hub(dir: &std::path::Path, channels: Vec<Arc<dyn Channel>>) -> Hub {
@@ -89,6 +54,7 @@ async fn hub(dir: &std::path::Path, channels: Vec<Arc<dyn Channel>>) -> Hub {
             }],
             channels,
             token_key: vec![9; 32],
+            lease: std::time::Duration::from_secs(10),
         },
         store,
         audit,

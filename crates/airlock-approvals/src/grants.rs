@@ -1,26 +1,22 @@
 //! Grants: "approve for 15 minutes", scoped to agent + rule + host, time-limited and
-//! revocable. Kept in memory for the request path; the store is the record.
+//! revocable. Kept in memory for the request path (no store round trip per request); the
+//! store is the record, and every replica reloads its copy when told of a change (or, if a
+//! notification was missed, within a second by polling).
 
+use airlock_channels::Card;
 use airlock_store::GrantRow;
 
 use crate::{Hub, event, now_ms, random_id};
 
-pub(crate) async fn create(hub: &Hub, approval: &str, by: &[String], secs: u64, at_ms: u64) {
-    let Some((agent, host, rules)) = hub.with_live(approval, |l| {
-        (
-            l.card.agent.clone(),
-            l.card.host.clone(),
-            l.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-        )
-    }) else {
-        return;
-    };
-    for rule in rules {
+pub(crate) async fn create(hub: &Hub, card: &Card, by: &[String], secs: u64, at_ms: u64) {
+    let approval = card.id.as_str();
+    let mut created = false;
+    for rule in card.rules.iter().map(|r| r.name.clone()) {
         let g = GrantRow {
             id: random_id(),
-            agent: agent.clone(),
+            agent: card.agent.clone(),
             rule,
-            host: host.clone(),
+            host: card.host.clone(),
             granted_by: by.join(", "),
             approval_id: approval.to_string(),
             created_ms: at_ms as i64,
@@ -43,6 +39,10 @@ pub(crate) async fn create(hub: &Hub, approval: &str, by: &[String], secs: u64, 
         if let Ok(mut v) = hub.inner.grants.write() {
             v.push(g);
         }
+        created = true;
+    }
+    if created {
+        hub.grants_changed().await;
     }
 }
 
@@ -83,6 +83,9 @@ impl Hub {
             let i = v.iter().position(|g| g.id == id)?;
             Some(v.remove(i))
         });
+        if revoked {
+            self.grants_changed().await;
+        }
         if let Some(g) = removed.filter(|_| revoked) {
             self.audit(event(
                 "grant",
@@ -94,5 +97,23 @@ impl Hub {
             ));
         }
         Ok(revoked)
+    }
+}
+
+impl Hub {
+    /// Tells the other replicas that grants changed.
+    async fn grants_changed(&self) {
+        if let Err(e) = self.inner.store.notify(airlock_store::GRANTS).await {
+            tracing::warn!(error = %e, "could not announce a grant change; replicas poll for it");
+        }
+    }
+
+    /// Replaces the in-memory copy with the store's live grants.
+    pub(crate) async fn reload_grants(&self) -> Result<(), airlock_store::StoreError> {
+        let fresh = self.inner.store.active_grants(now_ms() as i64).await?;
+        if let Ok(mut v) = self.inner.grants.write() {
+            *v = fresh;
+        }
+        Ok(())
     }
 }

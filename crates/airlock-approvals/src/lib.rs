@@ -5,8 +5,16 @@
 //! The hub never trusts a channel for *who* voted beyond the platform identity the channel
 //! authenticated: identity → person comes from the operator's `[people]`, roles from there,
 //! and the button's signed token must match the approval's digest.
+//!
+//! Several replicas may share one store: the store is the truth. A vote is counted by whichever
+//! replica receives it, in one transaction under the approval's lock (the core state machine
+//! replays the recorded votes and the new one); a decision closes the row once (`UPDATE … WHERE
+//! state = 'pending'`). Only the replica holding the agent's connection forwards, after reading
+//! the closed row — told at commit by the store's notifications, or by polling when one was
+//! missed (see `cluster`).
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod fanout;
 mod grants;
 mod outcome;
@@ -17,17 +25,17 @@ mod vote;
 
 pub(crate) use outcome::event;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock_channels::token::{self, Decision};
-use airlock_channels::{Buttons, Card, Channel, Click, HeldRequest, Person, RuleLine, Status};
-use airlock_core::approval::{Pending, Refused, Requirement, Step};
+use airlock_channels::{Buttons, Card, Channel, HeldRequest, Person, RuleLine, Status};
+use airlock_core::approval::Refused;
 use airlock_core::audit::AuditEvent;
 use airlock_core::policy::ApprovalSpec;
 use airlock_store::{ApprovalRow, AuditHandle, GrantRow, Store, StoreError};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 pub use people::People;
 pub use ticket::Ticket;
@@ -39,6 +47,9 @@ pub struct HubConfig {
     pub channels: Vec<Arc<dyn Channel>>,
     /// Key for the buttons' signed tokens (at least 32 random bytes).
     pub token_key: Vec<u8>,
+    /// How long a replica that stops renewing its lease is still taken to be alive: after it,
+    /// the survivors abandon the approvals it held.
+    pub lease: Duration,
 }
 
 /// One matching `approve` rule.
@@ -102,12 +113,6 @@ pub enum VoteError {
     Store(String),
 }
 
-enum Applied {
-    NotLive,
-    Error(VoteError),
-    Step(Result<Step, Refused>),
-}
-
 /// What a counted vote did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Counted {
@@ -117,20 +122,17 @@ pub struct Counted {
     pub approved_by: Vec<String>,
 }
 
+/// An approval this replica holds: the agent's connection waits on `waiter`.
 pub(crate) struct Live {
-    pub(crate) pending: Option<Pending>,
     pub(crate) card: Arc<Card>,
     pub(crate) buttons: Buttons,
     pub(crate) status: Status,
     pub(crate) waiter: Option<oneshot::Sender<Verdict>>,
-    pub(crate) rules: Vec<HeldRule>,
-    /// People whose approving vote asked for a grant.
-    pub(crate) granting: HashSet<String>,
     pub(crate) sent: Vec<fanout::Sent>,
     pub(crate) in_flight: usize,
     pub(crate) delivered: usize,
     pub(crate) failed: usize,
-    /// Set once the outcome is applied; the entry is dropped when no send is in flight.
+    /// Set once the verdict is delivered; the entry is dropped when no send is in flight.
     pub(crate) closed: bool,
 }
 
@@ -151,10 +153,13 @@ pub(crate) struct Inner {
     pub(crate) key: Vec<u8>,
     pub(crate) store: Store,
     pub(crate) audit: AuditHandle,
+    /// This process's replica id (random per start): approvals it holds carry it.
+    pub(crate) replica: String,
+    pub(crate) lease: Duration,
     pub(crate) live: Mutex<HashMap<String, Live>>,
     pub(crate) grants: RwLock<Vec<GrantRow>>,
     pub(crate) events: broadcast::Sender<Event>,
-    shutdown: watch::Sender<bool>,
+    pub(crate) shutdown: watch::Sender<bool>,
 }
 
 /// Cheap to clone; every clone is the same hub.
@@ -177,14 +182,20 @@ fn random_id() -> String {
 }
 
 impl Hub {
-    /// Starts the hub: approvals left pending by a previous process are marked abandoned (and
-    /// their cards updated) — nothing held before a restart is ever forwarded; pull-based
-    /// channels start reading clicks.
+    /// Starts the hub: registers this replica's lease, listens for other replicas' changes, marks
+    /// abandoned what dead replicas (or, on an embedded store, a previous run) left pending —
+    /// nothing held by a process that is gone is ever forwarded — and starts the pull-based
+    /// channels on whichever replica holds the feed lock.
     pub async fn start(cfg: HubConfig, store: Store, audit: AuditHandle) -> Result<Hub, HubError> {
         let now = now_ms();
+        let replica = random_id();
+        let lease_ms = cfg.lease.as_millis() as i64;
+        store.replica_alive(&replica, now as i64, now as i64 + lease_ms).await?;
+        // Listening before anything is held: no answer to this replica's approvals can be missed.
+        let listener = store.listen().await?;
         let grants = store.active_grants(now as i64).await?;
         let (events, _) = broadcast::channel(1024);
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (shutdown, _) = watch::channel(false);
         let hub = Hub {
             inner: Arc::new(Inner {
                 people: People::new(cfg.people),
@@ -192,38 +203,27 @@ impl Hub {
                 key: cfg.token_key,
                 store,
                 audit,
+                replica,
+                lease: cfg.lease,
                 live: Mutex::new(HashMap::new()),
                 grants: RwLock::new(grants),
                 events,
                 shutdown,
             }),
         };
-        hub.abandon_stale(now).await?;
-        let (tx, mut rx) = mpsc::channel::<Click>(256);
-        for ch in &hub.inner.channels {
-            ch.clone().start(tx.clone(), shutdown_rx.clone());
-        }
-        let h = hub.clone();
-        tokio::spawn(async move {
-            while let Some(click) = rx.recv().await {
-                let h = h.clone();
-                // Each click on its own task: a slow acknowledgement never delays the next vote.
-                tokio::spawn(async move {
-                    let reply = h.click(&click).await;
-                    if let Some(ch) = h.channel(click.channel)
-                        && let Err(e) = ch.acknowledge(&click, &reply).await
-                    {
-                        tracing::warn!(channel = click.channel, error = %e, "could not answer a click");
-                    }
-                });
-            }
-        });
+        hub.sweep(now, true).await?;
+        cluster::spawn(&hub, listener);
         Ok(hub)
     }
 
-    /// Stops pull-based channel readers.
-    pub fn shutdown(&self) {
+    /// Stops pull-based channel readers and this replica's background work, and ends its lease:
+    /// what it still holds is abandoned (never forwarded, cards updated) by the next sweep of a
+    /// surviving replica, or of this gateway's next start on an embedded store.
+    pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
+        if let Err(e) = self.inner.store.replica_gone(&self.inner.replica, 0).await {
+            tracing::warn!(error = %e, "could not end this replica's lease; it runs out by itself");
+        }
     }
 
     pub fn people(&self) -> &People {
@@ -251,34 +251,6 @@ impl Hub {
         }
     }
 
-    async fn abandon_stale(&self, now: u64) -> Result<(), HubError> {
-        let stale = self.inner.store.list_approvals(Some("pending"), i64::MAX).await?;
-        for row in stale {
-            let status = Status::Abandoned { at_ms: now };
-            let json = serde_json::to_vec(&status).unwrap_or_default();
-            if !self
-                .inner
-                .store
-                .close_approval(&row.id, "abandoned", now as i64, &json)
-                .await?
-            {
-                continue;
-            }
-            self.audit(event(
-                "approval",
-                &row.agent,
-                &row.host,
-                "abandoned",
-                "the gateway holding this request restarted; it is never forwarded",
-                serde_json::json!({ "approval": row.id }),
-            ));
-            if let Ok(card) = serde_json::from_slice::<Card>(&row.card) {
-                fanout::update_stored(self.clone(), row.id.clone(), Arc::new(card), status);
-            }
-        }
-        Ok(())
-    }
-
     /// Holds a request: persists it, sends its cards, and returns the ticket the gateway
     /// waits on. A store failure is an error (the caller denies: fail closed).
     pub async fn hold(&self, req: HoldRequest) -> Result<Ticket, HubError> {
@@ -294,6 +266,8 @@ impl Hub {
             .collect::<Option<Vec<u64>>>()
             .and_then(|v| v.into_iter().min());
         let expires_ms = now + timeout_secs * 1000;
+        // The card carries every rule's approvers and quorum: any replica counting a vote
+        // rebuilds the requirements from it.
         let lines = req
             .rules
             .iter()
@@ -301,7 +275,7 @@ impl Hub {
                 name: r.name.clone(),
                 reason: r.reason.clone(),
                 approvers: r.spec.approvers.clone(),
-                quorum: r.spec.quorum,
+                quorum: r.spec.quorum.max(1),
             })
             .collect();
         let card = Arc::new(airlock_channels::card::build(
@@ -313,17 +287,32 @@ impl Hub {
             expires_ms,
             grant_secs,
         ));
-        let requirements: Vec<Requirement> = req
-            .rules
-            .iter()
-            .map(|r| Requirement {
-                rule: r.name.clone(),
-                roles: r.spec.approvers.clone(),
-                quorum: r.spec.quorum.max(1),
-            })
-            .collect();
-        let pending = Pending::new(id.clone(), digest.clone(), requirements, now, expires_ms - now);
-        self.inner
+        let exp_secs = expires_ms.div_ceil(1000);
+        let buttons = Buttons {
+            approve: token::sign(&self.inner.key, &id, &digest, Decision::Approve, exp_secs),
+            deny: token::sign(&self.inner.key, &id, &digest, Decision::Deny, exp_secs),
+            grant: grant_secs.map(|_| token::sign(&self.inner.key, &id, &digest, Decision::Grant, exp_secs)),
+        };
+        // The waiter is in place before the row exists: a decision made the instant the row
+        // is visible (on any replica) finds it.
+        let (tx, rx) = oneshot::channel();
+        let status = Status::Pending { approved_by: vec![] };
+        let live = Live {
+            card: card.clone(),
+            buttons,
+            status: status.clone(),
+            waiter: Some(tx),
+            sent: Vec::new(),
+            in_flight: 0,
+            delivered: 0,
+            failed: 0,
+            closed: false,
+        };
+        if let Ok(mut map) = self.inner.live.lock() {
+            map.insert(id.clone(), live);
+        }
+        let inserted = self
+            .inner
             .store
             .insert_approval(&ApprovalRow {
                 id: id.clone(),
@@ -336,14 +325,15 @@ impl Hub {
                 expires_ms: expires_ms as i64,
                 decided_ms: None,
                 status: None,
+                replica: Some(self.inner.replica.clone()),
             })
-            .await?;
-        let exp_secs = expires_ms.div_ceil(1000);
-        let buttons = Buttons {
-            approve: token::sign(&self.inner.key, &id, &digest, Decision::Approve, exp_secs),
-            deny: token::sign(&self.inner.key, &id, &digest, Decision::Deny, exp_secs),
-            grant: grant_secs.map(|_| token::sign(&self.inner.key, &id, &digest, Decision::Grant, exp_secs)),
-        };
+            .await;
+        if let Err(e) = inserted {
+            if let Ok(mut map) = self.inner.live.lock() {
+                map.remove(&id);
+            }
+            return Err(e.into());
+        }
         self.audit(event(
             "approval",
             &req.held.agent,
@@ -357,27 +347,8 @@ impl Hub {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            serde_json::json!({ "approval": id, "digest": digest, "expires_ms": expires_ms }),
+            serde_json::json!({ "approval": id, "digest": digest, "expires_ms": expires_ms, "replica": self.inner.replica }),
         ));
-        let (tx, rx) = oneshot::channel();
-        let status = Status::Pending { approved_by: vec![] };
-        let live = Live {
-            pending: Some(pending),
-            card: card.clone(),
-            buttons,
-            status: status.clone(),
-            waiter: Some(tx),
-            rules: req.rules,
-            granting: HashSet::new(),
-            sent: Vec::new(),
-            in_flight: 0,
-            delivered: 0,
-            failed: 0,
-            closed: false,
-        };
-        if let Ok(mut map) = self.inner.live.lock() {
-            map.insert(id.clone(), live);
-        }
         self.emit(&id, &status);
         fanout::send_cards(self, &id, &card);
         Ok(Ticket::new(self.clone(), id, expires_ms, rx))
@@ -385,10 +356,5 @@ impl Hub {
 
     pub(crate) fn with_live<T>(&self, id: &str, f: impl FnOnce(&mut Live) -> T) -> Option<T> {
         self.inner.live.lock().ok()?.get_mut(id).map(f)
-    }
-
-    fn agent_host(&self, id: &str) -> (String, String) {
-        self.with_live(id, |l| (l.card.agent.clone(), l.card.host.clone()))
-            .unwrap_or_default()
     }
 }

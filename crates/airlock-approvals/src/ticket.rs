@@ -46,8 +46,15 @@ impl Ticket {
                     return v.unwrap_or(Verdict::Failed { reason: "the approvals hub stopped".into() });
                 }
                 _ = tokio::time::sleep(Duration::from_millis(left.max(1))) => {
-                    // Then poll again: `expire` delivered the verdict, or the clock is not there yet.
+                    if now_ms() < self.expires_ms {
+                        continue;
+                    }
+                    // Records the expiry, or delivers the decision that came first.
                     self.hub.expire(&self.id).await;
+                    self.done = true;
+                    // Past the deadline, nothing arrives later: whatever the store said, a
+                    // verdict not here now is no approval.
+                    return rx.try_recv().unwrap_or(Verdict::Expired);
                 }
             }
         }

@@ -32,22 +32,29 @@ pub(crate) fn status_text(status: &Status) -> String {
         },
         Status::Denied { by, .. } => format!("denied by {by}"),
         Status::Expired { .. } => "expired without a decision".into(),
-        Status::Abandoned { .. } => "abandoned: the gateway restarted".into(),
+        Status::Abandoned { .. } => "abandoned: the gateway holding it stopped".into(),
         Status::Withdrawn { .. } => "withdrawn: the agent disconnected".into(),
         Status::Failed { reason, .. } => format!("refused: {reason}"),
     }
 }
 
 impl Hub {
-    fn status_of(&self, row: &ApprovalRow) -> Status {
+    /// What the approval shows: this replica's live status when it holds it, else the store's
+    /// (a pending row held by another replica shows its votes so far).
+    fn status_of(&self, row: &ApprovalRow, votes: &[VoteView]) -> Status {
         if let Some(s) = self.with_live(&row.id, |l| l.status.clone()) {
             return s;
         }
+        if row.state == "pending" {
+            return Status::Pending {
+                approved_by: votes.iter().filter(|v| v.approve).map(|v| v.person.clone()).collect(),
+            };
+        }
         match row.status.as_deref().and_then(|b| serde_json::from_slice(b).ok()) {
             Some(s) => s,
-            // Pending in the store but not held by this process.
-            None => Status::Abandoned {
-                at_ms: row.created_ms as u64,
+            None => Status::Failed {
+                reason: format!("closed as {} without a readable status", row.state),
+                at_ms: row.decided_ms.unwrap_or(row.created_ms) as u64,
             },
         }
     }
@@ -56,7 +63,7 @@ impl Hub {
         let Ok(card) = serde_json::from_slice::<Card>(&row.card) else {
             return Ok(None);
         };
-        let votes = self
+        let votes: Vec<VoteView> = self
             .inner
             .store
             .votes(&row.id)
@@ -70,7 +77,7 @@ impl Hub {
             })
             .collect();
         Ok(Some(ApprovalView {
-            status: self.status_of(&row),
+            status: self.status_of(&row, &votes),
             card,
             votes,
         }))

@@ -1,51 +1,66 @@
 //! Votes: from a known person (dashboard, terminal) or a platform click (token → approval,
-//! platform identity → person → role), applied through the core state machine.
+//! platform identity → person → role). Counted by whichever replica receives them, in one store
+//! transaction under the approval's lock, through the core state machine.
 
 use airlock_channels::token::{Claims, Decision};
-use airlock_channels::{Click, Reply, Status};
-use airlock_core::approval::{Step, Vote};
-use airlock_store::VoteRow;
+use airlock_channels::{Card, Click, Reply, Status};
+use airlock_core::approval::{Closed, Outcome, Pending, Refused, Requirement, Step, Vote};
+use airlock_store::{ApprovalRow, StoreError, Tally, VoteRow};
 
-use crate::{Applied, Counted, Hub, VoteError, event, now_ms};
+use crate::{Counted, Hub, People, VoteError, event, grants, now_ms, view};
+
+/// What a vote that was counted did.
+enum Effect {
+    /// Still pending; approved so far by these people.
+    Waiting(Vec<String>),
+    /// Decided: the final status, and the card (for grants).
+    Decided(Status, Box<Card>),
+}
 
 impl Hub {
-    /// A vote from a known person (dashboard, CLI, or a verified click).
+    /// A vote from a known person (dashboard, CLI, or a verified click), on any replica.
     pub async fn vote(&self, id: &str, person: &str, decision: Decision, channel: &str) -> Result<Counted, VoteError> {
-        let roles = self
-            .inner
-            .people
-            .get(person)
-            .map(|p| p.roles.clone())
-            .ok_or_else(|| VoteError::NotAPerson(person.to_string()))?;
+        if self.inner.people.get(person).is_none() {
+            return Err(VoteError::NotAPerson(person.to_string()));
+        }
         let now = now_ms();
-        let step = match self.apply_vote(id, person, roles, decision, channel, now) {
-            Applied::NotLive => return Err(self.not_live(id).await),
-            Applied::Error(e) => return Err(e),
-            Applied::Step(s) => s,
-        };
-        let (agent, host) = self.agent_host(id);
-        let step = match step {
-            Ok(s) => s,
-            Err(refused) => {
-                self.audit(event(
-                    "vote",
-                    &agent,
-                    &host,
-                    "refused",
-                    &format!("{person} via {channel}: {}", refused.reason()),
-                    serde_json::json!({ "approval": id, "person": person, "channel": channel }),
-                ));
-                return Err(VoteError::Refused(refused));
-            }
-        };
-        let vote_row = VoteRow {
+        let row = VoteRow {
             approval_id: id.to_string(),
             person: person.to_string(),
             approve: decision != Decision::Deny,
+            grant: decision == Decision::Grant,
             channel: channel.to_string(),
             at_ms: now as i64,
         };
-        let recorded = self.inner.store.add_vote(&vote_row).await;
+        let people = &self.inner.people;
+        let counted = self
+            .inner
+            .store
+            .count_vote(&row, |approval, earlier| tally(approval, earlier, &row, people))
+            .await;
+        let (tally, agent, host) = match counted {
+            Ok(Some(Tally::Refuse(c) | Tally::Record(c) | Tally::Close { then: c, .. })) => c,
+            Ok(None) => return Err(VoteError::Unknown(id.to_string())),
+            // The same person voting at the same instant on two replicas: the key refused one.
+            Err(StoreError::AlreadyExists { .. }) => return Err(VoteError::Refused(Refused::AlreadyVoted)),
+            Err(e) => return Err(VoteError::Store(e.to_string())),
+        };
+        let effect = match tally {
+            Err(e) => {
+                if let VoteError::Refused(r) = &e {
+                    self.audit(event(
+                        "vote",
+                        &agent,
+                        &host,
+                        "refused",
+                        &format!("{person} via {channel}: {}", r.reason()),
+                        serde_json::json!({ "approval": id, "person": person, "channel": channel }),
+                    ));
+                }
+                return Err(e);
+            }
+            Ok(effect) => effect,
+        };
         self.audit(event(
             "vote",
             &agent,
@@ -58,37 +73,41 @@ impl Hub {
             &format!("{person} voted via {channel}"),
             serde_json::json!({ "approval": id, "person": person, "channel": channel, "at_ms": now }),
         ));
-        match step {
-            Step::Waiting(p) => {
-                let approved_by: Vec<String> = p.approvers().iter().map(|s| s.to_string()).collect();
-                if let Err(e) = recorded {
-                    // The vote is not durable: fail closed rather than count it.
-                    self.fail(id, format!("a vote could not be recorded: {e}")).await;
-                    return Err(VoteError::Store(e.to_string()));
+        let counted = match effect {
+            Effect::Waiting(approved_by) => Counted {
+                id: id.to_string(),
+                state: "pending".into(),
+                approved_by,
+            },
+            Effect::Decided(status, card) => {
+                // The replica whose vote decided records the outcome, once.
+                self.audit(event(
+                    "approval",
+                    &agent,
+                    &host,
+                    status.name(),
+                    &view::status_text(&status),
+                    serde_json::json!({ "approval": id, "digest": card.digest }),
+                ));
+                let approved_by = match &status {
+                    Status::Approved { by, grant_secs, at_ms } => {
+                        if let Some(secs) = grant_secs {
+                            grants::create(self, &card, by, *secs, *at_ms).await;
+                        }
+                        by.clone()
+                    }
+                    _ => Vec::new(),
+                };
+                Counted {
+                    id: id.to_string(),
+                    state: status.name().to_string(),
+                    approved_by,
                 }
-                self.emit(
-                    id,
-                    &Status::Pending {
-                        approved_by: approved_by.clone(),
-                    },
-                );
-                Ok(Counted {
-                    id: id.to_string(),
-                    state: "pending".into(),
-                    approved_by,
-                })
             }
-            Step::Decided(closed) => {
-                let failure = recorded.err().map(|e| format!("a vote could not be recorded: {e}"));
-                let approved_by = closed.pending.approvers().iter().map(|s| s.to_string()).collect();
-                let state = self.finish(id, closed, failure).await;
-                Ok(Counted {
-                    id: id.to_string(),
-                    state,
-                    approved_by,
-                })
-            }
-        }
+        };
+        // The holder may be this replica; others were notified when the vote committed.
+        self.changed(id).await;
+        Ok(counted)
     }
 
     /// A click from a platform: token → approval, platform identity → person → vote.
@@ -133,72 +152,116 @@ impl Hub {
         }
     }
 
-    /// The in-memory half of a vote, under the lock (no await in here).
-    pub(crate) fn apply_vote(
-        &self,
-        id: &str,
-        person: &str,
-        roles: Vec<String>,
-        decision: Decision,
-        channel: &str,
-        now: u64,
-    ) -> Applied {
-        let Ok(mut map) = self.inner.live.lock() else {
-            return Applied::Error(VoteError::Store("hub state poisoned".into()));
-        };
-        let Some(live) = map.get_mut(id) else {
-            return Applied::NotLive;
-        };
-        let Some(pending) = live.pending.take() else {
-            return Applied::Error(VoteError::Closed(live.status.name().into()));
-        };
-        if decision == Decision::Grant && live.card.grant_secs.is_none() {
-            live.pending = Some(pending);
-            return Applied::Error(VoteError::NoGrant);
-        }
-        let vote = Vote {
-            person: person.to_string(),
-            roles,
-            approve: decision != Decision::Deny,
-            channel: channel.to_string(),
-            at_ms: now,
-        };
-        match pending.vote(vote) {
-            Err((p, refused)) => {
-                live.pending = Some(p);
-                Applied::Step(Err(refused))
-            }
-            Ok(step) => {
-                if decision == Decision::Grant {
-                    live.granting.insert(person.to_string());
-                }
-                // Still waiting: the approval stays open for concurrent votes and expiry
-                // while this vote is being recorded.
-                if let Step::Waiting(p) = &step {
-                    live.pending = Some(p.clone());
-                    live.set_status(Status::Pending {
-                        approved_by: p.approvers().iter().map(|s| s.to_string()).collect(),
-                    });
-                }
-                Applied::Step(Ok(step))
-            }
-        }
-    }
-
     async fn digest_of(&self, id: &str) -> Option<String> {
         if let Some(d) = self.with_live(id, |l| l.card.digest.clone()) {
             return Some(d);
         }
         self.inner.store.get_approval(id).await.ok().flatten().map(|r| r.digest)
     }
+}
 
-    async fn not_live(&self, id: &str) -> VoteError {
-        match self.inner.store.get_approval(id).await {
-            Ok(Some(row)) if row.state != "pending" => VoteError::Closed(row.state),
-            // Pending in the store but not held here: another (dead) process held it.
-            Ok(Some(_)) => VoteError::Closed("held by another gateway".into()),
-            Ok(None) => VoteError::Unknown(id.to_string()),
-            Err(e) => VoteError::Store(e.to_string()),
+type Counting = (Result<Effect, VoteError>, String, String);
+
+/// Inside the vote's transaction: replays the recorded votes and the new one through the core
+/// state machine, with every voter's roles from the operator's `[people]` (never from the vote).
+fn tally(approval: &ApprovalRow, earlier: &[VoteRow], new: &VoteRow, people: &People) -> Tally<Counting> {
+    let (agent, host) = (approval.agent.clone(), approval.host.clone());
+    let refuse = |e: VoteError| Tally::Refuse((Err(e), agent.clone(), host.clone()));
+    if approval.state != "pending" {
+        return refuse(VoteError::Closed(approval.state.clone()));
+    }
+    let Ok(card) = serde_json::from_slice::<Card>(&approval.card) else {
+        return refuse(VoteError::Store(format!(
+            "approval {:?} has an unreadable card",
+            approval.id
+        )));
+    };
+    if new.grant && card.grant_secs.is_none() {
+        return refuse(VoteError::NoGrant);
+    }
+    let as_vote = |v: &VoteRow| Vote {
+        person: v.person.clone(),
+        roles: people.get(&v.person).map(|p| p.roles.clone()).unwrap_or_default(),
+        approve: v.approve,
+        channel: v.channel.clone(),
+        at_ms: v.at_ms as u64,
+    };
+    let requirements = card
+        .rules
+        .iter()
+        .map(|r| Requirement {
+            rule: r.name.clone(),
+            roles: r.approvers.clone(),
+            quorum: r.quorum.max(1),
+        })
+        .collect();
+    let created = approval.created_ms as u64;
+    let timeout = (approval.expires_ms as u64).saturating_sub(created);
+    let mut pending = Pending::new(
+        approval.id.clone(),
+        approval.digest.clone(),
+        requirements,
+        created,
+        timeout,
+    );
+    for v in earlier {
+        pending = match pending.vote(as_vote(v)) {
+            Ok(Step::Waiting(p)) => p,
+            // Counted before and now refused (a person's roles were removed since): it no longer counts.
+            Err((p, _)) => p,
+            // Decided by the recorded votes alone (the configuration changed since): leave it to expire.
+            Ok(Step::Decided(_)) => {
+                return refuse(VoteError::Closed("undecidable after a configuration change".into()));
+            }
+        };
+    }
+    match pending.vote(as_vote(new)) {
+        Err((_, r)) => refuse(VoteError::Refused(r)),
+        Ok(Step::Waiting(p)) => {
+            let approved_by = p.approvers().iter().map(|s| s.to_string()).collect();
+            Tally::Record((Ok(Effect::Waiting(approved_by)), agent, host))
         }
+        Ok(Step::Decided(closed)) => {
+            let granting: Vec<&str> = earlier
+                .iter()
+                .chain([new])
+                .filter(|v| v.grant)
+                .map(|v| v.person.as_str())
+                .collect();
+            let status = final_status(&closed, card.grant_secs, &granting);
+            Tally::Close {
+                state: status.name().to_string(),
+                status: serde_json::to_vec(&status).unwrap_or_default(),
+                then: (Ok(Effect::Decided(status, Box::new(card))), agent, host),
+            }
+        }
+    }
+}
+
+/// The status a decision by votes ends in. A grant is given when every approver asked for one.
+fn final_status(closed: &Closed, grant_secs: Option<u64>, granting: &[&str]) -> Status {
+    let at_ms = closed.at_ms;
+    match closed.outcome {
+        Outcome::Approved => {
+            let by: Vec<String> = closed.pending.approvers().iter().map(|s| s.to_string()).collect();
+            let all_grant = !by.is_empty() && by.iter().all(|p| granting.contains(&p.as_str()));
+            Status::Approved {
+                by,
+                at_ms,
+                grant_secs: grant_secs.filter(|_| all_grant),
+            }
+        }
+        Outcome::Denied => {
+            let by = closed
+                .pending
+                .votes
+                .iter()
+                .find(|v| !v.approve)
+                .map(|v| v.person.clone())
+                .unwrap_or_default();
+            Status::Denied { by, at_ms }
+        }
+        Outcome::Expired => Status::Expired { at_ms },
+        Outcome::Abandoned => Status::Abandoned { at_ms },
     }
 }

@@ -64,6 +64,7 @@ async fn start(with_hub: bool) -> Env {
             ],
             channels: vec![],
             token_key: vec![7; 32],
+            lease: std::time::Duration::from_secs(10),
         };
         let hub = Hub::start(cfg, store.clone(), audit.clone()).await.unwrap();
         for name in ["alice", "bob", "mallory"] {
