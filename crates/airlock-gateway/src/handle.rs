@@ -202,32 +202,34 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<UpB
         }
         Action::Allow => {}
     }
-    // Rate limits of every matching rule that has one.
+    // Checked before the rate limits: a request refused anyway spends none of its limits.
+    if !state.audit.is_healthy() {
+        return audit_unavailable(state);
+    }
+    // Rate limits of every matching rule that has one (only these may cost a store round trip).
     for &i in &decision.matched {
         let Some(rate) = state.policy.rules[i].rate else {
             continue;
         };
-        let ok = state
-            .limiter
-            .lock()
-            .map(|mut l| l.check(i, &conn.agent.name, rate, now_ms()))
-            .unwrap_or(false);
-        if !ok {
-            Metrics::inc(&state.metrics.rate_limited);
-            let name = state.policy.rules[i].name.clone();
-            let d = deny(
-                format!(
+        let name = state.policy.rules[i].name.clone();
+        let (status, reason) = match state.limiter.take(i, &name, &conn.agent.name, rate, now_ms()).await {
+            Ok(true) => continue,
+            Ok(false) => {
+                Metrics::inc(&state.metrics.rate_limited);
+                let why = format!(
                     "rate limit of rule \"{name}\" exceeded ({}/{}s)",
                     rate.count, rate.per_secs
-                ),
-                Some(name),
-            );
-            let ev = rec.event("request", &d, rules, vec![]);
-            return refuse(state, ev, StatusCode::TOO_MANY_REQUESTS, "deny", d.rule.as_deref());
-        }
-    }
-    if !state.audit.is_healthy() {
-        return audit_unavailable(state);
+                );
+                (StatusCode::TOO_MANY_REQUESTS, why)
+            }
+            Err(unchecked) => {
+                Metrics::inc(&state.metrics.rate_limit_unavailable);
+                (StatusCode::SERVICE_UNAVAILABLE, format!("{unchecked}; refusing"))
+            }
+        };
+        let d = deny(reason, Some(name));
+        let ev = rec.event("request", &d, rules, vec![]);
+        return refuse(state, ev, status, "deny", d.rule.as_deref());
     }
 
     // Build the upstream request: the agent's bytes, minus hop-by-hop headers, plus the credential.

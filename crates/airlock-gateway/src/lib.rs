@@ -9,6 +9,7 @@ pub mod credentials;
 mod handle;
 mod hold;
 mod intercept;
+pub mod limit;
 pub mod metrics;
 mod proxy;
 mod record;

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub dial_refused: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub audit_unavailable: AtomicU64,
+    pub rate_limit_unavailable: AtomicU64,
     pub tunnels: AtomicU64,
     pub tunnels_refused: AtomicU64,
     pub injections: AtomicU64,
@@ -59,6 +60,11 @@ impl Metrics {
                 "airlock_audit_unavailable_total",
                 "Requests refused because the audit log could not be written.",
                 &self.audit_unavailable,
+            ),
+            (
+                "airlock_rate_limit_unavailable_total",
+                "Requests refused because the shared store could not check their rate limit.",
+                &self.rate_limit_unavailable,
             ),
             ("airlock_tunnels_total", "CONNECT tunnels opened.", &self.tunnels),
             (

@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use airlock_core::inject::SecretIndex;
 use airlock_core::policy::{Policy, RateLimiter};
 use airlock_store::AuditHandle;
+use airlock_store::Store;
 use airlock_tls::LeafCache;
 use airlock_vault::{Scrubber, SecretBytes};
 use sha2::{Digest, Sha256};
 
+use crate::limit::Limiter;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamClient;
 
@@ -103,7 +105,7 @@ pub struct GatewayState {
     /// HTTP/1.1 only, for requests that upgrade (WebSocket).
     pub client_h1: UpstreamClient,
     pub audit: AuditHandle,
-    pub limiter: Mutex<RateLimiter>,
+    pub limiter: Limiter,
     pub metrics: Metrics,
     pub limits: Limits,
     /// Set when people are configured: `approve` rules hold requests for them.
@@ -139,11 +141,17 @@ impl GatewayState {
             client,
             client_h1,
             audit,
-            limiter: Mutex::new(RateLimiter::default()),
+            limiter: Limiter::Local(Mutex::new(RateLimiter::default())),
             metrics: Metrics::default(),
             limits: Limits::default(),
             approvals: None,
         }
+    }
+
+    /// Counts rate limits in `store`, shared with every replica using it, instead of in memory.
+    pub fn with_shared_rate_limits(mut self, store: Store) -> Self {
+        self.limiter = Limiter::Shared(store);
+        self
     }
 
     /// Enables holding requests for approval.

@@ -109,6 +109,7 @@ pub async fn start(cfg: &Config, store: &Store, vault: &Vault, audit: &AuditHand
             people,
             channels: channels(cfg, store, vault).await?,
             token_key: token_key.expose().to_vec(),
+            lease: std::time::Duration::from_secs(cfg.store.lease_secs),
         },
         store.clone(),
         audit.clone(),

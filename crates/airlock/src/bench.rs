@@ -57,6 +57,14 @@ pub struct BenchArgs {
     /// and report the gateway's RSS.
     #[arg(long, default_value_t = 0)]
     pub held: usize,
+    /// (--local) The store: a PostgreSQL URL naming an empty database (default: a SQLite file
+    /// in the temporary directory).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// (--local) Gateway replicas sharing the store (more than one needs --store); connections
+    /// are spread over them round-robin.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
 }
 
 pub struct Stats {
@@ -90,9 +98,9 @@ impl Stats {
     }
 }
 
-/// Runs `connections` workers against `url` for `duration`.
+/// Runs `connections` workers against `url` for `duration`, worker `i` on `routes[i % len]`.
 pub async fn measure(
-    route: Route,
+    routes: &[Route],
     url: &str,
     connections: usize,
     duration: Duration,
@@ -109,8 +117,12 @@ pub async fn measure(
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (route, host, path, authority) = (route.clone(), host.clone(), path.clone(), authority.clone());
+    for i in 0..connections {
+        let route = routes
+            .get(i % routes.len().max(1))
+            .context("no route to measure")?
+            .clone();
+        let (host, path, authority) = (host.clone(), path.clone(), authority.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
@@ -183,7 +195,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         mode(a.new_tunnel)
     );
     if a.direct {
-        let s = measure(Route::new(None, &roots)?, target, a.connections, dur, a.new_tunnel).await?;
+        let s = measure(&[Route::new(None, &roots)?], target, a.connections, dur, a.new_tunnel).await?;
         println!("{}", s.line("direct"));
     }
     if let Some(proxy) = &a.proxy {
@@ -193,7 +205,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 .context("--proxy-ca FILE is required with --proxy")?,
         )?;
         let s = measure(
-            Route::new(Some(proxy), &[&ca])?,
+            &[Route::new(Some(proxy), &[&ca])?],
             target,
             a.connections,
             dur,

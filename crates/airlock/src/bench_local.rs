@@ -105,14 +105,10 @@ fn proc_usage(pid: u32) -> anyhow::Result<(u64, u64)> {
 /// Linux reports CPU time in USER_HZ ticks, 100 per second on every mainstream kernel.
 const TICKS_PER_SEC: f64 = 100.0;
 
-pub async fn run(a: &crate::bench::BenchArgs) -> anyhow::Result<()> {
-    let (connections, secs, new_tunnel, split, idle) =
-        (a.connections, a.duration, a.new_tunnel, a.split_writes, a.idle);
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path();
-    let api_port = start_upstream(dir, split, a.upstream_http1).await?;
-    let (proxy_port, control_port) = (free_port()?, free_port()?);
-    let config = format!(
+/// The bench's config for a gateway listening on `ports` (proxy, control), with `store` appended.
+fn config(ports: (u16, u16), api_port: u16, store: &str) -> String {
+    let (proxy_port, control_port) = ports;
+    format!(
         r#"[gateway]
 listen = "127.0.0.1:{proxy_port}"
 control = "127.0.0.1:{control_port}"
@@ -147,16 +143,16 @@ paths = ["/send"]
 action = "approve"
 approvers = ["owner"]
 timeout = "30m"
-"#
-    );
-    let (home, opened, token) = crate::local::home(dir, &config, ("api", b"real-bench-key"), "bench").await?;
-    opened.store.close().await;
-    let cfg_path = dir.join("airlock.toml");
+{store}"#
+    )
+}
 
+/// Starts `airlock serve --config cfg` and waits until it listens; its later output is shown.
+async fn spawn_serve(cfg: &std::path::Path) -> anyhow::Result<(tokio::process::Child, u32)> {
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["--config", &cfg_path.to_string_lossy(), "serve"])
+        .args(["--config", &cfg.to_string_lossy(), "serve"])
         .env("AIRLOCK_LOG", "warn")
-        // The child serves the SQLite file this setup created, whatever the caller's store is.
+        // The child serves the store this setup created, whatever the caller's store is.
         .env_remove(crate::home::STORE_URL_ENV)
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -177,51 +173,100 @@ timeout = "30m"
             eprintln!("gateway: {l}");
         }
     });
+    Ok((child, pid))
+}
+
+/// CPU ticks and RSS (kB) summed over `pids`.
+fn usage(pids: &[u32]) -> anyhow::Result<(u64, u64)> {
+    pids.iter().try_fold((0, 0), |(t, r), &pid| {
+        let (ticks, rss) = proc_usage(pid)?;
+        Ok((t + ticks, r + rss))
+    })
+}
+
+pub async fn run(a: &crate::bench::BenchArgs) -> anyhow::Result<()> {
+    let (connections, secs, new_tunnel, split, idle) =
+        (a.connections, a.duration, a.new_tunnel, a.split_writes, a.idle);
+    let replicas = a.replicas;
+    if replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if replicas > 1 && a.store.is_none() {
+        bail!("--replicas {replicas} needs --store postgres://… (replicas share one database)");
+    }
+    if replicas > 1 && (idle > 0 || a.held > 0) {
+        bail!("--idle and --held measure one gateway: use them without --replicas");
+    }
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let api_port = start_upstream(dir, split, a.upstream_http1).await?;
+    let store = a
+        .store
+        .as_ref()
+        .map_or(String::new(), |url| format!("\n[store]\nurl = {url:?}\n"));
+    let ports = (0..replicas)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (home, opened, token) = crate::local::home(
+        dir,
+        &config(ports[0], api_port, &store),
+        ("api", b"real-bench-key"),
+        "bench",
+    )
+    .await?;
+    opened.store.close().await;
+    let mut children = vec![spawn_serve(&dir.join("airlock.toml")).await?];
+    // Further replicas: a directory each, with the first one's CA, master key and control token.
+    for (i, p) in ports.iter().enumerate().skip(1) {
+        let replica = dir.join(format!("replica-{i}"));
+        std::fs::create_dir_all(replica.join("data"))?;
+        for f in ["ca.pem", "ca-key.pem", "master.key", "control.token"] {
+            std::fs::copy(home.data_dir().join(f), replica.join("data").join(f))?;
+        }
+        std::fs::copy(dir.join("upstream-ca.pem"), replica.join("upstream-ca.pem"))?;
+        std::fs::write(replica.join("airlock.toml"), config(*p, api_port, &store))?;
+        children.push(spawn_serve(&replica.join("airlock.toml")).await?);
+    }
+    let pids: Vec<u32> = children.iter().map(|(_, pid)| *pid).collect();
 
     let target = format!("https://localhost:{api_port}/gmail/v1/users/me/messages");
     let up_ca = std::fs::read(dir.join("upstream-ca.pem"))?;
     let gw_ca = std::fs::read(home.ca_cert_path())?;
-    let direct = Route::new(None, &[&up_ca])?;
-    let proxied = Route::new(Some(&format!("http://bench:{token}@127.0.0.1:{proxy_port}")), &[&gw_ca])?;
+    let direct = [Route::new(None, &[&up_ca])?];
+    let proxied = ports
+        .iter()
+        .map(|(proxy_port, _)| Route::new(Some(&format!("http://bench:{token}@127.0.0.1:{proxy_port}")), &[&gw_ca]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let dur = Duration::from_secs(secs);
     println!(
-        "airlock bench --local · {connections} connections · {secs}s each · {} · upstream {} writes, {}",
+        "airlock bench --local · {connections} connections · {secs}s each · {} · upstream {} writes, {} · {replicas} gateway{} on {}",
         mode(new_tunnel),
         if split { "split" } else { "single" },
-        if a.upstream_http1 { "HTTP/1.1" } else { "HTTP/2 offered" }
+        if a.upstream_http1 { "HTTP/1.1" } else { "HTTP/2 offered" },
+        if replicas == 1 { "" } else { "s" },
+        home.store.describe()
     );
-    // Warm up both paths (pools, leaf certificate, session caches).
-    measure(
-        direct.clone(),
-        &target,
-        connections.min(4),
-        Duration::from_millis(500),
-        new_tunnel,
-    )
-    .await?;
-    measure(
-        proxied.clone(),
-        &target,
-        connections.min(4),
-        Duration::from_millis(500),
-        new_tunnel,
-    )
-    .await?;
-    let d = measure(direct, &target, connections, dur, new_tunnel).await?;
-    let (t0, _) = proc_usage(pid)?;
-    let p = measure(proxied.clone(), &target, connections, dur, new_tunnel).await?;
-    let (t1, rss) = proc_usage(pid)?;
+    // Warm up both paths (pools, leaf certificates, session caches), every gateway.
+    let warm = connections.min(4).max(replicas);
+    measure(&direct, &target, warm, Duration::from_millis(500), new_tunnel).await?;
+    measure(&proxied, &target, warm, Duration::from_millis(500), new_tunnel).await?;
+    let d = measure(&direct, &target, connections, dur, new_tunnel).await?;
+    let (t0, _) = usage(&pids)?;
+    let p = measure(&proxied, &target, connections, dur, new_tunnel).await?;
+    let (t1, rss) = usage(&pids)?;
     print_pair(&d, &p);
     let cpu_us = (t1 - t0) as f64 / TICKS_PER_SEC * 1e6 / (p.requests.max(1) as f64);
     println!(
-        "gateway  {cpu_us:.1} µs CPU per proxied request · RSS {:.1} MB",
-        rss as f64 / 1024.0
+        "gateway  {cpu_us:.1} µs CPU per proxied request · RSS {:.1} MB{}",
+        rss as f64 / 1024.0,
+        if replicas == 1 { "" } else { " (all replicas)" }
     );
 
+    let pid = pids[0];
     if idle > 0 {
         let mut held = Vec::with_capacity(idle);
         for _ in 0..idle {
-            held.push(proxied.connect("localhost", api_port).await?);
+            held.push(proxied[0].connect("localhost", api_port).await?);
         }
         let (_, rss) = proc_usage(pid)?;
         println!(
@@ -231,9 +276,11 @@ timeout = "30m"
         drop(held);
     }
     if a.held > 0 {
-        held_rss(&proxied, api_port, a.held, pid, &home.store).await?;
+        held_rss(&proxied[0], api_port, a.held, pid, &home.store).await?;
     }
-    let _ = child.kill().await;
+    for (mut child, _) in children {
+        let _ = child.kill().await;
+    }
     Ok(())
 }
 

@@ -104,11 +104,15 @@ impl Home {
         Ok(Home { config, store })
     }
 
-    /// A home whose store is the SQLite file in its data_dir whatever the environment says:
-    /// the self-contained setups of `airlock demo` and `airlock bench --local`.
+    /// A home whose store is the one its config names — `[store] url`, else the SQLite file in
+    /// its data_dir — whatever the environment says: the self-contained setups of `airlock demo`
+    /// and `airlock bench --local`.
     pub fn load_local(config: &Path) -> anyhow::Result<Home> {
         let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let store = StoreAt::File(config.gateway.data_dir.join("airlock.db"));
+        let store = match &config.store.url {
+            Some(url) => StoreAt::Url(url.clone()),
+            None => StoreAt::File(config.gateway.data_dir.join("airlock.db")),
+        };
         Ok(Home { config, store })
     }
 

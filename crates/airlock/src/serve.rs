@@ -19,8 +19,11 @@ use std::collections::HashMap;
 use crate::home::{Home, Opened, sealed};
 
 /// How often agents and secret values are re-read from the store, so `agent add` and
-/// `secret set` take effect on a running gateway without a store round trip per request.
+/// `secret set` take effect on a running gateway without a store round trip per request
+/// (sooner on PostgreSQL, whose replicas are told of a change).
 const REFRESH: Duration = Duration::from_secs(2);
+/// How often rate limits that are full again are forgotten (in memory, or in the shared store).
+const PRUNE_RATE_LIMITS: Duration = Duration::from_secs(60);
 
 pub struct Running {
     pub audit: AuditHandle,
@@ -38,7 +41,7 @@ impl Running {
             t.abort();
         }
         if let Some(h) = &self.hub {
-            h.shutdown();
+            h.shutdown().await;
         }
         self.audit.shutdown().await.context("could not flush the audit log")?;
         let _ = self.writer.await;
@@ -158,6 +161,25 @@ async fn identities(
     )))
 }
 
+/// Returns when agents or secrets were announced as changed, or after [`REFRESH`] (the polling
+/// fallback), whichever comes first.
+async fn identities_changed(listener: &mut Option<airlock_store::Listener>) {
+    let Some(l) = listener else {
+        return tokio::time::sleep(REFRESH).await;
+    };
+    let wait = async {
+        loop {
+            match l.recv().await {
+                Ok(airlock_store::Heard::Topic(t)) if t != airlock_store::IDENTITIES => continue,
+                Ok(_) => return,
+                // Unreachable store: the timer decides.
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFRESH, wait).await;
+}
+
 /// Starts everything on already-bound listeners (tests and the demo use port 0).
 pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: TcpListener) -> anyhow::Result<Running> {
     let cfg = &home.config;
@@ -199,6 +221,10 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         client_h1,
         audit.clone(),
     );
+    // Replicas sharing the store share their rate limits; a gateway with its own counts in memory.
+    if store.is_shared() {
+        gateway = gateway.with_shared_rate_limits(store.clone());
+    }
     if let Some(hub) = &hub {
         gateway = gateway.with_approvals(airlock_gateway::Approvals {
             hub: hub.clone(),
@@ -230,11 +256,23 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
             tracing::error!(error = %e, "control plane stopped");
         }
     }));
+    if cfg.policy.rules.iter().any(|r| r.rate.is_some()) {
+        let limits = state.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(PRUNE_RATE_LIMITS);
+            loop {
+                every.tick().await;
+                limits.limiter.prune(airlock_gateway::now_ms()).await;
+            }
+        }));
+    }
     let refresh_state = state.clone();
     let cfg = cfg.clone();
+    // Another replica's `agent add` / `secret set` is announced through the store: reload at once.
+    let mut listener = store.listen().await.ok();
     tasks.push(tokio::spawn(async move {
         loop {
-            tokio::time::sleep(REFRESH).await;
+            identities_changed(&mut listener).await;
             match identities(&cfg, &store, &vault, Some(&fingerprint)).await {
                 Ok(Some((ids, fp))) => {
                     fingerprint = fp;

@@ -1,26 +1,13 @@
 //! The binary on a PostgreSQL store (a real server, a database per test): `airlock init` creates
 //! the schema there, every command and `serve` use it through `[store] url` or
 //! `AIRLOCK_STORE_URL`, and data_dir keeps only the CA, master key and control token.
-#[path = "../../airlock-store/tests/common/pg.rs"]
-mod pg;
 mod support;
 
-use std::process::{Command, Output};
-
 use sqlx::Connection;
+use support::replicas::{init, pg};
 use support::*;
 
 const REAL: &str = "real-key-0123456789-abcdef";
-
-/// `airlock init --dir DIR` with `AIRLOCK_STORE_URL=url`.
-fn init(dir: &std::path::Path, url: &str) -> Output {
-    Command::new(BIN)
-        .args(["init", "--dir"])
-        .arg(dir)
-        .env(STORE_URL_ENV, url)
-        .output()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_serve_and_audit_run_on_postgres() {

@@ -5,101 +5,25 @@
 //! The outage is a real one as the gateway sees it: its store URL points at a TCP forwarder in
 //! front of the test server, which resets every connection and refuses new ones while "down"
 //! (stopping the shared server itself would break the other tests running against it).
-#[path = "../../airlock-store/tests/common/pg.rs"]
-mod pg;
 mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use support::replicas::{Cable, init, pg, status, until_status};
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 const REAL: &str = "real-key-outage-0123456789";
-
-/// A TCP forwarder to 127.0.0.1:5432 that can be cut and restored.
-struct Cable {
-    port: u16,
-    up: watch::Sender<bool>,
-}
-
-impl Cable {
-    async fn start(target: u16) -> Cable {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (up, rx) = watch::channel(true);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let mut rx = rx.clone();
-                if !*rx.borrow() {
-                    continue; // dropped: the client sees its connection closed
-                }
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = rx.wait_for(|up| !*up) => {} // cut: both ends dropped
-                    }
-                });
-            }
-        });
-        Cable { port, up }
-    }
-    fn set(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-}
-
-/// One request with the placeholder; 0 when it got no HTTP answer at all.
-async fn status(client: &reqwest::Client, url: &str) -> u16 {
-    client
-        .get(url)
-        .header("x-key", "airlock-k-placeholder")
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-/// Sends requests until `want` comes back (bounded): the store's state changes
-/// asynchronously to the requests, so the first ones after a cut may still pass.
-async fn until_status(client: &reqwest::Client, url: &str, want: u16, seen: &mut Vec<u16>) -> bool {
-    for _ in 0..600 {
-        let status = status(client, url).await;
-        seen.push(status);
-        if status == want {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    false
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_closed_while_postgres_is_away_and_recover_when_it_returns() {
     let db = pg::Database::create().await;
-    // postgres://user:pass@host:PORT/db
-    let authority = db.url.split('@').nth(1).and_then(|r| r.split('/').next()).unwrap();
-    let server_port: u16 = authority.rsplit_once(':').map_or(Ok(5432), |(_, p)| p.parse()).unwrap();
-    let cable = Cable::start(server_port).await;
-    let via_cable = db
-        .url
-        .replacen(&format!(":{server_port}/"), &format!(":{}/", cable.port), 1);
+    let cable = Cable::to_test_server().await;
+    let via_cable = cable.url(&db.url);
 
     let up = upstream(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(BIN)
-        .args(["init", "--dir"])
-        .arg(dir.path())
-        .env(STORE_URL_ENV, &via_cable)
-        .output()
-        .unwrap();
+    let o = init(dir.path(), &via_cable);
     assert!(o.status.success(), "{}", text(&o));
     let mut gw = serve_one_secret_on(dir, &via_cable, &up, REAL);
     let client = gw.client("a");

@@ -2,6 +2,8 @@
 //! that records what it receives, and an `airlock serve` child configured per test.
 #![allow(dead_code)]
 
+pub mod replicas;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
