@@ -334,6 +334,36 @@ async fn polling_delivers_in_order_and_never_twice() {
     assert_stops(&mut rx).await;
 }
 
+/// The next getUpdates confirms the last batch, so it waits until the hub has applied every
+/// click of it (each click's `Done` guard dropped): a reader that dies meanwhile leaves the
+/// click to the next reader instead of losing it.
+#[tokio::test]
+async fn polling_confirms_a_click_only_once_the_hub_has_applied_it() {
+    let tg_fake = FakeTelegram::start().await;
+    let tg = Arc::new(telegram(&tg_fake.base, None));
+    let first = tg_fake.push_click(42, "tok-1");
+    let (tx, mut rx) = mpsc::channel(8);
+    let (stop, shutdown) = watch::channel(false);
+    tg.clone().start(tx, shutdown);
+    let applying = next_click(&mut rx).await;
+    assert_eq!(applying.token, "tok-1");
+    tg_fake.push_click(42, "tok-2");
+    // While tok-1 is being applied, nothing is confirmed and nothing more is fetched. (An
+    // absence has no event to await: a poller ignoring the guard answers within milliseconds.)
+    let early = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+    assert!(early.is_err(), "fetched past a click not yet applied: {early:?}");
+    assert_eq!((tg_fake.calls("getUpdates").len(), tg_fake.unconfirmed()), (1, 2));
+    drop(applying);
+    let second = next_click(&mut rx).await;
+    assert_eq!(second.token, "tok-2");
+    let polls = tg_fake.calls("getUpdates");
+    assert_eq!((polls.len(), &polls[1]["offset"]), (2, &json!(first + 1)));
+    assert_eq!(tg_fake.unconfirmed(), 1, "tok-1 confirmed, tok-2 not yet");
+    drop(second);
+    stop.send(true).unwrap();
+    assert_stops(&mut rx).await;
+}
+
 #[tokio::test]
 async fn polling_backs_off_on_errors_and_recovers() {
     let tg_fake = FakeTelegram::start().await;

@@ -163,7 +163,7 @@ async fn a_replica_killed_holding_100_approvals_forwards_none_and_a_survivor_clo
     let (tg, up) = (FakeTelegram::start().await, upstream(true).await);
     let mut c = cluster(&up, &tg, 2).await;
     let agents: Vec<_> = (0..HELD)
-        .map(|n| send(&c[0], up.port, MAIL_PATH, "application/json", mail(n)))
+        .map(|n| try_send(&c[0], up.port, MAIL_PATH, "application/json", mail(n)))
         .collect();
     tg.wait_until("every card sent", |f| f.calls("sendMessage").len() == HELD)
         .await;
@@ -178,8 +178,11 @@ async fn a_replica_killed_holding_100_approvals_forwards_none_and_a_survivor_clo
     }
     c.kill9(0);
     for a in agents {
-        let answered = a.await;
-        assert!(answered.is_err(), "an agent got an answer from a dead replica");
+        let answered = a.await.unwrap();
+        assert!(
+            answered.is_err(),
+            "an agent got an answer from a dead replica: {answered:?}"
+        );
     }
     // After the lease (2 s), the survivor abandons every one and edits every card.
     tg.wait_until("every card says abandoned", |f| {

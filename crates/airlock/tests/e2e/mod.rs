@@ -126,6 +126,18 @@ max_body = 1048576
 /// The agent's request, through the proxy with the placeholder credential; runs until the
 /// gateway answers (it is held meanwhile).
 pub fn send(gw: &Gateway, port: u16, path: &str, content_type: &str, body: Vec<u8>) -> JoinHandle<reqwest::Response> {
+    let sent = try_send(gw, port, path, content_type, body);
+    tokio::spawn(async move { sent.await.unwrap().unwrap() })
+}
+
+/// [`send`], for a request that may get no answer (its gateway is killed while holding it).
+pub fn try_send(
+    gw: &Gateway,
+    port: u16,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> JoinHandle<reqwest::Result<reqwest::Response>> {
     let c = gw.client("mailbot");
     let url = format!("https://localhost:{port}{path}");
     let ct = content_type.to_string();
@@ -136,7 +148,6 @@ pub fn send(gw: &Gateway, port: u16, path: &str, content_type: &str, body: Vec<u
             .body(body)
             .send()
             .await
-            .unwrap()
     })
 }
 
