@@ -124,10 +124,10 @@ max_body = 1048576
 }
 
 /// The agent's request, through the proxy with the placeholder credential; runs until the
-/// gateway answers (it is held meanwhile).
+/// gateway answers (it is held meanwhile). Aborting the handle hangs up.
 pub fn send(gw: &Gateway, port: u16, path: &str, content_type: &str, body: Vec<u8>) -> JoinHandle<reqwest::Response> {
-    let sent = try_send(gw, port, path, content_type, body);
-    tokio::spawn(async move { sent.await.unwrap().unwrap() })
+    let sent = request(gw, port, path, content_type, body).send();
+    tokio::spawn(async move { sent.await.unwrap() })
 }
 
 /// [`send`], for a request that may get no answer (its gateway is killed while holding it).
@@ -138,17 +138,15 @@ pub fn try_send(
     content_type: &str,
     body: Vec<u8>,
 ) -> JoinHandle<reqwest::Result<reqwest::Response>> {
-    let c = gw.client("mailbot");
-    let url = format!("https://localhost:{port}{path}");
-    let ct = content_type.to_string();
-    tokio::spawn(async move {
-        c.post(url)
-            .bearer_auth("airlock-gmail")
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .await
-    })
+    tokio::spawn(request(gw, port, path, content_type, body).send())
+}
+
+fn request(gw: &Gateway, port: u16, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    gw.client("mailbot")
+        .post(format!("https://localhost:{port}{path}"))
+        .bearer_auth("airlock-gmail")
+        .header("content-type", content_type)
+        .body(body)
 }
 
 /// Follows the control plane's event stream; `next` returns the id of the next approval
