@@ -10,10 +10,11 @@ use std::sync::LazyLock;
 
 use airlock_config::Config;
 use airlock_core::facts::{Body, RequestFacts, Scheme};
-use airlock_core::glob::HostPattern;
-use airlock_core::inject::{Refusal, RequestView, SecretDecl, SecretIndex, Slot};
-use airlock_core::path::{normalize, parse_query, redact_query, split_target};
-use airlock_core::policy::{Action, Decision};
+use airlock_core::glob::{Glob, HostPattern};
+use airlock_core::inject::{Refusal, RequestView, SecretDecl, SecretIndex, Slot, query_pairs};
+use airlock_core::policy::{Action, BodyMatcher, Decision, JsonCond, JsonExpect, Policy, Rule};
+use airlock_inspect::request::{body_state, head_facts, plan_body, settle_methods};
+use airlock_inspect::target::{path_readings, redact_query, split_target};
 use airlock_inspect::{Want, inspect};
 
 /// A request as the gateway would see it, read leniently from arbitrary bytes:
@@ -43,12 +44,9 @@ impl Head<'_> {
     }
 }
 
-/// The gateway's `canonical_host`.
+/// The gateway's `canonical_host`; a host it refuses (400) reads as empty here.
 fn canonical_host(h: &str) -> String {
-    h.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    airlock_core::host::canonical_host(h).unwrap_or_default()
 }
 
 /// `host[:port]` → (canonical host, port).
@@ -211,13 +209,18 @@ const GRANTED: &[&str] = &["github", "maps"];
 pub fn request_parse(data: &[u8]) {
     let h = parse_head(data);
     let (raw_path, query) = split_target(&h.target);
-    let path = normalize(raw_path);
-    check_normalized(raw_path, &path);
+    // Every reading is a resolved path; an undecodable one is refused (400) before policy.
+    if let Ok(readings) = path_readings(raw_path) {
+        assert!(!readings.is_empty() && readings[0].how.is_none());
+        for r in &readings {
+            check_normalized(raw_path, &r.value);
+        }
+    }
     check_redacted(&h.target, &redact_query(&h.target));
     let raw_query = h.target.split_once('?').map_or("", |(_, q)| q);
-    assert_eq!(parse_query(raw_query), query, "split_target and parse_query disagree");
+    assert_eq!(query_pairs(raw_query), query, "split_target and query_pairs disagree");
 
-    let _ = inspect(h.content_type(), h.body, Want::ALL);
+    let _ = inspect(h.content_type(), h.body, &query, Want::ALL);
 
     check_plan(&h);
 }
@@ -334,7 +337,12 @@ fn check_decision(f: &RequestFacts, d: &Decision) {
     );
     match &d.rule {
         None => {
-            assert!(d.matched.is_empty(), "default applied with matches: {d:?}");
+            // The default applied: no deny or approve rule matched (allow rules may have
+            // matched some readings but not all).
+            assert!(
+                d.matched.iter().all(|&i| p.rules[i].action == Action::Allow),
+                "default applied with a restrictive match: {d:?}"
+            );
             assert_eq!(d.action, p.default);
         }
         Some(name) => {
@@ -345,47 +353,44 @@ fn check_decision(f: &RequestFacts, d: &Decision) {
                 let r = &p.rules[j];
                 assert!(r.action <= d.action, "{:?} outranks the decision {d:?}", r.name);
                 assert!(r.hosts.is_empty() || r.hosts.iter().any(|h| h.matches(&f.host)));
-                assert!(r.methods.is_empty() || r.methods.contains(&f.method));
             }
         }
     }
 }
 
-/// Facts from the request head, then `body_needs`, inspection of what is needed and evaluation.
-pub fn policy_eval(data: &[u8]) {
-    let policy = &CONFIG.policy;
-    let h = parse_head(data);
-    let (raw_path, query) = split_target(&h.target);
+/// The gateway's facts for `h` (canonical host, every method and path reading), or None when
+/// the gateway refuses the request before policy (an undecodable path).
+fn facts_of(h: &Head<'_>) -> Option<RequestFacts> {
     let agent = h
         .header("x-airlock-agent")
         .map_or_else(|| "coder".to_string(), |a| String::from_utf8_lossy(a).into_owned());
-    let mut facts = RequestFacts {
-        agent,
-        method: h.method.clone(),
+    let headers: Vec<(&str, &[u8])> = h.headers.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    head_facts(&airlock_inspect::request::Head {
+        agent: &agent,
+        method: &h.method,
         scheme: h.scheme,
-        host: h.host.clone(),
+        host: &h.host,
         port: h.port,
-        path: normalize(raw_path),
-        query,
-        headers: h
-            .headers
-            .iter()
-            .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
-            .collect(),
-        body: Body::Empty,
-    };
-    let needs = policy.body_needs(&facts);
-    if h.body.is_empty() {
-        let d = policy.evaluate(&facts);
-        check_decision(&facts, &d);
-        return;
-    }
-    if !needs.any() {
+        target: &h.target,
+        headers: &headers,
+        keep_headers: true,
+    })
+    .ok()
+}
+
+/// Facts from the request head, the body read as the gateway plans it, and evaluation.
+pub fn policy_eval(data: &[u8]) {
+    let policy = &CONFIG.policy;
+    let h = parse_head(data);
+    let Some(mut facts) = facts_of(&h) else { return };
+    let plan = plan_body(&mut facts, policy, h.content_type());
+    settle_methods(&mut facts, &plan, h.content_type(), Some(h.body));
+    if !plan.needs.any() {
         // The gateway streams the body unread: reading it must not have changed anything.
         facts.body = Body::Streamed;
         let streamed = policy.evaluate(&facts);
         check_decision(&facts, &streamed);
-        facts.body = Body::Inspected(inspect(h.content_type(), h.body, Want::ALL));
+        facts.body = Body::Inspected(inspect(h.content_type(), h.body, &facts.query, Want::ALL));
         let read = policy.evaluate(&facts);
         assert_eq!(
             (streamed.action, &streamed.rule),
@@ -395,26 +400,83 @@ pub fn policy_eval(data: &[u8]) {
         return;
     }
     // Inspecting only what was asked for decides as inspecting everything does.
-    facts.body = Body::Inspected(inspect(h.content_type(), h.body, Want::from(needs)));
+    facts.body = body_state(&plan, h.content_type(), Some(h.body), &facts.query);
     let wanted = policy.evaluate(&facts);
     check_decision(&facts, &wanted);
-    facts.body = Body::Inspected(inspect(h.content_type(), h.body, Want::ALL));
+    facts.body = Body::Inspected(inspect(h.content_type(), h.body, &facts.query, Want::ALL));
     let all = policy.evaluate(&facts);
     assert_eq!(
         (wanted.action, &wanted.rule, &wanted.matched),
         (all.action, &all.rule, &all.matched),
-        "inspecting {needs:?} decided differently from inspecting everything"
+        "inspecting {:?} decided differently from inspecting everything",
+        plan.needs
     );
-    // Fail closed: an unreadable body never turns a deny into anything else.
+    // Fail closed: an unreadable body never turns a deny into anything else, nor allows.
     facts.body = Body::TooLarge;
     let too_large = policy.evaluate(&facts);
     check_decision(&facts, &too_large);
     if all.action == Action::Deny && all.rule.is_some() {
-        assert_eq!(
-            too_large.action,
-            Action::Deny,
-            "a deny rule stopped matching a too-large body"
-        );
+        assert_eq!(too_large.action, Action::Deny, "a deny rule stopped matching a too-large body");
+    }
+}
+
+/// One matcher of each kind, as an allow rule and as a deny rule.
+static MATCHERS: LazyLock<Vec<BodyMatcher>> = LazyLock::new(|| {
+    vec![
+        BodyMatcher::Json(vec![JsonCond {
+            pointer: "/action".into(),
+            value: JsonExpect::Glob(Glob::text("status*")),
+        }]),
+        BodyMatcher::Json(vec![JsonCond {
+            pointer: "/amount".into(),
+            value: JsonExpect::Exact(serde_json::json!(10)),
+        }]),
+        BodyMatcher::Graphql {
+            operation: Some("query".into()),
+            names: vec!["viewer".into()],
+        },
+        BodyMatcher::JsonRpc {
+            method: Some(Glob::text("tools/call")),
+            tools: vec!["read_file".into()],
+        },
+        BodyMatcher::Sql(vec![airlock_core::facts::SqlClass::Read]),
+    ]
+});
+
+fn one_rule(m: &BodyMatcher, action: Action) -> Policy {
+    let rule = Rule {
+        name: "r".into(),
+        hosts: vec![],
+        methods: vec![],
+        paths: vec![],
+        agents: vec![],
+        query: vec![],
+        headers: vec![],
+        body: Some(m.clone()),
+        action,
+        reason: None,
+        rate: None,
+        approval: None,
+    };
+    let default = if action == Action::Allow { Action::Deny } else { Action::Allow };
+    Policy::new(default, vec![rule])
+}
+
+/// Invariant 12 on the body readings: whatever an `allow` rule's matcher accepts, the same
+/// matcher in a `deny` rule catches (the permissive reading implies the restrictive one), and
+/// a body that could not be read whole is never allowed by a matcher.
+pub fn body_readings(data: &[u8]) {
+    let h = parse_head(data);
+    let Some(mut facts) = facts_of(&h) else { return };
+    facts.body = Body::Inspected(inspect(h.content_type(), h.body, &facts.query, Want::ALL));
+    for m in MATCHERS.iter() {
+        let allowed = one_rule(m, Action::Allow).evaluate(&facts).action == Action::Allow;
+        let denied = one_rule(m, Action::Deny).evaluate(&facts).action == Action::Deny;
+        assert!(!allowed || denied, "{m:?} allows a body its deny twin does not catch: {facts:?}");
+        let mut unread = facts.clone();
+        unread.body = Body::TooLarge;
+        assert_eq!(one_rule(m, Action::Allow).evaluate(&unread).action, Action::Deny);
+        assert_eq!(one_rule(m, Action::Deny).evaluate(&unread).action, Action::Deny);
     }
 }
 

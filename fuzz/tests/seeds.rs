@@ -13,6 +13,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("request_parse", airlock_fuzz::request_parse),
     ("policy_eval", airlock_fuzz::policy_eval),
     ("config_load", airlock_fuzz::config_load),
+    ("body_readings", airlock_fuzz::body_readings),
 ];
 
 fn seeds(target: &str) -> Vec<PathBuf> {

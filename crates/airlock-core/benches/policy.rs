@@ -1,4 +1,5 @@
-//! Policy evaluation cost as the rule count grows: 1, 100 and 10,000 rules.
+//! Policy evaluation cost as the rule count grows (10, 1,000 and 10,000 rules), and the
+//! placeholder scan every request passes through.
 //!
 //! The policies look like real ones: N rules spread over N/4 exact hosts, some `*.example.com`
 //! wildcard rules, a few host-less rules, mixed methods, path globs, header and query matchers
@@ -12,10 +13,9 @@ mod common;
 
 use airlock_core::facts::{Body, BodyFacts, RequestFacts};
 use airlock_core::glob::{Glob, HostPattern};
-use airlock_core::path::normalize;
 use airlock_core::policy::{Action, BodyMatcher, JsonCond, JsonExpect, Policy, Rule};
 use common::{facts, rule, with_paths};
-use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
 
 const METHODS: &[&[&str]] = &[
     &["GET"],
@@ -134,7 +134,7 @@ fn matching_request() -> RequestFacts {
         ],
     );
     f.body = Body::Inspected(BodyFacts {
-        json: Some(serde_json::json!({"body": "LGTM", "force": false, "action": "comment"})),
+        json: vec![serde_json::json!({"body": "LGTM", "force": false, "action": "comment"})],
         ..BodyFacts::default()
     });
     f
@@ -158,7 +158,7 @@ fn wildcard_request() -> RequestFacts {
 }
 
 fn evaluate(c: &mut Criterion) {
-    for n in [1usize, 100, 10_000] {
+    for n in [10usize, 1_000, 10_000] {
         let p = policy(n);
         let hit = matching_request();
         let miss = unmatched_request(n);
@@ -204,19 +204,53 @@ fn body_needs(c: &mut Criterion) {
     g.finish();
 }
 
-fn normalize_path(c: &mut Criterion) {
-    let mut g = c.benchmark_group("normalize_path");
-    for (name, raw) in [
-        ("plain", "/repos/airlock/airlock/issues/42/comments"),
-        ("hostile", "/a/%2e%2e/b/./c//d%2Fe"),
-        ("double_encoded", "/a/%252e%252e/%252e%252e/b\\..\\c/%2F%2F/d"),
-    ] {
-        g.bench_with_input(BenchmarkId::from_parameter(name), raw, |b, raw| {
-            b.iter(|| normalize(black_box(raw)))
-        });
-    }
-    g.finish();
+/// The injection plan over a typical request: 20 declared secrets, a dozen headers, a 4 KiB body.
+fn placeholder_scan(c: &mut Criterion) {
+    use airlock_core::facts::Scheme;
+    use airlock_core::inject::{RequestView, SecretDecl, SecretIndex, Slot};
+    let decls = (0..20)
+        .map(|i| SecretDecl {
+            name: format!("s{i}"),
+            hosts: vec![HostPattern::parse(&format!("api{i}.example.com")).expect("host")],
+            slot: Slot::Header("authorization".into()),
+            format: "Bearer {secret}".into(),
+            placeholder: format!("airlock-placeholder-s{i}"),
+            env: None,
+            allow_http: false,
+        })
+        .collect();
+    let index = SecretIndex::new(decls);
+    let granted = vec!["s3".to_string()];
+    let names = [
+        "host",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "content-type",
+        "content-length",
+        "x-request-id",
+        "x-github-api-version",
+        "traceparent",
+        "cookie",
+        "origin",
+        "referer",
+    ];
+    let values: Vec<String> = names.iter().map(|n| format!("value of {n} 0123456789abcdef")).collect();
+    let mut headers: Vec<(&str, &[u8])> = names.iter().zip(&values).map(|(n, v)| (*n, v.as_bytes())).collect();
+    headers.push(("authorization", b"Bearer airlock-placeholder-s3"));
+    let body = "{\"text\": \"lorem ipsum dolor sit amet\"} ".repeat(128);
+    let view = RequestView {
+        scheme: Scheme::Https,
+        host: "api3.example.com",
+        target: "/repos/airlock/airlock/issues?state=open&per_page=100",
+        headers: &headers,
+        body: Some(body.as_bytes()),
+    };
+    assert_eq!(index.plan(&granted, &view).expect("plan").len(), 1);
+    c.bench_function("placeholder_scan/20_secrets_4k_body", |b| {
+        b.iter(|| index.plan(black_box(&granted), black_box(&view)))
+    });
 }
 
-criterion_group!(benches, evaluate, body_needs, normalize_path);
+criterion_group!(benches, evaluate, body_needs, placeholder_scan);
 criterion_main!(benches);

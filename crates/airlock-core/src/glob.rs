@@ -75,12 +75,21 @@ impl Glob {
         if self.exact {
             return self.src == s;
         }
-        Self::go(&self.toks, s)
+        Self::go(&self.toks, s, false)
+    }
+
+    /// Matches ignoring ASCII case: how routers that ignore case (Express's default, ASP.NET,
+    /// IIS) read a path. Whatever `matches` accepts, this accepts too.
+    pub fn matches_ignore_ascii_case(&self, s: &str) -> bool {
+        if self.exact {
+            return self.src.eq_ignore_ascii_case(s);
+        }
+        Self::go(&self.toks, s, true)
     }
 
     /// Set-of-positions simulation: O(tokens × len), no backtracking, so hostile
     /// patterns or paths cannot make matching exponential.
-    fn go(toks: &[Tok], s: &str) -> bool {
+    fn go(toks: &[Tok], s: &str, fold: bool) -> bool {
         let b = s.as_bytes();
         let mut cur = vec![false; b.len() + 1];
         cur[0] = true;
@@ -89,7 +98,14 @@ impl Glob {
             match t {
                 Tok::Lit(l) => {
                     for (i, _) in cur.iter().enumerate().filter(|(_, on)| **on) {
-                        if b[i..].starts_with(l.as_bytes()) {
+                        let hit = b.get(i..i + l.len()).is_some_and(|w| {
+                            if fold {
+                                w.eq_ignore_ascii_case(l.as_bytes())
+                            } else {
+                                w == l.as_bytes()
+                            }
+                        });
+                        if hit {
                             next[i + l.len()] = true;
                         }
                     }
@@ -139,6 +155,12 @@ pub enum HostPattern {
 impl HostPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim_end_matches('.').to_ascii_lowercase();
+        // An exact IP literal in any spelling `getaddrinfo` takes is stored canonical, as
+        // requests' hosts are (invariant 12).
+        if !s.contains('*') && !s.contains('/') && !s.contains(' ') && !s.is_empty() {
+            let canonical = crate::host::canonical_host(&s).map_err(|e| format!("bad host pattern: {e}"))?;
+            return Ok(HostPattern::Exact(canonical));
+        }
         if s == "*" {
             return Ok(HostPattern::Any);
         }
@@ -150,7 +172,7 @@ impl HostPattern {
             }
             return Ok(HostPattern::Suffix(format!(".{rest}")));
         }
-        if s.is_empty() || s.contains('*') || s.contains('/') || s.contains(' ') {
+        if s.is_empty() || s.contains('*') || s.contains('/') || s.contains(' ') || s.contains(':') {
             return Err(format!(
                 "bad host pattern {s:?}: use \"*.example.com\" or an exact host (no scheme, no path)"
             ));

@@ -53,6 +53,9 @@ impl SecretDecl {
 pub struct SecretIndex {
     pub decls: Vec<SecretDecl>,
     finder: Option<AhoCorasick>,
+    /// For header names, which HTTP/2 lower-cases and HTTP/1.1 compares without case: a
+    /// placeholder used as a name arrives in whatever case the agent's library chose.
+    finder_ci: Option<AhoCorasick>,
 }
 
 /// One injection: secret `secret` (index into the declarations) into `slot`.
@@ -104,12 +107,23 @@ pub struct RequestView<'a> {
 
 impl SecretIndex {
     pub fn new(decls: Vec<SecretDecl>) -> Self {
-        let finder = if decls.is_empty() {
-            None
+        let patterns = || decls.iter().map(|d| d.placeholder.as_bytes());
+        let (finder, finder_ci) = if decls.is_empty() {
+            (None, None)
         } else {
-            AhoCorasick::new(decls.iter().map(|d| d.placeholder.as_bytes())).ok()
+            (
+                AhoCorasick::new(patterns()).ok(),
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(patterns())
+                    .ok(),
+            )
         };
-        SecretIndex { decls, finder }
+        SecretIndex {
+            decls,
+            finder,
+            finder_ci,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&SecretDecl> {
@@ -118,7 +132,17 @@ impl SecretIndex {
 
     /// Indices of the secrets whose placeholder occurs in `hay`.
     pub fn find(&self, hay: &[u8]) -> Vec<usize> {
-        let Some(f) = &self.finder else { return vec![] };
+        Self::find_with(self.finder.as_ref(), hay)
+    }
+
+    /// Indices of the secrets whose placeholder occurs in `hay` in any ASCII case (header and
+    /// trailer names).
+    pub fn find_in_name(&self, hay: &[u8]) -> Vec<usize> {
+        Self::find_with(self.finder_ci.as_ref(), hay)
+    }
+
+    fn find_with(finder: Option<&AhoCorasick>, hay: &[u8]) -> Vec<usize> {
+        let Some(f) = finder else { return vec![] };
         let mut v: Vec<usize> = f.find_overlapping_iter(hay).map(|m| m.pattern().as_usize()).collect();
         v.sort_unstable();
         v.dedup();
@@ -139,7 +163,7 @@ impl SecretIndex {
             .and_then(|(_, v)| decode_basic(v));
 
         for (name, value) in req.headers {
-            for i in self.find(name.as_bytes()) {
+            for i in self.find_in_name(name.as_bytes()) {
                 seen.push((i, "a header name".into()));
             }
             for i in self.find(value) {
@@ -165,7 +189,7 @@ impl SecretIndex {
         }
         let (path, query) = req.target.split_once('?').unwrap_or((req.target, ""));
         // The raw and the decoded path: `/%61irlock-…` is the placeholder to an upstream.
-        let decoded = crate::path::percent_decode(path);
+        let decoded = percent_decode(path);
         for i in self
             .find(path.as_bytes())
             .into_iter()
@@ -173,7 +197,7 @@ impl SecretIndex {
         {
             seen.push((i, "the path".into()));
         }
-        for (k, v) in crate::path::parse_query(query) {
+        for (k, v) in query_pairs(query) {
             for i in self.find(v.as_bytes()).into_iter().chain(self.find(k.as_bytes())) {
                 let d = &self.decls[i];
                 let here = matches!(&d.slot, Slot::Query(q) if *q == k) && v == d.placeholder;
@@ -223,6 +247,26 @@ impl SecretIndex {
         }
         Ok(plan)
     }
+}
+
+/// Percent-decodes for scanning (invalid UTF-8 replaced: the placeholder is ASCII).
+pub fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// `a=1&b=2` as decoded pairs (`+` is a space in form-style queries).
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (
+                percent_decode(&k.replace('+', " ")),
+                percent_decode(&v.replace('+', " ")),
+            )
+        })
+        .collect()
 }
 
 /// `Basic dXNlcjpwYXNz` → `user:pass`, when well-formed.

@@ -6,6 +6,6 @@ pub mod approval;
 pub mod audit;
 pub mod facts;
 pub mod glob;
+pub mod host;
 pub mod inject;
-pub mod path;
 pub mod policy;

@@ -1,9 +1,13 @@
 //! The policy model and its evaluation: a pure function from request facts to a decision.
 //!
 //! Every matching rule counts; deny beats approve beats allow; no match → the default.
-//! Rules that need the body are evaluated on body facts the edge extracted; when the body
-//! could not be read (too large) or its text did not parse, deny and approve rules treat
-//! the body condition as met and allow rules as unmet — the fail-closed reading.
+//!
+//! A request is read every way the servers behind airlock may read it ([`crate::facts`],
+//! invariant 12): a `deny` or `approve` rule triggers when **any** reading matches it, and the
+//! request is allowed only when **every** reading is matched by an `allow` rule. What could not
+//! be read (a body over the limit, SQL that does not parse, an override in an unread body)
+//! satisfies `deny`/`approve` rules and never `allow` rules — the restrictive reading — and the
+//! decision's reason says so.
 
 use std::collections::HashMap;
 
@@ -154,57 +158,229 @@ pub struct Rule {
     pub approval: Option<ApprovalSpec>,
 }
 
+/// Which side of invariant 12 a rule is read on: `deny`/`approve` rules trigger when any
+/// reading matches; `allow` rules must hold for every reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Restrictive,
+    Permissive,
+}
+
+/// How a body condition held: by what was read, or by the restrictive reading of what was not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hit {
+    No,
+    Yes,
+    Assumed(&'static str),
+}
+
+impl From<bool> for Hit {
+    fn from(b: bool) -> Hit {
+        if b { Hit::Yes } else { Hit::No }
+    }
+}
+
 impl Rule {
-    /// Every condition but the body.
-    fn matches_head(&self, f: &RequestFacts) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m == &f.method))
-            && (self.agents.is_empty() || self.agents.iter().any(|a| a == &f.agent))
-            && (self.paths.is_empty() || self.paths.iter().any(|p| p.matches(&f.path)))
-            && self
-                .query
-                .iter()
-                .all(|(k, g)| f.query.iter().any(|(qk, qv)| qk == k && g.matches(qv)))
-            && self
-                .headers
-                .iter()
-                .all(|(k, g)| f.headers.iter().any(|(hk, hv)| hk == k && g.matches(hv)))
+    fn method_ok(&self, m: &Option<String>, side: Side) -> bool {
+        if self.methods.is_empty() {
+            return true;
+        }
+        match m {
+            // An override that could not be read may name any method.
+            None => side == Side::Restrictive,
+            // HEAD is GET without the body: governed by GET's rules as well as its own.
+            Some(m) => self.methods.iter().any(|r| r == m || (r == "GET" && m == "HEAD")),
+        }
     }
 
-    fn matches_body(&self, body: &Body) -> bool {
-        let Some(m) = &self.body else { return true };
-        // Fail closed: an unreadable body satisfies restrictive rules, never permissive ones.
-        let restrictive = self.action != Action::Allow;
+    fn path_ok(&self, p: &str, side: Side) -> bool {
+        // Routers that ignore case (Express's default, ASP.NET) reach a denied path spelled in
+        // another case; a literal match implies the folded one, so allow rules need only this.
+        self.paths.is_empty()
+            || self
+                .paths
+                .iter()
+                .any(|g| g.matches(p) || (side == Side::Restrictive && g.matches_ignore_ascii_case(p)))
+    }
+
+    /// The agent, query and header conditions (one reading each; repeated keys are several values).
+    fn fixed_ok(&self, f: &RequestFacts, side: Side) -> bool {
+        (self.agents.is_empty() || self.agents.iter().any(|a| a == &f.agent))
+            && self.query.iter().all(|(k, g)| {
+                // Some servers read query keys without regard to case (ASP.NET, PHP's $_REQUEST on IIS).
+                let vals = f.query.iter().filter(|(qk, _)| qk.eq_ignore_ascii_case(k));
+                values_ok(vals.map(|(_, v)| v.as_str()), g, side)
+            })
+            && self.headers.iter().all(|(k, g)| {
+                let vals = f.headers.iter().filter(|(hk, _)| hk == k);
+                values_ok(vals.map(|(_, v)| v.as_str()), g, side)
+            })
+    }
+
+    /// The first (method, path) reading this rule matches on `side`, by index.
+    fn reading(&self, f: &RequestFacts, side: Side) -> Option<(usize, usize)> {
+        let m = f.methods.iter().position(|m| self.method_ok(&m.value, side))?;
+        let p = f.paths.iter().position(|p| self.path_ok(&p.value, side))?;
+        Some((m, p))
+    }
+
+    fn body_hit(&self, body: &Body, side: Side) -> Hit {
+        let Some(m) = &self.body else { return Hit::Yes };
         match body {
-            Body::Inspected(facts) => body_matches(m, facts, restrictive),
-            Body::TooLarge | Body::Streamed => restrictive,
-            Body::Empty => false,
+            Body::Inspected(facts) => body_matches(m, facts, side),
+            Body::TooLarge | Body::Streamed => unread(side, "the body could not be read whole"),
+            Body::Empty => Hit::No,
         }
     }
 }
 
-fn body_matches(m: &BodyMatcher, f: &BodyFacts, restrictive: bool) -> bool {
+/// Restrictive: some value matches. Permissive: there is a value, and every one matches (a
+/// server may take the first or the last of a repeated key).
+fn values_ok<'a>(vals: impl Iterator<Item = &'a str>, g: &Glob, side: Side) -> bool {
+    let mut seen = false;
+    for v in vals {
+        match (side, g.matches(v)) {
+            (Side::Restrictive, true) => return true,
+            (Side::Permissive, false) => return false,
+            _ => seen = true,
+        }
+    }
+    side == Side::Permissive && seen
+}
+
+/// What cannot be read satisfies restrictive rules and never permissive ones.
+fn unread(side: Side, why: &'static str) -> Hit {
+    match side {
+        Side::Restrictive => Hit::Assumed(why),
+        Side::Permissive => Hit::No,
+    }
+}
+
+/// Restrictive: some item matches. Permissive: there is an item, and every one matches.
+fn each<T>(items: &[T], side: Side, ok: impl Fn(&T) -> bool) -> Hit {
+    match side {
+        Side::Restrictive => items.iter().any(ok).into(),
+        Side::Permissive => (!items.is_empty() && items.iter().all(ok)).into(),
+    }
+}
+
+fn body_matches(m: &BodyMatcher, f: &BodyFacts, side: Side) -> Hit {
     match m {
         BodyMatcher::Json(conds) => {
-            let Some(v) = &f.json else { return false };
-            conds.iter().all(|c| match (v.pointer(&c.pointer), &c.value) {
-                (None, _) => false,
-                (Some(serde_json::Value::String(s)), JsonExpect::Glob(g)) => g.matches(s),
-                (Some(other), JsonExpect::Glob(g)) => g.matches(&other.to_string()),
-                (Some(got), JsonExpect::Exact(want)) => got == want,
+            if f.json_unread {
+                return unread(side, "part of the JSON body could not be read");
+            }
+            each(&f.json, side, |v| conds.iter().all(|c| json_cond(v, c, side)))
+        }
+        BodyMatcher::Graphql { operation, names } => {
+            if f.graphql.iter().any(|op| op.kind == "unparsed") {
+                return unread(side, "a GraphQL document could not be read");
+            }
+            each(&f.graphql, side, |op| {
+                let named = match side {
+                    // The operation's own name is the sender's choice: it may trigger a rule, never pass one.
+                    Side::Restrictive => {
+                        op.name.as_ref().is_some_and(|n| names.contains(n))
+                            || op.fields.iter().any(|n| names.contains(n))
+                    }
+                    Side::Permissive => !op.fields.is_empty() && op.fields.iter().all(|n| names.contains(n)),
+                };
+                operation.as_ref().is_none_or(|k| k == &op.kind) && (names.is_empty() || named)
             })
         }
-        BodyMatcher::Graphql { operation, names } => f.graphql.iter().any(|op| {
-            if op.kind == "unparsed" {
-                return restrictive;
+        BodyMatcher::JsonRpc { method, tools } => {
+            if f.json_unread {
+                return unread(side, "part of the JSON body could not be read");
             }
-            operation.as_ref().is_none_or(|k| k == &op.kind)
-                && (names.is_empty() || op.names.iter().any(|n| names.contains(n)))
-        }),
-        BodyMatcher::JsonRpc { method, tools } => f.jsonrpc.iter().any(|c| {
-            method.as_ref().is_none_or(|g| g.matches(&c.method))
-                && (tools.is_empty() || c.tool.as_ref().is_some_and(|t| tools.contains(t)))
-        }),
-        BodyMatcher::Sql(classes) => (f.sql_unparsed && restrictive) || f.sql.iter().any(|c| classes.contains(c)),
+            each(&f.jsonrpc, side, |c| {
+                let tool = match &c.tool {
+                    Some(t) => tools.contains(t),
+                    None => side == Side::Restrictive && c.tool_unread,
+                };
+                method.as_ref().is_none_or(|g| g.matches(&c.method)) && (tools.is_empty() || tool)
+            })
+        }
+        BodyMatcher::Sql(classes) => {
+            if f.sql_unparsed {
+                return unread(side, "some SQL could not be parsed");
+            }
+            each(&f.sql, side, |c| classes.contains(c))
+        }
+    }
+}
+
+/// One pointer condition against one JSON reading. Keys compare as Go's `encoding/json` reads
+/// them (case-insensitively), so every member a server may take is a candidate.
+fn json_cond(v: &serde_json::Value, c: &JsonCond, side: Side) -> bool {
+    let mut found = Vec::new();
+    resolve(v, &c.pointer, &mut found);
+    let ok = |got: &&serde_json::Value| match (got, &c.value) {
+        (serde_json::Value::String(s), JsonExpect::Glob(g)) => g.matches(s),
+        (other, JsonExpect::Glob(g)) => g.matches(&other.to_string()),
+        (got, JsonExpect::Exact(want)) => json_eq(got, want),
+    };
+    match side {
+        Side::Restrictive => found.iter().any(ok),
+        Side::Permissive => !found.is_empty() && found.iter().all(ok),
+    }
+}
+
+/// Every value at `pointer` (RFC 6901), matching object keys by Unicode simple case folding.
+fn resolve<'a>(v: &'a serde_json::Value, pointer: &str, out: &mut Vec<&'a serde_json::Value>) {
+    let Some(rest) = pointer.strip_prefix('/') else {
+        if pointer.is_empty() {
+            out.push(v);
+        }
+        return;
+    };
+    let (token, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let token = token.replace("~1", "/").replace("~0", "~");
+    match v {
+        serde_json::Value::Object(map) => {
+            for (_, child) in map.iter().filter(|(k, _)| fold_eq(k, &token)) {
+                resolve(child, tail, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            let index = token
+                .parse::<usize>()
+                .ok()
+                .filter(|_| token == "0" || !token.starts_with('0'));
+            if let Some(child) = index.and_then(|i| items.get(i)) {
+                resolve(child, tail, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Equal under Unicode simple case folding (`ſ` is `s`, `K` the Kelvin sign is `k`), as Go's
+/// `encoding/json` matches keys.
+pub fn fold_eq(a: &str, b: &str) -> bool {
+    fn fold(c: char) -> char {
+        let mut up = c.to_uppercase();
+        let u = match (up.next(), up.next()) {
+            (Some(u), None) => u,
+            _ => c,
+        };
+        u.to_lowercase().next().unwrap_or(u)
+    }
+    a == b || a.chars().map(fold).eq(b.chars().map(fold))
+}
+
+/// JSON equality where numbers compare by value: `1000`, `1000.0` and `1e3` are one amount.
+fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as V;
+    match (a, b) {
+        (V::Number(x), V::Number(y)) if x.is_f64() || y.is_f64() => x.as_f64() == y.as_f64(),
+        (V::Array(x), V::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
+        (V::Object(x), V::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, xv)| y.get(k).is_some_and(|yv| json_eq(xv, yv)))
+        }
+        _ => a == b,
     }
 }
 
@@ -217,6 +393,9 @@ pub struct Decision {
     pub reason: String,
     /// Indices of every matching rule, in policy order.
     pub matched: Vec<usize>,
+    /// The reading that decided, when it is not the request as sent (e.g. "DELETE /send, from
+    /// the X-HTTP-Method-Override header").
+    pub reading: Option<String>,
 }
 
 /// Rules compiled with a host index, so evaluation touches only rules that can match.
@@ -289,7 +468,8 @@ impl Policy {
         for i in self.candidates(&f.host) {
             let r = &self.rules[i];
             if let Some(m) = &r.body
-                && r.matches_head(f)
+                && r.fixed_ok(f, Side::Restrictive)
+                && r.reading(f, Side::Restrictive).is_some()
             {
                 needs.add(m);
             }
@@ -297,45 +477,155 @@ impl Policy {
         needs
     }
 
+    /// Whether a rule that could match this request names methods: only then may a method
+    /// override hidden in the body change the decision, and only then must the edge read it.
+    pub fn methods_matter(&self, f: &RequestFacts) -> bool {
+        self.candidates(&f.host).into_iter().any(|i| {
+            let r = &self.rules[i];
+            !r.methods.is_empty()
+                && r.fixed_ok(f, Side::Restrictive)
+                && f.paths.iter().any(|p| r.path_ok(&p.value, Side::Restrictive))
+        })
+    }
+
     pub fn evaluate(&self, f: &RequestFacts) -> Decision {
-        let matched: Vec<usize> = self
-            .candidates(&f.host)
-            .into_iter()
-            .filter(|&i| self.rules[i].matches_head(f) && self.rules[i].matches_body(&f.body))
-            .collect();
-        // Deny > approve > allow; among equals the first rule in policy order decides.
-        let decisive = matched
+        let candidates = self.candidates(&f.host);
+        let mut matched = Vec::new();
+        // Deny and approve rules: any reading that matches triggers them.
+        let mut strict: Option<(usize, String)> = None;
+        for &i in &candidates {
+            let r = &self.rules[i];
+            if r.action == Action::Allow || !r.fixed_ok(f, Side::Restrictive) {
+                continue;
+            }
+            let Some((m, p)) = r.reading(f, Side::Restrictive) else {
+                continue;
+            };
+            let hit = r.body_hit(&f.body, Side::Restrictive);
+            if hit == Hit::No {
+                continue;
+            }
+            matched.push(i);
+            if strict.as_ref().is_none_or(|(j, _)| r.action > self.rules[*j].action) {
+                let assumed = if let Hit::Assumed(why) = hit { Some(why) } else { None };
+                strict = Some((i, describe(f, m, p, assumed)));
+            }
+        }
+        // Allow rules: every (method, path) reading must be matched by one.
+        let allowing: Vec<usize> = candidates
             .iter()
             .copied()
-            .max_by(|&a, &b| self.rules[a].action.cmp(&self.rules[b].action).then(b.cmp(&a)));
-        match decisive {
-            None => Decision {
-                action: self.default,
-                rule: None,
-                reason: format!(
-                    "no rule matches {} {}{}; the default is {}",
-                    f.method,
-                    f.host,
-                    f.path,
-                    self.default.as_str()
-                ),
-                matched,
-            },
-            Some(i) => {
+            .filter(|&i| {
                 let r = &self.rules[i];
-                let reason = r.reason.clone().unwrap_or_else(|| match r.action {
-                    Action::Allow => format!("allowed by rule \"{}\"", r.name),
-                    Action::Approve => format!("rule \"{}\" requires human approval", r.name),
-                    Action::Deny => format!("denied by rule \"{}\"", r.name),
-                });
-                Decision {
-                    action: r.action,
-                    rule: Some(r.name.clone()),
-                    reason,
-                    matched,
+                r.action == Action::Allow
+                    && r.fixed_ok(f, Side::Permissive)
+                    && r.body_hit(&f.body, Side::Permissive) == Hit::Yes
+            })
+            .collect();
+        let mut first_allow = None;
+        let mut uncovered = None;
+        let mut used = vec![false; allowing.len()];
+        for (m, method) in f.methods.iter().enumerate() {
+            for (p, path) in f.paths.iter().enumerate() {
+                let mut covered = false;
+                for (k, &i) in allowing.iter().enumerate() {
+                    let r = &self.rules[i];
+                    if r.method_ok(&method.value, Side::Permissive) && r.path_ok(&path.value, Side::Permissive) {
+                        used[k] = true;
+                        if !covered && m == 0 && p == 0 {
+                            first_allow = Some(i);
+                        }
+                        covered = true;
+                    }
+                }
+                if !covered {
+                    uncovered.get_or_insert((m, p));
                 }
             }
         }
+        matched.extend(allowing.iter().zip(&used).filter(|(_, u)| **u).map(|(i, _)| *i));
+        matched.sort_unstable();
+        if let Some((i, reading)) = strict {
+            let r = &self.rules[i];
+            let base = r.reason.clone().unwrap_or_else(|| match r.action {
+                Action::Approve => format!("rule \"{}\" requires human approval", r.name),
+                _ => format!("denied by rule \"{}\"", r.name),
+            });
+            return Decision {
+                action: r.action,
+                rule: Some(r.name.clone()),
+                reason: with_reading(base, &reading),
+                matched,
+                reading: (!reading.is_empty()).then_some(reading),
+            };
+        }
+        match (uncovered, first_allow) {
+            (None, Some(i)) => {
+                let r = &self.rules[i];
+                Decision {
+                    action: Action::Allow,
+                    rule: Some(r.name.clone()),
+                    reason: r
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("allowed by rule \"{}\"", r.name)),
+                    matched,
+                    reading: None,
+                }
+            }
+            (Some((m, p)), _) => {
+                let reading = describe(f, m, p, None);
+                let default = self.default.as_str();
+                let reason = if reading.is_empty() {
+                    format!(
+                        "no rule matches {} {}{}; the default is {default}",
+                        f.method(),
+                        f.host,
+                        f.path()
+                    )
+                } else {
+                    format!("no rule allows this request when it is read as {reading}; the default is {default}")
+                };
+                Decision {
+                    action: self.default,
+                    rule: None,
+                    reason,
+                    matched,
+                    reading: (!reading.is_empty()).then_some(reading),
+                }
+            }
+            // No readings at all cannot come from the edge; refuse rather than guess.
+            (None, None) => Decision {
+                action: Action::Deny,
+                rule: None,
+                reason: "the request has no method or path to decide on".into(),
+                matched,
+                reading: None,
+            },
+        }
+    }
+}
+
+/// "DELETE /send (the X-HTTP-Method-Override header; matrix parameters removed)", or "" for the
+/// request as sent and fully read.
+fn describe(f: &RequestFacts, m: usize, p: usize, assumed: Option<&str>) -> String {
+    let (method, path) = (&f.methods[m], &f.paths[p]);
+    let hows: Vec<&str> = [method.how.as_deref(), path.how.as_deref(), assumed]
+        .into_iter()
+        .flatten()
+        .collect();
+    if hows.is_empty() {
+        return String::new();
+    }
+    let shown = method.value.as_deref().unwrap_or("an unreadable method");
+    format!("{shown} {} ({})", path.value, hows.join("; "))
+}
+
+fn with_reading(base: String, reading: &str) -> String {
+    if reading.is_empty() {
+        base
+    } else {
+        format!("{base} — read restrictively as {reading}")
     }
 }
 

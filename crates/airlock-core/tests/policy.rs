@@ -31,36 +31,6 @@ fn deny_beats_approve_beats_allow_and_default_applies() {
 }
 
 #[test]
-fn path_rules_cannot_be_dodged_by_encoding() {
-    let p = Policy::new(
-        Action::Allow,
-        vec![with_paths(
-            rule("admin", "api.example.com", &[], Action::Deny),
-            &["/admin/**", "/admin"],
-        )],
-    );
-    for t in [
-        "/admin",
-        "/admin/users",
-        "/x/%2e%2e/admin/users",
-        "//admin/users",
-        "/%61dmin/x",
-        "/a/..%2fadmin/x",
-        "/./admin",
-    ] {
-        assert_eq!(
-            p.evaluate(&facts("GET", "api.example.com", t)).action,
-            Action::Deny,
-            "{t}"
-        );
-    }
-    assert_eq!(
-        p.evaluate(&facts("GET", "api.example.com", "/administrator")).action,
-        Action::Allow
-    );
-}
-
-#[test]
 fn wildcard_hosts_agents_query_and_headers() {
     let mut r = rule("gh", "*.github.com", &[], Action::Allow);
     r.agents = vec!["dev".into()];
@@ -138,14 +108,15 @@ fn body_matchers_and_fail_closed_reading() {
     assert_eq!(p.evaluate(&f).action, Action::Deny);
 
     f.body = inspected(BodyFacts {
-        json: Some(serde_json::json!({"action": "deploy-prod"})),
+        json: vec![serde_json::json!({"action": "deploy-prod"})],
         ..Default::default()
     });
     assert_eq!(p.evaluate(&f).rule.as_deref(), Some("deploys"));
     f.body = inspected(BodyFacts {
         graphql: vec![GraphqlOp {
             kind: "mutation".into(),
-            names: vec!["deleteIssue".into()],
+            name: None,
+            fields: vec!["deleteIssue".into()],
         }],
         ..Default::default()
     });
@@ -153,7 +124,8 @@ fn body_matchers_and_fail_closed_reading() {
     f.body = inspected(BodyFacts {
         graphql: vec![GraphqlOp {
             kind: "unparsed".into(),
-            names: vec![],
+            name: None,
+            fields: vec![],
         }],
         ..Default::default()
     });
@@ -162,6 +134,7 @@ fn body_matchers_and_fail_closed_reading() {
         jsonrpc: vec![JsonRpcCall {
             method: "tools/call".into(),
             tool: Some("send_email".into()),
+            tool_unread: false,
         }],
         ..Default::default()
     });

@@ -14,29 +14,34 @@ use hyper::body::Incoming;
 
 use crate::upstream::{BoxError, UpBody};
 
+/// An agent's request body: hyper's in the gateway, any body in the stages' tests.
+pub trait AgentBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + Unpin + 'static {}
+impl<B> AgentBody for B where B: Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + Unpin + 'static {}
+
 /// What was read of a request body before the decision.
-pub enum Prefetched {
+pub enum Prefetched<B = Incoming> {
     Empty,
     /// The whole body.
     Full(Bytes),
     /// The first bytes (more than the limit) and the unread rest.
-    Partial(Bytes, Incoming),
+    Partial(Bytes, B),
 }
 
 /// Reads up to `limit` bytes. A body that ends within the limit is `Full`.
-pub async fn prefetch(mut body: Incoming, limit: usize) -> Result<Prefetched, hyper::Error> {
+pub async fn prefetch<B: AgentBody>(mut body: B, limit: usize) -> Result<Prefetched<B>, BoxError> {
     if body.is_end_stream() {
         return Ok(Prefetched::Empty);
     }
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
+        // Request trailers are dropped: nothing upstream of a proxy relies on them, and they
+        // would be one more place for a placeholder to leave unscanned.
+        if let Ok(data) = frame.map_err(Into::into)?.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() > limit {
                 return Ok(Prefetched::Partial(buf.freeze(), body));
             }
         }
-        // Request trailers are dropped: nothing upstream of a proxy relies on them.
     }
     Ok(if buf.is_empty() {
         Prefetched::Empty
@@ -54,17 +59,18 @@ pub struct StreamedExfiltration;
 pub type Forbidden = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 /// The unread rest of a request body, scanned as it streams: if a placeholder whose
-/// secret is not bound to this host appears, the upstream request is aborted.
-pub struct ScannedRest {
-    inner: Incoming,
+/// secret is not bound to this host appears, the upstream request is aborted. Trailers are
+/// dropped (an unscanned header block), as in [`prefetch`].
+pub struct ScannedRest<B = Incoming> {
+    inner: B,
     forbidden: Forbidden,
     carry: Vec<u8>,
     keep: usize,
     pub tripped: Arc<AtomicBool>,
 }
 
-impl ScannedRest {
-    pub fn new(inner: Incoming, head: &[u8], keep: usize, forbidden: Forbidden) -> Self {
+impl<B> ScannedRest<B> {
+    pub fn new(inner: B, head: &[u8], keep: usize, forbidden: Forbidden) -> Self {
         let carry = head[head.len().saturating_sub(keep)..].to_vec();
         ScannedRest {
             inner,
@@ -76,15 +82,18 @@ impl ScannedRest {
     }
 }
 
-impl Body for ScannedRest {
+impl<B: AgentBody> Body for ScannedRest<B> {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
+        loop {
+            return match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Some(data) = frame.data_ref() else {
+                        continue;
+                    };
                     // Look at the carried tail plus this chunk so a placeholder split
                     // across chunks is still seen.
                     let mut window = std::mem::take(&mut this.carry);
@@ -94,12 +103,12 @@ impl Body for ScannedRest {
                         return Poll::Ready(Some(Err(Box::new(StreamedExfiltration))));
                     }
                     this.carry = window[window.len().saturating_sub(this.keep)..].to_vec();
+                    Poll::Ready(Some(Ok(frame)))
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 
@@ -245,7 +254,7 @@ where
 
 /// Reads a body to its end if it fits in `max` bytes (a request held for approval must be
 /// held whole). `None` when it is larger: such a request is denied, never approved blind.
-pub async fn read_whole(pre: Prefetched, max: usize) -> Result<Option<Bytes>, hyper::Error> {
+pub async fn read_whole<B: AgentBody>(pre: Prefetched<B>, max: usize) -> Result<Option<Bytes>, BoxError> {
     let (head, mut rest) = match pre {
         Prefetched::Empty => return Ok(Some(Bytes::new())),
         Prefetched::Full(b) => return Ok((b.len() <= max).then_some(b)),
@@ -256,7 +265,7 @@ pub async fn read_whole(pre: Prefetched, max: usize) -> Result<Option<Bytes>, hy
     }
     let mut buf = BytesMut::from(&head[..]);
     while let Some(frame) = rest.frame().await {
-        if let Ok(data) = frame?.into_data() {
+        if let Ok(data) = frame.map_err(Into::into)?.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() > max {
                 return Ok(None);

@@ -6,7 +6,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use airlock_core::facts::Scheme;
 use http::{HeaderMap, Request, Version, header};
-use hyper::body::Incoming;
 
 use crate::state::{Agent, GatewayState};
 
@@ -63,12 +62,10 @@ impl Conn {
     }
 }
 
-/// Lower-case, no brackets, no trailing dot: the one spelling hosts are compared in.
-pub fn canonical_host(h: &str) -> String {
-    h.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+/// The one spelling hosts are compared, bound and dialed in (invariant 12): lower-case, no
+/// brackets, no trailing dot, IP literals in their canonical text (`2130706433` is `127.0.0.1`).
+pub fn canonical_host(h: &str) -> Result<String, airlock_core::host::BadHost> {
+    airlock_core::host::canonical_host(h)
 }
 
 pub(crate) fn default_port(s: Scheme) -> u16 {
@@ -85,11 +82,11 @@ pub fn now_ms() -> u64 {
 /// Parses `host[:port]` from a Host header or :authority.
 pub(crate) fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
     let auth: http::uri::Authority = a.parse().ok()?;
-    Some((canonical_host(auth.host()), auth.port_u16()))
+    Some((canonical_host(auth.host()).ok()?, auth.port_u16()))
 }
 
 /// Where the request goes; Err is the reason for a 421.
-pub(crate) fn destination(conn: &Conn, req: &Request<Incoming>) -> Result<(Scheme, String, u16), String> {
+pub(crate) fn destination<B>(conn: &Conn, req: &Request<B>) -> Result<(Scheme, String, u16), String> {
     let host_header = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
     match &conn.tunnel {
         Some(t) => {
@@ -113,7 +110,7 @@ pub(crate) fn destination(conn: &Conn, req: &Request<Incoming>) -> Result<(Schem
         }
         None => {
             let uri = req.uri();
-            let host = canonical_host(uri.host().unwrap_or_default());
+            let host = canonical_host(uri.host().unwrap_or_default()).map_err(|e| e.to_string())?;
             let port = uri.port_u16().unwrap_or(80);
             if let Some(claimed) = host_header {
                 let (h, p) = split_authority(claimed).ok_or_else(|| "malformed Host header".to_string())?;
@@ -154,7 +151,7 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-pub(crate) fn is_websocket(req: &Request<Incoming>) -> bool {
+pub(crate) fn is_websocket<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req
             .headers()

@@ -69,8 +69,8 @@ pub fn apply(
                     .split('&')
                     .map(|kv| {
                         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        let dk = airlock_core::path::percent_decode(&k.replace('+', " "));
-                        let dv = airlock_core::path::percent_decode(&v.replace('+', " "));
+                        let dk = airlock_core::inject::percent_decode(&k.replace('+', " "));
+                        let dv = airlock_core::inject::percent_decode(&v.replace('+', " "));
                         if &dk == key && dv == decl.placeholder {
                             format!("{k}={}", &*encoded)
                         } else {

@@ -3,110 +3,80 @@
 
 use airlock_approvals::{HeldRule, HoldRequest, Verdict};
 use airlock_channels::HeldRequest;
-use airlock_core::facts::{Body as BodyState, RequestFacts};
-use airlock_core::inject::{Injection, Refusal, RequestView};
+use airlock_core::facts::Body as BodyState;
 use airlock_core::policy::{Action, Decision};
-use bytes::Bytes;
-use http::{Response, StatusCode, header};
+use http::{StatusCode, header};
 
-use crate::body::{Prefetched, read_whole};
+use crate::body::{AgentBody, Prefetched, read_whole};
 use crate::conn::{Conn, now_ms, strip_hop_by_hop};
+use crate::decide::Decided;
+use crate::facts::{Inbound, scan};
 use crate::metrics::Metrics;
-use crate::record::{Record, deny, refuse};
-use crate::upstream::UpBody;
+use crate::record::{Stop, deny};
 
-pub(crate) enum Held {
-    /// Approved, or covered by a grant: forward exactly this body with these headers.
-    Forward {
-        body: Bytes,
-        plan: Vec<Injection>,
-        decision: Decision,
-    },
-    Refused(Response<UpBody>),
-}
-
-pub(crate) struct Ask<'a> {
-    pub(crate) conn: &'a Conn,
-    pub(crate) rec: &'a Record,
-    pub(crate) facts: &'a RequestFacts,
-    pub(crate) decision: &'a Decision,
-    pub(crate) rules: &'a [String],
-    pub(crate) target: &'a str,
-    pub(crate) websocket: bool,
-}
-
-impl Ask<'_> {
-    fn refuse(&self, status: StatusCode, reason: String) -> Held {
-        let state = &self.conn.state;
-        Metrics::inc(&state.metrics.denied);
-        let d = deny(reason, self.decision.rule.clone());
-        let ev = self.rec.event("request", &d, self.rules.to_vec(), vec![]);
-        Held::Refused(refuse(state, ev, status, "deny", d.rule.as_deref()))
+/// Stage 3: an `approve` decision holds the request until people decide; anything else passes.
+/// On approval (or a grant) the request comes back with its whole body — the bytes that were
+/// shown and hashed — and the plan rescanned over them.
+pub(crate) async fn settle<B: AgentBody>(
+    conn: &Conn,
+    req: Inbound<B>,
+    d: Decided,
+) -> Result<(Inbound<B>, Decided), Stop> {
+    if d.decision.action != Action::Approve {
+        return Ok((req, d));
     }
+    hold(conn, req, d).await
 }
 
-pub(crate) async fn hold(ask: Ask<'_>, parts: &mut http::request::Parts, pre: Prefetched) -> Held {
-    let state = &ask.conn.state;
-    let why = &ask.decision.reason;
+fn refuse_held<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, status: StatusCode, reason: String) -> Stop {
+    let state = &conn.state;
+    Metrics::inc(&state.metrics.denied);
+    let refusal = deny(reason, d.decision.rule.clone());
+    let ev = req.rec.event("request", &refusal, d.rules.clone(), vec![]);
+    Stop::refused(state, ev, status, "deny", refusal.rule.as_deref())
+}
+
+async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Result<(Inbound<B>, Decided), Stop> {
+    let state = &conn.state;
+    let why = &d.decision.reason;
     let Some(approvals) = state.approvals.clone() else {
-        return ask.refuse(
-            StatusCode::FORBIDDEN,
-            format!("{why}; no approvers are configured ([people] in the config), so it is denied"),
-        );
+        let reason = format!("{why}; no approvers are configured ([people] in the config), so it is denied");
+        return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));
     };
-    if matches!(ask.facts.body, BodyState::TooLarge) {
-        return ask.refuse(
-            StatusCode::FORBIDDEN,
-            format!("{why}; the body could not be read whole or inspected, and a request is never approved blind"),
-        );
+    if matches!(req.facts.body, BodyState::TooLarge) {
+        let reason =
+            format!("{why}; the body could not be read whole or inspected, and a request is never approved blind");
+        return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));
     }
+    let pre = std::mem::replace(&mut req.body, Prefetched::Empty);
     let body = match read_whole(pre, approvals.max_body).await {
         Ok(Some(b)) => b,
         Ok(None) => {
-            return ask.refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "{why}; the body is larger than approvals.max_body ({} bytes), and a request is never approved blind",
-                    approvals.max_body
-                ),
+            let reason = format!(
+                "{why}; the body is larger than approvals.max_body ({} bytes), and a request is never approved blind",
+                approvals.max_body
             );
+            return Err(refuse_held(conn, &req, &d, StatusCode::PAYLOAD_TOO_LARGE, reason));
         }
-        Err(e) => return ask.refuse(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+        Err(e) => {
+            let reason = format!("could not read the request body: {e}");
+            return Err(refuse_held(conn, &req, &d, StatusCode::BAD_REQUEST, reason));
+        }
+    };
+    req.body = if body.is_empty() {
+        Prefetched::Empty
+    } else {
+        Prefetched::Full(body.clone())
     };
     // The earlier scan saw only a prefix; the held body is scanned whole.
-    let header_view: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
-    let view = RequestView {
-        scheme: ask.facts.scheme,
-        host: &ask.facts.host,
-        target: ask.target,
-        headers: &header_view,
-        body: (!body.is_empty()).then_some(&body[..]),
-    };
-    let plan = match state.secrets.plan(&ask.conn.agent.secrets, &view) {
-        Ok(p) => p,
-        Err(refusal) => {
-            let exfil = matches!(refusal, Refusal::Exfiltration { .. });
-            Metrics::inc(if exfil {
-                &state.metrics.exfiltration
-            } else {
-                &state.metrics.denied
-            });
-            let ev = ask.rec.event(
-                if exfil { "exfiltration" } else { "request" },
-                &deny(refusal.reason(&ask.facts.host), None),
-                vec![],
-                vec![],
-            );
-            return Held::Refused(refuse(state, ev, StatusCode::FORBIDDEN, "deny", None));
-        }
-    };
-    drop(header_view);
+    req.plan = scan(conn, &req.rec, &req.facts, &req.target, &req.parts, &req.body)?;
     // What is shown and hashed is what goes out: connection-level headers are dropped now,
     // not after the approval.
-    strip_hop_by_hop(&mut parts.headers, ask.websocket);
-    parts.headers.remove(header::HOST);
+    let websocket = req.websocket();
+    strip_hop_by_hop(&mut req.parts.headers, websocket);
+    req.parts.headers.remove(header::HOST);
 
-    let held_rules: Vec<HeldRule> = ask
+    let held_rules: Vec<HeldRule> = d
         .decision
         .matched
         .iter()
@@ -124,36 +94,30 @@ pub(crate) async fn hold(ask: Ask<'_>, parts: &mut http::request::Parts, pre: Pr
         })
         .collect();
     if held_rules.is_empty() {
-        return ask.refuse(StatusCode::FORBIDDEN, format!("{why}; the rule names no approvers"));
+        let reason = format!("{why}; the rule names no approvers");
+        return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));
     }
     let names: Vec<String> = held_rules.iter().map(|r| r.name.clone()).collect();
     if let Some(grants) = approvals
         .hub
-        .grant_for(&ask.facts.agent, &names, &ask.facts.host, now_ms())
+        .grant_for(&req.facts.agent, &names, &req.facts.host, now_ms())
     {
-        return Held::Forward {
-            body,
-            plan,
-            decision: Decision {
-                action: Action::Approve,
-                rule: ask.decision.rule.clone(),
-                reason: format!("allowed by grant {} ({})", grants.join(", "), names.join(", ")),
-                matched: ask.decision.matched.clone(),
-            },
-        };
+        let reason = format!("allowed by grant {} ({})", grants.join(", "), names.join(", "));
+        return Ok((req, approved(d, reason)));
     }
     let held = HeldRequest {
-        agent: ask.facts.agent.clone(),
-        method: ask.facts.method.clone(),
-        scheme: if ask.facts.scheme == airlock_core::facts::Scheme::Https {
+        agent: req.facts.agent.clone(),
+        method: req.parts.method.as_str().to_string(),
+        scheme: if req.facts.scheme == airlock_core::facts::Scheme::Https {
             "https".into()
         } else {
             "http".into()
         },
-        host: ask.facts.host.clone(),
-        port: ask.facts.port,
-        target: ask.target.to_string(),
-        headers: parts
+        host: req.facts.host.clone(),
+        port: req.facts.port,
+        target: req.target.clone(),
+        headers: req
+            .parts
             .headers
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
@@ -169,30 +133,42 @@ pub(crate) async fn hold(ask: Ask<'_>, parts: &mut http::request::Parts, pre: Pr
         .await
     {
         Ok(t) => t,
-        Err(e) => return ask.refuse(StatusCode::SERVICE_UNAVAILABLE, format!("{why}; {e}")),
+        Err(e) => {
+            let reason = format!("{why}; {e}");
+            return Err(refuse_held(conn, &req, &d, StatusCode::SERVICE_UNAVAILABLE, reason));
+        }
     };
     let id = ticket.id().to_string();
     // The agent's connection stays open while people decide; if it goes away, dropping the
     // ticket withdraws the approval.
-    match ticket.wait().await {
-        Verdict::Approved { by } => Held::Forward {
-            body,
-            plan,
-            decision: Decision {
-                action: Action::Approve,
-                rule: ask.decision.rule.clone(),
-                reason: format!("approved by {} (approval {id})", by.join(", ")),
-                matched: ask.decision.matched.clone(),
-            },
-        },
-        Verdict::Denied { by } => ask.refuse(StatusCode::FORBIDDEN, format!("{why}; denied by {by} (approval {id})")),
-        Verdict::Expired => ask.refuse(
+    let (status, reason) = match ticket.wait().await {
+        Verdict::Approved { by } => {
+            let reason = format!("approved by {} (approval {id})", by.join(", "));
+            return Ok((req, approved(d, reason)));
+        }
+        Verdict::Denied { by } => (StatusCode::FORBIDDEN, format!("{why}; denied by {by} (approval {id})")),
+        Verdict::Expired => (
             StatusCode::FORBIDDEN,
             format!("{why}; nobody decided before the timeout, so it is denied (approval {id})"),
         ),
-        Verdict::Failed { reason } => ask.refuse(
+        Verdict::Failed { reason } => (
             StatusCode::FORBIDDEN,
             format!("{why}; {reason}, so it is denied (approval {id})"),
         ),
+    };
+    Err(refuse_held(conn, &req, &d, status, reason))
+}
+
+/// The decision an approval or a grant turns the hold into.
+fn approved(d: Decided, reason: String) -> Decided {
+    Decided {
+        decision: Decision {
+            action: Action::Approve,
+            rule: d.decision.rule,
+            reason,
+            matched: d.decision.matched,
+            reading: d.decision.reading,
+        },
+        rules: d.rules,
     }
 }

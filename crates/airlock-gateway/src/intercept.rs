@@ -30,7 +30,11 @@ pub(crate) async fn serve_tls(state: Arc<GatewayState>, agent: Arc<Agent>, host:
             return;
         }
     };
-    let sni = start.client_hello().server_name().map(crate::conn::canonical_host);
+    // An SNI that is not a host at all (rustls accepts only DNS names) differs from any CONNECT host.
+    let sni = start
+        .client_hello()
+        .server_name()
+        .map(|s| crate::conn::canonical_host(s).unwrap_or_else(|_| s.to_string()));
     // No SNI is normal for IP literals; a different name is a confused destination.
     let sni_mismatch = sni.as_ref().is_some_and(|s| *s != host);
     let config = match server_config(&state, &host) {

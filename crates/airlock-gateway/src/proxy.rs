@@ -159,10 +159,17 @@ fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, req: Request<Incoming>) 
     let Some(port) = auth.port_u16() else {
         return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
     };
-    let host = crate::conn::canonical_host(auth.host());
-    if host.is_empty() {
-        return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
-    }
+    let host = match crate::conn::canonical_host(auth.host()) {
+        Ok(h) => h,
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                "deny",
+                None,
+                &format!("CONNECT needs host:port: {e}"),
+            );
+        }
+    };
     Metrics::inc(&state.metrics.tunnels);
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {

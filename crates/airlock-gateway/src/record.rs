@@ -23,6 +23,18 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// The record of a request to `host` (as claimed; the destination stage replaces it with
+    /// the canonical host), its query values redacted.
+    pub(crate) fn new(agent: &str, method: &str, host: String, target: &str) -> Record {
+        Record {
+            agent: agent.to_string(),
+            method: method.to_string(),
+            host,
+            path: airlock_inspect::target::redact_query(target),
+            started: Instant::now(),
+        }
+    }
+
     pub(crate) fn event(&self, kind: &str, d: &Decision, rules: Vec<String>, secrets: Vec<String>) -> AuditEvent {
         AuditEvent {
             ts_ms: now_ms(),
@@ -61,12 +73,36 @@ pub(crate) fn refuse(
     answer(status, decision, rule, &reason)
 }
 
+/// A request some stage answered itself (refused and audited): the pipeline stops with it.
+/// Boxed: the stages' `Result`s stay small on the success path.
+pub(crate) struct Stop(pub(crate) Box<Response<UpBody>>);
+
+impl Stop {
+    /// [`refuse`], as a stop.
+    pub(crate) fn refused(
+        state: &GatewayState,
+        ev: AuditEvent,
+        status: StatusCode,
+        decision: &str,
+        rule: Option<&str>,
+    ) -> Stop {
+        refuse(state, ev, status, decision, rule).into()
+    }
+}
+
+impl From<Response<UpBody>> for Stop {
+    fn from(r: Response<UpBody>) -> Stop {
+        Stop(Box::new(r))
+    }
+}
+
 pub(crate) fn deny(reason: String, rule: Option<String>) -> Decision {
     Decision {
         action: Action::Deny,
         rule,
         reason,
         matched: vec![],
+        reading: None,
     }
 }
 

@@ -9,7 +9,8 @@ use graphql_parser::query::{Definition, FragmentDefinition, OperationDefinition,
 pub(crate) fn unparsed() -> GraphqlOp {
     GraphqlOp {
         kind: "unparsed".to_owned(),
-        names: Vec::new(),
+        name: None,
+        fields: Vec::new(),
     }
 }
 
@@ -48,15 +49,16 @@ fn operation<'a>(
         OperationDefinition::Mutation(m) => ("mutation", m.name, &m.selection_set),
         OperationDefinition::Subscription(s) => ("subscription", s.name, &s.selection_set),
     };
-    let mut names: Vec<String> = name.map(str::to_owned).into_iter().collect();
+    let mut fields: Vec<String> = Vec::new();
     for field in top_level_fields(selection, fragments) {
-        if !names.iter().any(|n| n == field) {
-            names.push(field.to_owned());
+        if !fields.iter().any(|n| n == field) {
+            fields.push(field.to_owned());
         }
     }
     GraphqlOp {
         kind: kind.to_owned(),
-        names,
+        name: name.map(str::to_owned),
+        fields,
     }
 }
 
@@ -92,8 +94,12 @@ fn top_level_fields<'a>(
 mod tests {
     use super::*;
 
+    /// (kind, operation name then fields), as the policy's restrictive side sees them.
     fn ops(doc: &str) -> Vec<(String, Vec<String>)> {
-        operations(doc).into_iter().map(|o| (o.kind, o.names)).collect()
+        operations(doc)
+            .into_iter()
+            .map(|o| (o.kind, o.name.into_iter().chain(o.fields).collect()))
+            .collect()
     }
 
     fn op(kind: &str, names: &[&str]) -> (String, Vec<String>) {

@@ -6,7 +6,9 @@
 //! interpretation's classes, because the server decides which one runs.
 
 use airlock_core::facts::SqlClass;
-use sqlparser::ast::{CopySource, CopyTarget, Expr, Query, SetExpr, Statement, UtilityOption, Value};
+use sqlparser::ast::{
+    ConditionalStatementBlock, CopySource, CopyTarget, Expr, Query, SetExpr, Statement, UtilityOption, Value,
+};
 use sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
@@ -91,15 +93,48 @@ fn read(dialect: &dyn Dialect, sql: &str) -> Reading {
     if parser.peek_token().token != Token::EOF || statements.is_empty() {
         return Reading::Failed;
     }
-    Reading::Classes(statements.iter().map(classify).collect())
+    let mut classes = Vec::with_capacity(statements.len());
+    for st in &statements {
+        if classify(st, &mut classes).is_err() {
+            return Reading::Hidden;
+        }
+    }
+    Reading::Classes(classes)
 }
 
-/// Rejects token streams the parser would mishandle: MySQL/MariaDB executable comments
-/// (`/*! DROP TABLE t */` runs on MySQL) and over-long expression chains.
+/// Functions that run SQL or commands given to them as text: what they run cannot be seen, so
+/// a statement calling one is read like an executable comment (restrictively).
+const DYNAMIC_FUNCTIONS: [&str; 12] = [
+    "dblink",
+    "dblink_exec",
+    "dblink_send_query",
+    "dblink_open",
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "query_to_xmlschema",
+    "cursor_to_xml",
+    "xp_cmdshell",
+    "sp_executesql",
+    "sp_execute",
+    "sys_exec",
+];
+
+/// Rejects token streams the parser would mishandle or whose effect is hidden: MySQL/MariaDB
+/// executable comments (`/*! DROP TABLE t */` runs on MySQL), calls of functions that run SQL
+/// given as text, and over-long expression chains.
 fn screen(tokens: &[TokenWithSpan]) -> Option<Reading> {
     let mut chain = 0usize;
     let (mut depth, mut cases) = (0usize, 0usize);
+    let mut last_word: Option<&str> = None;
     for t in tokens {
+        match &t.token {
+            Token::Whitespace(_) => {}
+            Token::LParen if last_word.is_some_and(|w| DYNAMIC_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(w))) => {
+                return Some(Reading::Hidden);
+            }
+            Token::Word(w) => last_word = Some(&w.value),
+            _ => last_word = None,
+        }
         match &t.token {
             Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
             Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
@@ -167,8 +202,9 @@ fn is_leaf(t: &Token) -> bool {
     }
 }
 
-/// The class of one parsed statement.
-pub(crate) fn classify(statement: &Statement) -> SqlClass {
+/// Pushes the class(es) of one parsed statement; `Err` when what it runs is hidden (dynamic SQL:
+/// `EXECUTE`, `EXECUTE IMMEDIATE '…'`), which is read restrictively like an executable comment.
+pub(crate) fn classify(statement: &Statement, out: &mut Vec<SqlClass>) -> Result<(), Hidden> {
     let mut s = statement;
     // EXPLAIN only reads, unless ANALYZE runs the statement it explains.
     loop {
@@ -183,8 +219,32 @@ pub(crate) fn classify(statement: &Statement) -> SqlClass {
         }
     }
     use Statement as S;
-    match s {
-        S::Query(q) => query_class(q),
+    let class = match s {
+        S::Execute { .. } => return Err(Hidden),
+        // A prepared statement runs later, as what it is.
+        S::Prepare { statement, .. } => return classify(statement, out),
+        // Procedural blocks run what they contain, whichever branch is taken.
+        S::If(i) => {
+            let blocks = std::iter::once(&i.if_block)
+                .chain(&i.elseif_blocks)
+                .chain(&i.else_block);
+            return blocks_class(blocks, out);
+        }
+        S::While(w) => return blocks_class(std::iter::once(&w.while_block), out),
+        S::Case(c) => return blocks_class(c.when_blocks.iter().chain(&c.else_block), out),
+        // Creating a table from a query both defines and writes it.
+        S::CreateTable(t) if t.query.is_some() => {
+            out.extend([SqlClass::Ddl, SqlClass::Write]);
+            return Ok(());
+        }
+        S::Query(q) => match query_class(q) {
+            QueryClass::Read => SqlClass::Read,
+            QueryClass::Write => SqlClass::Write,
+            QueryClass::Into => {
+                out.extend([SqlClass::Ddl, SqlClass::Write]);
+                return Ok(());
+            }
+        },
         S::Explain { .. } | S::ExplainTable { .. } => SqlClass::Read,
         S::ShowFunctions { .. }
         | S::ShowVariable { .. }
@@ -205,7 +265,8 @@ pub(crate) fn classify(statement: &Statement) -> SqlClass {
             target,
             ..
         } => match (source, target) {
-            (CopySource::Query(q), CopyTarget::Stdout) => query_class(q),
+            (CopySource::Query(q), CopyTarget::Stdout) if query_class(q) == QueryClass::Read => SqlClass::Read,
+            (CopySource::Query(_), CopyTarget::Stdout) => SqlClass::Write,
             (CopySource::Table { .. }, CopyTarget::Stdout) => SqlClass::Read,
             // COPY … TO a server file or program writes outside the database.
             _ => SqlClass::Write,
@@ -265,7 +326,27 @@ pub(crate) fn classify(statement: &Statement) -> SqlClass {
         | S::Revoke { .. }
         | S::Comment { .. } => SqlClass::Ddl,
         _ => SqlClass::Other,
+    };
+    out.push(class);
+    Ok(())
+}
+
+/// Dynamic SQL: what runs is not in the text.
+#[derive(Debug)]
+pub(crate) struct Hidden;
+
+/// The classes of every statement in procedural blocks, plus `Other` for the block itself.
+fn blocks_class<'a>(
+    blocks: impl Iterator<Item = &'a ConditionalStatementBlock>,
+    out: &mut Vec<SqlClass>,
+) -> Result<(), Hidden> {
+    for b in blocks {
+        for st in b.statements() {
+            classify(st, out)?;
+        }
     }
+    out.push(SqlClass::Other);
+    Ok(())
 }
 
 /// `EXPLAIN (ANALYZE)` / `EXPLAIN (ANALYZE true)`; `ANALYZE false|off|0` does not run anything.
@@ -286,9 +367,17 @@ fn is_false(v: &Value) -> bool {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryClass {
+    Read,
+    Write,
+    /// `SELECT … INTO t` creates and fills a table.
+    Into,
+}
+
 /// A query reads, unless a data-modifying CTE, a DML body or `SELECT … INTO` hides a write in it.
 /// Walked with an explicit stack: `UNION` chains are left-deep and may be thousands long.
-fn query_class(q: &Query) -> SqlClass {
+fn query_class(q: &Query) -> QueryClass {
     enum Node<'a> {
         Query(&'a Query),
         Set(&'a SetExpr),
@@ -303,7 +392,7 @@ fn query_class(q: &Query) -> SqlClass {
                 stack.push(Node::Set(&q.body));
             }
             Node::Set(set) => match set {
-                SetExpr::Select(select) if select.into.is_some() => return SqlClass::Write,
+                SetExpr::Select(select) if select.into.is_some() => return QueryClass::Into,
                 SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => {}
                 SetExpr::Query(q) => stack.push(Node::Query(q)),
                 SetExpr::SetOperation { left, right, .. } => {
@@ -311,10 +400,10 @@ fn query_class(q: &Query) -> SqlClass {
                     stack.push(Node::Set(right));
                 }
                 SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
-                    return SqlClass::Write;
+                    return QueryClass::Write;
                 }
             },
         }
     }
-    SqlClass::Read
+    QueryClass::Read
 }

@@ -10,6 +10,7 @@ fn gql(ct: Option<&str>, body: &str) -> Vec<GraphqlOp> {
     inspect(
         ct,
         body.as_bytes(),
+        &[],
         Want {
             graphql: true,
             ..Want::default()
@@ -18,10 +19,18 @@ fn gql(ct: Option<&str>, body: &str) -> Vec<GraphqlOp> {
     .graphql
 }
 
-fn op(kind: &str, names: &[&str]) -> GraphqlOp {
+fn op(kind: &str, fields: &[&str]) -> GraphqlOp {
     GraphqlOp {
         kind: kind.to_owned(),
-        names: names.iter().map(|s| (*s).to_owned()).collect(),
+        name: None,
+        fields: fields.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+fn named(kind: &str, name: &str, fields: &[&str]) -> GraphqlOp {
+    GraphqlOp {
+        name: Some(name.to_owned()),
+        ..op(kind, fields)
     }
 }
 
@@ -33,6 +42,7 @@ fn rpc(body: &str) -> Vec<JsonRpcCall> {
     inspect(
         Some(JSON),
         body.as_bytes(),
+        &[],
         Want {
             jsonrpc: true,
             ..Want::default()
@@ -45,22 +55,31 @@ fn call(method: &str, tool: Option<&str>) -> JsonRpcCall {
     JsonRpcCall {
         method: method.to_owned(),
         tool: tool.map(str::to_owned),
+        tool_unread: false,
+    }
+}
+
+fn unread_tool() -> JsonRpcCall {
+    JsonRpcCall {
+        tool_unread: true,
+        ..call("tools/call", None)
     }
 }
 
 #[test]
 fn nothing_wanted_nothing_computed() {
     let body = br#"{"query":"mutation { a }","method":"x","sql":"DROP TABLE t"}"#;
-    assert_eq!(inspect(Some(JSON), body, Want::default()), BodyFacts::default());
+    assert_eq!(inspect(Some(JSON), body, &[], Want::default()), BodyFacts::default());
     let only_json = inspect(
         Some(JSON),
         body,
+        &[],
         Want {
             json: true,
             ..Want::default()
         },
     );
-    assert!(only_json.json.is_some() && only_json.graphql.is_empty() && only_json.sql.is_empty());
+    assert!(!only_json.json.is_empty() && only_json.graphql.is_empty() && only_json.sql.is_empty());
     assert!(only_json.jsonrpc.is_empty());
 }
 
@@ -70,32 +89,35 @@ fn json_detection() {
         json: true,
         ..Want::default()
     };
+    let json_of = |ct: Option<&str>, body: &[u8]| {
+        let f = inspect(ct, body, &[], want);
+        (f.json, f.json_unread)
+    };
     let v = json!({"a": [1, 2]});
     assert_eq!(
-        inspect(Some("application/json; charset=utf-8"), br#"{"a":[1,2]}"#, want).json,
-        Some(v.clone())
+        json_of(Some("application/json; charset=utf-8"), br#"{"a":[1,2]}"#),
+        (vec![v.clone()], false)
     );
     assert_eq!(
-        inspect(Some("application/vnd.github+json"), br#"{"a":[1,2]}"#, want).json,
-        Some(v.clone())
+        json_of(Some("application/vnd.github+json"), br#"{"a":[1,2]}"#).0,
+        std::slice::from_ref(&v)
     );
-    assert_eq!(inspect(None, b" \n {\"a\":[1,2]}", want).json, Some(v.clone()));
-    assert_eq!(
-        inspect(Some("text/plain"), b"\xEF\xBB\xBF{\"a\":[1,2]}", want).json,
-        Some(v)
-    );
-    assert_eq!(inspect(Some(JSON), b"[1,2]", want).json, Some(json!([1, 2])));
-    assert_eq!(inspect(Some(JSON), b"17", want).json, Some(json!(17)));
-    assert_eq!(inspect(None, b"17", want).json, None);
-    assert_eq!(inspect(Some(JSON), b"{\"a\":", want).json, None);
+    assert_eq!(json_of(None, b" \n {\"a\":[1,2]}").0, std::slice::from_ref(&v));
+    assert_eq!(json_of(Some("text/plain"), b"\xEF\xBB\xBF{\"a\":[1,2]}").0, [v]);
+    assert_eq!(json_of(Some(JSON), b"[1,2]").0, [json!([1, 2])]);
+    assert_eq!(json_of(Some(JSON), b"17").0, [json!(17)]);
+    // Not JSON by type or look: no reading, nothing unread.
+    assert_eq!(json_of(None, b"17"), (vec![], false));
+    // Claims JSON and cannot be read: unread (restrictive rules match, allow rules never do).
+    assert_eq!(json_of(Some(JSON), b"{\"a\":"), (vec![], true));
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert_eq!(inspect(Some(JSON), deep.as_bytes(), want).json, None);
+    assert_eq!(json_of(Some(JSON), deep.as_bytes()), (vec![], true));
 }
 
 #[test]
 fn graphql_over_http() {
     let body = r#"{"query":"mutation Del($id: ID!) { x: deleteIssue(id: $id) { ok } }","operationName":"Del"}"#;
-    assert_eq!(gql(Some(JSON), body), vec![op("mutation", &["Del", "deleteIssue"])]);
+    assert_eq!(gql(Some(JSON), body), vec![named("mutation", "Del", &["deleteIssue"])]);
     assert_eq!(
         gql(Some("application/graphql"), "{ viewer { login } }"),
         vec![op("query", &["viewer"])]
@@ -139,12 +161,15 @@ fn graphql_fail_closed() {
         gql(Some(JSON), r#"{"documentId":"abc","variables":{}}"#),
         vec![unparsed()]
     );
-    // A repeated key: a first-wins server would run the mutation we did not see.
+    // A repeated key: a first-wins server runs the mutation, a last-wins one the query.
     let dup = r#"{"query":"mutation { deleteAll }","query":"{ a }"}"#;
-    assert_eq!(gql(Some(JSON), dup), vec![op("query", &["a"]), unparsed()]);
+    assert_eq!(
+        gql(Some(JSON), dup),
+        vec![op("query", &["a"]), op("mutation", &["deleteAll"])]
+    );
     assert_eq!(
         gql(Some(JSON), r#"{"query":"mutation { deleteAll }","query":null}"#),
-        vec![unparsed()]
+        vec![op("mutation", &["deleteAll"])]
     );
 }
 
@@ -166,7 +191,7 @@ fn jsonrpc_and_mcp() {
         vec![
             call("tools/list", None),
             call("tools/call", Some("exec")),
-            call("tools/call", None)
+            unread_tool()
         ]
     );
     // Only tools/call names a tool.
@@ -184,6 +209,7 @@ fn sql_in_http_bodies() {
         let f = inspect(
             ct,
             body.as_bytes(),
+            &[],
             Want {
                 sql: true,
                 ..Want::default()
@@ -214,17 +240,19 @@ fn sql_in_http_bodies() {
     assert_eq!(sql(Some(JSON), r#"{"query":"SELEC 1"}"#), (vec![Other], true));
     assert_eq!(
         sql(Some(JSON), r#"{"query":"DROP TABLE t","query":"SELECT 1"}"#),
-        (vec![Read, Other], true)
+        (vec![Read, Ddl], false)
     );
     assert_eq!(sql(Some("application/sql"), "\u{0}"), (vec![Other], true));
     let f = inspect(
         Some("application/sql"),
         b"SELECT \xFF",
+        &[],
         Want {
             sql: true,
             ..Want::default()
         },
     );
     assert_eq!((f.sql, f.sql_unparsed), (vec![Other], true));
-    assert_eq!(sql(Some("image/png"), "DROP TABLE t"), (vec![], false));
+    // A type we do not know: a server that runs the body as SQL whatever its type reads this.
+    assert_eq!(sql(Some("image/png"), "DROP TABLE t"), (vec![Ddl], false));
 }

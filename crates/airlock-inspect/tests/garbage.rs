@@ -84,7 +84,7 @@ const FRAGMENTS: [&str; 48] = [
 
 /// Inspects one body; true when some parser got far enough to report a real fact.
 fn check(ct: Option<&str>, body: &[u8]) -> bool {
-    let facts = inspect(ct, body, Want::ALL);
+    let facts = inspect(ct, body, &[], Want::ALL);
     // Unparsed SQL is always reported as (at least) Other.
     if facts.sql_unparsed {
         assert!(facts.sql.contains(&airlock_core::facts::SqlClass::Other));

@@ -11,7 +11,7 @@ const SQL: Want = Want {
 };
 
 fn classify(sql: &str) -> (Vec<SqlClass>, bool) {
-    let f = inspect(Some("application/sql"), sql.as_bytes(), SQL);
+    let f = inspect(Some("application/sql"), sql.as_bytes(), &[], SQL);
     (f.sql, f.sql_unparsed)
 }
 
@@ -42,8 +42,9 @@ fn classification_table() {
         ("COPY t FROM '/tmp/x'", &[Write]),
         ("COPY t FROM PROGRAM 'curl example.com'", &[Write]),
         ("COPY t TO '/tmp/x'", &[Write]),
-        ("select 1 into t from x", &[Write]),
-        ("SELECT * INTO backup FROM users", &[Write]),
+        // SELECT … INTO and CREATE TABLE … AS both create a table and fill it.
+        ("select 1 into t from x", &[Ddl, Write]),
+        ("SELECT * INTO backup FROM users", &[Ddl, Write]),
         ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", &[Write]),
         (
             "WITH a AS (SELECT 1), b AS (WITH c AS (UPDATE t SET x = 1 RETURNING x) SELECT * FROM c) SELECT 1",
@@ -73,7 +74,7 @@ fn classification_table() {
         ("REVOKE ALL ON t FROM bob", &[Ddl]),
         ("COMMENT ON TABLE t IS 'x'", &[Ddl]),
         ("RENAME TABLE a TO b", &[Ddl]),
-        ("CREATE TABLE t2 AS SELECT * FROM t", &[Ddl]),
+        ("CREATE TABLE t2 AS SELECT * FROM t", &[Ddl, Write]),
         ("EXPLAIN ANALYZE CREATE TABLE t (a INT)", &[Ddl]),
         // Other.
         ("SET search_path = x", &[Other]),
@@ -81,8 +82,8 @@ fn classification_table() {
         ("COMMIT", &[Other]),
         ("ROLLBACK", &[Other]),
         ("CALL do_things()", &[Other]),
-        ("PREPARE p AS DELETE FROM t", &[Other]),
-        ("EXECUTE p", &[Other]),
+        // A prepared statement is what it will run.
+        ("PREPARE p AS DELETE FROM t", &[Write]),
         ("USE db", &[Other]),
         // Several statements: every one counts, in order.
         ("DROP TABLE x; SELECT 1", &[Ddl, Read]),
@@ -207,7 +208,7 @@ fn exponential_nesting_is_refused_before_parsing() {
         format!("SELECT {}1{}", "CASE WHEN x THEN ".repeat(12), " END".repeat(12)),
         String::from_utf8_lossy(&fuzz_found).into_owned(),
     ] {
-        let f = inspect(Some("text/plain"), body.as_bytes(), SQL);
+        let f = inspect(Some("text/plain"), body.as_bytes(), &[], SQL);
         assert!(f.sql_unparsed && f.sql.contains(&Other), "{body}");
     }
     // Ordinary nesting still parses.
@@ -215,4 +216,45 @@ fn exponential_nesting_is_refused_before_parsing() {
         classify("SELECT f(g(h(1))), (SELECT max(a) FROM (SELECT a FROM t) s)"),
         (vec![Read], false)
     );
+}
+
+#[test]
+fn dynamic_sql_is_read_like_an_executable_comment() {
+    // What these run is text the parser never sees: restrictive rules match, allow rules never do.
+    for sql in [
+        "EXECUTE p",
+        "EXECUTE IMMEDIATE 'DROP TABLE t'",
+        "EXEC sp_executesql N'DROP TABLE t'",
+        "SELECT dblink_exec('host=x', 'DROP TABLE t')",
+        "SELECT public.DBLINK_EXEC('c', 'x')",
+        "SELECT * FROM query_to_xml('DROP TABLE t', true, true, '')",
+        "SELECT 1; EXECUTE IMMEDIATE 'DROP TABLE t'",
+    ] {
+        let (classes, unparsed) = classify(sql);
+        assert!(unparsed && classes.contains(&Other), "{sql}: {classes:?}");
+    }
+}
+
+#[test]
+fn procedural_blocks_count_what_they_contain() {
+    for (sql, hidden) in [
+        ("IF 1 = 1 THEN DROP TABLE t; END IF", Ddl),
+        ("IF 1 = 1 THEN SELECT 1; ELSE DROP TABLE t; END IF", Ddl),
+        ("IF 1 = 1 THEN SELECT 1; ELSEIF 2 = 2 THEN DELETE FROM t; END IF", Write),
+        ("WHILE 1 = 1 DO DROP TABLE t; END WHILE", Ddl),
+        ("CASE WHEN 1 = 1 THEN DROP TABLE t; END CASE", Ddl),
+        ("BEGIN DROP TABLE t; END", Ddl),
+    ] {
+        let (classes, _) = classify(sql);
+        // Either parsed and classed by its contents, or not parsed (then flagged): never read as harmless.
+        assert!(
+            classes.contains(&hidden) || classes.contains(&Other),
+            "{sql}: {classes:?}"
+        );
+        assert_ne!(classes, vec![Read], "{sql}");
+        assert!(!classes.is_empty(), "{sql}");
+    }
+    // A block parsed by some dialect is classed by what it holds.
+    let (classes, _) = classify("IF 1 = 1 THEN DROP TABLE t; END IF");
+    assert!(classes.contains(&Ddl), "{classes:?}");
 }

@@ -5,8 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use airlock_core::audit::AuditEvent;
-use airlock_core::facts::{Body, RequestFacts, Scheme};
-use airlock_core::inject::RequestView;
 use airlock_store::AgentRow;
 use airlock_vault::{MasterKey, SecretBytes, Vault};
 use anyhow::{Context, bail};
@@ -214,103 +212,6 @@ pub fn policy_check(cfg: &Path) -> anyhow::Result<()> {
         c.policy.default.as_str()
     );
     Ok(())
-}
-
-pub fn policy_explain(
-    cfg: &Path,
-    method: &str,
-    url: &str,
-    agent: &str,
-    headers: &[String],
-    body: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
-    let home = Home::load(cfg)?;
-    let c = &home.config;
-    let uri: http::Uri = url.parse().with_context(|| format!("not a URL: {url}"))?;
-    let scheme = match uri.scheme_str() {
-        Some("https") => Scheme::Https,
-        Some("http") => Scheme::Http,
-        _ => bail!("the URL must start with http:// or https://"),
-    };
-    let host = uri
-        .host()
-        .context("the URL has no host")?
-        .trim_matches(['[', ']'])
-        .to_ascii_lowercase();
-    let port = uri.port_u16().unwrap_or(if scheme == Scheme::Https { 443 } else { 80 });
-    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let mut hdrs = Vec::new();
-    for h in headers {
-        let (k, v) = h
-            .split_once(':')
-            .with_context(|| format!("--header {h:?}: expected \"Name: value\""))?;
-        hdrs.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let body_bytes = match body {
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?),
-        None => None,
-    };
-    let (path, query) = airlock_core::path::split_target(&target);
-    let mut facts = RequestFacts {
-        agent: agent.to_string(),
-        method: method.to_ascii_uppercase(),
-        scheme,
-        host: host.clone(),
-        port,
-        path: airlock_core::path::normalize(path),
-        query,
-        headers: hdrs.clone(),
-        body: Body::Empty,
-    };
-    let needs = c.policy.body_needs(&facts);
-    if let Some(b) = &body_bytes {
-        let ct = hdrs.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
-        let want = airlock_inspect::Want {
-            json: needs.json,
-            graphql: needs.graphql,
-            jsonrpc: needs.jsonrpc,
-            sql: needs.sql,
-        };
-        facts.body = if needs.any() {
-            Body::Inspected(airlock_inspect::inspect(ct, b, want))
-        } else {
-            Body::Streamed
-        };
-    }
-    let granted = c.agent(agent).map(|a| a.secrets.clone()).unwrap_or_default();
-    let hv: Vec<(&str, &[u8])> = hdrs.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
-    let view = RequestView {
-        scheme,
-        host: &host,
-        target: &target,
-        headers: &hv,
-        body: body_bytes.as_deref(),
-    };
-    println!(
-        "request:  {} {scheme:?}://{host}:{port}{} (normalized path {})",
-        facts.method, target, facts.path
-    );
-    if let Err(refusal) = c.secrets.plan(&granted, &view) {
-        println!("decision: deny (before policy)\nreason:   {}", refusal.reason(&host));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let d = c.policy.evaluate(&facts);
-    println!("decision: {}", d.action.as_str());
-    println!("rule:     {}", d.rule.as_deref().unwrap_or("(none: default)"));
-    println!("reason:   {}", d.reason);
-    if d.matched.is_empty() {
-        println!("matched:  no rule");
-    }
-    for &i in &d.matched {
-        let r = &c.policy.rules[i];
-        println!("matched:  \"{}\" → {}", r.name, r.action.as_str());
-    }
-    if let Ok(plan) = c.secrets.plan(&granted, &view) {
-        for inj in plan {
-            println!("inject:   secret \"{}\" into {:?}", inj.name, inj.slot);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn audit_verify(cfg: &Path) -> anyhow::Result<ExitCode> {

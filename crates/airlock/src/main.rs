@@ -8,6 +8,7 @@ mod bench;
 mod bench_local;
 mod client;
 mod demo;
+mod explain;
 mod home;
 mod local;
 mod run;
@@ -254,7 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             headers,
             body,
         }) => {
-            return admin::policy_explain(&cfg, &method, &url, &agent, &headers, body.as_deref());
+            return explain::policy_explain(&cfg, &method, &url, &agent, &headers, body.as_deref());
         }
         Cmd::Audit(AuditCmd::Verify) => return admin::audit_verify(&cfg).await,
         Cmd::Audit(AuditCmd::Tail { n, json }) => admin::audit_tail(&cfg, n, json).await?,
