@@ -246,13 +246,11 @@ fn jsonrpc_calls(v: &Value, out: &mut Vec<JsonRpcCall>) {
                         }
                     }
                 }
-                // Positional parameters: a lenient server may take the first as the tool.
-                Value::Array(items) => {
+                // Positional parameters are not MCP: how a lenient server maps them to a tool
+                // cannot be known, so the tool is unread (restrictive rules match, allow rules never).
+                Value::Array(_) => {
                     named = true;
-                    match items.first().and_then(Value::as_str) {
-                        Some(t) => call(Some(t.to_owned()), false),
-                        None => call(None, true),
-                    }
+                    call(None, true);
                 }
                 _ => {}
             }
