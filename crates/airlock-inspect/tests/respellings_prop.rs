@@ -138,7 +138,7 @@ fn respell(r: &Req, how: usize, pick: usize) -> Req {
         9 => r.headers.push(("x-http-method-override".into(), r.method.clone())),
         10 if r.content_type == Some("application/json") => {
             // The same key again, with the same value; or the key in another case.
-            r.body = if pick % 2 == 0 {
+            r.body = if pick.is_multiple_of(2) {
                 r.body.replacen('}', &format!(",{}", &r.body[1..]), 1)
             } else {
                 r.body.replace("\"action\"", "\"Action\"")
