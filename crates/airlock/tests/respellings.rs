@@ -99,6 +99,9 @@ fn status(gw: &Gateway, method: &str, host: &str, port: u16, path: &str, headers
     out.trim().to_string()
 }
 
+/// (method, host as written, path, headers, body, expected status, what it mirrors)
+type Case<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a str, &'a str, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn respelled_requests_are_refused_and_never_reach_the_upstream() {
     let up = upstream(false).await;
@@ -113,8 +116,7 @@ async fn respelled_requests_are_refused_and_never_reach_the_upstream() {
     );
     let before = up.requests().len();
 
-    let cases: &[(&str, &str, &str, &[&str], &str, &str, &str)] = &[
-        // (method, host, path, headers, body, expected status, what it mirrors)
+    let cases: &[Case] = &[
         (
             "POST",
             "localhost",
