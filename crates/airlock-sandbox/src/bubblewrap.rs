@@ -6,13 +6,12 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
-use rustix::io::{FdFlags, fcntl_setfd};
-use rustix::pipe::{PipeFlags, pipe_with};
-use tokio::process::Command;
-
+use crate::host_env;
 use crate::launch::{Launch, LaunchError, operator_signals};
 use crate::relay::exit_code;
 use crate::runtime::{BWRAP_SYSTEM_DIRS, BwrapHost, bwrap};
+use rustix::io::{FdFlags, fcntl_setfd};
+use rustix::pipe::{PipeFlags, pipe_with};
 
 pub(crate) async fn run(l: &Launch) -> Result<i32, LaunchError> {
     let (read, write) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| LaunchError::failed("cannot create a pipe", e))?;
@@ -34,7 +33,8 @@ pub(crate) async fn run(l: &Launch) -> Result<i32, LaunchError> {
     };
     let argv = bwrap(&l.spec, &host);
     let mut signals = operator_signals()?;
-    let mut child = Command::new(&argv[0])
+    // argv[0] is "bwrap": found on the operator's PATH, started with an empty environment.
+    let mut child = host_env::bwrap()
         .args(&argv[1..])
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
+use crate::host_env;
 use crate::launch::{Launch, LaunchError, alive, first_line, operator_signals};
 use crate::relay::{READY, exit_code};
 use crate::runtime::{LABEL, OWNER_LABEL, container_run, relay_container};
@@ -40,12 +41,11 @@ pub(crate) async fn run(engine: &'static str, l: &Launch) -> Result<i32, LaunchE
 }
 
 async fn output(engine: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
-    Command::new(engine)
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
+    collect(host_env::engine(engine), args).await
+}
+
+async fn collect(mut cmd: Command, args: &[&str]) -> std::io::Result<std::process::Output> {
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true).output().await
 }
 
 async fn image_exists(engine: &str, image: &str) -> bool {
@@ -107,12 +107,12 @@ async fn relay_image(engine: &str, exe: &Path) -> Result<String, LaunchError> {
     copy(exe, root.join("airlock"))?;
     // Debug info is most of a release binary with symbols; the relay needs none of it. Where
     // binutils is missing the image is just larger.
-    let _ = output(
-        "objcopy",
+    let _ = collect(
+        host_env::tool("objcopy"),
         &["--strip-debug", &root.join("airlock").display().to_string()],
     )
     .await;
-    let ldd = output("ldd", &[&exe.display().to_string()])
+    let ldd = collect(host_env::tool("ldd"), &[&exe.display().to_string()])
         .await
         .map_err(|e| LaunchError::failed("relay image: cannot run ldd", e))?;
     for lib in ldd_paths(&String::from_utf8_lossy(&ldd.stdout)) {
@@ -179,7 +179,7 @@ pub fn ldd_paths(text: &str) -> Vec<PathBuf> {
 /// killed when dropped; the container itself is removed by name afterwards.
 async fn start_relay(engine: &str, l: &Launch, image: &str) -> Result<tokio::process::Child, LaunchError> {
     let argv = relay_container(engine, &l.spec, image, &l.gateway_socket.display().to_string());
-    let mut child = Command::new(&argv[0])
+    let mut child = host_env::engine(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -217,7 +217,7 @@ async fn run_agent(engine: &str, l: &Launch, relay: &str) -> Result<i32, LaunchE
     // group and `airlock run` passes signals on, so none arrives twice.
     let terminal = std::io::stdin().is_terminal();
     let mut signals = operator_signals()?;
-    let mut cmd = Command::new(&argv[0]);
+    let mut cmd = host_env::engine(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())

@@ -3,7 +3,9 @@
 //! secret, never a gateway token (the relay attaches the agent's identity outside).
 
 /// Variables naming the proxy, upper- and lower-case (tools disagree on which they read).
-pub const PROXY_VARS: &[&str] = &["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"];
+/// `FTP_PROXY` too: the Docker CLI fills in any of these five the run leaves unset from the
+/// operator's `~/.docker/config.json` `proxies`, which may carry a proxy password.
+pub const PROXY_VARS: &[&str] = &["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "FTP_PROXY"];
 
 /// Variables naming a CA bundle, per runtime.
 pub const CA_VARS: &[&str] = &[
@@ -17,16 +19,61 @@ pub const CA_VARS: &[&str] = &[
     "AWS_CA_BUNDLE",       // AWS CLI and SDKs
 ];
 
+/// Whether `name` makes the dynamic loader or the C library load code into a process (or
+/// reconfigures the loader itself): every `LD_*` (glibc's loader reads `LD_PRELOAD`,
+/// `LD_LIBRARY_PATH`, `LD_AUDIT`, … and musl's the first two), `GCONV_PATH` (iconv loads
+/// modules from it) and `GLIBC_TUNABLES` (parsed by the loader before any code runs).
+///
+/// They are refused for `--env` because the agent's environment is also that of airlock's own
+/// code inside the sandbox: under bubblewrap the relay, the agent's parent, holding the gateway
+/// socket and the signal pipe, starts with it (and a container's init, PID 1, does too). That
+/// code must run as built. Interpreter start-up variables (`PYTHONSTARTUP`, `NODE_OPTIONS`,
+/// `BASH_ENV`, …) reach only the agent's own interpreters, which run code of the agent's
+/// choosing anyway, and are allowed. Matched case-insensitively: refusing `ld_preload` costs
+/// nothing.
+pub fn is_loader_var(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with("LD_") || ["GCONV_PATH", "GLIBC_TUNABLES"].contains(&upper.as_str())
+}
+
+/// Why `--env K=V` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("--env {0:?}: expected K=V")]
+    Syntax(String),
+    #[error("--env {0:?}: not a valid variable")]
+    Invalid(String),
+    #[error("--env {name}: airlock sets {set} in the sandbox and it cannot be overridden (in any case)")]
+    Reserved { name: String, set: String },
+    #[error(
+        "--env {0}: refused, it names a proxy (a variable ending in _PROXY, in any case: some tools read them so); \
+         the sandbox's only exit is airlock's relay"
+    )]
+    Proxy(String),
+    #[error(
+        "--env {0}: refused, it makes the dynamic loader load code (LD_*, GCONV_PATH, GLIBC_TUNABLES) into \
+         airlock's own processes in the sandbox"
+    )]
+    Loader(String),
+}
+
+/// Whether `name` is refused as a proxy variable: Python's `urllib` takes every variable whose
+/// name ends in `_proxy`, compared case-insensitively (`No_Proxy`, `hTTps_proxy`, `socks_proxy`).
+pub fn is_proxy_var(name: &str) -> bool {
+    name.to_ascii_uppercase().ends_with("_PROXY")
+}
+
 /// The environment of a sandboxed agent: `proxy` is the exit as seen from inside (e.g.
 /// `http://127.0.0.1:3128` or `http://airlock-relay:3128`), `ca_bundle` the in-sandbox path of
 /// system roots + the airlock CA, `placeholders` (variable, placeholder) pairs, `extra` the
-/// user's `--env K=V` (which may not override the variables above).
+/// user's `--env K=V` (which may not override the variables above, in any case, nor name a
+/// proxy or a loader variable).
 pub fn agent_env(
     proxy: &str,
     ca_bundle: &str,
     placeholders: &[(String, String)],
     extra: &[(String, String)],
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, EnvError> {
     let mut env: Vec<(String, String)> = Vec::new();
     for v in PROXY_VARS {
         env.push((v.to_string(), proxy.to_string()));
@@ -41,14 +88,22 @@ pub fn agent_env(
     for (k, v) in placeholders {
         env.push((k.clone(), v.clone()));
     }
+    let airlock_sets = env.len();
     for (k, v) in extra {
-        if env.iter().any(|(e, _)| e == k) {
-            return Err(format!(
-                "--env {k}: airlock sets this variable in the sandbox and it cannot be overridden"
-            ));
-        }
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(format!("--env {k:?}: not a valid variable"));
+            return Err(EnvError::Invalid(k.clone()));
+        }
+        if let Some((set, _)) = env[..airlock_sets].iter().find(|(e, _)| e.eq_ignore_ascii_case(k)) {
+            return Err(EnvError::Reserved {
+                name: k.clone(),
+                set: set.clone(),
+            });
+        }
+        if is_proxy_var(k) {
+            return Err(EnvError::Proxy(k.clone()));
+        }
+        if is_loader_var(k) {
+            return Err(EnvError::Loader(k.clone()));
         }
         env.push((k.clone(), v.clone()));
     }
@@ -56,9 +111,9 @@ pub fn agent_env(
 }
 
 /// `K=V` from the command line.
-pub fn parse_env(spec: &str) -> Result<(String, String), String> {
+pub fn parse_env(spec: &str) -> Result<(String, String), EnvError> {
     match spec.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("--env {spec:?}: expected K=V")),
+        _ => Err(EnvError::Syntax(spec.to_string())),
     }
 }

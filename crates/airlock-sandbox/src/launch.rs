@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use rustix::process::Signal;
-use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::runtime::Spec;
@@ -105,12 +104,12 @@ async fn probe(r: Runtime) -> Result<(), String> {
         // Namespaces may be disabled even where bwrap is installed: try one.
         Runtime::Bwrap => &["--unshare-all", "--ro-bind", "/", "/", "--", "true"],
     };
-    let bin = if r == Runtime::Bwrap { "bwrap" } else { r.name() };
-    let out = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+    // Started as `launch` will start it, so the answer holds for the run.
+    let (bin, mut cmd) = match r {
+        Runtime::Bwrap => ("bwrap", crate::host_env::bwrap()),
+        Runtime::Docker | Runtime::Podman => (r.name(), crate::host_env::engine(r.name())),
+    };
+    let out = cmd.args(args).stdin(Stdio::null()).kill_on_drop(true).output();
     match tokio::time::timeout(std::time::Duration::from_secs(10), out).await {
         Err(_) => Err(format!("`{bin}` did not answer within 10 s")),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("`{bin}` is not installed")),

@@ -8,6 +8,7 @@
 mod bubblewrap;
 pub mod container;
 pub mod env;
+pub mod host_env;
 pub mod launch;
 pub mod mounts;
 pub mod relay;

@@ -79,6 +79,8 @@ async fn accept(listener: TcpListener, socket: PathBuf) {
 /// Starts the agent in its own process group and waits for it, passing on forwarded
 /// signals to the whole group (as a terminal would).
 async fn supervise(command: &[String], signals_fd: Option<i32>) -> std::io::Result<i32> {
+    // The agent inherits the relay's environment: bubblewrap started the relay with
+    // `--clearenv` and the agent's variables only (`runtime::bwrap`), from an empty one.
     let mut child = tokio::process::Command::new(&command[0])
         .args(&command[1..])
         .stdin(Stdio::inherit())

@@ -59,6 +59,16 @@ pub struct Spec {
     pub command: Vec<String>,
 }
 
+/// Podman copies the proxy variables of its own environment into every container unless told
+/// not to; airlock starts it without them, and says so too.
+fn engine_flags(engine: &str) -> Vec<String> {
+    if engine == "podman" {
+        vec!["--http-proxy=false".into()]
+    } else {
+        Vec::new()
+    }
+}
+
 fn labels(s: &Spec) -> [String; 2] {
     [
         format!("--label={LABEL}={}", s.run_id),
@@ -89,6 +99,7 @@ pub fn relay_container(engine: &str, s: &Spec, image: &str, gateway_socket: &str
     let mut a: Vec<String> = vec![engine.into(), "run".into(), "--rm".into()];
     a.push(format!("--name=airlock-relay-{}", s.run_id));
     a.extend(labels(s));
+    a.extend(engine_flags(engine));
     a.extend([
         "--network=none".into(),
         "--cap-drop=ALL".into(),
@@ -118,6 +129,7 @@ pub fn container_run(engine: &str, s: &Spec, netns_of: &str, ca_bundle: &str) ->
     }
     a.push(format!("--name=airlock-agent-{}", s.run_id));
     a.extend(labels(s));
+    a.extend(engine_flags(engine));
     a.extend([
         format!("--network=container:{netns_of}"),
         // A minimal init as PID 1: signals with no handler still reach the agent, and

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use airlock_sandbox::container::ldd_paths;
-use airlock_sandbox::env::{CA_VARS, agent_env, parse_env};
+use airlock_sandbox::env::{CA_VARS, EnvError, agent_env, parse_env};
+use airlock_sandbox::host_env::{engine_env, find_in_path};
 use airlock_sandbox::launch::{Runtime, alive, owner};
-use airlock_sandbox::mounts::{Forbidden, MountError};
+use airlock_sandbox::mounts::{Forbidden, MountError, Operator};
 use airlock_sandbox::runtime::{
     BwrapHost, Limits, SANDBOX_CA, SANDBOX_SOCKET, Spec, apple_container, bwrap, container_run, relay_container,
 };
@@ -13,6 +14,8 @@ use airlock_sandbox::runtime::{
 struct Fixture {
     _dir: tempfile::TempDir,
     home: PathBuf,
+    /// The user's `$XDG_RUNTIME_DIR`.
+    runtime: PathBuf,
     data: PathBuf,
     config: PathBuf,
     project: PathBuf,
@@ -21,13 +24,25 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    for d in [".ssh", ".aws", ".config/gcloud", "project/src", "airlock/airlock-data"] {
+    for d in [
+        ".ssh",
+        ".aws",
+        ".config/gcloud",
+        "project/src",
+        "airlock/airlock-data",
+        ".local/share/containers",
+    ] {
         std::fs::create_dir_all(home.join(d)).unwrap();
     }
     std::fs::write(home.join(".ssh/id_ed25519"), "key").unwrap();
     std::fs::write(home.join("airlock/airlock.toml"), "").unwrap();
     std::fs::write(home.join("project/src/main.rs"), "").unwrap();
+    let runtime = dir.path().join("run-user");
+    for d in ["podman", "containerd", "buildkit"] {
+        std::fs::create_dir_all(runtime.join(d)).unwrap();
+    }
     Fixture {
+        runtime,
         data: home.join("airlock/airlock-data"),
         config: home.join("airlock/airlock.toml"),
         project: home.join("project"),
@@ -36,8 +51,23 @@ fn fixture() -> Fixture {
     }
 }
 
+fn operator(f: &Fixture) -> Operator {
+    Operator {
+        home: Some(f.home.clone()),
+        runtime_dirs: vec![f.runtime.clone()],
+        engine_sockets: Vec::new(),
+    }
+}
+
 fn forbidden(f: &Fixture) -> Forbidden {
-    Forbidden::new(Some(&f.home), &f.data, &f.config)
+    Forbidden::new(&operator(f), &f.data, &f.config)
+}
+
+fn refused(fb: &Forbidden, src: &std::path::Path) -> String {
+    match fb.check(&format!("{}:/x", src.display())) {
+        Err(e @ MountError::Refused { .. }) => e.to_string(),
+        other => panic!("{src:?} should be refused: {other:?}"),
+    }
 }
 
 #[test]
@@ -140,11 +170,199 @@ fn the_environment_names_the_exit_the_ca_and_placeholders_only() {
     }
     assert_eq!(get("GMAIL_TOKEN"), Some("airlock-gmail"));
     assert_eq!(get("EDITOR"), Some("vi"));
-    // The user cannot point the agent around the exit.
-    let e = agent_env("p", "c", &[], &[("https_proxy".into(), "http://evil".into())]).unwrap_err();
-    assert!(e.contains("cannot be overridden"), "{e}");
+    // The Docker CLI fills in from its configuration whichever of these the run leaves unset.
+    for k in ["FTP_PROXY", "ftp_proxy"] {
+        assert_eq!(get(k), Some("http://127.0.0.1:3128"), "{k}");
+    }
     assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
     assert!(parse_env("=x").is_err() && parse_env("novalue").is_err());
+}
+
+fn env_with(k: &str) -> Result<Vec<(String, String)>, EnvError> {
+    agent_env(
+        "p",
+        "c",
+        &[("GMAIL_TOKEN".into(), "airlock-gmail".into())],
+        &[(k.into(), "x".into())],
+    )
+}
+
+#[test]
+fn proxy_and_airlock_variables_are_refused_in_any_case() {
+    // What airlock sets, in any spelling: Python's urllib reads proxy variables in any case.
+    for k in [
+        "https_proxy",
+        "HTTPS_PROXY",
+        "hTTps_proxy",
+        "No_Proxy",
+        "no_proxy",
+        "All_Proxy",
+        "Ftp_Proxy",
+        "ssl_cert_file",
+        "gmail_token",
+    ] {
+        let e = env_with(k).unwrap_err();
+        assert!(matches!(e, EnvError::Reserved { .. }), "{k}: {e:?}");
+        assert!(e.to_string().contains("cannot be overridden"), "{e}");
+    }
+    // Any other proxy: the relay is the only exit.
+    for k in [
+        "SOCKS_PROXY",
+        "socks_proxy",
+        "Rsync_Proxy",
+        "npm_config_https_proxy",
+        "GRPC_PROXY",
+    ] {
+        let e = env_with(k).unwrap_err();
+        assert_eq!(e, EnvError::Proxy(k.into()), "{k}");
+        assert!(e.to_string().contains("names a proxy"), "{e}");
+    }
+}
+
+#[test]
+fn loader_variables_are_refused() {
+    for k in [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+        "LD_DEBUG_OUTPUT",
+        "ld_preload",
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+    ] {
+        let e = env_with(k).unwrap_err();
+        assert_eq!(e, EnvError::Loader(k.into()), "{k}");
+        assert!(e.to_string().contains("dynamic loader"), "{e}");
+    }
+    // The agent's own interpreters run its own code anyway; ordinary variables pass.
+    for k in ["PYTHONSTARTUP", "NODE_OPTIONS", "EDITOR", "PROXY_HOST", "OLD_LD"] {
+        assert!(env_with(k).is_ok(), "{k}");
+    }
+    // Two --env of one name are the user's own business (the last wins), not "airlock sets it".
+    let env = agent_env("p", "c", &[], &[("A".into(), "1".into()), ("a".into(), "2".into())]).unwrap();
+    assert!(env.contains(&("a".into(), "2".into())));
+    assert!(matches!(env_with("A=B"), Err(EnvError::Invalid(_))));
+    assert!(matches!(parse_env("novalue"), Err(EnvError::Syntax(_))));
+}
+
+#[test]
+fn engine_sockets_and_state_are_refused_rootful_and_rootless() {
+    let f = fixture();
+    let fb = forbidden(&f);
+    let engine = "container engine's socket";
+    // Rootless: the runtime directory's sockets, its parents, the data roots under home.
+    let podman = std::os::unix::net::UnixListener::bind(f.runtime.join("podman/podman.sock")).unwrap();
+    for src in [
+        f.runtime.join("podman/podman.sock"),
+        f.runtime.join("podman"),
+        f.runtime.join("containerd"),
+        f.runtime.join("buildkit"),
+        f.runtime.clone(),
+        f.home.join(".local/share/containers"),
+        f.home.join(".local"),
+    ] {
+        let e = refused(&fb, &src);
+        assert!(e.contains(engine), "{src:?}: {e}");
+    }
+    // Rootful: every engine's directory is on the list under /run and /var/run, resolved, and
+    // mounting /run or /var/run wholesale is refused (whether or not the engines exist here).
+    for p in [
+        "/run/docker.sock",
+        "/run/docker",
+        "/run/containerd",
+        "/run/crio",
+        "/run/buildkit",
+        "/run/podman",
+        "/var/lib/docker",
+        "/var/lib/containerd",
+        "/var/lib/containers",
+    ] {
+        assert!(
+            fb.paths.iter().any(|(b, _)| b == std::path::Path::new(p)),
+            "{p} not refused"
+        );
+    }
+    for p in ["/run", "/var/run", "/proc", "/"] {
+        assert!(refused(&fb, std::path::Path::new(p)).contains("refused"), "{p}");
+    }
+    assert!(refused(&fb, std::path::Path::new("/proc")).contains("/proc"));
+    drop(podman);
+}
+
+#[test]
+fn symlinks_parents_and_hard_links_do_not_get_around_the_engine_check() {
+    let f = fixture();
+    let dir = f.home.parent().unwrap();
+    // A runtime directory named through a symlinked parent that does not exist yet
+    // (`/var/run` → `/run`, `crio` absent): resolved as far as it exists.
+    std::fs::create_dir_all(dir.join("real-run")).unwrap();
+    std::os::unix::fs::symlink(dir.join("real-run"), dir.join("var-run")).unwrap();
+    let op = Operator {
+        runtime_dirs: vec![dir.join("var-run/user")],
+        ..operator(&f)
+    };
+    let fb = Forbidden::new(&op, &f.data, &f.config);
+    assert!(refused(&fb, &dir.join("real-run")).contains("container engine"));
+
+    let fb = forbidden(&f);
+    // A link to the runtime directory's podman/ from inside a project.
+    std::os::unix::fs::symlink(f.runtime.join("podman"), f.project.join("innocent")).unwrap();
+    assert!(refused(&fb, &f.project.join("innocent")).contains("container engine"));
+    std::fs::remove_file(f.project.join("innocent")).unwrap();
+    // Any socket is refused, however it is named or reached: a hard link of an engine's
+    // socket, a socket a few levels into a mounted directory.
+    let sock = f.runtime.join("containerd/containerd.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::hard_link(&sock, f.project.join("src/d.sock")).unwrap();
+    assert!(refused(&fb, &f.project.join("src/d.sock")).contains("Unix socket"));
+    assert!(refused(&fb, &f.project).contains("holds a Unix socket"));
+    // DOCKER_HOST / CONTAINER_HOST naming a socket elsewhere.
+    let elsewhere = dir.join("engine");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let op = Operator {
+        engine_sockets: vec![elsewhere.join("engine.sock")],
+        ..operator(&f)
+    };
+    let fb = Forbidden::new(&op, &f.data, &f.config);
+    assert!(refused(&fb, &elsewhere).contains("container engine"));
+}
+
+#[test]
+fn engine_clis_get_only_what_reaches_the_engine() {
+    let vars = [
+        ("PATH", "/usr/bin"),
+        ("HOME", "/home/op"),
+        ("XDG_RUNTIME_DIR", "/run/user/1000"),
+        ("DOCKER_HOST", "unix:///run/user/1000/docker.sock"),
+        ("CONTAINER_HOST", "unix:///run/podman/podman.sock"),
+        ("CONTAINERS_CONF", "/etc/containers/containers.conf"),
+        ("AIRLOCK_MASTER_KEY", "k"),
+        ("GITHUB_TOKEN", "t"),
+        ("HTTPS_PROXY", "http://corp:3128"),
+        ("http_proxy", "http://corp:3128"),
+        ("LD_PRELOAD", "/x.so"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+    ]
+    .map(|(k, v)| (k.into(), v.into()));
+    let kept: Vec<String> = engine_env(vars)
+        .into_iter()
+        .map(|(k, _)| k.into_string().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "PATH",
+            "HOME",
+            "XDG_RUNTIME_DIR",
+            "DOCKER_HOST",
+            "CONTAINER_HOST",
+            "CONTAINERS_CONF"
+        ]
+    );
+    let sh = find_in_path("sh".as_ref(), Some("relative:/nonexistent:/bin:/usr/bin".as_ref())).unwrap();
+    assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+    assert_eq!(find_in_path("sh".as_ref(), Some("relative".as_ref())), None);
+    assert_eq!(find_in_path("sh".as_ref(), None), None);
 }
 
 fn spec(f: &Fixture) -> Spec {
@@ -215,6 +433,10 @@ fn containers_are_hardened_and_labelled() {
         assert!(r.iter().any(|x| x == want), "{want} missing from {r:?}");
     }
     assert_eq!(r.iter().filter(|x| x.starts_with("--mount")).count(), 1);
+    // Podman would copy the proxy variables of its own environment into the containers.
+    assert!(r.contains(&"--http-proxy=false".to_string()));
+    assert!(container_run("podman", &spec(&f), "r", "/c").contains(&"--http-proxy=false".to_string()));
+    assert!(!a.iter().any(|x| x.starts_with("--http-proxy")));
     assert_eq!(
         &r[r.len() - 3..],
         [

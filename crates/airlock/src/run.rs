@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use airlock_sandbox::env::{agent_env, parse_env};
 use airlock_sandbox::launch::{Launch, Runtime, detect, launch, owner};
-use airlock_sandbox::mounts::Forbidden;
+use airlock_sandbox::mounts::{Forbidden, Operator};
 use airlock_sandbox::runtime::{Limits, PROXY_URL, SANDBOX_CA, Spec};
 use anyhow::{Context, bail};
 
@@ -31,7 +31,8 @@ pub struct RunArgs {
     /// A host directory the agent works in, writable, at the same path inside.
     #[arg(long)]
     workdir: Option<PathBuf>,
-    /// K=V for the agent (cannot override the proxy, CA or placeholder variables).
+    /// K=V for the agent (not the proxy, CA or placeholder variables in any case, no *_PROXY,
+    /// no loader variable: LD_*, GCONV_PATH, GLIBC_TUNABLES).
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
     /// Memory limit (docker/podman), e.g. 2g.
@@ -58,7 +59,7 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let forbidden = Forbidden::new(
-        std::env::var_os("HOME").map(PathBuf::from).as_deref(),
+        &Operator::from_env(),
         home.data_dir(),
         &std::fs::canonicalize(cfg).unwrap_or_else(|_| cfg.to_path_buf()),
     );
@@ -86,10 +87,10 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut extra = Vec::new();
     for e in &a.env {
-        extra.push(parse_env(e).map_err(anyhow::Error::msg)?);
+        extra.push(parse_env(e)?);
     }
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let mut env = agent_env(PROXY_URL, SANDBOX_CA, &placeholders, &extra).map_err(anyhow::Error::msg)?;
+    let mut env = agent_env(PROXY_URL, SANDBOX_CA, &placeholders, &extra)?;
     let mut default = |k: &str, v: String| {
         if !env.iter().any(|(e, _)| e == k) {
             env.push((k.to_string(), v));
@@ -99,6 +100,7 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         "HOME",
         workdir.as_ref().map_or("/tmp".into(), |w| w.display().to_string()),
     );
+    // The one variable of the operator's that enters the sandbox: the terminal's type.
     if tty && let Ok(term) = std::env::var("TERM") {
         default("TERM", term);
     }

@@ -5,6 +5,9 @@
 mod support;
 use support::*;
 
+#[path = "sandbox/leaks.rs"]
+mod leaks;
+
 use std::net::TcpListener as StdListener;
 use std::process::{Output, Stdio};
 use std::sync::OnceLock;
@@ -104,17 +107,27 @@ async fn run(gw: &Gateway, runtime: &str, cmd: &[&str]) -> Output {
     airlock_run(gw, runtime, cmd).output().await.unwrap()
 }
 
-/// Runs the probe with `checks` and returns its answers.
-async fn probe(gw: &Gateway, runtime: &str, checks: serde_json::Value) -> Vec<serde_json::Value> {
-    let arg = checks.to_string();
-    let o = run(gw, runtime, &["python3", "/probe/probe.py", &arg]).await;
+/// `airlock run` of the probe with `checks`.
+fn probe_command(gw: &Gateway, runtime: &str, checks: &serde_json::Value) -> tokio::process::Command {
+    airlock_run(gw, runtime, &["python3", "/probe/probe.py", &checks.to_string()])
+}
+
+/// Runs a [`probe_command`]; returns its answers and all it printed.
+async fn answers(mut probe: tokio::process::Command) -> (Vec<serde_json::Value>, String) {
+    let o = probe.output().await.unwrap();
     assert!(o.status.success(), "probe failed: {}", text(&o));
     let line = String::from_utf8_lossy(&o.stdout)
         .lines()
         .last()
         .unwrap_or_default()
         .to_string();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("probe output {line:?}: {e}; {}", text(&o)))
+    let answers = serde_json::from_str(&line).unwrap_or_else(|e| panic!("probe output {line:?}: {e}; {}", text(&o)));
+    (answers, text(&o))
+}
+
+/// Runs the probe with `checks` and returns its answers.
+async fn probe(gw: &Gateway, runtime: &str, checks: serde_json::Value) -> Vec<serde_json::Value> {
+    answers(probe_command(gw, runtime, &checks)).await.0
 }
 
 /// The host's own non-loopback IPv4 addresses (its interface and the bridges).
@@ -487,6 +500,11 @@ macro_rules! runtime_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_operators_environment_is_nowhere_inside() {
+                leaks::operator_environment_stays_out($rt).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn credentials_and_airlock_state_cannot_be_mounted() {
                 mounts_are_checked($rt).await;
             }
@@ -531,6 +549,18 @@ async fn run_errors_say_what_to_fix() {
         &["--agent", "mailbot", "--env", "GMAIL_TOKEN=x", "--", "true"],
     );
     assert!(e.contains("cannot be overridden"), "{e}");
+    // Proxy variables in any case; code for the loader.
+    for (var, why) in [
+        ("No_Proxy=*", "cannot be overridden"),
+        ("hTTps_proxy=http://evil", "cannot be overridden"),
+        ("socks_proxy=socks5://evil", "names a proxy"),
+        ("LD_PRELOAD=/tmp/x.so", "dynamic loader"),
+        ("LD_LIBRARY_PATH=/tmp", "dynamic loader"),
+        ("LD_AUDIT=/tmp/x.so", "dynamic loader"),
+    ] {
+        let e = run_err(&gw.config, &["--agent", "mailbot", "--env", var, "--", "true"]);
+        assert!(e.contains(why), "{var}: {e}");
+    }
     // An unavailable runtime is an error, never a fallback to another one (or to none).
     if std::process::Command::new("podman").arg("--version").output().is_err() {
         let e = run_err(&gw.config, &["--agent", "mailbot", "--runtime", "podman", "--", "true"]);

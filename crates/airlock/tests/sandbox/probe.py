@@ -7,6 +7,8 @@ argv[1] is a JSON list of checks:
   ["search", hex]            -> where the bytes occur: process environments and command
                                 lines, and files outside /proc, /sys, /dev and /usr (given
                                 in hex, so the probe's own command line does not hold them)
+  ["processes"]              -> every process visible: {"pid", "environ": the variables'
+                                names, "cmdline": its arguments}, null where unreadable
 """
 import json
 import os
@@ -58,6 +60,22 @@ def search(needle_hex):
     return found
 
 
+def processes():
+    out = []
+    for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
+        entry = {"pid": int(pid)}
+        for part in ("environ", "cmdline"):
+            try:
+                with open(f"/proc/{pid}/{part}", "rb") as f:
+                    items = [i.decode("latin-1") for i in f.read().split(b"\0") if i]
+            except OSError:
+                entry[part] = None
+                continue
+            entry[part] = [i.split("=", 1)[0] for i in items] if part == "environ" else items
+        out.append(entry)
+    return out
+
+
 out = []
 for check in json.loads(sys.argv[1]):
     kind, args = check[0], check[1:]
@@ -69,6 +87,8 @@ for check in json.loads(sys.argv[1]):
         out.append(os.path.exists(args[0]))
     elif kind == "search":
         out.append(search(args[0]))
+    elif kind == "processes":
+        out.append(processes())
     else:
         out.append(f"unknown check {kind}")
 print(json.dumps(out))
