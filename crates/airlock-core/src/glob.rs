@@ -158,7 +158,9 @@ impl HostPattern {
         // An exact IP literal in any spelling `getaddrinfo` takes is stored canonical, as
         // requests' hosts are (invariant 12).
         if !s.contains('*') && !s.contains('/') && !s.contains(' ') && !s.is_empty() {
-            let canonical = crate::host::canonical_host(&s).map_err(|e| format!("bad host pattern: {e}"))?;
+            let canonical = crate::host::canonical_host(&s).map_err(|e| {
+                format!("bad host pattern: {e}; use \"*.example.com\" or an exact host (no scheme, port or path)")
+            })?;
             return Ok(HostPattern::Exact(canonical));
         }
         if s == "*" {

@@ -23,6 +23,9 @@ pub mod state;
 pub mod upstream;
 mod websocket;
 
+#[cfg(test)]
+mod stages_tests;
+
 pub use conn::now_ms;
 pub use proxy::{serve, serve_agent_socket};
 pub use state::{Agent, Approvals, GatewayState, Identities, Limits, token_hash};
