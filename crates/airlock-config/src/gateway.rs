@@ -40,10 +40,12 @@ pub struct Gateway {
 pub struct ConnTimeouts {
     /// `handshake_timeout`: a new tunnel's first bytes and its whole TLS handshake.
     pub handshake: Duration,
-    /// `header_timeout`: each request head, from when the connection is ready for it.
+    /// `header_timeout`: each request head, from when the connection is ready for it. An
+    /// HTTP/2 connection is pinged at least this often and closed when a ping goes unanswered
+    /// this long (a peer stalled in the middle of a head cannot answer).
     pub header: Duration,
     /// `idle_timeout`: a connection with no request in flight (before its first request,
-    /// between requests, an idle HTTP/2 connection) is closed; also the HTTP/2 ping interval.
+    /// between requests, an idle HTTP/2 connection) is closed.
     pub idle: Duration,
 }
 

@@ -269,12 +269,12 @@ where
         .header_read_timeout(timeouts.header)
         .max_buf_size(HARD_MAX_HEAD);
     // Pings find peers that vanished, and bound a head stalled mid-CONTINUATION (the peer
-    // cannot answer a ping until the head is done) even while other streams are open.
+    // cannot answer a ping until its head is done) even while other streams are open.
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(HARD_MAX_HEAD as u32)
-        .keep_alive_interval(timeouts.idle)
+        .keep_alive_interval(timeouts.idle.min(timeouts.header))
         .keep_alive_timeout(timeouts.header);
     let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(served);

@@ -305,7 +305,7 @@ async fn trickle_until_closed<S: AsyncRead + AsyncWrite + Unpin>(s: S, start: &[
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_request_head_is_closed_on_the_listener_and_in_a_tunnel() {
+async fn a_slow_request_head_is_closed_on_the_listener_and_in_a_tunnel_h1_and_h2() {
     let up = upstream(true).await;
     let plain = upstream(false).await;
     // The idle limit stays long: only the head's own limit can close these.
@@ -325,7 +325,31 @@ async fn a_slow_request_head_is_closed_on_the_listener_and_in_a_tunnel() {
     let tls = agent_tls(&gw, tcp, b"http/1.1").await;
     let head = format!("GET / HTTP/1.1\r\nHost: localhost:{}\r\n", up.port);
     trickle_until_closed(tls, head.as_bytes()).await;
+
+    // HTTP/2: a HEADERS frame whose CONTINUATION never comes. Until its head is done the
+    // peer cannot send anything else, not even a ping's answer.
+    let tcp = raw_tunnel(&gw, "dev", &format!("localhost:{}", up.port)).await;
+    let mut tls = agent_tls(&gw, tcp, b"h2").await;
+    tls.write_all(&h2_unfinished_head(&format!("localhost:{}", up.port)))
+        .await
+        .unwrap();
+    closed_by_gateway(&mut tls).await;
     assert!(!up.contacted() && !plain.contacted());
+}
+
+/// The HTTP/2 preface, an empty SETTINGS frame, and a HEADERS frame for `GET https://{authority}/`
+/// without END_HEADERS: a head still waiting for its CONTINUATION.
+fn h2_unfinished_head(authority: &str) -> Vec<u8> {
+    // HPACK: :method GET, :scheme https, :path / (static table), :authority literal (index 1).
+    let mut block = vec![0x82, 0x87, 0x84, 0x41, authority.len() as u8];
+    block.extend_from_slice(authority.as_bytes());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    let len = (block.len() as u32).to_be_bytes();
+    // type HEADERS, flags END_STREAM only, stream 1.
+    out.extend_from_slice(&[len[1], len[2], len[3], 0x1, 0x1, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    out
 }
 
 /// With [`AGENTS`]: a rule holding requests for alice, and room for two per agent.
