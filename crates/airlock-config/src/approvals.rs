@@ -66,13 +66,22 @@ pub struct ApprovalsConfig {
     /// Channels cards go to (default: every configured one). The dashboard and the
     /// terminal always work.
     pub channels: Option<Vec<String>>,
+    /// How many requests one agent may have held at once (per gateway process); beyond it,
+    /// 429. Each held request keeps a connection, a task and its body.
+    pub max_held_per_agent: usize,
 }
+
+/// The default `[approvals] max_held_per_agent`.
+pub const DEFAULT_MAX_HELD_PER_AGENT: usize = 100;
+/// Upper bound of `max_held_per_agent`: more would make the cap meaningless.
+const MAX_HELD_LIMIT: i64 = 10_000;
 
 impl Default for ApprovalsConfig {
     fn default() -> Self {
         ApprovalsConfig {
             max_body: 1 << 20,
             channels: None,
+            max_held_per_agent: DEFAULT_MAX_HELD_PER_AGENT,
         }
     }
 }
@@ -218,19 +227,31 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
     c
 }
 
+/// An integer from 1 to `max` (`unit` says of what, for the message).
+fn count(f: &Fields<'_>, key: &str, max: i64, unit: &str, errs: &mut Errors) -> Option<usize> {
+    let n = f.int(key, errs)?;
+    if (1..=max).contains(&n) {
+        usize::try_from(n).ok()
+    } else {
+        errs.push(&f.at(key), format!("must be between 1 and {max} {unit}"));
+        None
+    }
+}
+
 pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs: &mut Errors) -> ApprovalsConfig {
     let mut a = ApprovalsConfig::default();
     let Some(t) = t else { return a };
-    let f = Fields::new(t, KeyPath::root().key("approvals"), &["max_body", "channels"], errs);
-    if let Some(n) = f.int("max_body", errs) {
-        if (1..=MAX_BODY_LIMIT).contains(&n) {
-            a.max_body = n as usize;
-        } else {
-            errs.push(
-                &f.at("max_body"),
-                format!("must be between 1 and {MAX_BODY_LIMIT} bytes"),
-            );
-        }
+    let f = Fields::new(
+        t,
+        KeyPath::root().key("approvals"),
+        &["max_body", "channels", "max_held_per_agent"],
+        errs,
+    );
+    if let Some(n) = count(&f, "max_body", MAX_BODY_LIMIT, "bytes", errs) {
+        a.max_body = n;
+    }
+    if let Some(n) = count(&f, "max_held_per_agent", MAX_HELD_LIMIT, "requests", errs) {
+        a.max_held_per_agent = n;
     }
     if f.has("channels") {
         let mut names = Vec::new();

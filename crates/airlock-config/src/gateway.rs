@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use airlock_core::policy::Action;
 use toml::Table;
@@ -29,7 +30,40 @@ pub struct Gateway {
     pub allow_private: Vec<AddrRule>,
     /// Extra PEM files trusted for upstream TLS, resolved against the config file's directory.
     pub upstream_ca: Vec<PathBuf>,
+    /// How long an agent's connection may stall before it is closed.
+    pub timeouts: ConnTimeouts,
 }
+
+/// Time limits on agents' connections, so a stalled or slow one cannot hold a descriptor
+/// and a task forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTimeouts {
+    /// `handshake_timeout`: a new tunnel's first bytes and its whole TLS handshake.
+    pub handshake: Duration,
+    /// `header_timeout`: each request head, from when the connection is ready for it. An
+    /// HTTP/2 connection is pinged at least this often and closed when a ping goes unanswered
+    /// this long (a peer stalled in the middle of a head cannot answer).
+    pub header: Duration,
+    /// `idle_timeout`: a connection with no request in flight (before its first request,
+    /// between requests, an idle HTTP/2 connection) is closed.
+    pub idle: Duration,
+}
+
+/// The default of each connection time limit.
+pub const DEFAULT_CONN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for ConnTimeouts {
+    fn default() -> Self {
+        ConnTimeouts {
+            handshake: DEFAULT_CONN_TIMEOUT,
+            header: DEFAULT_CONN_TIMEOUT,
+            idle: DEFAULT_CONN_TIMEOUT,
+        }
+    }
+}
+
+/// Longer limits would let a stalled connection live for most of a day.
+const MAX_CONN_TIMEOUT_SECS: u64 = 3600;
 
 impl Gateway {
     /// Whether some `allow_private` entry admits dialing `addr`.
@@ -45,7 +79,22 @@ const KEYS: &[&str] = &[
     "data_dir",
     "allow_private",
     "upstream_ca",
+    "handshake_timeout",
+    "header_timeout",
+    "idle_timeout",
 ];
+
+/// A connection time limit: a duration from 1s to 1h, absent → the default.
+fn conn_timeout(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Duration {
+    match crate::rules::duration(f, key, errs) {
+        Some(secs) if secs <= MAX_CONN_TIMEOUT_SECS => Duration::from_secs(secs),
+        Some(_) => {
+            errs.push(&f.at(key), "must be at most 1h");
+            DEFAULT_CONN_TIMEOUT
+        }
+        None => DEFAULT_CONN_TIMEOUT,
+    }
+}
 
 fn socket_addr(f: &Fields<'_>, key: &str, default: &str, errs: &mut Errors) -> SocketAddr {
     let fallback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -121,6 +170,12 @@ pub(crate) fn read(table: Option<&Table>, dir: &Path, errs: &mut Errors) -> Gate
         upstream_ca.push(dir.join(s));
     }
 
+    let timeouts = ConnTimeouts {
+        handshake: conn_timeout(&f, "handshake_timeout", errs),
+        header: conn_timeout(&f, "header_timeout", errs),
+        idle: conn_timeout(&f, "idle_timeout", errs),
+    };
+
     Gateway {
         listen,
         control,
@@ -128,5 +183,6 @@ pub(crate) fn read(table: Option<&Table>, dir: &Path, errs: &mut Errors) -> Gate
         data_dir,
         allow_private,
         upstream_ca,
+        timeouts,
     }
 }

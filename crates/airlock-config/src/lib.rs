@@ -30,10 +30,11 @@ use toml::Table;
 
 pub use addr::{AddrRule, parse_duration};
 pub use approvals::{
-    ApprovalsConfig, ChannelsConfig, PersonConfig, SecretRef, SlackConfig, TelegramConfig, WebhookConfig,
+    ApprovalsConfig, ChannelsConfig, DEFAULT_MAX_HELD_PER_AGENT, PersonConfig, SecretRef, SlackConfig, TelegramConfig,
+    WebhookConfig,
 };
 pub use error::{ConfigError, KeyPath, Located, Seg};
-pub use gateway::{DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
+pub use gateway::{ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
 pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 pub use secrets::Agent;
 pub use store::{StoreConfig, check_store_url};

@@ -2,12 +2,15 @@
 //! CONNECT/SNI/Host agreement check (invariant 9), and hop-by-hop header handling.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock_core::facts::Scheme;
-use http::{HeaderMap, Request, Version, header};
+use http::{HeaderMap, Request, Response, Version, header};
+use http_body_util::BodyExt;
+use tokio::sync::watch;
 
 use crate::state::{Agent, GatewayState};
+use crate::upstream::UpBody;
 
 /// The destination a tunnel was opened for.
 #[derive(Debug, Clone)]
@@ -158,4 +161,57 @@ pub(crate) fn is_websocket<B>(req: &Request<B>) -> bool {
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The requests in flight on one connection, so that a connection with none for too long
+/// (before its first request, between requests, an HTTP/2 connection with no open stream)
+/// can be closed: a silent agent must not hold a descriptor and a task forever.
+#[derive(Clone)]
+pub(crate) struct Activity(Arc<watch::Sender<usize>>);
+
+/// One request in flight: it ends when its response body is dropped (sent or abandoned).
+pub(crate) struct Busy(Arc<watch::Sender<usize>>);
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Activity(Arc::new(watch::Sender::new(0)))
+    }
+
+    pub(crate) fn begin(&self) -> Busy {
+        self.0.send_modify(|n| *n += 1);
+        Busy(self.0.clone())
+    }
+
+    /// Resolves once no request has been in flight for `idle` in a row.
+    pub(crate) async fn idle_for(&self, idle: Duration) {
+        let mut rx = self.0.subscribe();
+        loop {
+            if rx.wait_for(|n| *n == 0).await.is_err() {
+                return;
+            }
+            // Any request starting or ending restarts the count.
+            if tokio::time::timeout(idle, rx.changed()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Busy {
+    /// Keeps the request in flight until `resp`'s body is done.
+    pub(crate) fn until_sent(self, resp: Response<UpBody>) -> Response<UpBody> {
+        resp.map(|body| {
+            body.map_frame(move |frame| {
+                let _in_flight = &self;
+                frame
+            })
+            .boxed()
+        })
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }

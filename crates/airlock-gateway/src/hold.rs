@@ -39,6 +39,14 @@ fn refuse_held<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, status: StatusCode
 async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Result<(Inbound<B>, Decided), Stop> {
     let state = &conn.state;
     let why = &d.decision.reason;
+    // The agent's slot, freed however the hold ends (decided, expired, agent gone).
+    let _slot = match state.held.acquire(&conn.agent.name) {
+        Ok(slot) => slot,
+        Err(full) => {
+            let reason = format!("{why}; {full}");
+            return Err(refuse_held(conn, &req, &d, StatusCode::TOO_MANY_REQUESTS, reason));
+        }
+    };
     let Some(approvals) = state.approvals.clone() else {
         let reason = format!("{why}; no approvers are configured ([people] in the config), so it is denied");
         return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use airlock_tls::FixedCert;
 use rustls::server::Acceptor;
+use tokio::time::timeout_at;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::conn::{Conn, TunnelTarget};
@@ -17,10 +18,27 @@ use crate::state::{Agent, GatewayState};
 
 type TunnelIo = Rewind<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
-pub(crate) async fn serve_tls(state: Arc<GatewayState>, agent: Arc<Agent>, host: String, port: u16, io: TunnelIo) {
-    let start = match LazyConfigAcceptor::new(Acceptor::default(), io).await {
-        Ok(s) => s,
-        Err(e) => {
+/// Intercepts TLS for the CONNECT authority `(host, port)`; the ClientHello and the rest of
+/// the handshake must be done by `deadline`, or the tunnel is refused.
+pub(crate) async fn serve_tls(
+    state: Arc<GatewayState>,
+    agent: Arc<Agent>,
+    (host, port): (String, u16),
+    io: TunnelIo,
+    deadline: tokio::time::Instant,
+) {
+    let stalled = |what: &str| {
+        let secs = state.timeouts.handshake.as_secs();
+        refuse_tunnel(
+            &state,
+            &agent.name,
+            &host,
+            &format!("refused: {what} within {secs}s (gateway.handshake_timeout)"),
+        );
+    };
+    let start = match timeout_at(deadline, LazyConfigAcceptor::new(Acceptor::default(), io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
             refuse_tunnel(
                 &state,
                 &agent.name,
@@ -29,6 +47,7 @@ pub(crate) async fn serve_tls(state: Arc<GatewayState>, agent: Arc<Agent>, host:
             );
             return;
         }
+        Err(_) => return stalled("no whole TLS ClientHello arrived"),
     };
     // An SNI that is not a host at all (rustls accepts only DNS names) differs from any CONNECT host.
     let sni = start
@@ -49,12 +68,13 @@ pub(crate) async fn serve_tls(state: Arc<GatewayState>, agent: Arc<Agent>, host:
             return;
         }
     };
-    let tls = match start.into_stream(config).await {
-        Ok(t) => t,
-        Err(e) => {
+    let tls = match timeout_at(deadline, start.into_stream(config)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, host = %host, "agent TLS handshake failed");
             return;
         }
+        Err(_) => return stalled("the TLS handshake did not complete"),
     };
     let mut target = TunnelTarget::tls(host, port);
     if sni_mismatch {

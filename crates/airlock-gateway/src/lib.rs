@@ -10,6 +10,7 @@ mod decide;
 mod facts;
 mod forward;
 mod handle;
+pub mod held_cap;
 mod hold;
 mod intercept;
 pub mod limit;

@@ -13,24 +13,27 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::time::Instant;
 
 use crate::answer::{answer, empty, proxy_auth_required};
-use crate::conn::Conn;
+use crate::conn::{Activity, Conn, canonical_host};
 use crate::handle::handle;
 use crate::metrics::Metrics;
+use crate::record::{Record, deny, refuse};
 use crate::rewind::Rewind;
 use crate::state::{Agent, GatewayState, token_hash};
 use crate::upstream::UpBody;
 use crate::{intercept, refuse_tunnel};
 
-/// Read buffer per agent connection, which bounds a request head (larger → 431).
+/// The largest request head, counted as HTTP/1.1 spells it (request line, `name: value`
+/// lines, CRLFs), on every listener and protocol: larger heads get 431 and dial nothing.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// How long an agent may take to send a request head (slow-loris connections are closed).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a new tunnel may stay silent before its protocol is known.
-const SNIFF_TIMEOUT: Duration = Duration::from_secs(30);
+/// What hyper itself buffers or decodes of a head. Beyond it, HTTP/1.1 gets hyper's bare 431
+/// and HTTP/2 a 431 followed by a stream reset. It is larger than [`MAX_HEAD`] (and HPACK counts
+/// 32 bytes more per field) so that heads over `MAX_HEAD` are parsed and reach
+/// [`head_too_large`], which answers a whole, audited 431.
+const HARD_MAX_HEAD: usize = 4 * MAX_HEAD;
 
 /// Serves agents on an already-bound listener until the task is dropped. Each agent
 /// authenticates with `Proxy-Authorization` (its name and token).
@@ -79,15 +82,18 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let header_timeout = state.timeouts.header;
         let svc = service_fn(move |req| {
             let state = state.clone();
             let who = who.clone();
             async move { Ok::<_, std::convert::Infallible>(proxy_request(state, who, req).await) }
         });
+        // hyper counts the wait for a head from when the connection is ready for one, so a
+        // silent connection is closed after header_timeout too.
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .max_buf_size(MAX_HEAD)
+            .header_read_timeout(header_timeout)
+            .max_buf_size(HARD_MAX_HEAD)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
         if let Err(e) = conn.await {
@@ -129,6 +135,13 @@ async fn proxy_request(state: Arc<GatewayState>, who: Who, req: Request<Incoming
             .cloned()
             .ok_or("this agent is no longer declared"),
     };
+    // The head limit comes first: an oversized head gets 431 whoever sent it.
+    let raw_host = req.uri().host().unwrap_or_default();
+    let host = canonical_host(raw_host).unwrap_or_else(|_| raw_host.to_ascii_lowercase());
+    let who_sent = found.as_ref().ok().map(|a| a.name.as_str());
+    if let Some(refused) = head_too_large(&state, who_sent, &host, &req) {
+        return refused;
+    }
     let agent = match found {
         Ok(a) => a,
         Err(why) => {
@@ -159,7 +172,7 @@ fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, req: Request<Incoming>) 
     let Some(port) = auth.port_u16() else {
         return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
     };
-    let host = match crate::conn::canonical_host(auth.host()) {
+    let host = match canonical_host(auth.host()) {
         Ok(h) => h,
         Err(e) => {
             return answer(
@@ -189,15 +202,26 @@ async fn tunnel(
     port: u16,
     mut io: TokioIo<hyper::upgrade::Upgraded>,
 ) {
+    // One deadline for the first bytes and, for TLS, the whole handshake.
+    let deadline = Instant::now() + state.timeouts.handshake;
     let mut first = vec![0u8; 8];
-    let n = match tokio::time::timeout(SNIFF_TIMEOUT, io.read(&mut first)).await {
+    let n = match tokio::time::timeout_at(deadline, io.read(&mut first)).await {
         Ok(Ok(n)) if n > 0 => n,
-        _ => return,
+        Ok(_) => return,
+        Err(_) => {
+            let secs = state.timeouts.handshake.as_secs();
+            return refuse_tunnel(
+                &state,
+                &agent.name,
+                &host,
+                &format!("refused: nothing was sent within {secs}s (gateway.handshake_timeout)"),
+            );
+        }
     };
     first.truncate(n);
     let stream = Rewind::new(Bytes::from(first.clone()), io);
     if first[0] == 0x16 {
-        intercept::serve_tls(state, agent, host, port, stream).await;
+        intercept::serve_tls(state, agent, (host, port), stream, deadline).await;
     } else if first.iter().take_while(|b| **b != b' ').all(|b| b.is_ascii_uppercase()) && first[0].is_ascii_uppercase()
     {
         // Plain HTTP inside the tunnel: served like absolute-form requests to this authority.
@@ -217,22 +241,98 @@ async fn tunnel(
     }
 }
 
-/// Serves HTTP/1.1 and HTTP/2 (by preface or ALPN) on an established tunnel stream.
+/// Serves HTTP/1.1 and HTTP/2 (by preface or ALPN) on an established tunnel stream, until
+/// the agent closes it or it has had no request in flight for `idle_timeout`.
 pub(crate) async fn serve_http<S>(conn: Arc<Conn>, stream: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let timeouts = conn.state.timeouts;
+    let activity = Activity::new();
+    let tracker = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(conn, req).await) }
+        let busy = tracker.begin();
+        async move {
+            let host = conn.tunnel.as_ref().map_or("", |t| t.host.as_str());
+            let resp = match head_too_large(&conn.state, Some(&conn.agent.name), host, &req) {
+                Some(refused) => refused,
+                None => handle(conn.clone(), req).await,
+            };
+            Ok::<_, std::convert::Infallible>(busy.until_sent(resp))
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_HEAD);
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+        .header_read_timeout(timeouts.header)
+        .max_buf_size(HARD_MAX_HEAD);
+    // Pings find peers that vanished, and bound a head stalled mid-CONTINUATION (the peer
+    // cannot answer a ping until its head is done) even while other streams are open.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(HARD_MAX_HEAD as u32)
+        .keep_alive_interval(timeouts.idle.min(timeouts.header))
+        .keep_alive_timeout(timeouts.header);
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    tokio::pin!(served);
+    let ended = tokio::select! {
+        ended = served.as_mut() => ended,
+        () = activity.idle_for(timeouts.idle) => {
+            tracing::debug!("closing a tunnel connection idle for {:?}", timeouts.idle);
+            served.as_mut().graceful_shutdown();
+            // A request that slipped in meanwhile finishes; a peer that keeps the close from
+            // completing (never reads, never acknowledges) is dropped.
+            tokio::select! {
+                ended = served.as_mut() => ended,
+                () = activity.idle_for(timeouts.header) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(error = %e, "tunnel connection ended with an error");
     }
+}
+
+/// A request head's size as HTTP/1.1 spells it: `METHOD target HTTP/1.1`, one
+/// `name: value` line per field, CRLFs. HTTP/2 heads are counted the same way.
+fn head_len<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let fields: usize = req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + fields + 2
+}
+
+/// 431, audited, for a head over [`MAX_HEAD`]; `None` when it fits. Nothing is dialed.
+/// Unauthenticated senders (`agent` None) are answered without a record, as their 407s are.
+fn head_too_large<B>(
+    state: &GatewayState,
+    agent: Option<&str>,
+    host: &str,
+    req: &Request<B>,
+) -> Option<Response<UpBody>> {
+    let len = head_len(req);
+    if len <= MAX_HEAD {
+        return None;
+    }
+    Metrics::inc(&state.metrics.denied);
+    let reason = format!("the request head is {len} bytes; the limit is {MAX_HEAD} bytes");
+    let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    let Some(agent) = agent else {
+        return Some(answer(status, "deny", None, &reason));
+    };
+    let mut path = req.uri().path().to_owned();
+    // The record names the request; a path the size of the limit would bloat the log.
+    if path.len() > 256 {
+        let end = (0..=256).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
+        path.truncate(end);
+        path.push('…');
+    }
+    let rec = Record::new(agent, req.method().as_str(), host.to_owned(), &path);
+    let ev = rec.event("request", &deny(reason, None), vec![], vec![]);
+    Some(refuse(state, ev, status, "deny", None))
 }

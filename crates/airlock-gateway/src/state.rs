@@ -13,6 +13,7 @@ use airlock_tls::LeafCache;
 use airlock_vault::{Scrubber, SecretBytes};
 use sha2::{Digest, Sha256};
 
+use crate::held_cap::HeldCap;
 use crate::limit::Limiter;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamClient;
@@ -110,6 +111,10 @@ pub struct GatewayState {
     pub limits: Limits,
     /// Set when people are configured: `approve` rules hold requests for them.
     pub approvals: Option<Approvals>,
+    /// Requests each agent holds for approval now, and how many it may.
+    pub held: HeldCap,
+    /// How long an agent's connection may stall.
+    pub timeouts: airlock_config::ConnTimeouts,
 }
 
 /// The approvals hub and how much of a body may be held.
@@ -118,6 +123,8 @@ pub struct Approvals {
     pub hub: airlock_approvals::Hub,
     /// Larger bodies are denied, never approved blind (invariant 6).
     pub max_body: usize,
+    /// Requests one agent may have held at once; beyond it, 429.
+    pub max_held_per_agent: usize,
 }
 
 impl GatewayState {
@@ -145,6 +152,8 @@ impl GatewayState {
             metrics: Metrics::default(),
             limits: Limits::default(),
             approvals: None,
+            held: HeldCap::new(airlock_config::DEFAULT_MAX_HELD_PER_AGENT),
+            timeouts: airlock_config::ConnTimeouts::default(),
         }
     }
 
@@ -156,7 +165,14 @@ impl GatewayState {
 
     /// Enables holding requests for approval.
     pub fn with_approvals(mut self, approvals: Approvals) -> Self {
+        self.held = HeldCap::new(approvals.max_held_per_agent);
         self.approvals = Some(approvals);
+        self
+    }
+
+    /// Sets how long agents' connections may stall (default: 30 s each).
+    pub fn with_timeouts(mut self, timeouts: airlock_config::ConnTimeouts) -> Self {
+        self.timeouts = timeouts;
         self
     }
 

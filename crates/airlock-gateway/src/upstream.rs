@@ -26,16 +26,62 @@ pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<GuardedConnector>,
 /// Why a dial was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    #[error(
-        "{host} resolves only to private, loopback, link-local or metadata addresses ({addrs}); add one to gateway.allow_private to permit it"
-    )]
-    Forbidden { host: String, addrs: String },
+    /// `own` names the listener of airlock's own that a refused address would reach.
+    #[error("{}", forbidden(.host, .addrs, *.own))]
+    Forbidden {
+        host: String,
+        addrs: String,
+        own: Option<&'static str>,
+    },
     #[error("cannot resolve {host}: {source}")]
     Resolve { host: String, source: std::io::Error },
     #[error("cannot connect to {host}: {source}")]
     Connect { host: String, source: std::io::Error },
     #[error("request URI has no host")]
     NoHost,
+}
+
+fn forbidden(host: &str, addrs: &str, own: Option<&str>) -> String {
+    match own {
+        Some(what) => format!(
+            "{host} ({addrs}) is airlock's own {what}; the gateway never dials itself, whatever gateway.allow_private says"
+        ),
+        None => format!(
+            "{host} resolves only to private, loopback, link-local or metadata addresses ({addrs}); add one to gateway.allow_private to permit it"
+        ),
+    }
+}
+
+/// An address of airlock itself that no agent request may reach, whatever `allow_private`
+/// says: its proxy listener, its control plane, its PostgreSQL store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnAddr {
+    /// The bound address. An unspecified IP (0.0.0.0 or ::) stands for every address of
+    /// this host on that port.
+    pub addr: SocketAddr,
+    /// What it is, for the refusal: "proxy listener", "control plane", "store".
+    pub what: &'static str,
+}
+
+impl OwnAddr {
+    /// Whether dialing `dial` would reach this address.
+    fn reached_by(&self, dial: SocketAddr) -> bool {
+        if dial.port() != self.addr.port() {
+            return false;
+        }
+        let ip = dial.ip().to_canonical();
+        let own = self.addr.ip().to_canonical();
+        // Connecting to 0.0.0.0 or :: reaches this host.
+        ip.is_unspecified() || ip == own || (own.is_unspecified() && is_local_address(dial))
+    }
+}
+
+/// Whether `addr`'s IP belongs to this host: loopback, or an address a socket can bind to
+/// (asked of the kernel at dial time, so addresses that come and go are seen as they are).
+pub fn is_local_address(addr: SocketAddr) -> bool {
+    let mut probe = addr;
+    probe.set_port(0);
+    addr.ip().to_canonical().is_loopback() || std::net::UdpSocket::bind(probe).is_ok()
 }
 
 /// True for destinations an agent must not reach unless the operator allows them.
@@ -79,6 +125,7 @@ pub fn is_restricted(ip: IpAddr) -> bool {
 #[derive(Clone)]
 pub struct GuardedConnector {
     allow: Arc<Vec<AddrRule>>,
+    own: Arc<Vec<OwnAddr>>,
     connect_timeout: Duration,
 }
 
@@ -86,12 +133,24 @@ impl GuardedConnector {
     pub fn new(allow: Vec<AddrRule>) -> Self {
         Self {
             allow: Arc::new(allow),
+            own: Arc::new(Vec::new()),
             connect_timeout: Duration::from_secs(10),
         }
     }
 
+    /// Never dials these, whatever `allow_private` says.
+    pub fn never_dialing(mut self, own: Vec<OwnAddr>) -> Self {
+        self.own = Arc::new(own);
+        self
+    }
+
     fn permitted(&self, addr: SocketAddr) -> bool {
         !is_restricted(addr.ip()) || self.allow.iter().any(|r| r.allows(addr))
+    }
+
+    /// Which of airlock's own addresses dialing `addr` would reach, if any.
+    fn own_reached_by(&self, addr: SocketAddr) -> Option<&'static str> {
+        self.own.iter().find(|o| o.reached_by(addr)).map(|o| o.what)
     }
 
     async fn dial(self, uri: Uri) -> Result<TokioIo<TcpStream>, DialError> {
@@ -114,14 +173,20 @@ impl GuardedConnector {
                 })?
                 .collect(),
         };
-        let (ok, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = addrs.into_iter().partition(|a| self.permitted(*a));
+        let (mut ok, mut refused, mut own) = (Vec::new(), Vec::new(), None);
+        for a in addrs {
+            if let Some(what) = self.own_reached_by(a) {
+                own = own.or(Some(what));
+                refused.push(a);
+            } else if self.permitted(a) {
+                ok.push(a);
+            } else {
+                refused.push(a);
+            }
+        }
         if ok.is_empty() {
-            let addrs = refused
-                .iter()
-                .map(|a| a.ip().to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(DialError::Forbidden { host, addrs });
+            let addrs = refused.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+            return Err(DialError::Forbidden { host, addrs, own });
         }
         let mut last = None;
         for addr in ok {
@@ -174,14 +239,19 @@ pub fn client_tls_config(extra_roots: &[CertificateDer<'static>]) -> Result<rust
 /// as WebSocket need HTTP/1.1 end to end). Redirects are never followed: the hyper client
 /// does not follow them, and nothing here adds that.
 pub fn build_client(tls: rustls::ClientConfig, allow: Vec<AddrRule>, http2: bool) -> UpstreamClient {
+    build_guarded_client(tls, GuardedConnector::new(allow), http2)
+}
+
+/// [`build_client`] dialing through `connector` (e.g. one that also refuses airlock's own addresses).
+pub fn build_guarded_client(tls: rustls::ClientConfig, connector: GuardedConnector, http2: bool) -> UpstreamClient {
     let b = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1();
     let https = if http2 {
-        b.enable_http2().wrap_connector(GuardedConnector::new(allow))
+        b.enable_http2().wrap_connector(connector)
     } else {
-        b.wrap_connector(GuardedConnector::new(allow))
+        b.wrap_connector(connector)
     };
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
@@ -230,5 +300,37 @@ mod tests {
         for ip in ["93.184.216.34", "140.82.112.3", "2606:4700::1111", "8.8.8.8"] {
             assert!(!is_restricted(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn own_addresses_on_one_ip_or_every_local_one() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let one = OwnAddr {
+            addr: sa("127.0.0.1:3129"),
+            what: "control plane",
+        };
+        assert!(one.reached_by(sa("127.0.0.1:3129")));
+        assert!(one.reached_by(sa("[::ffff:127.0.0.1]:3129")));
+        assert!(one.reached_by(sa("0.0.0.0:3129")) && one.reached_by(sa("[::]:3129")));
+        assert!(!one.reached_by(sa("127.0.0.1:3130")));
+        assert!(
+            !one.reached_by(sa("127.0.0.2:3129")),
+            "another loopback address is another socket"
+        );
+        let every = OwnAddr {
+            addr: sa("0.0.0.0:3128"),
+            what: "proxy listener",
+        };
+        for local in [
+            "127.0.0.1:3128",
+            "127.0.0.2:3128",
+            "[::1]:3128",
+            "[::ffff:127.9.9.9]:3128",
+        ] {
+            assert!(every.reached_by(sa(local)), "{local}");
+        }
+        // Not an address of this host (TEST-NET-3), and another port.
+        assert!(!every.reached_by(sa("203.0.113.9:3128")));
+        assert!(!every.reached_by(sa("127.0.0.1:3127")));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_config::Config;
+use airlock_gateway::upstream::{GuardedConnector, OwnAddr, build_guarded_client, is_local_address};
 use airlock_gateway::{GatewayState, Identities};
 use airlock_store::Store;
 use airlock_store::{AuditHandle, AuditWriter, Signer};
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use std::collections::HashMap;
 
-use crate::home::{Home, Opened, sealed};
+use crate::home::{Home, Opened, StoreAt, sealed};
 
 /// How often agents and secret values are re-read from the store, so `agent add` and
 /// `secret set` take effect on a running gateway without a store round trip per request
@@ -180,6 +181,40 @@ async fn identities_changed(listener: &mut Option<airlock_store::Listener>) {
     let _ = tokio::time::timeout(REFRESH, wait).await;
 }
 
+/// What agents' requests must never reach, whatever `allow_private` says (invariant 1): the
+/// two listeners and a PostgreSQL store's server. A server on this host counts as listening on
+/// every local address of its port (it may be bound to all of them).
+async fn own_addresses(store: &StoreAt, proxy: SocketAddr, control: SocketAddr) -> Vec<OwnAddr> {
+    let mut own = vec![
+        OwnAddr {
+            addr: proxy,
+            what: "proxy listener",
+        },
+        OwnAddr {
+            addr: control,
+            what: "control plane",
+        },
+    ];
+    let StoreAt::Url(url) = store else { return own };
+    // The store opened with this URL, so it parses; a Unix socket path does not resolve.
+    let Ok(opts) = url.parse::<sqlx::postgres::PgConnectOptions>() else {
+        return own;
+    };
+    let port = opts.get_port();
+    match tokio::net::lookup_host((opts.get_host(), port)).await {
+        Ok(addrs) => own.extend(addrs.map(|a| OwnAddr {
+            addr: if is_local_address(a) {
+                SocketAddr::from(([0, 0, 0, 0], port))
+            } else {
+                a
+            },
+            what: "store",
+        })),
+        Err(e) => tracing::debug!(error = %e, "the store's host does not resolve; only the listeners are refused"),
+    }
+    own
+}
+
 /// Starts everything on already-bound listeners (tests and the demo use port 0).
 pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: TcpListener) -> anyhow::Result<Running> {
     let cfg = &home.config;
@@ -198,8 +233,12 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         );
     }
     let tls = airlock_gateway::upstream::client_tls_config(&extra).context("upstream TLS configuration")?;
-    let client = airlock_gateway::upstream::build_client(tls.clone(), cfg.gateway.allow_private.clone(), true);
-    let client_h1 = airlock_gateway::upstream::build_client(tls, cfg.gateway.allow_private.clone(), false);
+    let proxy_addr = proxy.local_addr()?;
+    let control_addr = control.local_addr()?;
+    let own = own_addresses(&home.store, proxy_addr, control_addr).await;
+    let connector = || GuardedConnector::new(cfg.gateway.allow_private.clone()).never_dialing(own.clone());
+    let client = build_guarded_client(tls.clone(), connector(), true);
+    let client_h1 = build_guarded_client(tls, connector(), false);
 
     let Opened { store, vault, signer } = opened;
     let signer = Arc::new(signer);
@@ -229,12 +268,11 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         gateway = gateway.with_approvals(airlock_gateway::Approvals {
             hub: hub.clone(),
             max_body: cfg.approvals.max_body,
+            max_held_per_agent: cfg.approvals.max_held_per_agent,
         });
     }
-    let state = Arc::new(gateway);
+    let state = Arc::new(gateway.with_timeouts(cfg.gateway.timeouts));
 
-    let proxy_addr = proxy.local_addr()?;
-    let control_addr = control.local_addr()?;
     let mut tasks = vec![tokio::spawn(airlock_gateway::serve(proxy, state.clone()))];
     for a in &cfg.agents {
         let listener = bind_agent_socket(&home.agent_socket_path(&a.name), &a.name)?;
