@@ -194,7 +194,7 @@ async fn admit_stage_takes_from_the_rate_of_every_matching_rule() {
         .expect("facts");
     let d = decide(&c, &first).ok().expect("allow");
     assert!(admit(&c, &first.rec, &d).await.is_ok());
-    let stop = admit(&c, &first.rec, &d).await.err().expect("limited");
+    let stop = admit(&c, &first.rec, &d).await.expect_err("limited");
     assert_eq!(stop.0.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
