@@ -39,7 +39,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 pub use people::People;
 pub use ticket::Ticket;
-pub use view::ApprovalView;
+pub use view::{ApprovalView, Listing};
 
 /// What the operator configured.
 pub struct HubConfig {

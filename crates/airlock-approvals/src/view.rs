@@ -21,6 +21,18 @@ pub struct ApprovalView {
     pub votes: Vec<VoteView>,
 }
 
+/// A page of approvals with what it leaves out, so no surface drops requests silently.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    pub approvals: Vec<ApprovalView>,
+    /// Approvals in the listed state in all.
+    pub total: u64,
+    /// `total` minus those listed: past the limit (or with a card that no longer reads).
+    pub not_shown: u64,
+    /// "oldest first" (pending: the order a person works through them) or "newest first".
+    pub order: &'static str,
+}
+
 /// One line for audit records and lists.
 pub(crate) fn status_text(status: &Status) -> String {
     match status {
@@ -86,6 +98,11 @@ impl Hub {
     /// Newest first; `state` filters ("pending", "approved", …).
     pub async fn list(&self, state: Option<&str>, limit: i64) -> Result<Vec<ApprovalView>, StoreError> {
         let rows = self.inner.store.list_approvals(state, limit).await?;
+        self.views(rows).await
+    }
+
+    /// The rows' views; a row whose card no longer reads is left out.
+    async fn views(&self, rows: Vec<ApprovalRow>) -> Result<Vec<ApprovalView>, StoreError> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             if let Some(v) = self.view(row).await? {
@@ -93,6 +110,35 @@ impl Hub {
             }
         }
         Ok(out)
+    }
+
+    /// Pending approvals oldest first, at most `limit`, with how many more are waiting.
+    pub async fn pending(&self, limit: i64) -> Result<Listing, StoreError> {
+        let rows = self.inner.store.pending_oldest_first(limit).await?;
+        self.listing(rows, Some("pending"), "oldest first").await
+    }
+
+    /// [`Hub::list`] with how many approvals in `state` it leaves out.
+    pub async fn list_counted(&self, state: Option<&str>, limit: i64) -> Result<Listing, StoreError> {
+        let rows = self.inner.store.list_approvals(state, limit).await?;
+        self.listing(rows, state, "newest first").await
+    }
+
+    async fn listing(
+        &self,
+        rows: Vec<ApprovalRow>,
+        state: Option<&str>,
+        order: &'static str,
+    ) -> Result<Listing, StoreError> {
+        let approvals = self.views(rows).await?;
+        // Counted after listing: whatever arrived meanwhile is reported as not shown.
+        let total = self.inner.store.count_approvals(state).await?;
+        Ok(Listing {
+            not_shown: total.saturating_sub(approvals.len() as u64),
+            total,
+            approvals,
+            order,
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<ApprovalView>, StoreError> {

@@ -5,15 +5,20 @@
 //! may be silently dropped from what the approver sees (invariant 8). Summaries are a reading
 //! aid on top of the complete body, never a replacement for it.
 
+use std::borrow::Cow;
+
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 
 use crate::text::one_line;
-use crate::{BodyKind, Card, HeldRequest, RuleLine};
+use crate::{BodyKind, Card, Decoding, HeldRequest, RuleLine};
 
 mod body;
+mod content;
 mod github;
 mod mail;
+
+pub use content::{BINARY_RATIO, MAX_CODINGS, MAX_DECODED_BYTES, Unshowable, showable};
 
 /// Most headers a card lists; a line says how many more were left out.
 pub const MAX_HEADERS: usize = 30;
@@ -55,14 +60,34 @@ pub fn build(
     let (path, raw_query) = split_target(&held.target);
     let query = decode_query(raw_query);
     let content_type = header(held, "content-type").map(|v| String::from_utf8_lossy(v).into_owned());
-    let parsed = body::parse(content_type, &held.body);
+    // The server reads the decoded body, so that is what approvers see; what cannot be
+    // decoded is shown as sent, with the reason (the gateway denies it before holding, see
+    // [`showable`]).
+    let (content, undecodable) = match content::decode(&held.headers, &held.body) {
+        Ok(d) => (d, None),
+        Err(e) => (
+            content::Decoded {
+                bytes: Cow::Borrowed(&held.body[..]),
+                codings: Vec::new(),
+            },
+            Some(e),
+        ),
+    };
+    let mut parsed = body::parse(content_type, &content.bytes);
+    parsed.view.size = held.body.len();
+    if !content.codings.is_empty() {
+        parsed.view.decoded = Some(Decoding {
+            encoding: one_line(&content.codings.join(", ")),
+            size: content.bytes.len(),
+        });
+    }
 
     let req = Req {
         method: held.method.to_ascii_uppercase(),
         host: &held.host,
         path,
         segments: segments(path),
-        body: &held.body,
+        body: &content.bytes,
         parsed: &parsed,
     };
     let (summary_title, mut summary) = match mail::summarize(&req)
@@ -79,12 +104,27 @@ pub fn build(
             "the JSON body repeats a key: the service may read a different value than the one summarised here".into(),
         ));
     }
-    if let Some(enc) = header(held, "content-encoding") {
+    if let Some(d) = &parsed.view.decoded {
+        summary.push((
+            "Encoding".into(),
+            format!(
+                "sent compressed ({}, {} bytes); shown decoded ({} bytes)",
+                d.encoding,
+                held.body.len(),
+                d.size
+            ),
+        ));
+    }
+    if let Some(e) = undecodable {
+        summary.push(("Warning".into(), format!("{e}; it is shown as sent, not decoded")));
+    }
+    if parsed.invalid_bytes > 0 {
         summary.push((
             "Warning".into(),
             format!(
-                "the body is encoded (Content-Encoding: {}) and shown as sent, not decoded",
-                one_line(&String::from_utf8_lossy(enc))
+                "the body is not valid UTF-8: {} byte{} shown as <0xNN>",
+                parsed.invalid_bytes,
+                if parsed.invalid_bytes == 1 { " is" } else { "s are" }
             ),
         ));
     }

@@ -65,8 +65,9 @@ pub enum BodyKind {
     Binary,
 }
 
-/// The body as shown: the complete pretty-printed text (renderers truncate, the dashboard
-/// shows it whole). Binary bodies are shown as a hex preview.
+/// The body as shown: the complete pretty-printed text of the decoded body (renderers
+/// truncate, the dashboard shows it whole), invalid UTF-8 bytes marked `<0xNN>`. Binary
+/// bodies are shown as a hex preview.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyView {
     pub content_type: Option<String>,
@@ -74,6 +75,19 @@ pub struct BodyView {
     /// Bytes on the wire.
     pub size: usize,
     pub text: String,
+    /// Set when the body was sent with a `Content-Encoding` that the card undid: `text` is
+    /// read from the decoded bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoded: Option<Decoding>,
+}
+
+/// How a body sent compressed was decoded for the card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decoding {
+    /// The codings undone, as the headers name them ("gzip", "deflate, br").
+    pub encoding: String,
+    /// Bytes after decoding.
+    pub size: usize,
 }
 
 /// Everything a card shows, computed by the gateway alone. All strings except `id`,

@@ -233,10 +233,17 @@ fn layout(card: &Card, status: &Status) -> Layout {
     for (k, v) in &card.headers {
         head.push(("Header".into(), format!("{k}: {v}")));
     }
-    let mut size = format!("{} bytes ({})", card.body.size, kind_name(card.body.kind));
-    if card.body.size == 1 {
-        size = size.replacen("bytes", "byte", 1);
-    }
+    let bytes = |n: usize| format!("{n} byte{}", if n == 1 { "" } else { "s" });
+    let kind = kind_name(card.body.kind);
+    let size = match &card.body.decoded {
+        Some(d) => format!(
+            "{} as sent ({}), {} decoded ({kind})",
+            bytes(card.body.size),
+            d.encoding,
+            bytes(d.size)
+        ),
+        None => format!("{} ({kind})", bytes(card.body.size)),
+    };
     let tail = vec![
         ("Size".into(), size),
         ("Digest".into(), card.short_digest().to_string()),

@@ -41,6 +41,28 @@ pub fn visible(s: &str) -> String {
     out
 }
 
+/// Serialized JSON with every deceptive character written as a `\uXXXX` escape: the same
+/// value to any JSON reader, inert on a terminal. serde_json escapes C0 controls but writes
+/// DEL, C1 controls (U+009B is a CSI), bidi overrides and zero-width characters as they are.
+/// `json` must be serializer output, where such characters can only stand inside strings.
+pub fn json_visible(json: &str) -> String {
+    if !json.chars().any(is_deceptive) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    let mut units = [0u16; 2];
+    for c in json.chars() {
+        if is_deceptive(c) {
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Like [`visible`], and also folds newlines and tabs to spaces: for one-line fields
 /// (paths, header values, summary lines).
 pub fn one_line(s: &str) -> String {
@@ -87,6 +109,21 @@ mod tests {
         assert_eq!(visible(s), "pay<U+202E>lmx.exe<U+200B>ok<U+FEFF><U+0007><U+E0041>");
         assert_eq!(visible("plain\ttext\nok"), "plain\ttext\nok");
         assert_eq!(one_line("a\nb\tc\u{2028}d"), "a b c<U+2028>d");
+    }
+
+    #[test]
+    fn json_stays_the_same_value_and_turns_inert() {
+        let v = serde_json::json!({ "path": "/a\u{1b}[2J\u{9b}31m\u{202e}gpj.exe\u{7f}\u{e0041}", "n": [1, "é"] });
+        let raw = v.to_string();
+        assert!(
+            raw.contains('\u{9b}') && raw.contains('\u{202e}'),
+            "serde_json writes them raw"
+        );
+        let inert = json_visible(&raw);
+        assert!(!inert.chars().any(is_deceptive), "{inert}");
+        assert!(inert.contains("\\u009b") && inert.contains("\\u202e") && inert.contains("\\udb40\\udc41"));
+        assert!(inert.contains('é'), "ordinary text is kept");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&inert).unwrap(), v);
     }
 
     #[test]

@@ -334,17 +334,30 @@ async fn polling_delivers_in_order_and_never_twice() {
     assert_stops(&mut rx).await;
 }
 
+/// A fake Bot API holding one click ("tok-1" from user 42, its update id returned) and a
+/// poller reading it: its clicks and its stop switch.
+async fn polling_one_click() -> (
+    FakeTelegram,
+    Arc<Telegram>,
+    i64,
+    mpsc::Receiver<Click>,
+    watch::Sender<bool>,
+) {
+    let tg_fake = FakeTelegram::start().await;
+    let tg = Arc::new(telegram(&tg_fake.base, None));
+    let first = tg_fake.push_click(42, "tok-1");
+    let (tx, rx) = mpsc::channel(8);
+    let (stop, shutdown) = watch::channel(false);
+    tg.clone().start(tx, shutdown);
+    (tg_fake, tg, first, rx, stop)
+}
+
 /// The next getUpdates confirms the last batch, so it waits until the hub has applied every
 /// click of it (each click's `Done` guard dropped): a reader that dies meanwhile leaves the
 /// click to the next reader instead of losing it.
 #[tokio::test]
 async fn polling_confirms_a_click_only_once_the_hub_has_applied_it() {
-    let tg_fake = FakeTelegram::start().await;
-    let tg = Arc::new(telegram(&tg_fake.base, None));
-    let first = tg_fake.push_click(42, "tok-1");
-    let (tx, mut rx) = mpsc::channel(8);
-    let (stop, shutdown) = watch::channel(false);
-    tg.clone().start(tx, shutdown);
+    let (tg_fake, _tg, first, mut rx, stop) = polling_one_click().await;
     let applying = next_click(&mut rx).await;
     assert_eq!(applying.token, "tok-1");
     tg_fake.push_click(42, "tok-2");
@@ -360,6 +373,43 @@ async fn polling_confirms_a_click_only_once_the_hub_has_applied_it() {
     assert_eq!((polls.len(), &polls[1]["offset"]), (2, &json!(first + 1)));
     assert_eq!(tg_fake.unconfirmed(), 1, "tok-1 confirmed, tok-2 not yet");
     drop(second);
+    stop.send(true).unwrap();
+    assert_stops(&mut rx).await;
+}
+
+/// An update sent again after its offset was confirmed (a retried response, a proxy replaying
+/// one) is skipped: no second vote attempt, no second answer to a spent callback query id.
+#[tokio::test]
+async fn polling_skips_updates_below_the_confirmed_offset() {
+    let (tg_fake, tg, first, mut rx, stop) = polling_one_click().await;
+    // The hub's part: apply each click it receives, then answer its callback query.
+    let reply = Reply {
+        ok: true,
+        text: "Approved".into(),
+    };
+    let click = next_click(&mut rx).await;
+    assert_eq!(click.token, "tok-1");
+    tg.acknowledge(&click, &reply).await.unwrap();
+    drop(click);
+    tg_fake
+        .wait_for("the getUpdates confirming tok-1", |calls| {
+            calls.iter().any(|(m, b)| m == "getUpdates" && b["offset"] == first + 1)
+        })
+        .await;
+
+    tg_fake.redeliver(first);
+    tg_fake.push_click(43, "tok-2");
+    let click = next_click(&mut rx).await;
+    assert_eq!(click.token, "tok-2", "a confirmed update was handed over again");
+    tg.acknowledge(&click, &reply).await.unwrap();
+    drop(click);
+    assert_eq!(tg_fake.pending_redeliveries(), 0, "the fake sent the old update again");
+    let answered: Vec<Value> = tg_fake
+        .calls("answerCallbackQuery")
+        .iter()
+        .map(|b| b["callback_query_id"].clone())
+        .collect();
+    assert_eq!(answered, [json!("cq1"), json!("cq2")]);
     stop.send(true).unwrap();
     assert_stops(&mut rx).await;
 }

@@ -120,13 +120,40 @@ fn secret_ref(f: &Fields<'_>, key: &str, required: bool, errs: &mut Errors) -> O
     }
 }
 
-fn api_url(f: &Fields<'_>, errs: &mut Errors) -> Option<String> {
-    let s = f.str("api_url", errs)?;
-    if s.starts_with("https://") || s.starts_with("http://") {
-        Some(s.trim_end_matches('/').to_string())
-    } else {
-        errs.push(&f.at("api_url"), "must be an http:// or https:// URL");
-        None
+/// A channel endpoint: https, or plain http only toward this machine. Bot tokens travel in
+/// the URL or headers of every call, and cards carry the request and signed buttons, so a
+/// clear-text hop anywhere else would hand them to whoever is on the path.
+fn channel_url(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Option<String> {
+    let s = f.str(key, errs)?;
+    // The parser reqwest uses, so the host checked is the host dialed (`http://127.0.0.1@evil`
+    // and `http://evil\@127.0.0.1` both name evil).
+    let parsed = match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => u,
+        _ => {
+            errs.push(&f.at(key), "must be an https:// URL (http:// only toward loopback)");
+            return None;
+        }
+    };
+    if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        errs.push(
+            &f.at(key),
+            format!(
+                "http:// sends the channel's credentials and cards in clear text: use https://, \
+                 or http:// only toward loopback (127.0.0.0/8, [::1], localhost); host here: {}",
+                parsed.host_str().unwrap_or_default()
+            ),
+        );
+        return None;
+    }
+    Some(s.to_string())
+}
+
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        None => false,
     }
 }
 
@@ -182,7 +209,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
                         "Slack needs app_token (Socket Mode) or signing_secret (HTTP interactivity) to receive clicks",
                     );
                 }
-                let api_url = api_url(&f, errs);
+                let api_url = channel_url(&f, "api_url", errs).map(|u| u.trim_end_matches('/').to_string());
                 c.slack = bot_token.map(|bot_token| SlackConfig {
                     bot_token,
                     app_token,
@@ -194,7 +221,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
                 let f = Fields::new(t, path, &["bot_token", "webhook_secret", "api_url"], errs);
                 let bot_token = secret_ref(&f, "bot_token", true, errs);
                 let webhook_secret = secret_ref(&f, "webhook_secret", false, errs);
-                let api_url = api_url(&f, errs);
+                let api_url = channel_url(&f, "api_url", errs).map(|u| u.trim_end_matches('/').to_string());
                 c.telegram = bot_token.map(|bot_token| TelegramConfig {
                     bot_token,
                     webhook_secret,
@@ -203,12 +230,9 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             }
             "webhook" => {
                 let f = Fields::new(t, path, &["url", "secret"], errs);
-                let url = f.str("url", errs).map(str::to_string);
-                match &url {
-                    Some(u) if u.starts_with("https://") || u.starts_with("http://") => {}
-                    Some(_) => errs.push(&f.at("url"), "must be an http:// or https:// URL"),
-                    None if !f.has("url") => errs.push(&f.at("url"), "required: where cards are POSTed"),
-                    None => {}
+                let url = channel_url(&f, "url", errs);
+                if !f.has("url") {
+                    errs.push(&f.at("url"), "required: where cards are POSTed");
                 }
                 let secret = secret_ref(&f, "secret", true, errs);
                 if let (Some(url), Some(secret)) = (url, secret) {

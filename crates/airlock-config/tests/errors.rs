@@ -535,6 +535,60 @@ fn each_bad_config_names_file_line_and_key() {
     }
 }
 
+/// Bot tokens travel with every call to a channel's API and cards carry signed buttons: plain
+/// http is accepted only toward loopback, judged on the host reqwest would dial.
+#[test]
+fn channel_endpoints_need_https_except_toward_loopback() {
+    let section = |url: &str| -> [String; 3] {
+        [
+            format!("[channels.telegram]\nbot_token = \"env:TG\"\napi_url = {url:?}\n"),
+            format!("[channels.slack]\nbot_token = \"env:S\"\napp_token = \"env:A\"\napi_url = {url:?}\n"),
+            format!("[channels.webhook]\nsecret = \"env:W\"\nurl = {url:?}\n"),
+        ]
+    };
+    for url in [
+        "http://api.telegram.org",
+        "http://10.0.0.7:8081/bot",
+        "http://192.168.1.2",
+        "http://localhost.evil.example",
+        "http://127.0.0.1@evil.example/",
+        "http://evil.example\\@127.0.0.1/",
+        "http://[::ffff:10.0.0.1]/",
+        "ftp://127.0.0.1/",
+        "api.telegram.org",
+    ] {
+        for (src, key) in section(url).iter().zip([
+            "channels.telegram.api_url",
+            "channels.slack.api_url",
+            "channels.webhook.url",
+        ]) {
+            let errs = errors(src);
+            let line = if key.ends_with(".url") { 3 } else { src.lines().count() };
+            let want = format!("airlock.toml:{line}: {key}: ");
+            assert!(
+                errs.iter()
+                    .any(|e| e.to_string().starts_with(&want) && e.message.contains("https://")),
+                "{url}: expected an error at {want}; got:\n{}",
+                list(&errs)
+            );
+        }
+    }
+    for url in [
+        "https://api.telegram.org",
+        "https://10.0.0.7:8443/",
+        "http://127.0.0.1:8081",
+        "http://127.5.6.7/",
+        "http://[::1]:9000/",
+        "http://LOCALHOST:8080/",
+    ] {
+        for src in section(url) {
+            if let Err(e) = Config::parse(&src, Path::new("airlock.toml")) {
+                panic!("{url} refused: {e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn store_url_errors_never_quote_the_password() {
     for url in [

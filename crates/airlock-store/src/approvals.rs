@@ -89,6 +89,16 @@ impl Store {
         dispatch!(self, list_approvals(state, limit))
     }
 
+    /// Pending approvals oldest first (the order a person works through them), at most `limit`.
+    pub async fn pending_oldest_first(&self, limit: i64) -> Result<Vec<ApprovalRow>, StoreError> {
+        dispatch!(self, pending_oldest_first(limit))
+    }
+
+    /// How many approvals are in `state` (all of them when `None`).
+    pub async fn count_approvals(&self, state: Option<&str>) -> Result<u64, StoreError> {
+        dispatch!(self, count_approvals(state)).map(|n| n.max(0) as u64)
+    }
+
     /// [`StoreError::AlreadyExists`] when this person already voted on this approval.
     pub async fn add_vote(&self, vote: &VoteRow) -> Result<(), StoreError> {
         dispatch!(self, add_vote(vote))

@@ -118,6 +118,29 @@ macro_rules! approval_ops {
             rows.iter().map(approval_row).collect()
         }
 
+        /// Pending approvals oldest first: the order a person works through them.
+        pub(crate) async fn pending_oldest_first(pool: &DbPool, limit: i64) -> Result<Vec<ApprovalRow>, StoreError> {
+            let q = format!(
+                "SELECT {APPROVAL_COLS} FROM approvals WHERE state = 'pending' ORDER BY created_ms, id LIMIT $1"
+            );
+            let rows = sqlx::query(&q).bind(limit).fetch_all(pool).await.map_err(db)?;
+            rows.iter().map(approval_row).collect()
+        }
+
+        pub(crate) async fn count_approvals(pool: &DbPool, state: Option<&str>) -> Result<i64, StoreError> {
+            let row = match state {
+                Some(s) => {
+                    sqlx::query("SELECT COUNT(*) AS n FROM approvals WHERE state = $1")
+                        .bind(s)
+                        .fetch_one(pool)
+                        .await
+                }
+                None => sqlx::query("SELECT COUNT(*) AS n FROM approvals").fetch_one(pool).await,
+            }
+            .map_err(db)?;
+            int(&row, "n", At::table("approvals"))
+        }
+
         pub(crate) async fn add_vote<'e, E: sqlx::Executor<'e, Database = Db>>(
             pool: E,
             v: &VoteRow,

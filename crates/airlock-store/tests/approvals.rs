@@ -80,6 +80,24 @@ async fn listing_and_messages(backend: Backend) {
         .collect();
     assert_eq!(pending, ["a3", "a1"]);
     assert_eq!(store.list_approvals(None, 2).await.unwrap().len(), 2);
+    // The order a person works through them, and how many there are in all.
+    let oldest: Vec<String> = store
+        .pending_oldest_first(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(oldest, ["a1", "a3"]);
+    assert_eq!(store.pending_oldest_first(1).await.unwrap()[0].id, "a1");
+    for (state, n) in [
+        (Some("pending"), 2),
+        (Some("denied"), 1),
+        (Some("expired"), 0),
+        (None, 3),
+    ] {
+        assert_eq!(store.count_approvals(state).await.unwrap(), n, "{state:?}");
+    }
     let m = MessageRow {
         approval_id: "a1".into(),
         channel: "slack".into(),

@@ -52,13 +52,25 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
+/// Most approvals one list answer carries; `not_shown` counts the rest.
+const MAX_LIST: i64 = 1000;
+
+/// `{"approvals": [...], "total", "not_shown", "order"}`. Pending requests come oldest first,
+/// up to [`MAX_LIST`] by default, so one held request cannot be buried under newer ones; any
+/// other state (or "all") is history, newest first, 50 by default.
 async fn list(State(s): State<ControlState>, h: HeaderMap, Query(q): Query<ListQuery>) -> Response {
     let hub = match hub(&s, &h) {
         Ok(h) => h,
         Err(r) => return r,
     };
     let state = q.state.filter(|s| s != "all");
-    match hub.list(state.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000)).await {
+    let listed = if state.as_deref() == Some("pending") {
+        hub.pending(q.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST)).await
+    } else {
+        hub.list_counted(state.as_deref(), q.limit.unwrap_or(50).clamp(1, MAX_LIST))
+            .await
+    };
+    match listed {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }

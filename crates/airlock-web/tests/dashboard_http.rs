@@ -292,3 +292,85 @@ async fn after_voting_the_buttons_give_way_to_the_vote() {
     let (_, list) = get(&env, "/dashboard/fragment/pending", Some(&cookie)).await;
     assert!(list.contains("Waiting: 1 of 2 approvals (bob)"), "{list}");
 }
+
+/// A flood of newer held requests cannot push an older one out of sight: the list runs oldest
+/// first, and past its length a line says how many more are waiting.
+#[tokio::test]
+async fn the_oldest_pending_request_stays_listed_under_a_flood() {
+    let env = env().await;
+    let mut ids = Vec::new();
+    let mut waiting = Vec::new();
+    for i in 0..201 {
+        let (id, verdict) = env.hold(request(&["owner"], None, &format!("request {i}"))).await;
+        ids.push(id);
+        waiting.push(verdict);
+    }
+    let (cookie, _) = sign_in(&env, "alice").await;
+    for path in ["/dashboard", "/dashboard/fragment/pending"] {
+        let (status, page) = get(&env, path, Some(&cookie)).await;
+        assert_eq!(status, 200);
+        let listed = |id: &str| page.contains(&format!("data-id=\"{id}\""));
+        assert!(listed(&ids[0]), "{path}: the oldest pending request is not listed");
+        assert_eq!(ids.iter().filter(|id| listed(id)).count(), 200, "{path}");
+        assert!(
+            page.contains("1 more pending request is not shown here"),
+            "{path}: no word of the request left out"
+        );
+    }
+}
+
+/// The approval page shows a compressed or not-quite-UTF-8 body whole, decoded and escaped,
+/// with its size as sent: a recipient 20 KB in is in plain sight.
+#[tokio::test]
+async fn the_approval_page_shows_decoded_bodies_whole() {
+    use std::io::Write;
+    const HIDDEN: &str = "mallory@evil.example";
+    let mut plain = br#"{"to":"alice@example.com","note":"caf"#.to_vec();
+    plain.extend(std::iter::repeat_n(b'.', 20 * 1024));
+    plain.extend_from_slice(format!(r#"<b>","bcc":"{HIDDEN}"}}"#).as_bytes());
+    let mut latin1 = plain.clone();
+    latin1.insert(br#"{"to":"alice@example.com","note":"caf"#.len(), 0xe9);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let mut br = Vec::new();
+    brotli::CompressorWriter::new(&mut br, 4096, 5, 22)
+        .write_all(&plain)
+        .unwrap();
+    let cases = [
+        ("", latin1),
+        ("gzip", gz.finish().unwrap()),
+        ("br", br),
+        ("zstd", zstd::stream::encode_all(&plain[..], 3).unwrap()),
+    ];
+    let env = env().await;
+    let (cookie, _) = sign_in(&env, "alice").await;
+    for (encoding, body) in cases {
+        let mut req = request(&["owner"], None, "");
+        req.held.headers = vec![("content-type".into(), b"application/json".to_vec())];
+        if !encoding.is_empty() {
+            req.held
+                .headers
+                .push(("content-encoding".into(), encoding.as_bytes().to_vec()));
+        }
+        let size = body.len();
+        req.held.body = bytes::Bytes::from(body);
+        let (id, _verdict) = env.hold(req).await;
+        let (status, page) = get(&env, &format!("/dashboard/approvals/{id}"), Some(&cookie)).await;
+        assert_eq!(status, 200);
+        assert!(
+            page.contains(&format!("&quot;bcc&quot;: &quot;{HIDDEN}&quot;")),
+            "{encoding:?}: hidden part missing"
+        );
+        assert!(page.contains("&lt;b&gt;"), "{encoding:?}: the body is escaped");
+        let want = if encoding.is_empty() {
+            assert!(page.contains("caf&lt;0xE9&gt;"), "the invalid byte is marked");
+            format!("{size} bytes (json)")
+        } else {
+            format!(
+                "{size} bytes as sent ({encoding}), {} bytes decoded (json)",
+                plain.len()
+            )
+        };
+        assert!(page.contains(&want), "{encoding:?}: no {want:?} on the page");
+    }
+}

@@ -244,7 +244,9 @@ pub async fn audit_tail(cfg: &Path, n: i64, json: bool) -> anyhow::Result<()> {
                 let mut v = serde_json::to_value(&ev)?;
                 v["seq"] = r.seq.into();
                 v["hash"] = hex::encode(&r.hash).into();
-                println!("{v}");
+                // Paths, hosts and reasons are the agent's text: C1 controls and bidi
+                // overrides leave as `\u` escapes, never raw to the terminal.
+                println!("{}", airlock_channels::text::json_visible(&v.to_string()));
             }
             (Ok(ev), false) => println!("{}", crate::demo::audit_line(r.seq, &ev)),
             (Err(_), _) => println!("#{} <corrupted record: run airlock audit verify>", r.seq),

@@ -5,6 +5,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+use airlock_channels::text::{json_visible, one_line, visible};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
@@ -99,22 +100,45 @@ fn age(ms: u64) -> String {
     }
 }
 
+/// A string field of a JSON answer on one line, every deceptive character made visible: what
+/// the agent sent never drives the operator's terminal.
+fn field(v: &Value) -> String {
+    one_line(v.as_str().unwrap_or(""))
+}
+
+/// JSON for the terminal: the same value, with C1 controls and bidi overrides as `\u` escapes.
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", json_visible(&serde_json::to_string_pretty(v)?));
+    Ok(())
+}
+
+/// The plain statement of what a listing left out, if anything.
+fn not_shown(v: &Value, what: &str) -> Option<String> {
+    let n = v["not_shown"].as_u64().filter(|&n| n > 0)?;
+    Some(format!(
+        "… {n} more {what} not shown ({} in all, listed {})",
+        v["total"].as_u64().unwrap_or(0),
+        v["order"].as_str().unwrap_or("")
+    ))
+}
+
 pub async fn list(cfg: &Path, all: bool, json: bool) -> anyhow::Result<()> {
     let v = Control::open(cfg)?.list(all).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_json(&v);
     }
-    let items = v.as_array().cloned().unwrap_or_default();
-    if items.is_empty() {
-        println!("no {}approvals", if all { "" } else { "pending " });
+    let what = if all { "approvals" } else { "pending approvals" };
+    let items = v["approvals"].as_array().cloned().unwrap_or_default();
+    let left_out = not_shown(&v, what);
+    if items.is_empty() && left_out.is_none() {
+        println!("no {what}");
         return Ok(());
     }
     println!("{:<13} {:>5}  {:<10} {:<10} REQUEST", "ID", "AGE", "STATE", "AGENT");
     for a in items {
         let c = &a["card"];
         // Agent text is printed through the card's own one-line rendering rules.
-        let line = airlock_channels::text::one_line(&format!(
+        let line = one_line(&format!(
             "{} {}{}",
             c["method"].as_str().unwrap_or(""),
             c["host"].as_str().unwrap_or(""),
@@ -123,18 +147,21 @@ pub async fn list(cfg: &Path, all: bool, json: bool) -> anyhow::Result<()> {
         let line: String = line.chars().take(80).collect();
         println!(
             "{:<13} {:>5}  {:<10} {:<10} {line}",
-            c["id"].as_str().unwrap_or(""),
+            field(&c["id"]),
             age(c["created_ms"].as_u64().unwrap_or(0)),
-            a["status"]["state"].as_str().unwrap_or(""),
-            airlock_channels::text::one_line(c["agent"].as_str().unwrap_or("")),
+            field(&a["status"]["state"]),
+            field(&c["agent"]),
         );
+    }
+    if let Some(line) = left_out {
+        println!("{line}");
     }
     Ok(())
 }
 
 pub async fn show(cfg: &Path, id: &str) -> anyhow::Result<()> {
     let v = Control::open(cfg)?.show(id).await?;
-    print!("{}", v["terminal"].as_str().unwrap_or(""));
+    print!("{}", visible(v["terminal"].as_str().unwrap_or("")));
     Ok(())
 }
 
@@ -153,8 +180,8 @@ fn report(v: &Value, person: &str) {
                 .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default()
         ),
-        Some(s) => println!("{person}'s vote counted: the request is {s}"),
-        None => println!("{v}"),
+        Some(s) => println!("{person}'s vote counted: the request is {}", one_line(s)),
+        None => println!("{}", json_visible(&v.to_string())),
     }
 }
 
@@ -166,12 +193,12 @@ pub async fn grants(cfg: &Path) -> anyhow::Result<()> {
     }
     for g in items {
         println!(
-            "{}  agent {}  rule {:?}  host {}  by {}  {} left",
-            g["id"].as_str().unwrap_or(""),
-            g["agent"].as_str().unwrap_or(""),
-            g["rule"].as_str().unwrap_or(""),
-            g["host"].as_str().unwrap_or(""),
-            g["granted_by"].as_str().unwrap_or(""),
+            "{}  agent {}  rule \"{}\"  host {}  by {}  {} left",
+            field(&g["id"]),
+            field(&g["agent"]),
+            field(&g["rule"]),
+            field(&g["host"]),
+            field(&g["granted_by"]),
             age_left(g["expires_ms"].as_u64().unwrap_or(0))
         );
     }
@@ -206,12 +233,16 @@ pub async fn watch(cfg: &Path, person: Option<&str>) -> anyhow::Result<()> {
         );
     }
     let mut seen = std::collections::HashSet::new();
-    // Requests already waiting are shown first.
-    for a in c.list(false).await?.as_array().cloned().unwrap_or_default() {
+    // Requests already waiting are shown first, oldest first.
+    let waiting = c.list(false).await?;
+    for a in waiting["approvals"].as_array().cloned().unwrap_or_default() {
         if let Some(id) = a["card"]["id"].as_str() {
             seen.insert(id.to_string());
             prompt(&c, id, person).await?;
         }
+    }
+    if let Some(line) = not_shown(&waiting, "pending approvals") {
+        println!("{line}: see them with `airlock approvals list` once these are decided");
     }
     eprintln!("airlock: watching for approvals (Ctrl-C to stop)");
     let mut resp = resp;
@@ -236,7 +267,8 @@ pub async fn watch(cfg: &Path, person: Option<&str>) -> anyhow::Result<()> {
 
 async fn prompt(c: &Control, id: &str, person: Option<&str>) -> anyhow::Result<()> {
     let v = c.show(id).await?;
-    println!("{}", v["terminal"].as_str().unwrap_or(""));
+    // Rendered inert by the gateway already; made visible again in case of an older one.
+    println!("{}", visible(v["terminal"].as_str().unwrap_or("")));
     let Some(person) = person else {
         println!("decide with: airlock approvals approve {id} --as PERSON   (or deny)");
         return Ok(());

@@ -323,9 +323,11 @@ pub async fn run(yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One readable line per audit record.
+/// One readable line per audit record. Paths, hosts and reasons are the agent's text: the
+/// line goes through the cards' escaping, so ESC, C1 controls and bidi overrides show as
+/// `<U+XXXX>` instead of driving the terminal.
 pub fn audit_line(seq: i64, ev: &AuditEvent) -> String {
-    format!(
+    airlock_channels::text::one_line(&format!(
         "#{seq:<3} {:<12} {:<5} {:<6} {} {}{} → {} ({})",
         ev.kind,
         ev.decision,
@@ -335,5 +337,5 @@ pub fn audit_line(seq: i64, ev: &AuditEvent) -> String {
         ev.path.as_deref().unwrap_or(""),
         ev.status.map_or("-".to_string(), |s| s.to_string()),
         ev.reason
-    )
+    ))
 }

@@ -12,6 +12,15 @@ use anyhow::{Context, bail};
 
 use crate::home::Home;
 
+/// One line of output. The URL may come from an agent's log, and paths and body readings are
+/// decoded: every line goes through the cards' one_line, so ESC, C1 controls, bidi overrides
+/// and decoded newlines are shown as `<U+XXXX>` / spaces instead of reaching the terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", airlock_channels::text::one_line(&format!($($arg)*)))
+    };
+}
+
 pub fn policy_explain(
     cfg: &Path,
     method: &str,
@@ -56,7 +65,8 @@ pub fn policy_explain(
     let mut facts = match head_facts(&head) {
         Ok(f) => f,
         Err(bad) => {
-            println!("decision: deny (400, before policy)\nreason:   {bad}");
+            say!("decision: deny (400, before policy)");
+            say!("reason:   {bad}");
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -66,7 +76,7 @@ pub fn policy_explain(
     settle_methods(&mut facts, &plan, content_type, Some(whole));
     facts.body = body_state(&plan, content_type, Some(whole), &facts.query);
 
-    println!(
+    say!(
         "request:  {} {scheme:?}://{host}:{port}{target} (normalized path {})",
         facts.method(),
         facts.path()
@@ -81,24 +91,25 @@ pub fn policy_explain(
         body: body_bytes.as_deref(),
     };
     if let Err(refusal) = c.secrets.plan(&granted, &view) {
-        println!("decision: deny (before policy)\nreason:   {}", refusal.reason(&host));
+        say!("decision: deny (before policy)");
+        say!("reason:   {}", refusal.reason(&host));
         return Ok(ExitCode::SUCCESS);
     }
     let d = c.policy.evaluate(&facts);
-    println!("decision: {}", d.action.as_str());
-    println!("rule:     {}", d.rule.as_deref().unwrap_or("(none: default)"));
-    println!("reason:   {}", d.reason);
-    println!("decided by: {}", d.reading.as_deref().unwrap_or("the request as sent"));
+    say!("decision: {}", d.action.as_str());
+    say!("rule:     {}", d.rule.as_deref().unwrap_or("(none: default)"));
+    say!("reason:   {}", d.reason);
+    say!("decided by: {}", d.reading.as_deref().unwrap_or("the request as sent"));
     if d.matched.is_empty() {
-        println!("matched:  no rule");
+        say!("matched:  no rule");
     }
     for &i in &d.matched {
         let r = &c.policy.rules[i];
-        println!("matched:  \"{}\" → {}", r.name, r.action.as_str());
+        say!("matched:  \"{}\" → {}", r.name, r.action.as_str());
     }
     if let Ok(plan) = c.secrets.plan(&granted, &view) {
         for inj in plan {
-            println!("inject:   secret \"{}\" into {:?}", inj.name, inj.slot);
+            say!("inject:   secret \"{}\" into {:?}", inj.name, inj.slot);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -108,21 +119,21 @@ pub fn policy_explain(
 fn print_readings(f: &RequestFacts) {
     for m in &f.methods {
         let shown = m.value.as_deref().unwrap_or("(any: could not be read)");
-        println!("reading:  method {shown}{}", how(&m.how));
+        say!("reading:  method {shown}{}", how(&m.how));
     }
     for p in &f.paths {
-        println!("reading:  path {}{}", p.value, how(&p.how));
+        say!("reading:  path {}{}", p.value, how(&p.how));
     }
     match &f.body {
         Body::Inspected(b) => {
             for (i, v) in b.json.iter().enumerate() {
-                println!("reading:  JSON body #{} {v}", i + 1);
+                say!("reading:  JSON body #{} {v}", i + 1);
             }
             if b.json_unread {
-                println!("reading:  JSON body partly unreadable (read restrictively)");
+                say!("reading:  JSON body partly unreadable (read restrictively)");
             }
             for op in &b.graphql {
-                println!(
+                say!(
                     "reading:  GraphQL {} {}{:?}",
                     op.kind,
                     op.name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(),
@@ -135,7 +146,7 @@ fn print_readings(f: &RequestFacts) {
                     (None, true) => " tool (unreadable)".into(),
                     (None, false) => String::new(),
                 };
-                println!("reading:  JSON-RPC {}{tool}", c.method);
+                say!("reading:  JSON-RPC {}{tool}", c.method);
             }
             if !b.sql.is_empty() {
                 let classes: Vec<String> = b.sql.iter().map(|c| format!("{c:?}").to_lowercase()).collect();
@@ -144,10 +155,10 @@ fn print_readings(f: &RequestFacts) {
                 } else {
                     ""
                 };
-                println!("reading:  SQL {}{unparsed}", classes.join(", "));
+                say!("reading:  SQL {}{unparsed}", classes.join(", "));
             }
         }
-        Body::TooLarge => println!("reading:  body not read whole (read restrictively)"),
+        Body::TooLarge => say!("reading:  body not read whole (read restrictively)"),
         Body::Empty | Body::Streamed => {}
     }
 }

@@ -24,6 +24,8 @@ pub(super) struct Parsed {
     pub sql_params: Option<String>,
     /// The GraphQL document, when the kind is Graphql.
     pub graphql: Option<String>,
+    /// Bytes that are not valid UTF-8, shown in the text as `<0xNN>`.
+    pub invalid_bytes: usize,
 }
 
 /// The lower-cased media type without parameters.
@@ -43,21 +45,27 @@ pub(super) fn parse(content_type: Option<String>, body: &[u8]) -> Parsed {
             kind: BodyKind::Empty,
             size: body.len(),
             text: String::new(),
+            decoded: None,
         },
         json: None,
         duplicate_keys: false,
         statement: None,
         sql_params: None,
         graphql: None,
+        invalid_bytes: 0,
     };
     if body.is_empty() {
         return p;
     }
-    let Ok(s) = std::str::from_utf8(body) else {
+    // Text with a few invalid bytes is still text: they are marked, and the summaries read
+    // the rest. Only binary data falls back to hex.
+    let Some((text, invalid)) = super::content::lossy_text(body) else {
         p.view.kind = BodyKind::Binary;
         p.view.text = hex_preview(body);
         return p;
     };
+    p.invalid_bytes = invalid;
+    let s = text.as_ref();
     p.view.text = s.to_string();
     p.view.kind = BodyKind::Text;
     match mime.as_str() {

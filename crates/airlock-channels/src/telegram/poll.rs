@@ -4,7 +4,8 @@
 //! that confirms a batch is made only after the hub has applied each of its clicks (every
 //! click's [`crate::Done`] guard dropped): a shutdown or crash before that re-delivers the
 //! click — to this process, or to the replica that reads the feed next — rather than losing it
-//! (the hub counts a person's vote once, so a repeat is harmless).
+//! (the hub counts a person's vote once, so a repeat is harmless). An update below the offset
+//! already handed over is never handed over again, whatever the server sends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,13 @@ impl Telegram {
                     tracing::warn!("telegram: update without update_id skipped");
                     continue;
                 };
+                // Below the offset: handed over (and confirmed, or about to be) already. A
+                // re-delivery would be a second vote attempt and a second answer to a spent
+                // callback query id.
+                if offset.is_some_and(|o| id < o) {
+                    tracing::debug!(update_id = id, "telegram: update already handled, skipped");
+                    continue;
+                }
                 match click_from_update(update) {
                     Ok(Some(mut click)) => {
                         click.done = guard.clone();

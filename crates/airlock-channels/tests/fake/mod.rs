@@ -35,6 +35,7 @@ pub fn card() -> Card {
             kind: BodyKind::Json,
             size: 17,
             text: "{\n  \"amount\": 5000\n}".into(),
+            decoded: None,
         },
         summary_title: None,
         summary: vec![],

@@ -27,6 +27,10 @@ struct St {
     calls: Mutex<Vec<(String, Value)>>,
     called: Notify,
     updates: Mutex<VecDeque<Value>>,
+    /// Every update ever queued, by id, so one can be sent again.
+    pushed: Mutex<HashMap<i64, Value>>,
+    /// Updates to send once more whatever the offset says (a retried response, a proxy).
+    replays: Mutex<VecDeque<Value>>,
     new_update: Notify,
     next_update: AtomicI64,
     next_message: AtomicI64,
@@ -236,8 +240,10 @@ async fn get_updates(st: &St, body: &Value) -> Answer {
         notified.as_mut().enable();
         {
             let q = st.updates.lock().unwrap();
-            if !q.is_empty() || tokio::time::Instant::now() >= deadline {
-                return ok(Value::Array(q.iter().take(limit as usize).cloned().collect()));
+            let mut replays = st.replays.lock().unwrap();
+            if !q.is_empty() || !replays.is_empty() || tokio::time::Instant::now() >= deadline {
+                let batch = replays.drain(..).chain(q.iter().cloned()).take(limit as usize);
+                return ok(Value::Array(batch.collect()));
             }
         }
         let _ = tokio::time::timeout_at(deadline, notified).await;
@@ -313,9 +319,23 @@ impl FakeTelegram {
         let id = self.st.next_update.fetch_add(1, Ordering::SeqCst) + 1;
         let mut update = kind;
         update["update_id"] = id.into();
+        self.st.pushed.lock().unwrap().insert(id, update.clone());
         self.st.updates.lock().unwrap().push_back(update);
         self.st.new_update.notify_waiters();
         id
+    }
+
+    /// Sends update `id` again in the next getUpdates answer, even when an offset already
+    /// confirmed it (which the real Bot API should never do, and a reader must survive).
+    pub fn redeliver(&self, id: i64) {
+        let update = self.st.pushed.lock().unwrap()[&id].clone();
+        self.st.replays.lock().unwrap().push_back(update);
+        self.st.new_update.notify_waiters();
+    }
+
+    /// Re-deliveries not yet sent.
+    pub fn pending_redeliveries(&self) -> usize {
+        self.st.replays.lock().unwrap().len()
     }
 
     pub fn push_click(&self, user: i64, data: &str) -> i64 {

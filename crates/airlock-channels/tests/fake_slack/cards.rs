@@ -37,6 +37,7 @@ pub fn card() -> Card {
             kind: BodyKind::Json,
             size: 40,
             text: "{\n  \"to\": \"ceo@example.com\",\n  \"subject\": \"hi\"\n}".into(),
+            decoded: None,
         },
         summary_title: Some("Send email".into()),
         summary: vec![("To".into(), "ceo@example.com".into()), ("Subject".into(), "hi".into())],
@@ -74,6 +75,7 @@ pub fn hostile_card() -> Card {
         kind: BodyKind::Text,
         size: body.len(),
         text: body,
+        decoded: None,
     };
     c
 }

@@ -42,14 +42,25 @@ fn who(sess: &Session) -> Who<'_> {
     }
 }
 
+/// Oldest first, the order a person works through them; past [`LIST_LIMIT`] a line says how
+/// many more are waiting, so a flood of newer requests cannot hide an older one.
 async fn pending_html(hub: &Hub, sess: &Session) -> Result<String, Response> {
-    let pending = hub.list(Some("pending"), LIST_LIMIT).await.map_err(store_error)?;
-    Ok(html::approval_list(
-        &pending,
+    let pending = hub.pending(LIST_LIMIT).await.map_err(store_error)?;
+    let mut out = html::approval_list(
+        &pending.approvals,
         now_ms(),
         |v| eligible(hub, &sess.person, &v.card),
         "Nothing is waiting for approval.",
-    ))
+    );
+    if pending.not_shown > 0 {
+        out.push_str(&format!(
+            "<p class=\"note\" id=\"not-shown\">{} more pending request{} not shown here (oldest first: \
+             decide these to see the rest, or run <code>airlock approvals list</code>).</p>",
+            pending.not_shown,
+            if pending.not_shown == 1 { " is" } else { "s are" }
+        ));
+    }
+    Ok(out)
 }
 
 /// Decided approvals, newest first.

@@ -1,5 +1,5 @@
 //! Support for the channel end-to-end tests: the platform fakes of airlock-channels' own
-//! tests (reused as they are), the control plane's event stream, configs, and the agent's
+//! tests (reused as they are), configs, and the agent's
 //! side of a held request. Slack and webhook callback signing lives in `signing`, the
 //! webhook receiver in `receiver`.
 #![allow(dead_code)]
@@ -10,8 +10,6 @@ pub mod fake_slack;
 pub mod fake_tg;
 pub mod receiver;
 pub mod signing;
-
-use std::time::Duration;
 
 use airlock_channels::token::{Claims, Decision};
 use serde_json::Value;
@@ -147,44 +145,6 @@ fn request(gw: &Gateway, port: u16, path: &str, content_type: &str, body: Vec<u8
         .bearer_auth("airlock-gmail")
         .header("content-type", content_type)
         .body(body)
-}
-
-/// Follows the control plane's event stream; `next` returns the id of the next approval
-/// reaching `state`.
-pub struct Events(reqwest::Response, String);
-
-impl Events {
-    pub async fn open(gw: &Gateway) -> Events {
-        let r = reqwest::Client::new()
-            .get(format!("http://{}/api/v1/events", gw.control))
-            .bearer_auth(gw.control_token())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        Events(r, String::new())
-    }
-
-    pub async fn next(&mut self, state: &str) -> String {
-        let fut = async {
-            loop {
-                while let Some(end) = self.1.find("\n\n") {
-                    let frame: String = self.1.drain(..end + 2).collect();
-                    if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) {
-                        let v: Value = serde_json::from_str(data.trim()).unwrap();
-                        if v["state"] == state {
-                            return v["id"].as_str().unwrap().to_string();
-                        }
-                    }
-                }
-                let chunk = self.0.chunk().await.unwrap().expect("event stream ended");
-                self.1.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), fut)
-            .await
-            .unwrap_or_else(|_| panic!("no {state} event"))
-    }
 }
 
 /// A card's buttons, checked to be ours: one well-formed signed token per decision, all for

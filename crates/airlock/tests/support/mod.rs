@@ -543,3 +543,41 @@ pub fn curl(args: &[&str]) -> Output {
         .output()
         .expect("curl is required by the tests")
 }
+
+/// Follows the control plane's event stream; `next` returns the id of the next approval
+/// reaching `state`.
+pub struct Events(reqwest::Response, String);
+
+impl Events {
+    pub async fn open(gw: &Gateway) -> Events {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}/api/v1/events", gw.control))
+            .bearer_auth(gw.control_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        Events(r, String::new())
+    }
+
+    pub async fn next(&mut self, state: &str) -> String {
+        let fut = async {
+            loop {
+                while let Some(end) = self.1.find("\n\n") {
+                    let frame: String = self.1.drain(..end + 2).collect();
+                    if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) {
+                        let v: serde_json::Value = serde_json::from_str(data.trim()).unwrap();
+                        if v["state"] == state {
+                            return v["id"].as_str().unwrap().to_string();
+                        }
+                    }
+                }
+                let chunk = self.0.chunk().await.unwrap().expect("event stream ended");
+                self.1.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), fut)
+            .await
+            .unwrap_or_else(|_| panic!("no {state} event"))
+    }
+}
