@@ -132,6 +132,12 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
             .collect(),
         body: body.clone(),
     };
+    // What no surface can show whole (an encoding we cannot decode, a decoded body past the
+    // bound, binary data past the hex view) is never put before people to approve.
+    if let Err(unshowable) = airlock_channels::card::showable(&held.headers, &held.body) {
+        let reason = format!("{why}; {unshowable}, and a request is never approved blind");
+        return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));
+    }
     let ticket = match approvals
         .hub
         .hold(HoldRequest {

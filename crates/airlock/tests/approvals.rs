@@ -228,6 +228,33 @@ async fn too_large_to_hold_is_denied_never_approved_blind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_no_surface_can_show_whole_is_denied_never_held() {
+    let up = upstream(true).await;
+    let gw = Gateway::start(&[&up], &config(""), &[("gmail", REAL)], &["mailbot"]);
+    let c = gw.client("mailbot");
+    let url = format!("https://localhost:{}/gmail/v1/users/me/messages/send", up.port);
+    // An encoding nobody can decode, and a body that claims gzip but is not.
+    for (encoding, body) in [("x-custom", &b"secret recipient"[..]), ("gzip", &b"not gzip at all"[..])] {
+        let r = c
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{encoding}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        let reason = v["airlock"]["reason"].as_str().unwrap_or_default().to_string();
+        assert!(reason.contains("never approved blind"), "{encoding}: {reason}");
+    }
+    assert!(!up.contacted());
+    let list = gw.control_cli(&["approvals", "list", "--all", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v["total"], serde_json::json!(0), "nothing was held: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_decision_before_the_timeout_is_a_deny() {
     let up = upstream(true).await;
     let extra = r#"
