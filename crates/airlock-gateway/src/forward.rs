@@ -13,8 +13,7 @@ use crate::conn::Conn;
 use crate::decide::Decided;
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, Sent};
-use crate::record::{Stop, deny};
-use crate::response::upstream_failed;
+use crate::record::{Stop, deny, error_chain, upstream_failed};
 use crate::upstream::{DialError, dial_error};
 
 /// The upstream's answer, and what the response stage needs of the request.
@@ -59,7 +58,7 @@ pub(crate) async fn send(conn: &Conn, out: Outbound, d: &Decided) -> Result<Answ
             }
             let reason = match dial_error(&e) {
                 Some(dial) => dial.to_string(),
-                None => format!("upstream request failed: {}", crate::response::error_chain(&e)),
+                None => format!("upstream request failed: {}", error_chain(&e)),
             };
             let ev = rec.event("request", &d.decision, d.rules.clone(), injected);
             Err(upstream_failed(state, ev, reason, d.decision.rule.as_deref()).into())

@@ -11,9 +11,9 @@ use tokio::time::timeout_at;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::conn::{Conn, TunnelTarget};
-use crate::proxy::serve_http;
-use crate::refuse_tunnel;
+use crate::record::refuse_tunnel;
 use crate::rewind::Rewind;
+use crate::session::serve_http;
 use crate::state::{Agent, GatewayState};
 
 type TunnelIo = Rewind<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;

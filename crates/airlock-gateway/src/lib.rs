@@ -20,6 +20,7 @@ mod proxy;
 mod record;
 mod response;
 mod rewind;
+mod session;
 pub mod state;
 pub mod upstream;
 mod websocket;
@@ -30,33 +31,3 @@ mod stages_tests;
 pub use conn::now_ms;
 pub use proxy::{serve, serve_agent_socket};
 pub use state::{Agent, Approvals, GatewayState, Identities, Limits, token_hash};
-
-use airlock_core::audit::AuditEvent;
-
-/// Refuses a tunnel before it carried a request (neither TLS nor HTTP, a ClientHello that
-/// does not parse, no certificate for the host): counted and audited.
-pub(crate) fn refuse_tunnel(state: &GatewayState, agent: &str, host: &str, reason: &str) {
-    metrics::Metrics::inc(&state.metrics.tunnels_refused);
-    tracing::info!(agent, host, reason, "tunnel refused");
-    let kind = "tunnel";
-    let ev = AuditEvent {
-        ts_ms: now_ms(),
-        kind: kind.into(),
-        agent: Some(agent.into()),
-        method: Some("CONNECT".into()),
-        host: Some(host.into()),
-        path: None,
-        rules: vec![],
-        decision: "deny".into(),
-        reason: reason.into(),
-        secrets: vec![],
-        status: None,
-        bytes_in: 0,
-        bytes_out: 0,
-        latency_us: 0,
-        detail: None,
-    };
-    if state.audit.append(ev).is_err() {
-        metrics::Metrics::inc(&state.metrics.audit_unavailable);
-    }
-}

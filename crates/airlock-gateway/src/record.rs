@@ -116,3 +116,66 @@ pub(crate) fn audit_unavailable(state: &GatewayState) -> Response<UpBody> {
         "the audit log cannot be written; refusing all requests",
     )
 }
+
+/// 502 for an allowed request whose upstream failed; the record says why. The request was
+/// allowed, so a failed audit append here cannot un-send it — it is counted, not masked.
+pub(crate) fn upstream_failed(
+    state: &GatewayState,
+    mut ev: airlock_core::audit::AuditEvent,
+    reason: String,
+    rule: Option<&str>,
+) -> Response<UpBody> {
+    Metrics::inc(&state.metrics.upstream_errors);
+    ev.reason = reason;
+    ev.status = Some(502);
+    let resp = answer(StatusCode::BAD_GATEWAY, "allow", rule, &ev.reason);
+    record_forwarded(state, ev);
+    resp
+}
+
+/// The record of a request that went upstream: it cannot be un-sent, so its record is kept
+/// even if the store failed while it was in flight (committed when the store returns).
+pub(crate) fn record_forwarded(state: &GatewayState, ev: airlock_core::audit::AuditEvent) {
+    if state.audit.record(ev).is_err() {
+        Metrics::inc(&state.metrics.audit_unavailable);
+    }
+}
+
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Refuses a tunnel before it carried a request (neither TLS nor HTTP, a ClientHello that
+/// does not parse, no certificate for the host): counted and audited.
+pub(crate) fn refuse_tunnel(state: &GatewayState, agent: &str, host: &str, reason: &str) {
+    Metrics::inc(&state.metrics.tunnels_refused);
+    tracing::info!(agent, host, reason, "tunnel refused");
+    let kind = "tunnel";
+    let ev = AuditEvent {
+        ts_ms: now_ms(),
+        kind: kind.into(),
+        agent: Some(agent.into()),
+        method: Some("CONNECT".into()),
+        host: Some(host.into()),
+        path: None,
+        rules: vec![],
+        decision: "deny".into(),
+        reason: reason.into(),
+        secrets: vec![],
+        status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        latency_us: 0,
+        detail: None,
+    };
+    if state.audit.append(ev).is_err() {
+        Metrics::inc(&state.metrics.audit_unavailable);
+    }
+}

@@ -5,13 +5,13 @@
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt;
 
-use crate::answer::{DECISION_HEADER, answer, empty, full};
+use crate::answer::{DECISION_HEADER, empty, full};
 use crate::body::{ResponseBody, boxed};
 use crate::conn::{Conn, strip_hop_by_hop};
 use crate::decide::Decided;
 use crate::forward::Answered;
 use crate::metrics::Metrics;
-use crate::state::GatewayState;
+use crate::record::{error_chain, record_forwarded, upstream_failed};
 use crate::upstream::UpBody;
 
 /// Responses up to this size with a Content-Length are read whole before they are sent on.
@@ -97,39 +97,4 @@ pub(crate) async fn deliver(conn: &Conn, answered: Answered, d: &Decided) -> Res
         on_done,
     );
     Response::from_parts(rparts, boxed(body))
-}
-
-/// 502 for an allowed request whose upstream failed; the record says why. The request was
-/// allowed, so a failed audit append here cannot un-send it — it is counted, not masked.
-pub(crate) fn upstream_failed(
-    state: &GatewayState,
-    mut ev: airlock_core::audit::AuditEvent,
-    reason: String,
-    rule: Option<&str>,
-) -> Response<UpBody> {
-    Metrics::inc(&state.metrics.upstream_errors);
-    ev.reason = reason;
-    ev.status = Some(502);
-    let resp = answer(StatusCode::BAD_GATEWAY, "allow", rule, &ev.reason);
-    record_forwarded(state, ev);
-    resp
-}
-
-/// The record of a request that went upstream: it cannot be un-sent, so its record is kept
-/// even if the store failed while it was in flight (committed when the store returns).
-fn record_forwarded(state: &GatewayState, ev: airlock_core::audit::AuditEvent) {
-    if state.audit.record(ev).is_err() {
-        Metrics::inc(&state.metrics.audit_unavailable);
-    }
-}
-
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -12,8 +12,7 @@ use crate::target::{BadPath, path_readings, split_target};
 /// Express's method-override, Symfony, Laravel).
 pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
-/// The form, query and JSON field Rails, Laravel, Symfony, Spring and Express read as the method.
-pub const METHOD_FIELD: &str = "_method";
+pub use crate::sources::METHOD_FIELD;
 
 /// What the edge knows of a request before its body.
 pub struct Head<'a> {

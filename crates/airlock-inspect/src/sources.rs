@@ -12,6 +12,9 @@ use crate::Unreadable;
 /// ClickHouse's `query` parameter, Hasura's `args.sql`, libSQL/Hrana's `stmt.sql`, …).
 const SQL_KEYS: [&str; 7] = ["query", "sql", "statement", "statements", "queries", "stmt", "q"];
 
+/// The form, query and JSON field Rails, Laravel, Symfony, Spring and Express read as the method.
+pub const METHOD_FIELD: &str = "_method";
+
 /// How deep into a JSON body SQL fields are looked for (Hrana's are five levels down; Hasura's
 /// bulk requests six).
 const MAX_SQL_DEPTH: usize = 8;
@@ -171,7 +174,7 @@ fn collect_json_sql(v: &Value, depth: usize, under_key: bool, out: &mut Vec<Stri
 /// The `_method` values a body carries (form field, multipart part, top-level JSON member);
 /// `Err` when the body claims such a form but cannot be read.
 pub(crate) fn body_methods(content_type: Option<&str>, body: &[u8]) -> Result<Vec<String>, Unreadable> {
-    const FIELD: &[&str] = &[crate::request::METHOD_FIELD];
+    const FIELD: &[&str] = &[METHOD_FIELD];
     let media = MediaType::of(content_type);
     if media.is_form() {
         return form_values(body, FIELD)

@@ -71,14 +71,6 @@ pub struct Launch {
     pub exe: PathBuf,
 }
 
-/// Runs the agent; returns its exit status.
-pub async fn launch(l: Launch) -> Result<i32, LaunchError> {
-    match l.runtime {
-        Runtime::Docker | Runtime::Podman => crate::container::run(l.runtime.name(), &l).await,
-        Runtime::Bwrap => crate::bubblewrap::run(&l).await,
-    }
-}
-
 /// The runtime to use: `requested` if it answers (an error otherwise, never a fallback),
 /// else docker when its engine answers, else podman, else bwrap.
 pub async fn detect(requested: Option<Runtime>) -> Result<Runtime, LaunchError> {

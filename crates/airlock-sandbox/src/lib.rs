@@ -13,3 +13,13 @@ pub mod launch;
 pub mod mounts;
 pub mod relay;
 pub mod runtime;
+
+use launch::{Launch, LaunchError, Runtime};
+
+/// Runs the agent in the sandbox `l` describes; returns its exit status.
+pub async fn run(l: Launch) -> Result<i32, LaunchError> {
+    match l.runtime {
+        Runtime::Docker | Runtime::Podman => container::run(l.runtime.name(), &l).await,
+        Runtime::Bwrap => bubblewrap::run(&l).await,
+    }
+}

@@ -14,7 +14,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use crate::TlsError;
-use crate::leaf::Host;
+use crate::host::Host;
 
 /// Subject CN used when the caller gives none.
 const DEFAULT_CN: &str = "airlock local CA";

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod ca;
+mod host;
 mod leaf;
 
 use std::sync::Arc;

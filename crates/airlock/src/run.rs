@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use airlock_sandbox::env::{agent_env, parse_env};
-use airlock_sandbox::launch::{Launch, Runtime, detect, launch, owner};
+use airlock_sandbox::launch::{Launch, Runtime, detect, owner};
 use airlock_sandbox::mounts::{Forbidden, Operator};
 use airlock_sandbox::runtime::{Limits, PROXY_URL, SANDBOX_CA, Spec};
 use anyhow::{Context, bail};
@@ -145,7 +145,7 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     tracing::debug!(runtime = runtime.name(), run = %spec.run_id, agent = %a.agent, "starting the sandbox");
     let exe = std::env::current_exe().context("cannot find the airlock binary (for the relay)")?;
-    let code = launch(Launch {
+    let code = airlock_sandbox::run(Launch {
         runtime,
         spec,
         gateway_socket: socket,

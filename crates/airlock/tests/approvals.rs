@@ -234,7 +234,10 @@ async fn what_no_surface_can_show_whole_is_denied_never_held() {
     let c = gw.client("mailbot");
     let url = format!("https://localhost:{}/gmail/v1/users/me/messages/send", up.port);
     // An encoding nobody can decode, and a body that claims gzip but is not.
-    for (encoding, body) in [("x-custom", &b"secret recipient"[..]), ("gzip", &b"not gzip at all"[..])] {
+    for (encoding, body) in [
+        ("x-custom", &b"secret recipient"[..]),
+        ("gzip", &b"not gzip at all"[..]),
+    ] {
         let r = c
             .post(&url)
             .header("content-type", "application/json")

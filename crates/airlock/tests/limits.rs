@@ -3,14 +3,13 @@
 //! one agent holds for approval, and answers 431 to an oversized head on every listener and
 //! protocol. Timeouts are configured short and each test awaits the close itself (a socket
 //! reading EOF); the 20 s bound only turns a connection that is never closed into a failure.
-mod e2e;
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use e2e::Events;
+
 use support::replicas::{init, pg};
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

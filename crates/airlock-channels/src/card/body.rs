@@ -9,8 +9,7 @@ use serde_json::Value;
 use crate::text::one_line;
 use crate::{BodyKind, BodyView};
 
-/// Bytes of a binary body shown as hex.
-pub const HEX_PREVIEW: usize = 512;
+pub use super::content::HEX_PREVIEW;
 
 pub(super) struct Parsed {
     pub view: BodyView,

@@ -19,6 +19,9 @@ pub const MAX_CODINGS: usize = 3;
 /// A body with more than one invalid UTF-8 byte in this many is binary, not text.
 pub const BINARY_RATIO: usize = 10;
 /// zstd frames may ask for a window this large (log2) at most: 8 MiB, the decoded bound.
+/// Bytes of a binary body shown as hex.
+pub const HEX_PREVIEW: usize = 512;
+
 const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// Longest coding name quoted in a reason (it is the agent's text).
 const CODING_SHOWN: usize = 40;
@@ -57,11 +60,8 @@ pub(crate) struct Decoded<'a> {
 pub fn showable(headers: &[(String, Vec<u8>)], body: &[u8]) -> Result<(), Unshowable> {
     let decoded = decode(headers, body)?;
     let size = decoded.bytes.len();
-    if size > super::body::HEX_PREVIEW && lossy_text(&decoded.bytes).is_none() {
-        return Err(Unshowable::Binary {
-            size,
-            max: super::body::HEX_PREVIEW,
-        });
+    if size > HEX_PREVIEW && lossy_text(&decoded.bytes).is_none() {
+        return Err(Unshowable::Binary { size, max: HEX_PREVIEW });
     }
     Ok(())
 }
@@ -249,7 +249,7 @@ mod tests {
         ten[0] = 0xfe;
         assert!(lossy_text(&ten).is_none());
         // Binary fits the hex view up to its size, and not beyond.
-        let bin: Vec<u8> = (0..=255u8).cycle().take(super::super::body::HEX_PREVIEW).collect();
+        let bin: Vec<u8> = (0..=255u8).cycle().take(super::HEX_PREVIEW).collect();
         assert_eq!(showable(&[], &bin), Ok(()));
         let bin: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
         assert_eq!(showable(&[], &bin), Err(Unshowable::Binary { size: 4096, max: 512 }));
