@@ -11,7 +11,7 @@
 
 use airlock_vault::{Coding, ContentDecoder, DecodeError, Scrubber};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
@@ -229,7 +229,11 @@ fn scrub_head(resp: &mut Response<Incoming>, scrub: &Scrubber) -> bool {
 /// placeholder, a field whose name holds one is dropped (as is a value that no longer makes
 /// a valid header). Returns how many fields changed.
 pub(crate) fn scrub_fields(headers: &mut HeaderMap, scrub: &Scrubber) -> usize {
-    if scrub.is_passthrough() {
+    let dirty = |(k, v): (&HeaderName, &HeaderValue)| {
+        scrub.name_has_secret(k.as_str().as_bytes()) || scrub.scrub_once(v.as_bytes()).is_some()
+    };
+    // The common case changes nothing: no rebuilt map.
+    if scrub.is_passthrough() || !headers.iter().any(dirty) {
         return 0;
     }
     let mut changed = 0;

@@ -63,6 +63,12 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
             "urlencoded",
             body("q=hello%20world&redirect=https%3A%2F%2Fexample.com%2Fpath%3Fa%3D1&lang=en&page=2&"),
         ),
+        (
+            "json-slashes",
+            body(
+                r#"{"url":"https:\/\/api.example.com\/v1\/items\/42","next":"https:\/\/api.example.com\/v1\/items?page=3"},"#,
+            ),
+        ),
         ("base64", b64),
         (
             "echoes",
