@@ -1,13 +1,14 @@
 //! Body plumbing: reading a bounded prefix before deciding, scanning a streamed remainder
-//! for placeholders, and scrubbing/auditing the response as it streams back.
+//! for placeholders, and decoding/scrubbing/auditing the response as it streams back.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use airlock_vault::Scrubber;
-use bytes::{Bytes, BytesMut};
+use airlock_vault::{ContentDecoder, Scrubber};
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -124,21 +125,40 @@ impl<B: AgentBody> Body for ScannedRest<B> {
 /// Called once when a response body finishes or is dropped: (bytes sent to the agent, completed).
 pub type OnDone = Box<dyn FnOnce(u64, bool) + Send + Sync>;
 
-/// The upstream response body on its way to the agent: real secret values replaced by
-/// placeholders across chunk boundaries, bytes counted, the audit record written at the end.
+/// Most decoded bytes produced per frame: with the decoder's window, it bounds the memory a
+/// compressed response can make the gateway hold (a small bomb stays a slow stream).
+const DECODED_FRAME: usize = 64 * 1024;
+
+/// The upstream response body on its way to the agent: decoded from its content coding when
+/// it has one, real secret values replaced by placeholders across chunk boundaries, trailers
+/// scrubbed, bytes counted, the audit record written at the end.
 pub struct ResponseBody {
     inner: UpBody,
     scrubber: Option<Scrubber>,
+    decoder: Option<ContentDecoder>,
+    /// Coded bytes received but not yet decoded.
+    coded: Bytes,
+    /// The upstream body ended (or sent its trailers, its last frame).
+    ended: bool,
+    /// Trailers wait until the scrubber's held-back bytes are out.
+    trailers: Option<HeaderMap>,
+    /// The scrubber's tail is out and the record written.
+    finished: bool,
     bytes: u64,
     flushed: bool,
     on_done: Option<OnDone>,
 }
 
 impl ResponseBody {
-    pub fn new(inner: UpBody, scrubber: Option<Scrubber>, on_done: OnDone) -> Self {
+    pub fn new(inner: UpBody, scrubber: Option<Scrubber>, decoder: Option<ContentDecoder>, on_done: OnDone) -> Self {
         ResponseBody {
             inner,
             scrubber,
+            decoder,
+            coded: Bytes::new(),
+            ended: false,
+            trailers: None,
+            finished: false,
             bytes: 0,
             flushed: false,
             on_done: Some(on_done),
@@ -150,6 +170,58 @@ impl ResponseBody {
             f(self.bytes, completed);
         }
     }
+
+    fn fail(&mut self, e: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.flushed = true;
+        self.done(false);
+        Poll::Ready(Some(Err(e)))
+    }
+
+    /// Scrubs decoded (or plain) bytes; `None` when all of them are held back for now.
+    fn emit(&mut self, data: Bytes) -> Option<Frame<Bytes>> {
+        let out = match &mut self.scrubber {
+            Some(s) => s.feed(&data),
+            None => data,
+        };
+        self.bytes += out.len() as u64;
+        (!out.is_empty()).then(|| Frame::data(out))
+    }
+
+    /// Decodes the next piece of `coded`: a frame, nothing yet (more input needed), or, once
+    /// the upstream ended and the decoder is drained, the end of the decoded stream.
+    fn decode_step(&mut self) -> Result<Step, BoxError> {
+        let Some(dec) = self.decoder.as_mut() else {
+            return Ok(Step::Drained);
+        };
+        if self.coded.is_empty() && !self.ended {
+            return Ok(Step::NeedInput);
+        }
+        let mut out = Vec::new();
+        let used = dec.decode(&self.coded, &mut out, DECODED_FRAME)?;
+        self.coded.advance(used);
+        if !out.is_empty() {
+            return Ok(self.emit(Bytes::from(out)).map_or(Step::Again, Step::Frame));
+        }
+        if !self.ended {
+            return Ok(if self.coded.is_empty() {
+                Step::NeedInput
+            } else {
+                Step::Again
+            });
+        }
+        dec.finish()?;
+        self.decoder = None;
+        Ok(Step::Drained)
+    }
+}
+
+enum Step {
+    Frame(Frame<Bytes>),
+    /// Progress without output: step again.
+    Again,
+    NeedInput,
+    /// The decoder (if any) has nothing more.
+    Drained,
 }
 
 impl Drop for ResponseBody {
@@ -164,46 +236,66 @@ impl Body for ResponseBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.flushed {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => {
-                    let out = match &mut this.scrubber {
-                        Some(s) => s.feed(&data),
-                        None => data,
-                    };
-                    this.bytes += out.len() as u64;
-                    Poll::Ready(Some(Ok(Frame::data(out))))
-                }
-                Err(frame) => Poll::Ready(Some(Ok(frame))),
-            },
-            Poll::Ready(Some(Err(e))) => {
-                this.done(false);
-                Poll::Ready(Some(Err(e)))
+        loop {
+            if this.flushed {
+                return Poll::Ready(None);
             }
-            Poll::Ready(None) => {
-                this.flushed = true;
-                let tail = this.scrubber.as_mut().map(|s| s.finish()).unwrap_or_default();
-                this.bytes += tail.len() as u64;
-                this.done(true);
-                if tail.is_empty() {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Ready(Some(Ok(Frame::data(tail))))
+            match this.decode_step() {
+                Err(e) => return this.fail(e),
+                Ok(Step::Frame(f)) => return Poll::Ready(Some(Ok(f))),
+                Ok(Step::Again) => continue,
+                Ok(Step::NeedInput) => {}
+                Ok(Step::Drained) if this.ended => {
+                    // The held-back tail first, then the trailers, then the end.
+                    if !this.finished {
+                        this.finished = true;
+                        let tail = this.scrubber.as_mut().map(|s| s.finish()).unwrap_or_default();
+                        this.bytes += tail.len() as u64;
+                        this.done(true);
+                        if !tail.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(tail))));
+                        }
+                    }
+                    this.flushed = true;
+                    return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
                 }
+                Ok(Step::Drained) => {}
             }
-            Poll::Pending => Poll::Pending,
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if this.decoder.is_some() => this.coded = data,
+                    Ok(data) => {
+                        if let Some(f) = this.emit(data) {
+                            return Poll::Ready(Some(Ok(f)));
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(mut trailers) = frame.into_trailers() {
+                            if let Some(s) = &this.scrubber {
+                                crate::response::scrub_fields(&mut trailers, s);
+                            }
+                            this.trailers = Some(trailers);
+                        }
+                        this.ended = true;
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => return this.fail(e),
+                Poll::Ready(None) => this.ended = true,
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.flushed || (self.scrubber.is_none() && self.inner.is_end_stream())
+        self.flushed
+            || (self.scrubber.is_none()
+                && self.decoder.is_none()
+                && self.trailers.is_none()
+                && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.scrubber.is_some() {
+        if self.scrubber.is_some() || self.decoder.is_some() {
             SizeHint::default()
         } else {
             self.inner.size_hint()

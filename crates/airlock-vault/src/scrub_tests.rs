@@ -1,8 +1,58 @@
 use super::*;
+use crate::views::VIEW_KINDS;
 
-/// Reference semantics: leftmost-longest, non-overlapping replacement of the whole body;
+/// Reference semantics: every view of the whole body at once; at each raw position the
+/// longest match starting there in any view (the raw view first on ties), else the byte.
+pub(super) fn reference(s: &Scrubber, hay: &[u8]) -> Vec<u8> {
+    let Some(inner) = s.inner.as_deref() else {
+        return hay.to_vec();
+    };
+    let p = &inner.patterns;
+    let mut views = vec![(0..hay.len()).map(|i| (hay[i], i, i + 1)).collect::<Vec<_>>()];
+    for kind in VIEW_KINDS {
+        let d = kind.decode(hay, 0, true);
+        views.push(
+            (0..d.bytes.len())
+                .map(|i| (d.bytes[i], d.starts[i], d.ends[i]))
+                .collect(),
+        );
+    }
+    // (start, end, view, pattern) of every match in every view.
+    let mut found = Vec::new();
+    for (v, view) in views.iter().enumerate() {
+        for d in 0..view.len() {
+            for (id, form) in p.forms.iter().enumerate() {
+                let n = form.len();
+                if d + n <= view.len() && view[d..d + n].iter().map(|t| t.0).eq(form.iter().copied()) {
+                    found.push((view[d].1, view[d + n - 1].2, v, id));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < hay.len() {
+        let best = found
+            .iter()
+            .filter(|m| m.0 == i)
+            .min_by_key(|m| (std::cmp::Reverse(m.1), m.2));
+        match best {
+            Some(&(_, end, v, id)) => {
+                out.extend_from_slice(&p.replacements[v][id]);
+                i = end;
+            }
+            None => {
+                out.push(hay[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Literal-only reference: leftmost-longest, non-overlapping replacement of the whole body;
 /// among equal secrets the first pair wins.
-fn naive_replace(hay: &[u8], pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+pub(super) fn naive_replace(hay: &[u8], pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < hay.len() {
@@ -25,7 +75,7 @@ fn naive_replace(hay: &[u8], pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
-fn scrubber(pairs: &[(&[u8], &[u8])], naive: bool) -> Scrubber {
+pub(super) fn scrubber(pairs: &[(&[u8], &[u8])], naive: bool) -> Scrubber {
     let pairs = pairs
         .iter()
         .map(|(s, p)| (SecretBytes::new(s.to_vec()), p.to_vec()))
@@ -33,14 +83,15 @@ fn scrubber(pairs: &[(&[u8], &[u8])], naive: bool) -> Scrubber {
     Scrubber::build(pairs, naive)
 }
 
-/// Feeds `chunks` and checks the output, plus the hold-back bound after every chunk.
-fn run(s: &mut Scrubber, chunks: &[&[u8]]) -> Vec<u8> {
+/// Feeds `chunks` and returns the output, checking the hold-back bound after every chunk:
+/// less than the longest pattern's raw length (6 bytes per byte, `\u0041`).
+pub(super) fn run(s: &mut Scrubber, chunks: &[&[u8]]) -> Vec<u8> {
     let max_len = s.inner.as_ref().map_or(1, |i| i.patterns.max_len);
     let mut out = Vec::new();
     for chunk in chunks {
         out.extend_from_slice(&s.feed(chunk));
         let held = s.inner.as_ref().map_or(0, |i| i.pending.len());
-        assert!(held < max_len, "held back {held} bytes, max secret length {max_len}");
+        assert!(held < 6 * max_len, "held back {held} bytes, longest pattern {max_len}");
     }
     out.extend_from_slice(&s.finish());
     assert!(s.inner.as_ref().is_none_or(|i| i.pending.is_empty()));
@@ -48,8 +99,8 @@ fn run(s: &mut Scrubber, chunks: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Every split into two and three chunks, and byte-at-a-time, for both matchers.
-fn check_all_splits(pairs: &[(&[u8], &[u8])], body: &[u8]) {
-    let expected = naive_replace(body, pairs);
+pub(super) fn check_all_splits(pairs: &[(&[u8], &[u8])], body: &[u8]) {
+    let expected = reference(&scrubber(pairs, false), body);
     for naive in [false, true] {
         let mut s = scrubber(pairs, naive);
         assert_eq!(
@@ -152,14 +203,26 @@ fn holds_back_only_bytes_that_could_start_a_secret() {
 }
 
 /// xorshift64*: deterministic and dependency-free.
-struct Prng(u64);
+pub(super) struct Prng(pub(super) u64);
 
 impl Prng {
-    fn below(&mut self, bound: usize) -> usize {
+    pub(super) fn below(&mut self, bound: usize) -> usize {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % bound
+    }
+
+    /// `body` cut at random into chunks of at most `max` bytes (some empty).
+    pub(super) fn chunks<'a>(&mut self, body: &'a [u8], max: usize) -> Vec<&'a [u8]> {
+        let mut chunks = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(self.below(rest.len() + 1).min(1 + self.below(max)));
+            chunks.push(chunk);
+            rest = tail;
+        }
+        chunks
     }
 
     /// Up to `max - 1` bytes over a 3-letter alphabet, so secrets and bodies overlap often.
@@ -183,13 +246,8 @@ fn random_chunkings_match_the_naive_replacement() {
             .map(|(s, p)| (s.as_slice(), p.as_slice()))
             .collect();
         let expected = naive_replace(&body, &pairs);
-        let mut chunks = Vec::new();
-        let mut rest = body.as_slice();
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(rng.below(rest.len() + 1).min(1 + rng.below(9)));
-            chunks.push(chunk);
-            rest = tail;
-        }
+        assert_eq!(reference(&scrubber(&pairs, false), &body), expected);
+        let chunks = rng.chunks(&body, 9);
         for naive in [false, true] {
             let mut s = scrubber(&pairs, naive);
             assert_eq!(
@@ -214,7 +272,7 @@ fn scrub_once_for_header_values() {
 fn no_secrets_is_a_pass_through() {
     for pairs in [vec![], vec![(SecretBytes::new(Vec::new()), b"<empty>".to_vec())]] {
         let mut s = Scrubber::new(pairs);
-        assert!(s.inner.is_none());
+        assert!(s.inner.is_none() && s.is_passthrough());
         assert_eq!(&s.feed(b"abc")[..], b"abc");
         assert_eq!(&s.finish()[..], b"");
         assert_eq!(s.scrub_once(b"abc"), None);

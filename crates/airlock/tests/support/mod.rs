@@ -63,9 +63,17 @@ impl Upstream {
     }
 }
 
-type TestBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+pub type TestBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
-async fn respond(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Response<TestBody> {
+/// A test's own answers: given the recorded request, a response, or `None` for the
+/// standard ones below.
+pub type Custom = Arc<dyn Fn(&Seen) -> Option<Response<TestBody>> + Send + Sync>;
+
+async fn respond(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    custom: Option<Custom>,
+) -> Response<TestBody> {
     let auth = req
         .headers()
         .get("authorization")
@@ -96,6 +104,10 @@ async fn respond(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Res
             .collect(),
         body: body.clone(),
     });
+    let last = seen.lock().unwrap().last().cloned();
+    if let Some(r) = custom.zip(last).and_then(|(c, s)| c(&s)) {
+        return r;
+    }
     let full = |b: Vec<u8>| Full::new(Bytes::from(b)).boxed();
     match path.as_str() {
         // Echoes the credential in a header and in the body, one byte per frame, so a
@@ -167,6 +179,11 @@ impl rustls::server::ResolvesServerCert for BySni {
 /// An upstream on 127.0.0.1:0. With `tls`, its certificate names `localhost` and
 /// `127.0.0.1`, signed by its own CA; it speaks HTTP/1.1 and HTTP/2 (ALPN).
 pub async fn upstream(tls: bool) -> Upstream {
+    upstream_custom(tls, None).await
+}
+
+/// [`upstream`], answering first with `custom`.
+pub async fn upstream_custom(tls: bool, custom: Option<Custom>) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -196,11 +213,11 @@ pub async fn upstream(tls: bool) -> Upstream {
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             c.fetch_add(1, Ordering::SeqCst);
-            let (acceptor, seen) = (acceptor.clone(), s.clone());
+            let (acceptor, seen, custom) = (acceptor.clone(), s.clone(), custom.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
-                    let seen = seen.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(req, seen).await) }
+                    let (seen, custom) = (seen.clone(), custom.clone());
+                    async move { Ok::<_, std::convert::Infallible>(respond(req, seen, custom).await) }
                 });
                 let b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 match acceptor {
