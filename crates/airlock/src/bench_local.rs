@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 
-use crate::bench::{measure, mode, print_pair};
+use crate::bench_load::{Stats, measure, mode, print_pair};
 use crate::client::Route;
 
 /// A two-frame response body. With `split`, the second frame comes after a yield, so the
@@ -143,6 +143,10 @@ paths = ["/send"]
 action = "approve"
 approvers = ["owner"]
 timeout = "30m"
+
+[approvals]
+# The held-requests measurement holds up to 10,000 from this one agent.
+max_held_per_agent = 10000
 {store}"#
     )
 }
@@ -184,109 +188,200 @@ fn usage(pids: &[u32]) -> anyhow::Result<(u64, u64)> {
     })
 }
 
-pub async fn run(a: &crate::bench::BenchArgs) -> anyhow::Result<()> {
-    let (connections, secs, new_tunnel, split, idle) =
-        (a.connections, a.duration, a.new_tunnel, a.split_writes, a.idle);
-    let replicas = a.replicas;
-    if replicas == 0 {
-        bail!("--replicas must be at least 1");
-    }
-    if replicas > 1 && a.store.is_none() {
-        bail!("--replicas {replicas} needs --store postgres://… (replicas share one database)");
-    }
-    if replicas > 1 && (idle > 0 || a.held > 0) {
-        bail!("--idle and --held measure one gateway: use them without --replicas");
-    }
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path();
-    let api_port = start_upstream(dir, split, a.upstream_http1).await?;
-    let store = a
-        .store
-        .as_ref()
-        .map_or(String::new(), |url| format!("\n[store]\nurl = {url:?}\n"));
-    let ports = (0..replicas)
-        .map(|_| Ok((free_port()?, free_port()?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let (home, opened, token) = crate::local::home(
-        dir,
-        &config(ports[0], api_port, &store),
-        ("api", b"real-bench-key"),
-        "bench",
-    )
-    .await?;
-    opened.store.close().await;
-    let mut children = vec![spawn_serve(&dir.join("airlock.toml")).await?];
-    // Further replicas: a directory each, with the first one's CA, master key and control token.
-    for (i, p) in ports.iter().enumerate().skip(1) {
-        let replica = dir.join(format!("replica-{i}"));
-        std::fs::create_dir_all(replica.join("data"))?;
-        for f in ["ca.pem", "ca-key.pem", "master.key", "control.token"] {
-            std::fs::copy(home.data_dir().join(f), replica.join("data").join(f))?;
-        }
-        std::fs::copy(dir.join("upstream-ca.pem"), replica.join("upstream-ca.pem"))?;
-        std::fs::write(replica.join("airlock.toml"), config(*p, api_port, &store))?;
-        children.push(spawn_serve(&replica.join("airlock.toml")).await?);
-    }
-    let pids: Vec<u32> = children.iter().map(|(_, pid)| *pid).collect();
+/// A running setup: the upstream in this process, the gateway child(ren), the routes to both.
+pub struct Local {
+    /// Holds the temporary directory (config, data, CAs) for as long as the setup runs.
+    _tmp: tempfile::TempDir,
+    children: Vec<tokio::process::Child>,
+    pids: Vec<u32>,
+    direct: Vec<Route>,
+    proxied: Vec<Route>,
+    target: String,
+    api_port: u16,
+    store: crate::home::StoreAt,
+    /// How the run is described in the first line of the output.
+    pub describe: String,
+}
 
-    let target = format!("https://localhost:{api_port}/gmail/v1/users/me/messages");
-    let up_ca = std::fs::read(dir.join("upstream-ca.pem"))?;
-    let gw_ca = std::fs::read(home.ca_cert_path())?;
-    let direct = [Route::new(None, &[&up_ca])?];
-    let proxied = ports
-        .iter()
-        .map(|(proxy_port, _)| Route::new(Some(&format!("http://bench:{token}@127.0.0.1:{proxy_port}")), &[&gw_ca]))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let dur = Duration::from_secs(secs);
-    println!(
-        "airlock bench --local · {connections} connections · {secs}s each · {} · upstream {} writes, {} · {replicas} gateway{} on {}",
-        mode(new_tunnel),
-        if split { "split" } else { "single" },
-        if a.upstream_http1 { "HTTP/1.1" } else { "HTTP/2 offered" },
-        if replicas == 1 { "" } else { "s" },
-        home.store.describe()
-    );
-    // Warm up both paths (pools, leaf certificates, session caches), every gateway.
-    let warm = connections.min(4).max(replicas);
-    measure(&direct, &target, warm, Duration::from_millis(500), new_tunnel).await?;
-    measure(&proxied, &target, warm, Duration::from_millis(500), new_tunnel).await?;
-    let d = measure(&direct, &target, connections, dur, new_tunnel).await?;
-    let (t0, _) = usage(&pids)?;
-    let p = measure(&proxied, &target, connections, dur, new_tunnel).await?;
-    let (t1, rss) = usage(&pids)?;
-    print_pair(&d, &p);
-    let cpu_us = (t1 - t0) as f64 / TICKS_PER_SEC * 1e6 / (p.requests.max(1) as f64);
-    println!(
-        "gateway  {cpu_us:.1} µs CPU per proxied request · RSS {:.1} MB{}",
-        rss as f64 / 1024.0,
-        if replicas == 1 { "" } else { " (all replicas)" }
-    );
+/// One direct and one proxied measurement, and the gateway's cost for the proxied one.
+pub struct Pair {
+    pub direct: Stats,
+    pub proxied: Stats,
+    /// Gateway CPU (user + system, all replicas) per proxied request, µs.
+    pub cpu_us: f64,
+    /// Gateway RSS (all replicas) after the proxied run, MB.
+    pub rss_mb: f64,
+}
 
-    let pid = pids[0];
-    if idle > 0 {
-        let mut held = Vec::with_capacity(idle);
-        for _ in 0..idle {
-            held.push(proxied[0].connect("localhost", api_port).await?);
+impl Local {
+    pub async fn start(a: &crate::bench::BenchArgs) -> anyhow::Result<Local> {
+        let replicas = a.replicas;
+        if replicas == 0 {
+            bail!("--replicas must be at least 1");
         }
-        let (_, rss) = proc_usage(pid)?;
-        println!(
-            "idle     {idle} open agent connections (CONNECT + TLS) · gateway RSS {:.1} MB",
-            rss as f64 / 1024.0
+        if replicas > 1 && a.store.is_none() {
+            bail!("--replicas {replicas} needs --store postgres://… (replicas share one database)");
+        }
+        if replicas > 1 && (a.idle > 0 || a.held > 0 || a.suite) {
+            bail!("--idle, --held and --suite measure one gateway: use them without --replicas");
+        }
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path();
+        let api_port = start_upstream(dir, a.split_writes, a.upstream_http1).await?;
+        let store = a
+            .store
+            .as_ref()
+            .map_or(String::new(), |url| format!("\n[store]\nurl = {url:?}\n"));
+        let ports = (0..replicas)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (home, opened, token) = crate::local::home(
+            dir,
+            &config(ports[0], api_port, &store),
+            ("api", b"real-bench-key"),
+            "bench",
+        )
+        .await?;
+        opened.store.close().await;
+        let mut children = vec![spawn_serve(&dir.join("airlock.toml")).await?];
+        // Further replicas: a directory each, with the first one's CA, master key and control token.
+        for (i, p) in ports.iter().enumerate().skip(1) {
+            let replica = dir.join(format!("replica-{i}"));
+            std::fs::create_dir_all(replica.join("data"))?;
+            for f in ["ca.pem", "ca-key.pem", "master.key", "control.token"] {
+                std::fs::copy(home.data_dir().join(f), replica.join("data").join(f))?;
+            }
+            std::fs::copy(dir.join("upstream-ca.pem"), replica.join("upstream-ca.pem"))?;
+            std::fs::write(replica.join("airlock.toml"), config(*p, api_port, &store))?;
+            children.push(spawn_serve(&replica.join("airlock.toml")).await?);
+        }
+        let pids: Vec<u32> = children.iter().map(|(_, pid)| *pid).collect();
+        let target = format!("https://localhost:{api_port}/gmail/v1/users/me/messages");
+        let up_ca = std::fs::read(dir.join("upstream-ca.pem"))?;
+        let gw_ca = std::fs::read(home.ca_cert_path())?;
+        let direct = vec![Route::new(None, &[&up_ca])?];
+        let proxied = ports
+            .iter()
+            .map(|(proxy_port, _)| Route::new(Some(&format!("http://bench:{token}@127.0.0.1:{proxy_port}")), &[&gw_ca]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let describe = format!(
+            "upstream {} writes, {} · {replicas} gateway{} on {}",
+            if a.split_writes { "split" } else { "single" },
+            if a.upstream_http1 { "HTTP/1.1" } else { "HTTP/2 offered" },
+            if replicas == 1 { "" } else { "s" },
+            home.store.describe()
         );
+        Ok(Local {
+            _tmp: tmp,
+            children: children.into_iter().map(|(c, _)| c).collect(),
+            pids,
+            direct,
+            proxied,
+            target,
+            api_port,
+            store: home.store.clone(),
+            describe,
+        })
+    }
+
+    /// Warms both paths up (pools, leaf certificates, session caches), then measures direct
+    /// and proxied for `dur` each with `connections` workers.
+    pub async fn pair(&self, connections: usize, dur: Duration, new_tunnel: bool) -> anyhow::Result<Pair> {
+        let warm = connections.min(4).max(self.proxied.len());
+        measure(&self.direct, &self.target, warm, Duration::from_millis(500), new_tunnel).await?;
+        measure(
+            &self.proxied,
+            &self.target,
+            warm,
+            Duration::from_millis(500),
+            new_tunnel,
+        )
+        .await?;
+        let direct = measure(&self.direct, &self.target, connections, dur, new_tunnel).await?;
+        let (t0, _) = usage(&self.pids)?;
+        let proxied = measure(&self.proxied, &self.target, connections, dur, new_tunnel).await?;
+        let (t1, rss) = usage(&self.pids)?;
+        let cpu_us = (t1 - t0) as f64 / TICKS_PER_SEC * 1e6 / (proxied.requests.max(1) as f64);
+        Ok(Pair {
+            direct,
+            proxied,
+            cpu_us,
+            rss_mb: rss as f64 / 1024.0,
+        })
+    }
+
+    /// The gateway's RSS (MB) with `n` idle agent connections open (CONNECT + TLS done).
+    pub async fn idle_rss(&self, n: usize) -> anyhow::Result<f64> {
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            held.push(self.proxied[0].connect("localhost", self.api_port).await?);
+        }
+        let (_, rss) = proc_usage(self.pids[0])?;
         drop(held);
+        Ok(rss as f64 / 1024.0)
+    }
+
+    /// The gateway's RSS (MB) before and while `n` requests are held for approval.
+    pub async fn held_rss(&self, n: usize) -> anyhow::Result<(f64, f64)> {
+        held_rss(&self.proxied[0], self.api_port, n, self.pids[0], &self.store).await
+    }
+
+    pub async fn stop(mut self) {
+        for c in &mut self.children {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+pub async fn run(a: &crate::bench::BenchArgs) -> anyhow::Result<()> {
+    if a.suite {
+        return crate::bench_suite::run(a).await;
+    }
+    let local = Local::start(a).await?;
+    println!(
+        "airlock bench --local · {} connections · {}s each · {} · {}",
+        a.connections,
+        a.duration,
+        mode(a.new_tunnel),
+        local.describe
+    );
+    let p = local
+        .pair(a.connections, Duration::from_secs(a.duration), a.new_tunnel)
+        .await?;
+    print_pair(&p.direct, &p.proxied);
+    println!(
+        "gateway  {:.1} µs CPU per proxied request · RSS {:.1} MB{}",
+        p.cpu_us,
+        p.rss_mb,
+        if a.replicas == 1 { "" } else { " (all replicas)" }
+    );
+    if a.idle > 0 {
+        let rss = local.idle_rss(a.idle).await?;
+        println!(
+            "idle     {} open agent connections (CONNECT + TLS) · gateway RSS {rss:.1} MB",
+            a.idle
+        );
     }
     if a.held > 0 {
-        held_rss(&proxied[0], api_port, a.held, pid, &home.store).await?;
+        let (before, rss) = local.held_rss(a.held).await?;
+        println!(
+            "held     {} requests waiting for approval (one agent connection each) · gateway RSS {rss:.1} MB (was {before:.1} MB)",
+            a.held
+        );
     }
-    for (mut child, _) in children {
-        let _ = child.kill().await;
-    }
+    local.stop().await;
     Ok(())
 }
 
 /// Holds `n` requests for approval at once, each on its own agent connection (CONNECT + TLS,
 /// a ~1 KB JSON body), waits until the gateway has persisted all of them, and reports its RSS.
-async fn held_rss(proxied: &Route, port: u16, n: usize, pid: u32, at: &crate::home::StoreAt) -> anyhow::Result<()> {
+async fn held_rss(
+    proxied: &Route,
+    port: u16,
+    n: usize,
+    pid: u32,
+    at: &crate::home::StoreAt,
+) -> anyhow::Result<(f64, f64)> {
     let (_, before) = proc_usage(pid)?;
     let body = format!(
         r#"{{"to":"bob@example.com","subject":"report","text":"{}"}}"#,
@@ -317,13 +412,8 @@ async fn held_rss(proxied: &Route, port: u16, n: usize, pid: u32, at: &crate::ho
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let (_, rss) = proc_usage(pid)?;
-    println!(
-        "held     {n} requests waiting for approval (one agent connection each) · gateway RSS {:.1} MB (was {:.1} MB)",
-        rss as f64 / 1024.0,
-        before as f64 / 1024.0
-    );
     for t in tasks {
         t.abort();
     }
-    Ok(())
+    Ok((before as f64 / 1024.0, rss as f64 / 1024.0))
 }
