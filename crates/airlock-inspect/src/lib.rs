@@ -62,7 +62,13 @@ impl From<BodyNeeds> for Want {
 /// (Rails, Laravel, Symfony, Spring read them on POST); `Err` when it claims such a form but
 /// cannot be read, which the edge reads as "any method".
 pub fn body_methods(content_type: Option<&str>, body: &[u8]) -> Result<Vec<String>, Unreadable> {
-    sources::body_methods(content_type, strip_bom(body))
+    let body = strip_bom(body);
+    // Nothing but whitespace carries no field, whatever the content type claims (a GET sent
+    // with `content-type: application/json` and no body is common).
+    if body.trim_ascii().is_empty() {
+        return Ok(Vec::new());
+    }
+    sources::body_methods(content_type, body)
 }
 
 /// A body that claims a form (JSON, multipart, urlencoded) it cannot be read as.

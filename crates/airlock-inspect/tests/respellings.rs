@@ -199,6 +199,23 @@ fn the_originals_and_harmless_requests() {
         ),
         Some(Action::Allow)
     );
+    // A body-less request that still declares a form (clients set content-type on every call)
+    // carries no `_method`: it is read as sent, not as "any method".
+    for ct in [JSON, ("content-type", "application/x-www-form-urlencoded")] {
+        for body in ["", " \r\n"] {
+            assert_eq!(
+                action(
+                    &g,
+                    "GET",
+                    "https://gmail.googleapis.com/gmail/v1/users/me/messages",
+                    &[ct],
+                    body
+                ),
+                Some(Action::Allow),
+                "{ct:?} {body:?}"
+            );
+        }
+    }
     let a = policy(ALLOWS);
     assert_eq!(
         action(
