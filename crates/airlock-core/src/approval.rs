@@ -136,31 +136,19 @@ impl Pending {
         let (approve, at_ms) = (vote.approve, vote.at_ms);
         let mut p = self;
         p.votes.push(vote);
-        if !approve {
-            return Ok(Step::Decided(Closed {
-                pending: p,
-                outcome: Outcome::Denied,
-                at_ms,
-            }));
-        }
-        if p.requirements.iter().all(|r| r.met(&p.votes)) {
-            return Ok(Step::Decided(Closed {
-                pending: p,
-                outcome: Outcome::Approved,
-                at_ms,
-            }));
-        }
-        Ok(Step::Waiting(p))
+        Ok(if !approve {
+            Step::Decided(p.close(Outcome::Denied, at_ms))
+        } else if p.requirements.iter().all(|r| r.met(&p.votes)) {
+            Step::Decided(p.close(Outcome::Approved, at_ms))
+        } else {
+            Step::Waiting(p)
+        })
     }
 
     /// At or after the deadline: expired. Before it: still pending.
     pub fn expire(self, now_ms: u64) -> Result<Closed, Pending> {
         if now_ms >= self.expires_ms {
-            Ok(Closed {
-                pending: self,
-                outcome: Outcome::Expired,
-                at_ms: now_ms,
-            })
+            Ok(self.close(Outcome::Expired, now_ms))
         } else {
             Err(self)
         }
@@ -168,10 +156,14 @@ impl Pending {
 
     /// The gateway holding the request is gone: it must never be forwarded.
     pub fn abandon(self, now_ms: u64) -> Closed {
+        self.close(Outcome::Abandoned, now_ms)
+    }
+
+    fn close(self, outcome: Outcome, at_ms: u64) -> Closed {
         Closed {
             pending: self,
-            outcome: Outcome::Abandoned,
-            at_ms: now_ms,
+            outcome,
+            at_ms,
         }
     }
 

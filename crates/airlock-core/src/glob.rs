@@ -36,25 +36,20 @@ impl Glob {
         let mut lit = String::new();
         let mut chars = src.chars().peekable();
         while let Some(c) = chars.next() {
-            match c {
-                '*' => {
-                    let double = chars.peek() == Some(&'*');
-                    if double {
-                        chars.next();
-                    }
-                    if !lit.is_empty() {
-                        toks.push(Tok::Lit(std::mem::take(&mut lit)));
-                    }
-                    toks.push(Tok::Star { seg: path && !double });
+            let tok = match c {
+                '*' => Tok::Star {
+                    seg: path && chars.next_if_eq(&'*').is_none(),
+                },
+                '?' => Tok::Any,
+                c => {
+                    lit.push(c);
+                    continue;
                 }
-                '?' => {
-                    if !lit.is_empty() {
-                        toks.push(Tok::Lit(std::mem::take(&mut lit)));
-                    }
-                    toks.push(Tok::Any);
-                }
-                c => lit.push(c),
+            };
+            if !lit.is_empty() {
+                toks.push(Tok::Lit(std::mem::take(&mut lit)));
             }
+            toks.push(tok);
         }
         if !lit.is_empty() {
             toks.push(Tok::Lit(lit));
@@ -166,20 +161,15 @@ impl HostPattern {
         if s == "*" {
             return Ok(HostPattern::Any);
         }
-        if let Some(rest) = s.strip_prefix("*.") {
-            if rest.is_empty() || rest.contains('*') {
-                return Err(format!(
-                    "bad host pattern {s:?}: use \"*.example.com\" or an exact host"
-                ));
+        // What is left has a `*`, `/` or space in it, or is empty: only `*.rest` is a pattern.
+        match s.strip_prefix("*.") {
+            Some(rest) if !rest.is_empty() && !rest.contains(['*', '/', ' ']) => {
+                Ok(HostPattern::Suffix(format!(".{rest}")))
             }
-            return Ok(HostPattern::Suffix(format!(".{rest}")));
+            _ => Err(format!(
+                "bad host pattern {s:?}: use \"*.example.com\" or an exact host (no scheme, port or path)"
+            )),
         }
-        if s.is_empty() || s.contains('*') || s.contains('/') || s.contains(' ') || s.contains(':') {
-            return Err(format!(
-                "bad host pattern {s:?}: use \"*.example.com\" or an exact host (no scheme, no path)"
-            ));
-        }
-        Ok(HostPattern::Exact(s))
     }
 
     /// `host` must already be lower-case without a trailing dot.

@@ -8,13 +8,24 @@
 //! be read (a body over the limit, SQL that does not parse, an override in an unread body)
 //! satisfies `deny`/`approve` rules and never `allow` rules — the restrictive reading — and the
 //! decision's reason says so.
+//!
+//! Files: `side.rs` (how a condition holds on each side), `body.rs` (body matchers), `rate.rs`
+//! (rate limits); this file holds rules, the host index and evaluation.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::facts::{Body, BodyFacts, RequestFacts, SqlClass};
+use crate::facts::{Body, RequestFacts};
 use crate::glob::{Glob, HostPattern};
+
+mod body;
+mod rate;
+mod side;
+
+pub use body::{BodyMatcher, BodyNeeds, JsonCond, JsonExpect, fold_eq};
+pub use rate::{Rate, RateLimiter};
+use side::{Hit, Side, unread, values_ok};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,89 +51,6 @@ impl Action {
             Action::Approve => "approve",
             Action::Deny => "deny",
         }
-    }
-}
-
-/// A JSON pointer condition: the value at `pointer` equals `value` (strings are globs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonCond {
-    pub pointer: String,
-    pub value: JsonExpect,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum JsonExpect {
-    Glob(Glob),
-    Exact(serde_json::Value),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum BodyMatcher {
-    /// Every pointer condition holds.
-    Json(Vec<JsonCond>),
-    /// Some operation of `operation` kind (any when None) selects one of `names` (any when empty).
-    Graphql {
-        operation: Option<String>,
-        names: Vec<String>,
-    },
-    /// Some call's method matches, and (when given) its MCP tool is one of `tools`.
-    JsonRpc { method: Option<Glob>, tools: Vec<String> },
-    /// Some statement is of one of these classes.
-    Sql(Vec<SqlClass>),
-}
-
-/// What a rule needs from the body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BodyNeeds {
-    pub json: bool,
-    pub graphql: bool,
-    pub jsonrpc: bool,
-    pub sql: bool,
-}
-
-impl BodyNeeds {
-    pub fn any(&self) -> bool {
-        self.json || self.graphql || self.jsonrpc || self.sql
-    }
-
-    fn add(&mut self, m: &BodyMatcher) {
-        match m {
-            BodyMatcher::Json(_) => self.json = true,
-            BodyMatcher::Graphql { .. } => self.graphql = true,
-            BodyMatcher::JsonRpc { .. } => self.jsonrpc = true,
-            BodyMatcher::Sql(_) => self.sql = true,
-        }
-    }
-}
-
-/// `count` requests per `per_secs`, per agent and rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Rate {
-    pub count: u32,
-    pub per_secs: u32,
-}
-
-impl Rate {
-    /// Parses `"60/min"`, `"10/s"`, `"1000/hour"`, `"5/day"`.
-    pub fn parse(s: &str) -> Option<Rate> {
-        let (n, unit) = s.split_once('/')?;
-        let count: u32 = n.trim().parse().ok().filter(|c| *c > 0)?;
-        let per_secs = match unit.trim() {
-            "s" | "sec" | "second" => 1,
-            "m" | "min" | "minute" => 60,
-            "h" | "hour" => 3600,
-            "d" | "day" => 86_400,
-            _ => return None,
-        };
-        Some(Rate { count, per_secs })
-    }
-
-    /// GCRA in milliseconds: `(interval, burst)`. A request at `now` is within the rate while
-    /// `max(tat, now) + interval <= now + burst`, and then moves `tat` there.
-    pub fn gcra_ms(self) -> (u64, u64) {
-        let count = u64::from(self.count.max(1));
-        let interval = u64::from(self.per_secs) * 1000 / count;
-        (interval, interval * count)
     }
 }
 
@@ -156,28 +84,6 @@ pub struct Rule {
     pub reason: Option<String>,
     pub rate: Option<Rate>,
     pub approval: Option<ApprovalSpec>,
-}
-
-/// Which side of invariant 12 a rule is read on: `deny`/`approve` rules trigger when any
-/// reading matches; `allow` rules must hold for every reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Restrictive,
-    Permissive,
-}
-
-/// How a body condition held: by what was read, or by the restrictive reading of what was not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hit {
-    No,
-    Yes,
-    Assumed(&'static str),
-}
-
-impl From<bool> for Hit {
-    fn from(b: bool) -> Hit {
-        if b { Hit::Yes } else { Hit::No }
-    }
 }
 
 impl Rule {
@@ -227,160 +133,10 @@ impl Rule {
     fn body_hit(&self, body: &Body, side: Side) -> Hit {
         let Some(m) = &self.body else { return Hit::Yes };
         match body {
-            Body::Inspected(facts) => body_matches(m, facts, side),
+            Body::Inspected(facts) => body::body_matches(m, facts, side),
             Body::TooLarge | Body::Streamed => unread(side, "the body could not be read whole"),
             Body::Empty => Hit::No,
         }
-    }
-}
-
-/// Restrictive: some value matches. Permissive: there is a value, and every one matches (a
-/// server may take the first or the last of a repeated key).
-fn values_ok<'a>(vals: impl Iterator<Item = &'a str>, g: &Glob, side: Side) -> bool {
-    let mut seen = false;
-    for v in vals {
-        match (side, g.matches(v)) {
-            (Side::Restrictive, true) => return true,
-            (Side::Permissive, false) => return false,
-            _ => seen = true,
-        }
-    }
-    side == Side::Permissive && seen
-}
-
-/// What cannot be read satisfies restrictive rules and never permissive ones.
-fn unread(side: Side, why: &'static str) -> Hit {
-    match side {
-        Side::Restrictive => Hit::Assumed(why),
-        Side::Permissive => Hit::No,
-    }
-}
-
-/// Restrictive: some item matches. Permissive: there is an item, and every one matches.
-fn each<T>(items: &[T], side: Side, ok: impl Fn(&T) -> bool) -> Hit {
-    match side {
-        Side::Restrictive => items.iter().any(ok).into(),
-        Side::Permissive => (!items.is_empty() && items.iter().all(ok)).into(),
-    }
-}
-
-fn body_matches(m: &BodyMatcher, f: &BodyFacts, side: Side) -> Hit {
-    match m {
-        BodyMatcher::Json(conds) => {
-            if f.json_unread {
-                return unread(side, "part of the JSON body could not be read");
-            }
-            each(&f.json, side, |v| conds.iter().all(|c| json_cond(v, c, side)))
-        }
-        BodyMatcher::Graphql { operation, names } => {
-            if f.graphql.iter().any(|op| op.kind == "unparsed") {
-                return unread(side, "a GraphQL document could not be read");
-            }
-            each(&f.graphql, side, |op| {
-                let named = match side {
-                    // The operation's own name is the sender's choice: it may trigger a rule, never pass one.
-                    Side::Restrictive => {
-                        op.name.as_ref().is_some_and(|n| names.contains(n))
-                            || op.fields.iter().any(|n| names.contains(n))
-                    }
-                    Side::Permissive => !op.fields.is_empty() && op.fields.iter().all(|n| names.contains(n)),
-                };
-                operation.as_ref().is_none_or(|k| k == &op.kind) && (names.is_empty() || named)
-            })
-        }
-        BodyMatcher::JsonRpc { method, tools } => {
-            if f.json_unread {
-                return unread(side, "part of the JSON body could not be read");
-            }
-            each(&f.jsonrpc, side, |c| {
-                let tool = match &c.tool {
-                    Some(t) => tools.contains(t),
-                    None => side == Side::Restrictive && c.tool_unread,
-                };
-                method.as_ref().is_none_or(|g| g.matches(&c.method)) && (tools.is_empty() || tool)
-            })
-        }
-        BodyMatcher::Sql(classes) => {
-            if f.sql_unparsed {
-                return unread(side, "some SQL could not be parsed");
-            }
-            each(&f.sql, side, |c| classes.contains(c))
-        }
-    }
-}
-
-/// One pointer condition against one JSON reading. Keys compare as Go's `encoding/json` reads
-/// them (case-insensitively), so every member a server may take is a candidate.
-fn json_cond(v: &serde_json::Value, c: &JsonCond, side: Side) -> bool {
-    let mut found = Vec::new();
-    resolve(v, &c.pointer, &mut found);
-    let ok = |got: &&serde_json::Value| match (got, &c.value) {
-        (serde_json::Value::String(s), JsonExpect::Glob(g)) => g.matches(s),
-        (other, JsonExpect::Glob(g)) => g.matches(&other.to_string()),
-        (got, JsonExpect::Exact(want)) => json_eq(got, want),
-    };
-    match side {
-        Side::Restrictive => found.iter().any(ok),
-        Side::Permissive => !found.is_empty() && found.iter().all(ok),
-    }
-}
-
-/// Every value at `pointer` (RFC 6901), matching object keys by Unicode simple case folding.
-fn resolve<'a>(v: &'a serde_json::Value, pointer: &str, out: &mut Vec<&'a serde_json::Value>) {
-    let Some(rest) = pointer.strip_prefix('/') else {
-        if pointer.is_empty() {
-            out.push(v);
-        }
-        return;
-    };
-    let (token, tail) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let token = token.replace("~1", "/").replace("~0", "~");
-    match v {
-        serde_json::Value::Object(map) => {
-            for (_, child) in map.iter().filter(|(k, _)| fold_eq(k, &token)) {
-                resolve(child, tail, out);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            let index = token
-                .parse::<usize>()
-                .ok()
-                .filter(|_| token == "0" || !token.starts_with('0'));
-            if let Some(child) = index.and_then(|i| items.get(i)) {
-                resolve(child, tail, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Equal under Unicode simple case folding (`ſ` is `s`, `K` the Kelvin sign is `k`), as Go's
-/// `encoding/json` matches keys.
-pub fn fold_eq(a: &str, b: &str) -> bool {
-    fn fold(c: char) -> char {
-        let mut up = c.to_uppercase();
-        let u = match (up.next(), up.next()) {
-            (Some(u), None) => u,
-            _ => c,
-        };
-        u.to_lowercase().next().unwrap_or(u)
-    }
-    a == b || a.chars().map(fold).eq(b.chars().map(fold))
-}
-
-/// JSON equality where numbers compare by value: `1000`, `1000.0` and `1e3` are one amount.
-fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value as V;
-    match (a, b) {
-        (V::Number(x), V::Number(y)) if x.is_f64() || y.is_f64() => x.as_f64() == y.as_f64(),
-        (V::Array(x), V::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
-        (V::Object(x), V::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, xv)| y.get(k).is_some_and(|yv| json_eq(xv, yv)))
-        }
-        _ => a == b,
     }
 }
 
@@ -551,58 +307,44 @@ impl Policy {
                 Action::Approve => format!("rule \"{}\" requires human approval", r.name),
                 _ => format!("denied by rule \"{}\"", r.name),
             });
-            return Decision {
-                action: r.action,
-                rule: Some(r.name.clone()),
-                reason: with_reading(base, &reading),
-                matched,
-                reading: (!reading.is_empty()).then_some(reading),
-            };
+            return decided(r.action, Some(r), with_reading(base, &reading), matched, reading);
         }
+        let default = self.default.as_str();
         match (uncovered, first_allow) {
             (None, Some(i)) => {
                 let r = &self.rules[i];
-                Decision {
-                    action: Action::Allow,
-                    rule: Some(r.name.clone()),
-                    reason: r
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| format!("allowed by rule \"{}\"", r.name)),
-                    matched,
-                    reading: None,
-                }
+                let reason = r.reason.clone();
+                let reason = reason.unwrap_or_else(|| format!("allowed by rule \"{}\"", r.name));
+                decided(Action::Allow, Some(r), reason, matched, String::new())
             }
             (Some((m, p)), _) => {
                 let reading = describe(f, m, p, None);
-                let default = self.default.as_str();
                 let reason = if reading.is_empty() {
-                    format!(
-                        "no rule matches {} {}{}; the default is {default}",
-                        f.method(),
-                        f.host,
-                        f.path()
-                    )
+                    let (method, host, path) = (f.method(), &f.host, f.path());
+                    format!("no rule matches {method} {host}{path}; the default is {default}")
                 } else {
                     format!("no rule allows this request when it is read as {reading}; the default is {default}")
                 };
-                Decision {
-                    action: self.default,
-                    rule: None,
-                    reason,
-                    matched,
-                    reading: (!reading.is_empty()).then_some(reading),
-                }
+                decided(self.default, None, reason, matched, reading)
             }
             // No readings at all cannot come from the edge; refuse rather than guess.
-            (None, None) => Decision {
-                action: Action::Deny,
-                rule: None,
-                reason: "the request has no method or path to decide on".into(),
-                matched,
-                reading: None,
-            },
+            (None, None) => {
+                let reason = "the request has no method or path to decide on".into();
+                decided(Action::Deny, None, reason, matched, String::new())
+            }
         }
+    }
+}
+
+fn decided(action: Action, rule: Option<&Rule>, reason: String, matched: Vec<usize>, reading: String) -> Decision {
+    let rule = rule.map(|r| r.name.clone());
+    let reading = (!reading.is_empty()).then_some(reading);
+    Decision {
+        action,
+        rule,
+        reason,
+        matched,
+        reading,
     }
 }
 
@@ -626,31 +368,5 @@ fn with_reading(base: String, reading: &str) -> String {
         base
     } else {
         format!("{base} — read restrictively as {reading}")
-    }
-}
-
-/// Generic cell rate limiting (GCRA, [`Rate::gcra_ms`]): one timestamp per key, time given by
-/// the caller. The store runs the same arithmetic for replicas that share their limits.
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    tat: HashMap<(usize, String), u64>,
-}
-
-impl RateLimiter {
-    /// Records one request for (`rule`, `agent`) at `now_ms`; false when it exceeds `rate`.
-    pub fn check(&mut self, rule: usize, agent: &str, rate: Rate, now_ms: u64) -> bool {
-        let (interval, burst) = rate.gcra_ms();
-        let key = (rule, agent.to_string());
-        let tat = self.tat.get(&key).copied().unwrap_or(now_ms).max(now_ms);
-        if tat - now_ms + interval > burst {
-            return false;
-        }
-        self.tat.insert(key, tat + interval);
-        true
-    }
-
-    /// Drops keys idle long enough to be full again; call now and then to bound memory.
-    pub fn prune(&mut self, now_ms: u64) {
-        self.tat.retain(|_, tat| *tat > now_ms);
     }
 }
