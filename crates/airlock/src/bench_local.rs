@@ -153,7 +153,13 @@ max_held_per_agent = 10000
 
 /// Starts `airlock serve --config cfg` and waits until it listens; its later output is shown.
 async fn spawn_serve(cfg: &std::path::Path) -> anyhow::Result<(tokio::process::Child, u32)> {
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+    // AIRLOCK_BENCH_WRAP runs the gateway under a profiler (`heaptrack`, `perf record -g --`);
+    // its pid is then the wrapper's, so CPU and RSS figures are not the gateway's alone.
+    let wrap = std::env::var("AIRLOCK_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<String> = wrap.split_whitespace().map(str::to_owned).collect();
+    argv.push(std::env::current_exe()?.to_string_lossy().into_owned());
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
         .args(["--config", &cfg.to_string_lossy(), "serve"])
         .env("AIRLOCK_LOG", "warn")
         // The child serves the store this setup created, whatever the caller's store is.

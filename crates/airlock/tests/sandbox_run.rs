@@ -445,8 +445,12 @@ async fn terminal_and_ctrl_c(runtime: &str) {
     // KeyboardInterrupt raised between the print and the `try` would escape the handler.
     let agent = "import os, sys\nprint('tty' if os.isatty(0) and os.isatty(1) else 'no tty')\ntry:\n    print('ready', flush=True)\n    input()\nexcept KeyboardInterrupt:\n    print('got SIGINT', flush=True)\n    sys.exit(42)\n";
     let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sandbox/terminal.py");
+    // A container engine's CLI puts the terminal in raw mode while the container starts; bwrap
+    // leaves it to the agent.
+    let wait_raw: &[&str] = if runtime == "bwrap" { &[] } else { &["--wait-raw"] };
     let o = tokio::process::Command::new("python3")
         .arg(driver)
+        .args(wait_raw)
         .arg(BIN)
         .arg("--config")
         .arg(&gw.config)

@@ -1,18 +1,29 @@
 """Drives a command on a real pseudo-terminal, as an operator's shell would: waits for
 "ready", types Ctrl-C, and reports (as JSON) what the terminal showed and the exit code.
 
-usage: terminal.py CMD ARGS...
+usage: terminal.py [--wait-raw] CMD ARGS...
+
+--wait-raw: before typing Ctrl-C, wait until the command has put the terminal in raw mode (a
+container engine's CLI does so while the container starts, and a Ctrl-C typed before then is
+the host terminal's SIGINT, not a keystroke for the agent).
 """
 import json
 import os
 import pty
 import select
+import signal
 import sys
+import termios
 import time
+
+args = sys.argv[1:]
+wait_raw = args[:1] == ["--wait-raw"]
+if wait_raw:
+    args = args[1:]
 
 pid, fd = pty.fork()
 if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
+    os.execvp(args[0], args)
 
 seen = b""
 
@@ -34,10 +45,27 @@ def read_until(token, timeout=60):
     return True
 
 
+def raw(timeout=60):
+    """Waits until the terminal stops turning ^C into SIGINT (the master reports the slave's modes)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if not termios.tcgetattr(fd)[3] & termios.ISIG:
+            return True
+        # termios changes have no event to wait on; poll briefly.
+        time.sleep(0.01)
+    return False
+
+
 got_ready = read_until(b"ready")
+if got_ready and wait_raw:
+    got_ready = raw()
 if got_ready:
     os.write(fd, b"\x03")
     read_until(b"\x00never")  # until the terminal closes
-_, status = os.waitpid(pid, 0)
+# A command still running here missed the keystroke: end it so the test fails instead of hanging.
+done, status = os.waitpid(pid, os.WNOHANG)
+if done == 0:
+    os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
 print(json.dumps({"ready": got_ready, "out": seen.decode(errors="replace"),
                   "code": os.waitstatus_to_exitcode(status)}))
