@@ -2,7 +2,7 @@
 //! platform identity → person → role). Counted by whichever replica receives them, in one store
 //! transaction under the approval's lock, through the core state machine.
 
-use airlock_channels::token::{Claims, Decision};
+use airlock_channels::token::{self, Claims, Decision};
 use airlock_channels::{Card, Click, Reply, Status};
 use airlock_core::approval::{Closed, Outcome, Pending, Refused, Requirement, Step, Vote};
 use airlock_store::{ApprovalRow, StoreError, Tally, VoteRow};
@@ -134,7 +134,22 @@ impl Hub {
             Some(d) => d,
             None => return refuse("This request is unknown to airlock."),
         };
-        if let Err(e) = claims.verify(&self.inner.key, &digest, now_ms() / 1000) {
+        let now = now_ms() / 1000;
+        let verified = match self.channel(click.channel).is_some_and(|c| c.binds_tokens()) {
+            true => claims.verify_for(&self.inner.key, &digest, &token::holder(click.channel, &person), now),
+            false => claims.verify(&self.inner.key, &digest, now),
+        };
+        if let Err(e) = verified {
+            // A valid-looking click that does not hold: someone else's token, a forgery, a
+            // stale button. Recorded, as any refused vote.
+            self.audit(event(
+                "vote",
+                "",
+                "",
+                "refused",
+                &format!("{person} via {}: button refused: {e}", click.channel),
+                serde_json::json!({ "approval": claims.id, "person": person, "channel": click.channel }),
+            ));
             return refuse(&format!("This button was refused: {e}."));
         }
         match self.vote(&claims.id, &person, claims.decision, click.channel).await {

@@ -502,6 +502,42 @@ const CASES: &[Case] = &[
         "must be longer than 0s",
     ),
     (
+        "an ntfy channel without the URL its buttons post to",
+        &["[channels.ntfy]", "token = \"env:NTFY_TOKEN\""],
+        1,
+        "channels.ntfy.public_url",
+        "required: the control plane's URL as approvers' phones reach it",
+    ),
+    (
+        "an ntfy priority beyond 5",
+        &[
+            "[channels.ntfy]",
+            "public_url = \"https://airlock.example.com\"",
+            "priority = 9",
+        ],
+        3,
+        "channels.ntfy.priority",
+        "from 1 (min) to 5 (max)",
+    ),
+    (
+        "an ntfy token written in the file",
+        &[
+            "[channels.ntfy]",
+            "public_url = \"https://airlock.example.com\"",
+            "token = \"tk_AgQdq7mVBoFD37zQ\"",
+        ],
+        3,
+        "channels.ntfy.token",
+        "credentials are never written in the file",
+    ),
+    (
+        "an ntfy id that is not a topic name",
+        &["[people.alice]", "roles = [\"owner\"]", "ntfy = \"alice/../admin\""],
+        3,
+        "people.alice.ntfy",
+        "must be an ntfy topic name",
+    ),
+    (
         "person that is not a table",
         &["[people]", "alice = \"owner\""],
         2,

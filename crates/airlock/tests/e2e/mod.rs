@@ -4,6 +4,7 @@
 //! webhook receiver in `receiver`.
 #![allow(dead_code)]
 
+pub mod fake_ntfy;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
 pub mod fake_slack;
 #[path = "../../../airlock-channels/tests/fake/mod.rs"]
@@ -31,6 +32,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("SLACK_APP", fake_slack::APP),
     ("SLACK_SIGNING", SIGNING),
     ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ("NTFY_TOKEN", fake_ntfy::TOKEN),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -43,6 +45,7 @@ pub const CREDENTIALS: &[&str] = &[
     SIGNING,
     WEBHOOK_SECRET,
     "YWlybG9jayBlMmUgd2ViaG9vayBrZXkgMzIgYnl0ZXM",
+    fake_ntfy::TOKEN,
 ];
 
 pub const MAIL_PATH: &str = "/gmail/v1/users/me/messages/send";
