@@ -265,3 +265,36 @@ async fn ntfy_a_hostile_body_stays_inert() {
     assert!(!up.contacted());
     assert!(n.violations().is_empty(), "{:?}", n.violations());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntfy_after_a_crash_the_old_buttons_count_for_nothing() {
+    let n = FakeNtfy::start().await;
+    let up = upstream(true).await;
+    let mut gw = gateway(
+        &up,
+        &person("alice", "owner", "airlock-alice"),
+        &ntfy_channel(&n),
+        MAIL_RULE,
+    );
+    let mut events = Events::open(&gw).await;
+    let agent = try_send(&gw, up.port, MAIL_PATH, "application/json", MAIL.into());
+    let id = events.next("pending").await;
+    let c = card(&n, "airlock-alice").await;
+    tokens(&id, &c);
+
+    // A crash: no shutdown path runs; the restarted gateway abandons what was held.
+    let mut child = gw.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(agent.await.unwrap().is_err(), "the held request got no answer");
+    gw.serve(ENV);
+
+    // The card's buttons are pressed after the restart: refused, nothing forwarded, ever.
+    for label in ["Approve", "Deny"] {
+        let (status, reply) = press(&gw, action(&c, label), None).await;
+        assert_eq!(status, 403, "{reply}");
+        assert!(reply["text"].as_str().unwrap().contains("already decided"), "{reply}");
+    }
+    assert!(!up.contacted());
+    assert!(n.violations().is_empty(), "{:?}", n.violations());
+}
