@@ -119,14 +119,32 @@ impl Hub {
         let Ok(claims) = Claims::parse(&click.token) else {
             return refuse("This button is not valid.");
         };
-        let Some(person) = self.inner.people.by_identity(click.channel, &click.user) else {
+        // The identity the platform vouches for, confirmed by the channel where it must be.
+        let user = match self.channel(click.channel) {
+            Some(ch) => match ch.identify(click).await {
+                Ok(u) => u,
+                Err(e) => {
+                    self.audit(event(
+                        "vote",
+                        "",
+                        "",
+                        "refused",
+                        &format!("{} user {} could not be confirmed: {e}", click.channel, click.user),
+                        serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": click.user }),
+                    ));
+                    return refuse("Your account could not be confirmed, so your click changed nothing.");
+                }
+            },
+            None => click.user.clone(),
+        };
+        let Some(person) = self.inner.people.by_identity(click.channel, &user) else {
             self.audit(event(
                 "vote",
                 "",
                 "",
                 "refused",
-                &format!("unknown {} user {} clicked", click.channel, click.user),
-                serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": click.user }),
+                &format!("unknown {} user {user} clicked", click.channel),
+                serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": user }),
             ));
             return refuse("You are not configured as an approver in airlock, so your click changed nothing.");
         };

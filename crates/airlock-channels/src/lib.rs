@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 pub mod card;
+pub mod mattermost;
 pub mod ntfy;
 pub mod render;
 pub mod slack;
@@ -337,6 +338,19 @@ pub trait Channel: Send + Sync + 'static {
         _now_secs: u64,
     ) -> Result<Option<Click>, CallbackError> {
         Err(CallbackError::NotSupported)
+    }
+
+    /// The platform identity a vote is counted for: by default the `user` the click carries.
+    /// A channel that must confirm it first (Mattermost: the user looked up through the API,
+    /// active and not a bot) answers with the identity `[people.NAME]` names, or an error
+    /// (the click then counts for nothing).
+    fn identify<'a>(&'a self, click: &'a Click) -> BoxFuture<'a, Result<String, ChannelError>> {
+        Box::pin(async move { Ok(click.user.clone()) })
+    }
+
+    /// The JSON body `/callbacks/<name>` answers a click with: by default the [`Reply`].
+    fn callback_body(&self, reply: &Reply) -> serde_json::Value {
+        serde_json::to_value(reply).unwrap_or_default()
     }
 
     /// The HTTP status `/callbacks/<name>` answers a refused click with (the body is the

@@ -58,6 +58,7 @@ pub struct ChannelsConfig {
     pub telegram: Option<TelegramConfig>,
     pub webhook: Option<WebhookConfig>,
     pub ntfy: Option<crate::selfhosted::NtfyConfig>,
+    pub mattermost: Option<crate::selfhosted::MattermostConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +88,8 @@ impl Default for ApprovalsConfig {
     }
 }
 
-const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook", "ntfy"];
-const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "ntfy"];
+const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook", "ntfy", "mattermost"];
+const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "ntfy", "mattermost"];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
 
@@ -243,6 +244,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
                 }
             }
             "ntfy" => c.ntfy = crate::selfhosted::read_ntfy(t, path, errs),
+            "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -289,6 +291,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "telegram" => channels.telegram.is_some(),
                 "webhook" => channels.webhook.is_some(),
                 "ntfy" => channels.ntfy.is_some(),
+                "mattermost" => channels.mattermost.is_some(),
                 _ => false,
             };
             if configured {

@@ -53,3 +53,41 @@ pub(crate) fn read_ntfy(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<N
         priority,
     })
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MattermostConfig {
+    /// The Mattermost server.
+    pub url: String,
+    /// The bot account's access token.
+    pub bot_token: SecretRef,
+    /// Carried in each button's server-side context and required back on every callback.
+    pub callback_secret: SecretRef,
+    /// The control plane as the Mattermost server reaches it: buttons call
+    /// `{public_url}/callbacks/mattermost`.
+    pub public_url: String,
+}
+
+pub(crate) fn read_mattermost(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<MattermostConfig> {
+    let f = Fields::new(t, path, &["url", "bot_token", "callback_secret", "public_url"], errs);
+    let url = channel_url(&f, "url", errs).map(|u| u.trim_end_matches('/').to_string());
+    let public_url = channel_url(&f, "public_url", errs).map(|u| u.trim_end_matches('/').to_string());
+    for (key, what) in [
+        ("url", "the Mattermost server, e.g. https://chat.example.com"),
+        (
+            "public_url",
+            "the control plane's URL as the Mattermost server reaches it",
+        ),
+    ] {
+        if !f.has(key) {
+            errs.push(&f.at(key), format!("required: {what}"));
+        }
+    }
+    let bot_token = secret_ref(&f, "bot_token", true, errs);
+    let callback_secret = secret_ref(&f, "callback_secret", true, errs);
+    Some(MattermostConfig {
+        url: url?,
+        bot_token: bot_token?,
+        callback_secret: callback_secret?,
+        public_url: public_url?,
+    })
+}

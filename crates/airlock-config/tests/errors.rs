@@ -538,6 +538,25 @@ const CASES: &[Case] = &[
         "must be an ntfy topic name",
     ),
     (
+        "a Mattermost channel without its callback secret",
+        &[
+            "[channels.mattermost]",
+            "url = \"https://chat.example.com\"",
+            "bot_token = \"env:MM_BOT\"",
+            "public_url = \"https://airlock.example.com\"",
+        ],
+        1,
+        "channels.mattermost.callback_secret",
+        "required: where to read it",
+    ),
+    (
+        "a Mattermost server over clear text",
+        &["[channels.mattermost]", "url = \"http://chat.example.com\""],
+        2,
+        "channels.mattermost.url",
+        "clear text",
+    ),
+    (
         "person that is not a table",
         &["[people]", "alice = \"owner\""],
         2,

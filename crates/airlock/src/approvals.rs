@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
-use airlock_channels::{Channel, Person, ntfy, slack, telegram, webhook};
+use airlock_channels::{Channel, Person, mattermost, ntfy, slack, telegram, webhook};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -94,6 +94,16 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             token: resolve_opt(&n.token, "channels.ntfy.token", store, vault).await?,
             public_url: n.public_url.clone(),
             priority: n.priority,
+        })));
+    }
+    if let Some(m) = &c.mattermost
+        && wanted("mattermost")
+    {
+        out.push(Arc::new(mattermost::Mattermost::new(mattermost::MattermostConfig {
+            url: m.url.clone(),
+            bot_token: resolve(&m.bot_token, "channels.mattermost.bot_token", store, vault).await?,
+            callback_secret: resolve(&m.callback_secret, "channels.mattermost.callback_secret", store, vault).await?,
+            public_url: m.public_url.clone(),
         })));
     }
     Ok(out)
