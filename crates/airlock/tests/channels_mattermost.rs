@@ -234,3 +234,28 @@ async fn mattermost_a_hostile_body_stays_inside_the_code_block() {
     );
     assert!(m.violations().is_empty(), "{:?}", m.violations());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mattermost_after_a_crash_the_old_buttons_count_for_nothing() {
+    let m = FakeMattermost::start(&[("alice", true)]).await;
+    let up = upstream(true).await;
+    let mut gw = gateway(&up, &person("alice", "owner"), &channel(&m), MAIL_RULE);
+    let mut events = Events::open(&gw).await;
+    let agent = try_send(&gw, up.port, MAIL_PATH, "application/json", MAIL.into());
+    let id = events.next("pending").await;
+    let (post_id, post) = card(&m, "alice").await;
+    tokens(&id, &post);
+
+    // A crash: no shutdown path runs; the restarted gateway abandons what was held.
+    let mut child = gw.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(agent.await.unwrap().is_err(), "the held request got no answer");
+    gw.serve(ENV);
+    for button in ["approve", "deny"] {
+        let (_, reply) = press(&gw, "alice", &post_id, &action(&post, button)).await;
+        assert!(ephemeral(&reply).contains("already decided"), "{reply}");
+    }
+    assert!(!up.contacted());
+    assert!(m.violations().is_empty(), "{:?}", m.violations());
+}
