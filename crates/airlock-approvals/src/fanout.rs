@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use airlock_channels::token::{self, Decision};
 use airlock_channels::{Buttons, Card, Channel, MessageRef, Status};
 use airlock_store::MessageRow;
 use tokio::sync::watch;
@@ -45,6 +46,19 @@ fn follow(
     Sent { status: tx }
 }
 
+/// The buttons `person` gets on a channel that [binds tokens](Channel::binds_tokens): the same
+/// decisions as `shared`, each token minted for that person alone.
+fn held_buttons(hub: &Hub, card: &Card, shared: &Buttons, channel: &str, person: &str) -> Buttons {
+    let holder = token::holder(channel, person);
+    let exp_secs = card.expires_ms.div_ceil(1000);
+    let sign = |d| token::sign_for(&hub.inner.key, &card.id, &card.digest, &holder, d, exp_secs);
+    Buttons {
+        approve: sign(Decision::Approve),
+        deny: sign(Decision::Deny),
+        grant: shared.grant.as_ref().map(|_| sign(Decision::Grant)),
+    }
+}
+
 /// Starts one send per (eligible person, channel with an address for them).
 pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
     let roles: Vec<String> = card.rules.iter().flat_map(|r| r.approvers.iter().cloned()).collect();
@@ -63,7 +77,11 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
         return;
     };
     for (i, person, addr) in jobs {
-        let (hub, id, card, buttons) = (hub.clone(), id.to_string(), card.clone(), buttons.clone());
+        let buttons = match hub.inner.channels[i].binds_tokens() {
+            true => held_buttons(hub, card, &buttons, hub.inner.channels[i].name(), &person),
+            false => buttons.clone(),
+        };
+        let (hub, id, card) = (hub.clone(), id.to_string(), card.clone());
         tokio::spawn(async move {
             // What channels render a new card with.
             let sent_as = Status::Pending {
@@ -90,7 +108,7 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
                         l.sent.push(follow(
                             ch.clone(),
                             card.clone(),
-                            l.buttons.clone(),
+                            buttons.clone(),
                             msg,
                             l.status.clone(),
                             stale,

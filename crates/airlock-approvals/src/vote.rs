@@ -2,7 +2,7 @@
 //! platform identity → person → role). Counted by whichever replica receives them, in one store
 //! transaction under the approval's lock, through the core state machine.
 
-use airlock_channels::token::{Claims, Decision};
+use airlock_channels::token::{self, Claims, Decision};
 use airlock_channels::{Card, Click, Reply, Status};
 use airlock_core::approval::{Closed, Outcome, Pending, Refused, Requirement, Step, Vote};
 use airlock_store::{ApprovalRow, StoreError, Tally, VoteRow};
@@ -119,14 +119,32 @@ impl Hub {
         let Ok(claims) = Claims::parse(&click.token) else {
             return refuse("This button is not valid.");
         };
-        let Some(person) = self.inner.people.by_identity(click.channel, &click.user) else {
+        // The identity the platform vouches for, confirmed by the channel where it must be.
+        let user = match self.channel(click.channel) {
+            Some(ch) => match ch.identify(click).await {
+                Ok(u) => u,
+                Err(e) => {
+                    self.audit(event(
+                        "vote",
+                        "",
+                        "",
+                        "refused",
+                        &format!("{} user {} could not be confirmed: {e}", click.channel, click.user),
+                        serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": click.user }),
+                    ));
+                    return refuse("Your account could not be confirmed, so your click changed nothing.");
+                }
+            },
+            None => click.user.clone(),
+        };
+        let Some(person) = self.inner.people.by_identity(click.channel, &user) else {
             self.audit(event(
                 "vote",
                 "",
                 "",
                 "refused",
-                &format!("unknown {} user {} clicked", click.channel, click.user),
-                serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": click.user }),
+                &format!("unknown {} user {user} clicked", click.channel),
+                serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": user }),
             ));
             return refuse("You are not configured as an approver in airlock, so your click changed nothing.");
         };
@@ -134,7 +152,22 @@ impl Hub {
             Some(d) => d,
             None => return refuse("This request is unknown to airlock."),
         };
-        if let Err(e) = claims.verify(&self.inner.key, &digest, now_ms() / 1000) {
+        let now = now_ms() / 1000;
+        let verified = match self.channel(click.channel).is_some_and(|c| c.binds_tokens()) {
+            true => claims.verify_for(&self.inner.key, &digest, &token::holder(click.channel, &person), now),
+            false => claims.verify(&self.inner.key, &digest, now),
+        };
+        if let Err(e) = verified {
+            // A valid-looking click that does not hold: someone else's token, a forgery, a
+            // stale button. Recorded, as any refused vote.
+            self.audit(event(
+                "vote",
+                "",
+                "",
+                "refused",
+                &format!("{person} via {}: button refused: {e}", click.channel),
+                serde_json::json!({ "approval": claims.id, "person": person, "channel": click.channel }),
+            ));
             return refuse(&format!("This button was refused: {e}."));
         }
         match self.vote(&claims.id, &person, claims.decision, click.channel).await {

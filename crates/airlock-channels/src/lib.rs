@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 pub mod card;
+pub mod mattermost;
+pub mod ntfy;
 pub mod render;
 pub mod slack;
 pub mod telegram;
@@ -297,6 +299,14 @@ pub trait Channel: Send + Sync + 'static {
         person.ids.get(self.name()).cloned()
     }
 
+    /// True when a click's `user` is only as good as the token it came with (an ntfy action
+    /// anyone reading the topic can press): the hub then mints each recipient's buttons with
+    /// [`token::sign_for`], bound to that person on this channel, and counts a click only when
+    /// its token was minted for the person its `user` names.
+    fn binds_tokens(&self) -> bool {
+        false
+    }
+
     /// Sends a new card to `to` (a platform user id); returns where it landed.
     fn send<'a>(
         &'a self,
@@ -328,6 +338,26 @@ pub trait Channel: Send + Sync + 'static {
         _now_secs: u64,
     ) -> Result<Option<Click>, CallbackError> {
         Err(CallbackError::NotSupported)
+    }
+
+    /// The platform identity a vote is counted for: by default the `user` the click carries.
+    /// A channel that must confirm it first (Mattermost: the user looked up through the API,
+    /// active and not a bot) answers with the identity `[people.NAME]` names, or an error
+    /// (the click then counts for nothing).
+    fn identify<'a>(&'a self, click: &'a Click) -> BoxFuture<'a, Result<String, ChannelError>> {
+        Box::pin(async move { Ok(click.user.clone()) })
+    }
+
+    /// The JSON body `/callbacks/<name>` answers a click with: by default the [`Reply`].
+    fn callback_body(&self, reply: &Reply) -> serde_json::Value {
+        serde_json::to_value(reply).unwrap_or_default()
+    }
+
+    /// The HTTP status `/callbacks/<name>` answers a refused click with (the body is the
+    /// [`Reply`] either way): 200 by default, since most platforms show nothing of it; ntfy
+    /// keeps a notification and shows an error only on a non-2xx answer.
+    fn refusal_status(&self) -> u16 {
+        200
     }
 
     /// Pull-based channels (Slack Socket Mode, Telegram getUpdates) start their reader here

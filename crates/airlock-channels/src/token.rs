@@ -5,6 +5,11 @@
 //!
 //! A token is only a capability to *offer* a decision: the hub still maps the clicker to a
 //! person with a required role, and one person's vote counts once.
+//!
+//! Channels whose clicks carry no identity the platform vouches for (an ntfy action anyone
+//! reading the topic can press) get *held* tokens ([`sign_for`]): the MAC also binds the
+//! holder (channel and person), so a token counts only for the person it was minted for. The
+//! two kinds never verify as each other: a held MAC covers one more length-prefixed field.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -61,13 +66,21 @@ pub enum TokenError {
     Expired,
 }
 
-fn mac(key: &[u8], id: &str, digest: &str, decision: Decision, expires_secs: u64) -> Hmac<Sha256> {
+fn mac(
+    key: &[u8],
+    id: &str,
+    digest: &str,
+    holder: Option<&str>,
+    decision: Decision,
+    expires_secs: u64,
+) -> Hmac<Sha256> {
     // A key of any length is valid for HMAC, so this cannot fail.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    // Length-prefixed fields: no two distinct inputs share an encoding.
-    for field in [id.as_bytes(), digest.as_bytes()] {
+    // Length-prefixed fields: no two distinct inputs share an encoding (a held token's input
+    // is longer by the holder's field, so it never equals an unheld one's).
+    for field in [Some(id), Some(digest), holder].into_iter().flatten() {
         m.update(&(field.len() as u32).to_be_bytes());
-        m.update(field);
+        m.update(field.as_bytes());
     }
     m.update(&[decision.code() as u8]);
     m.update(&expires_secs.to_be_bytes());
@@ -76,7 +89,32 @@ fn mac(key: &[u8], id: &str, digest: &str, decision: Decision, expires_secs: u64
 
 /// Signs a button. `id` must be URL-safe and short (the hub uses 18 hex digits).
 pub fn sign(key: &[u8], id: &str, digest: &str, decision: Decision, expires_secs: u64) -> String {
-    let tag = URL_SAFE_NO_PAD.encode(&mac(key, id, digest, decision, expires_secs).finalize().into_bytes()[..16]);
+    sign_inner(key, id, digest, None, decision, expires_secs)
+}
+
+/// Signs a button that counts only for `holder` (see [`holder`]); same shape and length.
+pub fn sign_for(key: &[u8], id: &str, digest: &str, holder: &str, decision: Decision, expires_secs: u64) -> String {
+    sign_inner(key, id, digest, Some(holder), decision, expires_secs)
+}
+
+/// The holder a channel's token is bound to: the channel and the person's configured name.
+pub fn holder(channel: &str, person: &str) -> String {
+    format!("{channel}/{person}")
+}
+
+fn sign_inner(
+    key: &[u8],
+    id: &str,
+    digest: &str,
+    holder: Option<&str>,
+    decision: Decision,
+    expires_secs: u64,
+) -> String {
+    let tag = URL_SAFE_NO_PAD.encode(
+        &mac(key, id, digest, holder, decision, expires_secs)
+            .finalize()
+            .into_bytes()[..16],
+    );
     format!("{id}.{}.{expires_secs:x}.{tag}", decision.code())
 }
 
@@ -108,8 +146,17 @@ impl Claims {
 
     /// Checks the MAC against the digest the hub holds for this id, then the expiry.
     pub fn verify(&self, key: &[u8], digest: &str, now_secs: u64) -> Result<(), TokenError> {
+        self.verify_inner(key, digest, None, now_secs)
+    }
+
+    /// [`Claims::verify`] for a token minted with [`sign_for`] for `holder`.
+    pub fn verify_for(&self, key: &[u8], digest: &str, holder: &str, now_secs: u64) -> Result<(), TokenError> {
+        self.verify_inner(key, digest, Some(holder), now_secs)
+    }
+
+    fn verify_inner(&self, key: &[u8], digest: &str, holder: Option<&str>, now_secs: u64) -> Result<(), TokenError> {
         // Constant-time comparison of the truncated tag.
-        if mac(key, &self.id, digest, self.decision, self.expires_secs)
+        if mac(key, &self.id, digest, holder, self.decision, self.expires_secs)
             .verify_truncated_left(&self.mac)
             .is_err()
         {
@@ -165,6 +212,27 @@ mod tests {
         assert_eq!(
             Claims::parse(&later).unwrap().verify(KEY, DIGEST, 0),
             Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn held_tokens_count_only_for_their_holder() {
+        let alice = holder("ntfy", "alice");
+        let t = sign_for(KEY, "AbCdEfGhIjKl", DIGEST, &alice, Decision::Approve, 1_900_000_000);
+        assert!(t.len() <= MAX_LEN);
+        let c = Claims::parse(&t).unwrap();
+        c.verify_for(KEY, DIGEST, &alice, 0).unwrap();
+        for other in [holder("ntfy", "bob"), holder("email", "alice"), String::new()] {
+            assert_eq!(c.verify_for(KEY, DIGEST, &other, 0), Err(TokenError::BadSignature));
+        }
+        // A held token is no unheld token, and the other way round.
+        assert_eq!(c.verify(KEY, DIGEST, 0), Err(TokenError::BadSignature));
+        let plain = sign(KEY, "AbCdEfGhIjKl", DIGEST, Decision::Approve, 1_900_000_000);
+        let p = Claims::parse(&plain).unwrap();
+        assert_eq!(p.verify_for(KEY, DIGEST, &alice, 0), Err(TokenError::BadSignature));
+        assert_eq!(
+            c.verify_for(KEY, DIGEST, &alice, 1_900_000_000),
+            Err(TokenError::Expired)
         );
     }
 

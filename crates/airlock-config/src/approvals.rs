@@ -57,6 +57,8 @@ pub struct ChannelsConfig {
     pub slack: Option<SlackConfig>,
     pub telegram: Option<TelegramConfig>,
     pub webhook: Option<WebhookConfig>,
+    pub ntfy: Option<crate::selfhosted::NtfyConfig>,
+    pub mattermost: Option<crate::selfhosted::MattermostConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,12 +88,12 @@ impl Default for ApprovalsConfig {
     }
 }
 
-const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook"];
-const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook"];
+const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook", "ntfy", "mattermost"];
+const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "ntfy", "mattermost"];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
 
-fn secret_ref(f: &Fields<'_>, key: &str, required: bool, errs: &mut Errors) -> Option<SecretRef> {
+pub(crate) fn secret_ref(f: &Fields<'_>, key: &str, required: bool, errs: &mut Errors) -> Option<SecretRef> {
     let Some(s) = f.str(key, errs) else {
         if required && !f.has(key) {
             errs.push(
@@ -123,7 +125,7 @@ fn secret_ref(f: &Fields<'_>, key: &str, required: bool, errs: &mut Errors) -> O
 /// A channel endpoint: https, or plain http only toward this machine. Bot tokens travel in
 /// the URL or headers of every call, and cards carry the request and signed buttons, so a
 /// clear-text hop anywhere else would hand them to whoever is on the path.
-fn channel_url(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Option<String> {
+pub(crate) fn channel_url(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Option<String> {
     let s = f.str(key, errs)?;
     // The parser reqwest uses, so the host checked is the host dialed (`http://127.0.0.1@evil`
     // and `http://evil\@127.0.0.1` both name evil).
@@ -174,10 +176,12 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
             );
         }
         let mut ids = BTreeMap::new();
-        for key in ["slack", "telegram", "email", "webhook"] {
+        for &key in &PERSON_KEYS[1..] {
             if let Some(id) = f.str(key, errs) {
                 if id.trim().is_empty() || id.chars().any(char::is_control) {
                     errs.push(&f.at(key), "must be a non-empty single-line id");
+                } else if key == "ntfy" && !crate::selfhosted::is_topic(id.trim()) {
+                    errs.push(&f.at(key), "must be an ntfy topic name: 1-64 of A-Z a-z 0-9 _ -");
                 } else {
                     ids.insert(key.to_string(), id.trim().to_string());
                 }
@@ -239,6 +243,8 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
                     c.webhook = Some(WebhookConfig { url, secret });
                 }
             }
+            "ntfy" => c.ntfy = crate::selfhosted::read_ntfy(t, path, errs),
+            "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -284,6 +290,8 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "slack" => channels.slack.is_some(),
                 "telegram" => channels.telegram.is_some(),
                 "webhook" => channels.webhook.is_some(),
+                "ntfy" => channels.ntfy.is_some(),
+                "mattermost" => channels.mattermost.is_some(),
                 _ => false,
             };
             if configured {

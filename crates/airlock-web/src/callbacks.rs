@@ -39,6 +39,11 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
         }
     };
     let reply = hub.click(&click).await;
+    let status = match reply.ok {
+        true => StatusCode::OK,
+        false => StatusCode::from_u16(ch.refusal_status()).unwrap_or(StatusCode::OK),
+    };
+    let body = ch.callback_body(&reply);
     // Answer the clicker out of band (ephemeral message, callback answer) without holding
     // up the platform's request, which has a short deadline.
     let r = reply.clone();
@@ -47,5 +52,5 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
             tracing::warn!(channel = click.channel, error = %e, "could not answer a click");
         }
     });
-    Json(reply).into_response()
+    (status, Json(body)).into_response()
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
-use airlock_channels::{Channel, Person, slack, telegram, webhook};
+use airlock_channels::{Channel, Person, mattermost, ntfy, slack, telegram, webhook};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -84,6 +84,26 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
         out.push(Arc::new(webhook::Webhook::new(webhook::WebhookConfig {
             url: w.url.clone(),
             secret,
+        })));
+    }
+    if let Some(n) = &c.ntfy
+        && wanted("ntfy")
+    {
+        out.push(Arc::new(ntfy::Ntfy::new(ntfy::NtfyConfig {
+            server: n.server.clone().unwrap_or_else(|| ntfy::DEFAULT_SERVER.to_string()),
+            token: resolve_opt(&n.token, "channels.ntfy.token", store, vault).await?,
+            public_url: n.public_url.clone(),
+            priority: n.priority,
+        })));
+    }
+    if let Some(m) = &c.mattermost
+        && wanted("mattermost")
+    {
+        out.push(Arc::new(mattermost::Mattermost::new(mattermost::MattermostConfig {
+            url: m.url.clone(),
+            bot_token: resolve(&m.bot_token, "channels.mattermost.bot_token", store, vault).await?,
+            callback_secret: resolve(&m.callback_secret, "channels.mattermost.callback_secret", store, vault).await?,
+            public_url: m.public_url.clone(),
         })));
     }
     Ok(out)

@@ -4,6 +4,8 @@
 //! webhook receiver in `receiver`.
 #![allow(dead_code)]
 
+pub mod fake_mattermost;
+pub mod fake_ntfy;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
 pub mod fake_slack;
 #[path = "../../../airlock-channels/tests/fake/mod.rs"]
@@ -20,6 +22,7 @@ use fake_tg::telegram::FakeTelegram;
 
 /// The credential the gateway injects: it must reach the upstream and nothing else.
 pub const REAL: &str = "sk-live-REAL-e2e-4c3b2a19d8";
+pub const MM_SECRET: &str = "e2e-mattermost-callback-secret-41c9";
 pub const SIGNING: &str = "e2e-slack-signing-secret-77f1c0";
 /// `whsec_` + base64 of a 32-byte key.
 pub const WEBHOOK_SECRET: &str = "whsec_YWlybG9jayBlMmUgd2ViaG9vayBrZXkgMzIgYnl0ZXM=";
@@ -31,6 +34,9 @@ pub const ENV: &[(&str, &str)] = &[
     ("SLACK_APP", fake_slack::APP),
     ("SLACK_SIGNING", SIGNING),
     ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ("NTFY_TOKEN", fake_ntfy::TOKEN),
+    ("MM_BOT", fake_mattermost::BOT),
+    ("MM_SECRET", MM_SECRET),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -43,6 +49,9 @@ pub const CREDENTIALS: &[&str] = &[
     SIGNING,
     WEBHOOK_SECRET,
     "YWlybG9jayBlMmUgd2ViaG9vayBrZXkgMzIgYnl0ZXM",
+    fake_ntfy::TOKEN,
+    fake_mattermost::BOT,
+    MM_SECRET,
 ];
 
 pub const MAIL_PATH: &str = "/gmail/v1/users/me/messages/send";
