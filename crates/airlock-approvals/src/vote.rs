@@ -33,10 +33,23 @@ impl Hub {
             at_ms: now as i64,
         };
         let people = &self.inner.people;
+        let what = Voted {
+            id,
+            person,
+            channel,
+            decision,
+            at_ms: now,
+        };
+        // The vote's records commit in the vote's own transaction: once it is counted (and the
+        // approval perhaps closed, for its holder to forward), they are in the chain.
         let counted = self
             .inner
             .store
-            .count_vote(&row, |approval, earlier| tally(approval, earlier, &row, people))
+            .count_vote_audited(&row, |approval, earlier| {
+                let t = tally(approval, earlier, &row, people);
+                let records = what.records(&t);
+                (t, records)
+            })
             .await;
         let (tally, agent, host) = match counted {
             Ok(Some(Tally::Refuse(c) | Tally::Record(c) | Tally::Close { then: c, .. })) => c,
@@ -61,18 +74,6 @@ impl Hub {
             }
             Ok(effect) => effect,
         };
-        self.audit(event(
-            "vote",
-            &agent,
-            &host,
-            match decision {
-                Decision::Approve => "approve",
-                Decision::Deny => "deny",
-                Decision::Grant => "grant",
-            },
-            &format!("{person} voted via {channel}"),
-            serde_json::json!({ "approval": id, "person": person, "channel": channel, "at_ms": now }),
-        ));
         let counted = match effect {
             Effect::Waiting(approved_by) => Counted {
                 id: id.to_string(),
@@ -80,15 +81,6 @@ impl Hub {
                 approved_by,
             },
             Effect::Decided(status, card) => {
-                // The replica whose vote decided records the outcome, once.
-                self.audit(event(
-                    "approval",
-                    &agent,
-                    &host,
-                    status.name(),
-                    &view::status_text(&status),
-                    serde_json::json!({ "approval": id, "digest": card.digest }),
-                ));
                 let approved_by = match &status {
                     Status::Approved { by, grant_secs, at_ms } => {
                         if let Some(secs) = grant_secs {
@@ -161,6 +153,58 @@ impl Hub {
 }
 
 type Counting = (Result<Effect, VoteError>, String, String);
+
+/// A vote being counted, for its audit records.
+struct Voted<'a> {
+    id: &'a str,
+    person: &'a str,
+    channel: &'a str,
+    decision: Decision,
+    at_ms: u64,
+}
+
+impl Voted<'_> {
+    /// The records a counted vote commits with: the vote, and the outcome when it decided
+    /// (the replica whose vote decided records it, once). None for a refused vote.
+    fn records(&self, t: &Tally<Counting>) -> Vec<(i64, Vec<u8>)> {
+        let (agent, host, decided) = match t {
+            Tally::Refuse(_) => return Vec::new(),
+            Tally::Record((_, agent, host)) => (agent, host, None),
+            Tally::Close { then, .. } => match then {
+                (Ok(Effect::Decided(status, card)), agent, host) => (agent, host, Some((status, card))),
+                (_, agent, host) => (agent, host, None),
+            },
+        };
+        let (id, person, channel) = (self.id, self.person, self.channel);
+        let vote = event(
+            "vote",
+            agent,
+            host,
+            match self.decision {
+                Decision::Approve => "approve",
+                Decision::Deny => "deny",
+                Decision::Grant => "grant",
+            },
+            &format!("{person} voted via {channel}"),
+            serde_json::json!({ "approval": id, "person": person, "channel": channel, "at_ms": self.at_ms }),
+        );
+        let outcome = decided.map(|(status, card)| {
+            event(
+                "approval",
+                agent,
+                host,
+                status.name(),
+                &view::status_text(status),
+                serde_json::json!({ "approval": id, "digest": card.digest }),
+            )
+        });
+        [Some(vote), outcome]
+            .into_iter()
+            .flatten()
+            .map(|ev| (i64::try_from(ev.ts_ms).unwrap_or(i64::MAX), ev.canonical()))
+            .collect()
+    }
+}
 
 /// Inside the vote's transaction: replays the recorded votes and the new one through the core
 /// state machine, with every voter's roles from the operator's `[people]` (never from the vote).

@@ -173,6 +173,16 @@ async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::P
     Ok(tx)
 }
 
+/// Takes the appenders' advisory lock (see [`APPEND_LOCK`]) inside a `begin_write` transaction
+/// that appends audit records with what it writes. Taken after the row lock; the audit writer
+/// takes no row locks, so the order cannot deadlock.
+async fn lock_appenders(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), StoreError> {
+    sqlx::Executor::execute(&mut **tx, "SELECT pg_advisory_xact_lock(7019267304284449537)")
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 // The operations: the shared bodies of crate::ops. PostgreSQL reports the declared column types.
 crate::ops::store_ops!(sqlx::Postgres, blob = "BYTEA", int = "INT8", text = "TEXT");
 crate::approvals_ops::approval_ops!();
