@@ -61,14 +61,16 @@ impl Hub {
         let effect = match tally {
             Err(e) => {
                 if let VoteError::Refused(r) = &e {
-                    self.audit(event(
+                    // Recorded before the voter is told: a refusal is evidence too.
+                    self.audit_durable(event(
                         "vote",
                         &agent,
                         &host,
                         "refused",
                         &format!("{person} via {channel}: {}", r.reason()),
                         serde_json::json!({ "approval": id, "person": person, "channel": channel }),
-                    ));
+                    ))
+                    .await;
                 }
                 return Err(e);
             }
@@ -102,34 +104,43 @@ impl Hub {
         Ok(counted)
     }
 
-    /// A click from a platform: token → approval, platform identity → person → vote.
+    /// A click from a platform: token → approval, platform identity → person → vote. Every
+    /// refused click is recorded (with the platform identity and why) before it is answered: a
+    /// forged or replayed button is evidence, not noise.
     pub async fn click(&self, click: &Click) -> Reply {
         let refuse = |text: &str| Reply {
             ok: false,
             text: text.to_string(),
         };
-        let Ok(claims) = Claims::parse(&click.token) else {
-            return refuse("This button is not valid.");
+        let claims = match Claims::parse(&click.token) {
+            Ok(c) => c,
+            Err(e) => {
+                self.refused_click(click, None, None, &format!("the button token is not valid: {e}"))
+                    .await;
+                return refuse("This button is not valid.");
+            }
         };
-        let Some(person) = self.inner.people.by_identity(click.channel, &click.user) else {
-            self.audit(event(
-                "vote",
-                "",
-                "",
-                "refused",
-                &format!("unknown {} user {} clicked", click.channel, click.user),
-                serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": click.user }),
-            ));
+        let id = claims.id.as_str();
+        let person = self.inner.people.by_identity(click.channel, &click.user);
+        let Some(person) = person else {
+            self.refused_click(click, Some(id), None, "not a configured person")
+                .await;
             return refuse("You are not configured as an approver in airlock, so your click changed nothing.");
         };
-        let digest = match self.digest_of(&claims.id).await {
+        let digest = match self.digest_of(id).await {
             Some(d) => d,
-            None => return refuse("This request is unknown to airlock."),
+            None => {
+                self.refused_click(click, Some(id), Some(&person), "no such approval")
+                    .await;
+                return refuse("This request is unknown to airlock.");
+            }
         };
         if let Err(e) = claims.verify(&self.inner.key, &digest, now_ms() / 1000) {
+            self.refused_click(click, Some(id), Some(&person), &format!("the button was refused: {e}"))
+                .await;
             return refuse(&format!("This button was refused: {e}."));
         }
-        match self.vote(&claims.id, &person, claims.decision, click.channel).await {
+        match self.vote(id, &person, claims.decision, click.channel).await {
             Ok(c) => Reply {
                 ok: true,
                 text: match c.state.as_str() {
@@ -140,8 +151,41 @@ impl Hub {
                     s => format!("Your vote counted: the request is {s}."),
                 },
             },
-            Err(e) => refuse(&format!("Your click changed nothing: {e}.")),
+            Err(e) => {
+                // `vote` recorded a refusal by the state machine itself.
+                if !matches!(e, VoteError::Refused(_)) {
+                    self.refused_click(click, Some(id), Some(&person), &e.to_string()).await;
+                }
+                refuse(&format!("Your click changed nothing: {e}."))
+            }
         }
+    }
+
+    /// Records a refused click: who clicked on which platform, on what, and why.
+    async fn refused_click(&self, click: &Click, approval: Option<&str>, person: Option<&str>, why: &str) {
+        let (channel, user) = (click.channel, click.user.as_str());
+        let (agent, host) = match approval {
+            Some(id) => match self.inner.store.get_approval(id).await {
+                Ok(Some(row)) => (row.agent, row.host),
+                _ => (String::new(), String::new()),
+            },
+            None => (String::new(), String::new()),
+        };
+        self.audit_durable(event(
+            "vote",
+            &agent,
+            &host,
+            "refused",
+            &format!("click by {channel} user {user} refused: {why}"),
+            serde_json::json!({
+                "approval": approval,
+                "channel": channel,
+                "user": user,
+                "person": person,
+                "reason": why,
+            }),
+        ))
+        .await;
     }
 
     async fn digest_of(&self, id: &str) -> Option<String> {
