@@ -13,16 +13,22 @@ pub struct StoreConfig {
     /// `lease`: how long a replica that stops renewing its lease (killed, frozen, cut off) is
     /// still taken to be alive; then the others abandon the approvals it held. Seconds.
     pub lease_secs: u64,
+    /// `timeout`: how long the gateway waits for a database connection, and for an audit commit,
+    /// before it counts the store as unreachable and refuses requests (503). Seconds.
+    pub timeout_secs: u64,
 }
 
 /// The default `[store] lease`.
 pub const DEFAULT_LEASE_SECS: u64 = 10;
+/// The default `[store] timeout`.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 2;
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: None,
             lease_secs: DEFAULT_LEASE_SECS,
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
         }
     }
 }
@@ -37,6 +43,7 @@ impl std::fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("url", &url)
             .field("lease_secs", &self.lease_secs)
+            .field("timeout_secs", &self.timeout_secs)
             .finish()
     }
 }
@@ -67,7 +74,7 @@ pub(crate) fn read(table: Option<&Table>, errs: &mut Errors) -> StoreConfig {
     let Some(t) = table else {
         return StoreConfig::default();
     };
-    let f = Fields::new(t, KeyPath::root().key("store"), &["url", "lease"], errs);
+    let f = Fields::new(t, KeyPath::root().key("store"), &["url", "lease", "timeout"], errs);
     let url = f.str("url", errs).and_then(|u| match check_store_url(u) {
         Ok(()) => Some(u.to_owned()),
         Err(problem) => {
@@ -79,5 +86,15 @@ pub(crate) fn read(table: Option<&Table>, errs: &mut Errors) -> StoreConfig {
         true => crate::rules::duration(&f, "lease", errs).unwrap_or(DEFAULT_LEASE_SECS),
         false => DEFAULT_LEASE_SECS,
     };
-    StoreConfig { url, lease_secs }
+    let timeout_secs = match t.contains_key("timeout") {
+        true => crate::rules::duration(&f, "timeout", errs)
+            .filter(|s| *s > 0)
+            .unwrap_or(DEFAULT_TIMEOUT_SECS),
+        false => DEFAULT_TIMEOUT_SECS,
+    };
+    StoreConfig {
+        url,
+        lease_secs,
+        timeout_secs,
+    }
 }

@@ -58,7 +58,8 @@ pub struct WriterOptions {
     pub max_backoff: Duration,
     /// How long a batch waits for more events before it is committed (0 = commit at once).
     pub linger: Duration,
-    /// How long [`AuditHandle::append_durable`] waits for its record to be committed before it
+    /// How long one commit may take before it counts as failed (the writer turns unhealthy and
+    /// retries), and how long [`AuditHandle::append_durable`] waits for its record before it
     /// reports [`AuditUnavailable::NotCommitted`] (the record stays queued and lands later).
     pub commit_timeout: Duration,
 }
@@ -373,16 +374,21 @@ impl AuditWriter {
     async fn commit(&mut self, events: &mut Vec<Pending>, cps: &mut Vec<CheckpointRow>) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.try_commit(events, cps).await {
-                Ok(()) => break,
-                Err(e) => {
-                    if self.healthy.swap(false, Ordering::AcqRel) {
-                        tracing::error!(error = %e, "audit commit failed; refusing new events and retrying");
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.opts.max_backoff);
-                }
+            // Bounded: a store that stops answering (a hung server, a silent network) must turn
+            // the writer unhealthy within seconds, so requests are refused rather than forwarded
+            // with records piling up in memory. A commit cut short is retried under the same
+            // batch id, so one that landed unacknowledged is not appended twice.
+            let attempt = tokio::time::timeout(self.opts.commit_timeout, self.try_commit(events, cps)).await;
+            let failure = match attempt {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {:?}", self.opts.commit_timeout),
+            };
+            if self.healthy.swap(false, Ordering::AcqRel) {
+                tracing::error!(error = %failure, "audit commit failed; refusing new events and retrying");
             }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.opts.max_backoff);
         }
         if !self.healthy.swap(true, Ordering::AcqRel) {
             tracing::warn!("audit commit succeeded after retrying; accepting events again");
