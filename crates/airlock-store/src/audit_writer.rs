@@ -62,6 +62,13 @@ pub struct WriterOptions {
     /// retries), and how long [`AuditHandle::append_durable`] waits for its record before it
     /// reports [`AuditUnavailable::NotCommitted`] (the record stays queued and lands later).
     pub commit_timeout: Duration,
+    /// Also sign the last record this writer appended when this long has passed since its last
+    /// checkpoint and there are new records (so a quiet log is not left unsigned until 1,000
+    /// records or shutdown). Zero: only by count and at shutdown.
+    pub checkpoint_interval: Duration,
+    /// Where to keep the latest signed checkpoint outside the database (see [`crate::anchor`]):
+    /// rewritten atomically with each checkpoint this writer stores.
+    pub anchor: Option<std::path::PathBuf>,
 }
 
 impl Default for WriterOptions {
@@ -73,6 +80,8 @@ impl Default for WriterOptions {
             max_backoff: Duration::from_secs(2),
             linger: Duration::from_millis(5),
             commit_timeout: Duration::from_secs(2),
+            checkpoint_interval: Duration::from_secs(60),
+            anchor: None,
         }
     }
 }
@@ -306,7 +315,26 @@ impl AuditWriter {
         let mut w = Waiting::default();
         // `recv` returns `None` once every handle is dropped, or after `close` (shutdown) once the
         // queue is drained — so everything accepted is committed before the task ends.
-        while let Some(msg) = rx.recv().await {
+        let mut last_signed = tokio::time::Instant::now();
+        loop {
+            let interval = self.opts.checkpoint_interval;
+            let msg = if interval.is_zero() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout_at(last_signed + interval, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        // Quiet since the last checkpoint: sign what was appended meanwhile.
+                        last_signed = tokio::time::Instant::now();
+                        if let Some((seq, hash)) = self.appended.filter(|(seq, _)| *seq > self.signed) {
+                            cps.push(self.checkpoint(seq, hash));
+                            self.commit(&mut events, &mut cps).await;
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Some(msg) = msg else { break };
             let mut next = Some(msg);
             while let Some(msg) = next.take() {
                 Self::take(msg, &mut events, &mut w, &mut rx);
@@ -325,6 +353,14 @@ impl AuditWriter {
                         Ok(None) | Err(_) => break,
                     }
                 }
+            }
+            if !interval.is_zero()
+                && last_signed.elapsed() >= interval
+                && let Some((seq, hash)) = self.appended.filter(|(seq, _)| *seq > self.signed)
+            {
+                // Busy, and due: sign the end of what was appended before this batch.
+                last_signed = tokio::time::Instant::now();
+                cps.push(self.checkpoint(seq, hash));
             }
             self.commit(&mut events, &mut cps).await;
             for done in w.flushes.drain(..).chain(w.durable.drain(..)) {
@@ -413,7 +449,16 @@ impl AuditWriter {
         while let Some(cp) = cps.first() {
             let seq = u64::try_from(cp.seq).unwrap_or(0);
             match self.store.put_checkpoint(cp).await {
-                Ok(()) => self.signed = self.signed.max(seq),
+                Ok(()) => {
+                    if seq > self.signed
+                        && let Some(path) = &self.opts.anchor
+                        && let Err(e) = crate::anchor::write(path, cp)
+                    {
+                        // The checkpoint is stored; only its copy outside the database is stale.
+                        tracing::error!(error = %e, path = %path.display(), "could not write the audit anchor");
+                    }
+                    self.signed = self.signed.max(seq);
+                }
                 // A different checkpoint already holds this seq: not ours to replace, and retrying
                 // cannot help. `verify` judges it; this writer's records stay chained regardless.
                 Err(StoreError::AlreadyExists { what }) => {

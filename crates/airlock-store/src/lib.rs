@@ -18,6 +18,7 @@ macro_rules! dispatch {
     };
 }
 
+pub mod anchor;
 mod approvals;
 mod approvals_ops;
 mod audit_writer;

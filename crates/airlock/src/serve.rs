@@ -253,6 +253,8 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     let opts = WriterOptions {
         checkpoint_every: 1000,
         commit_timeout: timeout,
+        checkpoint_interval: std::time::Duration::from_secs(cfg.store.checkpoint_interval_secs),
+        anchor: Some(cfg.gateway.data_dir.join(airlock_store::anchor::ANCHOR_FILE)),
         ..WriterOptions::default()
     };
     let (audit, writer) = AuditWriter::start_with(store.clone(), sign, opts).await?;
