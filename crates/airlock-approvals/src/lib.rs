@@ -251,6 +251,14 @@ impl Hub {
         }
     }
 
+    /// [`audit`](Self::audit), waiting until the record is committed: for what is answered to
+    /// someone (a refused vote or click) only after it is recorded.
+    pub(crate) async fn audit_durable(&self, ev: AuditEvent) {
+        if let Err(e) = self.inner.audit.append_durable(ev).await {
+            tracing::error!(error = %e, "audit log unavailable: a refused vote was not recorded");
+        }
+    }
+
     /// Holds a request: persists it, sends its cards, and returns the ticket the gateway
     /// waits on. A store failure is an error (the caller denies: fail closed).
     pub async fn hold(&self, req: HoldRequest) -> Result<Ticket, HubError> {

@@ -33,10 +33,23 @@ impl Hub {
             at_ms: now as i64,
         };
         let people = &self.inner.people;
+        let what = Voted {
+            id,
+            person,
+            channel,
+            decision,
+            at_ms: now,
+        };
+        // The vote's records commit in the vote's own transaction: once it is counted (and the
+        // approval perhaps closed, for its holder to forward), they are in the chain.
         let counted = self
             .inner
             .store
-            .count_vote(&row, |approval, earlier| tally(approval, earlier, &row, people))
+            .count_vote_audited(&row, |approval, earlier| {
+                let t = tally(approval, earlier, &row, people);
+                let records = what.records(&t);
+                (t, records)
+            })
             .await;
         let (tally, agent, host) = match counted {
             Ok(Some(Tally::Refuse(c) | Tally::Record(c) | Tally::Close { then: c, .. })) => c,
@@ -48,31 +61,21 @@ impl Hub {
         let effect = match tally {
             Err(e) => {
                 if let VoteError::Refused(r) = &e {
-                    self.audit(event(
+                    // Recorded before the voter is told: a refusal is evidence too.
+                    self.audit_durable(event(
                         "vote",
                         &agent,
                         &host,
                         "refused",
                         &format!("{person} via {channel}: {}", r.reason()),
                         serde_json::json!({ "approval": id, "person": person, "channel": channel }),
-                    ));
+                    ))
+                    .await;
                 }
                 return Err(e);
             }
             Ok(effect) => effect,
         };
-        self.audit(event(
-            "vote",
-            &agent,
-            &host,
-            match decision {
-                Decision::Approve => "approve",
-                Decision::Deny => "deny",
-                Decision::Grant => "grant",
-            },
-            &format!("{person} voted via {channel}"),
-            serde_json::json!({ "approval": id, "person": person, "channel": channel, "at_ms": now }),
-        ));
         let counted = match effect {
             Effect::Waiting(approved_by) => Counted {
                 id: id.to_string(),
@@ -80,15 +83,6 @@ impl Hub {
                 approved_by,
             },
             Effect::Decided(status, card) => {
-                // The replica whose vote decided records the outcome, once.
-                self.audit(event(
-                    "approval",
-                    &agent,
-                    &host,
-                    status.name(),
-                    &view::status_text(&status),
-                    serde_json::json!({ "approval": id, "digest": card.digest }),
-                ));
                 let approved_by = match &status {
                     Status::Approved { by, grant_secs, at_ms } => {
                         if let Some(secs) = grant_secs {
@@ -110,47 +104,52 @@ impl Hub {
         Ok(counted)
     }
 
-    /// A click from a platform: token → approval, platform identity → person → vote.
+    /// A click from a platform: token → approval, platform identity → person → vote. Every
+    /// refused click is recorded (with the platform identity and why) before it is answered: a
+    /// forged or replayed button is evidence, not noise.
     pub async fn click(&self, click: &Click) -> Reply {
         let refuse = |text: &str| Reply {
             ok: false,
             text: text.to_string(),
         };
-        let Ok(claims) = Claims::parse(&click.token) else {
-            return refuse("This button is not valid.");
+        let claims = match Claims::parse(&click.token) {
+            Ok(c) => c,
+            Err(e) => {
+                self.refused_click(click, None, None, &format!("the button token is not valid: {e}"))
+                    .await;
+                return refuse("This button is not valid.");
+            }
         };
+        let id = claims.id.as_str();
         // The identity the platform vouches for, confirmed by the channel where it must be.
         let user = match self.channel(click.channel) {
             Some(ch) => match ch.identify(click).await {
                 Ok(u) => u,
                 Err(e) => {
-                    self.audit(event(
-                        "vote",
-                        "",
-                        "",
-                        "refused",
-                        &format!("{} user {} could not be confirmed: {e}", click.channel, click.user),
-                        serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": click.user }),
-                    ));
+                    self.refused_click(
+                        click,
+                        Some(id),
+                        None,
+                        &format!("the account could not be confirmed: {e}"),
+                    )
+                    .await;
                     return refuse("Your account could not be confirmed, so your click changed nothing.");
                 }
             },
             None => click.user.clone(),
         };
         let Some(person) = self.inner.people.by_identity(click.channel, &user) else {
-            self.audit(event(
-                "vote",
-                "",
-                "",
-                "refused",
-                &format!("unknown {} user {user} clicked", click.channel),
-                serde_json::json!({ "approval": claims.id, "channel": click.channel, "user": user }),
-            ));
+            self.refused_click(click, Some(id), None, "not a configured person")
+                .await;
             return refuse("You are not configured as an approver in airlock, so your click changed nothing.");
         };
-        let digest = match self.digest_of(&claims.id).await {
+        let digest = match self.digest_of(id).await {
             Some(d) => d,
-            None => return refuse("This request is unknown to airlock."),
+            None => {
+                self.refused_click(click, Some(id), Some(&person), "no such approval")
+                    .await;
+                return refuse("This request is unknown to airlock.");
+            }
         };
         let now = now_ms() / 1000;
         let verified = match self.channel(click.channel).is_some_and(|c| c.binds_tokens()) {
@@ -158,19 +157,12 @@ impl Hub {
             false => claims.verify(&self.inner.key, &digest, now),
         };
         if let Err(e) = verified {
-            // A valid-looking click that does not hold: someone else's token, a forgery, a
-            // stale button. Recorded, as any refused vote.
-            self.audit(event(
-                "vote",
-                "",
-                "",
-                "refused",
-                &format!("{person} via {}: button refused: {e}", click.channel),
-                serde_json::json!({ "approval": claims.id, "person": person, "channel": click.channel }),
-            ));
+            // Someone else's token, a forgery, a stale button: evidence, recorded.
+            self.refused_click(click, Some(id), Some(&person), &format!("the button was refused: {e}"))
+                .await;
             return refuse(&format!("This button was refused: {e}."));
         }
-        match self.vote(&claims.id, &person, claims.decision, click.channel).await {
+        match self.vote(id, &person, claims.decision, click.channel).await {
             Ok(c) => Reply {
                 ok: true,
                 text: match c.state.as_str() {
@@ -181,8 +173,44 @@ impl Hub {
                     s => format!("Your vote counted: the request is {s}."),
                 },
             },
-            Err(e) => refuse(&format!("Your click changed nothing: {e}.")),
+            Err(e) => {
+                // `vote` recorded a refusal by the state machine itself.
+                if !matches!(e, VoteError::Refused(_)) {
+                    self.refused_click(click, Some(id), Some(&person), &e.to_string()).await;
+                }
+                refuse(&format!("Your click changed nothing: {e}."))
+            }
         }
+    }
+
+    /// Records a refused click: who clicked on which platform, on what, and why.
+    async fn refused_click(&self, click: &Click, approval: Option<&str>, person: Option<&str>, why: &str) {
+        let (channel, user) = (click.channel, click.user.as_str());
+        let (agent, host) = match approval {
+            Some(id) => match self.inner.store.get_approval(id).await {
+                Ok(Some(row)) => (row.agent, row.host),
+                _ => (String::new(), String::new()),
+            },
+            None => (String::new(), String::new()),
+        };
+        self.audit_durable(event(
+            "vote",
+            &agent,
+            &host,
+            "refused",
+            &match person {
+                Some(p) => format!("{p} via {channel} (user {user}): click refused: {why}"),
+                None => format!("click by {channel} user {user} refused: {why}"),
+            },
+            serde_json::json!({
+                "approval": approval,
+                "channel": channel,
+                "user": user,
+                "person": person,
+                "reason": why,
+            }),
+        ))
+        .await;
     }
 
     async fn digest_of(&self, id: &str) -> Option<String> {
@@ -194,6 +222,58 @@ impl Hub {
 }
 
 type Counting = (Result<Effect, VoteError>, String, String);
+
+/// A vote being counted, for its audit records.
+struct Voted<'a> {
+    id: &'a str,
+    person: &'a str,
+    channel: &'a str,
+    decision: Decision,
+    at_ms: u64,
+}
+
+impl Voted<'_> {
+    /// The records a counted vote commits with: the vote, and the outcome when it decided
+    /// (the replica whose vote decided records it, once). None for a refused vote.
+    fn records(&self, t: &Tally<Counting>) -> Vec<(i64, Vec<u8>)> {
+        let (agent, host, decided) = match t {
+            Tally::Refuse(_) => return Vec::new(),
+            Tally::Record((_, agent, host)) => (agent, host, None),
+            Tally::Close { then, .. } => match then {
+                (Ok(Effect::Decided(status, card)), agent, host) => (agent, host, Some((status, card))),
+                (_, agent, host) => (agent, host, None),
+            },
+        };
+        let (id, person, channel) = (self.id, self.person, self.channel);
+        let vote = event(
+            "vote",
+            agent,
+            host,
+            match self.decision {
+                Decision::Approve => "approve",
+                Decision::Deny => "deny",
+                Decision::Grant => "grant",
+            },
+            &format!("{person} voted via {channel}"),
+            serde_json::json!({ "approval": id, "person": person, "channel": channel, "at_ms": self.at_ms }),
+        );
+        let outcome = decided.map(|(status, card)| {
+            event(
+                "approval",
+                agent,
+                host,
+                status.name(),
+                &view::status_text(status),
+                serde_json::json!({ "approval": id, "digest": card.digest }),
+            )
+        });
+        [Some(vote), outcome]
+            .into_iter()
+            .flatten()
+            .map(|ev| (i64::try_from(ev.ts_ms).unwrap_or(i64::MAX), ev.canonical()))
+            .collect()
+    }
+}
 
 /// Inside the vote's transaction: replays the recorded votes and the new one through the core
 /// state machine, with every voter's roles from the operator's `[people]` (never from the vote).

@@ -12,7 +12,7 @@ use crate::conn::{Conn, now_ms, strip_hop_by_hop};
 use crate::decide::Decided;
 use crate::facts::{Inbound, scan};
 use crate::metrics::Metrics;
-use crate::record::{Stop, deny};
+use crate::record::{Stop, audit_unavailable, deny};
 
 /// Stage 3: an `approve` decision holds the request until people decide; anything else passes.
 /// On approval (or a grant) the request comes back with its whole body — the bytes that were
@@ -111,7 +111,10 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
         .grant_for(&req.facts.agent, &names, &req.facts.host, now_ms())
     {
         let reason = format!("allowed by grant {} ({})", grants.join(", "), names.join(", "));
-        return Ok((req, approved(d, reason)));
+        let d = approved(d, reason);
+        let detail = serde_json::json!({ "grants": grants, "forwarding": true });
+        forwarding(conn, &req, &d, detail).await?;
+        return Ok((req, d));
     }
     let held = HeldRequest {
         agent: req.facts.agent.clone(),
@@ -158,7 +161,15 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
     let (status, reason) = match ticket.wait().await {
         Verdict::Approved { by } => {
             let reason = format!("approved by {} (approval {id})", by.join(", "));
-            return Ok((req, approved(d, reason)));
+            let d = approved(d, reason);
+            forwarding(
+                conn,
+                &req,
+                &d,
+                serde_json::json!({ "approval": id, "forwarding": true }),
+            )
+            .await?;
+            return Ok((req, d));
         }
         Verdict::Denied { by } => (StatusCode::FORBIDDEN, format!("{why}; denied by {by} (approval {id})")),
         Verdict::Expired => (
@@ -171,6 +182,25 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
         ),
     };
     Err(refuse_held(conn, &req, &d, status, reason))
+}
+
+/// Commits the record of a released request before it goes upstream: a crash after the send
+/// leaves the request in the chain, next to the votes and the decision that released it
+/// (committed with the vote). The request's usual record follows when its response is done.
+/// A record that cannot be committed in time refuses the request (503): nothing released
+/// goes out unrecorded.
+async fn forwarding<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, detail: serde_json::Value) -> Result<(), Stop> {
+    let state = &conn.state;
+    let mut ev = req.rec.event("request", &d.decision, d.rules.clone(), vec![]);
+    ev.reason = format!("forwarding: {}", d.decision.reason);
+    ev.detail = Some(detail);
+    match state.audit.append_durable(ev).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, "a released request was not forwarded: its record is not committed");
+            Err(audit_unavailable(state).into())
+        }
+    }
 }
 
 /// The decision an approval or a grant turns the hold into.

@@ -8,6 +8,12 @@
 //! refuses new events, so callers refuse the request (fail closed, invariant 5). A full queue
 //! is refused the same way.
 //!
+//! Durability: [`AuditHandle::append`] returns once the event is queued, which is enough for
+//! records of what the gateway refused. What releases a side effect (a held request going
+//! upstream, a vote acknowledged) waits with [`AuditHandle::append_durable`] until the batch
+//! holding its record is committed — group commit: waiters share one transaction, and a commit
+//! in flight gathers the next batch — bounded by [`WriterOptions::commit_timeout`].
+//!
 //! Checkpoints (invariant 10): a writer signs every seq that is a multiple of `checkpoint_every`
 //! and falls in one of its own batches — each seq is in exactly one batch, so each is signed once
 //! whichever replica wrote it — and, at shutdown, the last record it appended, unless signed.
@@ -35,6 +41,8 @@ pub enum AuditUnavailable {
     Unhealthy,
     #[error("audit log unavailable: writer stopped")]
     Stopped,
+    #[error("audit log unavailable: the record was not committed in time")]
+    NotCommitted,
 }
 
 /// Tuning for [`AuditWriter::start_with`]. `Default` gives the production values.
@@ -50,6 +58,17 @@ pub struct WriterOptions {
     pub max_backoff: Duration,
     /// How long a batch waits for more events before it is committed (0 = commit at once).
     pub linger: Duration,
+    /// How long one commit may take before it counts as failed (the writer turns unhealthy and
+    /// retries), and how long [`AuditHandle::append_durable`] waits for its record before it
+    /// reports [`AuditUnavailable::NotCommitted`] (the record stays queued and lands later).
+    pub commit_timeout: Duration,
+    /// Also sign the last record this writer appended when this long has passed since its last
+    /// checkpoint and there are new records (so a quiet log is not left unsigned until 1,000
+    /// records or shutdown). Zero: only by count and at shutdown.
+    pub checkpoint_interval: Duration,
+    /// Where to keep the latest signed checkpoint outside the database (see [`crate::anchor`]):
+    /// rewritten atomically with each checkpoint this writer stores.
+    pub anchor: Option<std::path::PathBuf>,
 }
 
 impl Default for WriterOptions {
@@ -60,6 +79,9 @@ impl Default for WriterOptions {
             batch_max: 1024,
             max_backoff: Duration::from_secs(2),
             linger: Duration::from_millis(5),
+            commit_timeout: Duration::from_secs(2),
+            checkpoint_interval: Duration::from_secs(60),
+            anchor: None,
         }
     }
 }
@@ -67,7 +89,8 @@ impl Default for WriterOptions {
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 
 enum Msg {
-    Event(Box<AuditEvent>),
+    /// An event, and whoever waits for its batch to be committed.
+    Event(Box<AuditEvent>, Option<oneshot::Sender<()>>),
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -77,6 +100,7 @@ enum Msg {
 pub struct AuditHandle {
     tx: mpsc::Sender<Msg>,
     healthy: Arc<AtomicBool>,
+    commit_timeout: Duration,
 }
 
 impl std::fmt::Debug for AuditHandle {
@@ -108,10 +132,40 @@ impl AuditHandle {
     ///
     /// [`append`]: AuditHandle::append
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
-        self.tx.try_send(Msg::Event(Box::new(event))).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => AuditUnavailable::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => AuditUnavailable::Stopped,
-        })
+        self.send(event, None)
+    }
+
+    fn send(&self, event: AuditEvent, done: Option<oneshot::Sender<()>>) -> Result<(), AuditUnavailable> {
+        self.tx
+            .try_send(Msg::Event(Box::new(event), done))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => AuditUnavailable::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => AuditUnavailable::Stopped,
+            })
+    }
+
+    /// Appends `event` and resolves once the batch holding it is committed: call it before
+    /// releasing what the record is evidence of. Refused like [`append`] while commits fail;
+    /// [`AuditUnavailable::NotCommitted`] when the commit takes longer than
+    /// [`WriterOptions::commit_timeout`] (the store stopped answering) — the caller must then
+    /// refuse, as the record may never land.
+    ///
+    /// [`append`]: AuditHandle::append
+    pub async fn append_durable(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
+        if !self.is_healthy() {
+            return Err(if self.tx.is_closed() {
+                AuditUnavailable::Stopped
+            } else {
+                AuditUnavailable::Unhealthy
+            });
+        }
+        let (done, committed) = oneshot::channel();
+        self.send(event, Some(done))?;
+        match tokio::time::timeout(self.commit_timeout, committed).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(AuditUnavailable::Stopped),
+            Err(_) => Err(AuditUnavailable::NotCommitted),
+        }
     }
 
     /// `false` while commits are failing, and once the writer has stopped (or died).
@@ -161,6 +215,20 @@ pub struct AuditWriter {
 /// An event waiting to be appended: `(ts_ms, canonical body)`.
 type Pending = (i64, Vec<u8>);
 
+/// Who waits on the batch being built: told once it is committed.
+#[derive(Default)]
+struct Waiting {
+    flushes: Vec<oneshot::Sender<()>>,
+    durable: Vec<oneshot::Sender<()>>,
+    shutdowns: Vec<oneshot::Sender<()>>,
+}
+
+impl Waiting {
+    fn idle(&self) -> bool {
+        self.flushes.is_empty() && self.durable.is_empty() && self.shutdowns.is_empty()
+    }
+}
+
 impl AuditWriter {
     /// Checks the stored log and spawns the writer on the current tokio runtime.
     pub async fn start(
@@ -202,6 +270,7 @@ impl AuditWriter {
             });
         }
         let healthy = Arc::new(AtomicBool::new(true));
+        let commit_timeout = opts.commit_timeout;
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let writer = AuditWriter {
             store,
@@ -214,23 +283,27 @@ impl AuditWriter {
             signed: 0,
         };
         let task = tokio::spawn(writer.run(rx));
-        Ok((AuditHandle { tx, healthy }, task))
+        Ok((
+            AuditHandle {
+                tx,
+                healthy,
+                commit_timeout,
+            },
+            task,
+        ))
     }
 
     /// Files one queue message into the batch being built.
-    fn take(
-        msg: Msg,
-        events: &mut Vec<Pending>,
-        flushes: &mut Vec<oneshot::Sender<()>>,
-        shutdowns: &mut Vec<oneshot::Sender<()>>,
-        rx: &mut mpsc::Receiver<Msg>,
-    ) {
+    fn take(msg: Msg, events: &mut Vec<Pending>, w: &mut Waiting, rx: &mut mpsc::Receiver<Msg>) {
         match msg {
-            Msg::Event(ev) => events.push((to_i64(ev.ts_ms), ev.canonical())),
-            Msg::Flush(done) => flushes.push(done),
+            Msg::Event(ev, done) => {
+                events.push((to_i64(ev.ts_ms), ev.canonical()));
+                w.durable.extend(done);
+            }
+            Msg::Flush(done) => w.flushes.push(done),
             Msg::Shutdown(done) => {
                 rx.close();
-                shutdowns.push(done);
+                w.shutdowns.push(done);
             }
         }
     }
@@ -239,31 +312,58 @@ impl AuditWriter {
         let batch_max = self.opts.batch_max.max(1);
         let mut events = Vec::new();
         let mut cps = Vec::new();
-        let mut flushes = Vec::new();
-        let mut shutdowns = Vec::new();
+        let mut w = Waiting::default();
         // `recv` returns `None` once every handle is dropped, or after `close` (shutdown) once the
         // queue is drained — so everything accepted is committed before the task ends.
-        while let Some(msg) = rx.recv().await {
+        let mut last_signed = tokio::time::Instant::now();
+        loop {
+            let interval = self.opts.checkpoint_interval;
+            let msg = if interval.is_zero() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout_at(last_signed + interval, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        // Quiet since the last checkpoint: sign what was appended meanwhile.
+                        last_signed = tokio::time::Instant::now();
+                        if let Some((seq, hash)) = self.appended.filter(|(seq, _)| *seq > self.signed) {
+                            cps.push(self.checkpoint(seq, hash));
+                            self.commit(&mut events, &mut cps).await;
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Some(msg) = msg else { break };
             let mut next = Some(msg);
             while let Some(msg) = next.take() {
-                Self::take(msg, &mut events, &mut flushes, &mut shutdowns, &mut rx);
+                Self::take(msg, &mut events, &mut w, &mut rx);
                 if events.len() < batch_max {
                     next = rx.try_recv().ok();
                 }
             }
             // Linger so a trickle of requests shares one transaction: a commit costs far more
-            // than a row. Nobody waits on this: requests are answered before their record lands.
-            if !self.opts.linger.is_zero() && flushes.is_empty() && shutdowns.is_empty() {
+            // than a row. Only when nobody waits: durable appends are gathered by the commit
+            // in flight instead (group commit), and pay no linger.
+            if !self.opts.linger.is_zero() && w.idle() {
                 let deadline = tokio::time::Instant::now() + self.opts.linger;
-                while events.len() < batch_max && flushes.is_empty() && shutdowns.is_empty() {
+                while events.len() < batch_max && w.idle() {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(msg)) => Self::take(msg, &mut events, &mut flushes, &mut shutdowns, &mut rx),
+                        Ok(Some(msg)) => Self::take(msg, &mut events, &mut w, &mut rx),
                         Ok(None) | Err(_) => break,
                     }
                 }
             }
+            if !interval.is_zero()
+                && last_signed.elapsed() >= interval
+                && let Some((seq, hash)) = self.appended.filter(|(seq, _)| *seq > self.signed)
+            {
+                // Busy, and due: sign the end of what was appended before this batch.
+                last_signed = tokio::time::Instant::now();
+                cps.push(self.checkpoint(seq, hash));
+            }
             self.commit(&mut events, &mut cps).await;
-            for done in flushes.drain(..) {
+            for done in w.flushes.drain(..).chain(w.durable.drain(..)) {
                 let _ = done.send(());
             }
         }
@@ -272,7 +372,7 @@ impl AuditWriter {
             self.commit(&mut Vec::new(), &mut cps).await;
         }
         self.healthy.store(false, Ordering::Release);
-        for done in shutdowns {
+        for done in w.shutdowns {
             let _ = done.send(());
         }
     }
@@ -310,16 +410,21 @@ impl AuditWriter {
     async fn commit(&mut self, events: &mut Vec<Pending>, cps: &mut Vec<CheckpointRow>) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.try_commit(events, cps).await {
-                Ok(()) => break,
-                Err(e) => {
-                    if self.healthy.swap(false, Ordering::AcqRel) {
-                        tracing::error!(error = %e, "audit commit failed; refusing new events and retrying");
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.opts.max_backoff);
-                }
+            // Bounded: a store that stops answering (a hung server, a silent network) must turn
+            // the writer unhealthy within seconds, so requests are refused rather than forwarded
+            // with records piling up in memory. A commit cut short is retried under the same
+            // batch id, so one that landed unacknowledged is not appended twice.
+            let attempt = tokio::time::timeout(self.opts.commit_timeout, self.try_commit(events, cps)).await;
+            let failure = match attempt {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {:?}", self.opts.commit_timeout),
+            };
+            if self.healthy.swap(false, Ordering::AcqRel) {
+                tracing::error!(error = %failure, "audit commit failed; refusing new events and retrying");
             }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.opts.max_backoff);
         }
         if !self.healthy.swap(true, Ordering::AcqRel) {
             tracing::warn!("audit commit succeeded after retrying; accepting events again");
@@ -344,7 +449,16 @@ impl AuditWriter {
         while let Some(cp) = cps.first() {
             let seq = u64::try_from(cp.seq).unwrap_or(0);
             match self.store.put_checkpoint(cp).await {
-                Ok(()) => self.signed = self.signed.max(seq),
+                Ok(()) => {
+                    if seq > self.signed
+                        && let Some(path) = &self.opts.anchor
+                        && let Err(e) = crate::anchor::write(path, cp)
+                    {
+                        // The checkpoint is stored; only its copy outside the database is stale.
+                        tracing::error!(error = %e, path = %path.display(), "could not write the audit anchor");
+                    }
+                    self.signed = self.signed.max(seq);
+                }
                 // A different checkpoint already holds this seq: not ours to replace, and retrying
                 // cannot help. `verify` judges it; this writer's records stay chained regardless.
                 Err(StoreError::AlreadyExists { what }) => {

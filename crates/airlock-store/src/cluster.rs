@@ -141,6 +141,20 @@ impl Store {
         vote: &VoteRow,
         decide: impl FnOnce(&ApprovalRow, &[VoteRow]) -> Tally<R> + Send,
     ) -> Result<Option<Tally<R>>, StoreError> {
+        self.count_vote_audited(vote, |a, v| (decide(a, v), Vec::new())).await
+    }
+
+    /// [`count_vote`](Self::count_vote), where `decide` also returns audit records —
+    /// `(ts_ms, canonical body)` each — appended to the chain in the same transaction when the
+    /// vote is recorded (not when it is refused). So the vote, the decision it made and their
+    /// records commit together: a crash never leaves a counted vote (or an approval another
+    /// replica may forward) without its records. The audit writer chains its next batch after
+    /// them, as after another replica's batch.
+    pub async fn count_vote_audited<R: Send>(
+        &self,
+        vote: &VoteRow,
+        decide: impl FnOnce(&ApprovalRow, &[VoteRow]) -> (Tally<R>, Vec<(i64, Vec<u8>)>) + Send,
+    ) -> Result<Option<Tally<R>>, StoreError> {
         dispatch!(self, count_vote(vote, decide))
     }
 

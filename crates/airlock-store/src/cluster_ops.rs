@@ -23,11 +23,11 @@ macro_rules! cluster_ops {
             tx.commit().await.map_err(db)
         }
 
-        /// See [`Store::count_vote`](crate::Store::count_vote).
+        /// See [`Store::count_vote_audited`](crate::Store::count_vote_audited).
         pub(crate) async fn count_vote<R: Send>(
             pool: &DbPool,
             vote: &VoteRow,
-            decide: impl FnOnce(&ApprovalRow, &[VoteRow]) -> Tally<R> + Send,
+            decide: impl FnOnce(&ApprovalRow, &[VoteRow]) -> (Tally<R>, Vec<(i64, Vec<u8>)>) + Send,
         ) -> Result<Option<Tally<R>>, StoreError> {
             let mut tx = begin_write(pool).await?;
             let q = format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1{LOCK_ROW}");
@@ -40,7 +40,7 @@ macro_rules! cluster_ops {
                 return Ok(None);
             };
             let earlier = votes(&mut *tx, &vote.approval_id).await?;
-            let tally = decide(&row, &earlier);
+            let (tally, records) = decide(&row, &earlier);
             match &tally {
                 Tally::Refuse(_) => return Ok(Some(tally)),
                 Tally::Record(_) => add_vote(&mut *tx, vote).await?,
@@ -56,6 +56,12 @@ macro_rules! cluster_ops {
             }
             if matches!(tally, Tally::Record(_)) {
                 announce(&mut tx, &$crate::cluster::approval_topic(&row.id)).await?;
+            }
+            // The vote's audit records commit with it: no replica can see it counted (or the
+            // approval closed, and forward) before its records are in the chain.
+            if !records.is_empty() {
+                lock_appenders(&mut tx).await?;
+                append_in(&mut tx, None, &records).await?;
             }
             tx.commit().await.map_err(db)?;
             Ok(Some(tally))

@@ -18,6 +18,7 @@ macro_rules! dispatch {
     };
 }
 
+pub mod anchor;
 mod approvals;
 mod approvals_ops;
 mod audit_writer;
@@ -26,6 +27,7 @@ mod cluster_ops;
 mod error;
 mod ops;
 mod postgres;
+mod rate;
 mod rate_ops;
 mod sql;
 mod sqlite;
@@ -169,6 +171,22 @@ impl Store {
         Ok(Store {
             backend: Backend::Sqlite(sqlite::open_file(opts).await?),
         })
+    }
+
+    /// This store with every wait for a database connection bounded by `timeout` (PostgreSQL; the
+    /// default is 2 s). SQLite, a local file, is left as it is. Call before using it.
+    pub fn bounded(self, timeout: std::time::Duration) -> Store {
+        match self.backend {
+            Backend::Postgres(p) => Store {
+                backend: Backend::Postgres(postgres::bounded(&p, timeout)),
+            },
+            sqlite => Store { backend: sqlite },
+        }
+    }
+
+    /// True when the database answers a trivial query within `timeout` (for readiness checks).
+    pub async fn reachable(&self, timeout: std::time::Duration) -> bool {
+        matches!(tokio::time::timeout(timeout, self.audit_head()).await, Ok(Ok(_)))
     }
 
     /// A fresh, private in-memory database (one connection, so it lives as long as the `Store`).

@@ -347,9 +347,29 @@ macro_rules! store_ops {
             if let Some(landed) = landed_batch(&mut tx, batch, events).await? {
                 return Ok(landed);
             }
+            let chained = append_in(&mut tx, batch.after, events).await?;
+            sqlx::query(sql::RECORD_WRITER_BATCH)
+                .bind(&batch.writer[..])
+                .bind(batch.number)
+                .bind(chained.first_seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(chained)
+        }
+
+        /// Appends `events` inside `tx`, which must hold the appenders' lock (`begin_append`, or
+        /// `lock_appenders` in a transaction of its own): the records commit with whatever else
+        /// `tx` writes, or not at all.
+        pub(crate) async fn append_in(
+            tx: &mut sqlx::Transaction<'static, Db>,
+            after: Option<(i64, [u8; 32])>,
+            events: &[(i64, Vec<u8>)],
+        ) -> Result<Chained, StoreError> {
             // Read under the lock: no other appender can move the head before this commits.
-            let head = audit_head(&mut *tx).await?;
-            let links = $crate::ops::links(head, batch.after, events)?;
+            let head = audit_head(&mut **tx).await?;
+            let links = $crate::ops::links(head, after, events)?;
             let first_seq = links.first().map_or(1, |l| l.seq);
             let rows: Vec<_> = links.iter().zip(events).collect();
             // One multi-row INSERT per chunk: every statement is a round trip (to sqlx's SQLite
@@ -364,18 +384,10 @@ macro_rules! store_ops {
                         .push_bind(&body[..]);
                 });
                 q.build()
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(|e| err(e, || format!("audit records from seq {first_seq}")))?;
             }
-            sqlx::query(sql::RECORD_WRITER_BATCH)
-                .bind(&batch.writer[..])
-                .bind(batch.number)
-                .bind(first_seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
             Ok(Chained {
                 first_seq,
                 hashes: links.iter().map(|l| l.hash).collect(),

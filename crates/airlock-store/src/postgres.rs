@@ -16,6 +16,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// How long opening the store waits for the server to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long taking a connection from the pool may wait (sqlx's default is 30 s): see [`bounded`].
+const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// True for the URLs this backend opens.
 pub(crate) fn is_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
@@ -110,7 +113,18 @@ pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
     let migrated = MIGRATOR.run_direct(&mut conn).await;
     let _ = conn.close().await;
     migrated.map_err(StoreError::Migrate)?;
-    Ok(PgPoolOptions::new().connect_lazy_with(opts))
+    Ok(PgPoolOptions::new()
+        .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+        .connect_lazy_with(opts))
+}
+
+/// The same database with a new pool whose connections are acquired within `timeout` (the
+/// pool checks a connection before handing it out, so a server that stopped answering fails
+/// here, not minutes later). Lazy: nothing is connected yet.
+pub(crate) fn bounded(pool: &PgPool, timeout: Duration) -> PgPool {
+    PgPoolOptions::new()
+        .acquire_timeout(timeout)
+        .connect_lazy_with((*pool.connect_options()).clone())
 }
 
 /// [`open`], for `airlock init`: refuses a database that already holds an airlock store (a
@@ -171,6 +185,16 @@ async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::P
         .await
         .map_err(db)?;
     Ok(tx)
+}
+
+/// Takes the appenders' advisory lock (see [`APPEND_LOCK`]) inside a `begin_write` transaction
+/// that appends audit records with what it writes. Taken after the row lock; the audit writer
+/// takes no row locks, so the order cannot deadlock.
+async fn lock_appenders(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), StoreError> {
+    sqlx::Executor::execute(&mut **tx, "SELECT pg_advisory_xact_lock(7019267304284449537)")
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 // The operations: the shared bodies of crate::ops. PostgreSQL reports the declared column types.

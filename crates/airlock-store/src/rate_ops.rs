@@ -9,8 +9,9 @@
 //! on any number of connections or replicas never let more through than the burst. One round
 //! trip; the SQL runs unchanged on SQLite and PostgreSQL (no `GREATEST`/`max()`, no `RETURNING`):
 //! the row count says whether the take was allowed.
-
-use crate::{Backend, Store, StoreError, postgres, sqlite};
+//!
+//! This file holds the SQL and the backend operations (expanded inside each backend module);
+//! [`Store`](crate::Store)'s methods are in `rate.rs`, so the files point one way.
 
 /// `$1` key, `$2` interval, `$3` burst, `$4` now (ms). A new key is inserted at `now + interval`;
 /// an existing one is updated only while the new TAT stays within the burst.
@@ -20,25 +21,6 @@ pub(crate) const TAKE: &str = "INSERT INTO rate_limits (key, tat_ms) VALUES ($1,
 
 /// A TAT in the past is the same as no row (a take treats both as `now`).
 pub(crate) const PRUNE: &str = "DELETE FROM rate_limits WHERE tat_ms <= $1";
-
-impl Store {
-    /// Takes one request from the rate limit `key` at `now_ms` (GCRA: `interval_ms` per request,
-    /// bursts up to `burst_ms`; see `airlock_core::policy::Rate::gcra_ms`). `true` when it is
-    /// within the limit (and counted), `false` when it exceeds it (and nothing changes).
-    /// One atomic statement: takers on every replica sharing the store count against one limit.
-    pub async fn rate_take(&self, key: &str, interval_ms: i64, burst_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
-        if interval_ms > burst_ms {
-            return Ok(false); // not even one request fits
-        }
-        dispatch!(self, rate_take(key, interval_ms, burst_ms, now_ms))
-    }
-
-    /// Deletes the limits whose TAT is not after `now_ms` (they are full again, as if never
-    /// used); returns how many. Call now and then to keep the table small.
-    pub async fn rate_prune(&self, now_ms: i64) -> Result<u64, StoreError> {
-        dispatch!(self, rate_prune(now_ms))
-    }
-}
 
 /// `rate_take` and `rate_prune` for a backend module (after `store_ops!()`, whose pool type and
 /// error mapper they use).

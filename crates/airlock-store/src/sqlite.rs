@@ -141,6 +141,11 @@ async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sql
     begin_append(pool).await
 }
 
+/// The write lock `begin_write` took already serializes audit appenders too.
+async fn lock_appenders(_tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), StoreError> {
+    Ok(())
+}
+
 // The operations: the shared bodies of crate::ops. SQLite reports each value's own storage class.
 crate::ops::store_ops!(sqlx::Sqlite, blob = "BLOB", int = "INTEGER", text = "TEXT");
 crate::approvals_ops::approval_ops!();

@@ -32,6 +32,7 @@ pub struct ControlState {
 pub fn router(state: ControlState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/agents", get(agents))
@@ -46,12 +47,24 @@ pub async fn serve(listener: TcpListener, state: ControlState) -> std::io::Resul
     axum::serve(listener, router(state)).await
 }
 
-async fn healthz(State(s): State<ControlState>) -> Response {
-    if s.gateway.audit.is_healthy() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable\n").into_response()
+/// Liveness: the process serves its control plane. Whether it can serve requests is `/readyz`.
+async fn healthz() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// How long `/readyz` waits for the store to answer.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness, for load balancers: 503 while the audit log cannot be written or the store does
+/// not answer (requests are refused then), 200 again by itself once it does.
+async fn readyz(State(s): State<ControlState>) -> Response {
+    if !s.gateway.audit.is_healthy() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable\n").into_response();
     }
+    if !s.store.reachable(READY_TIMEOUT).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics(State(s): State<ControlState>) -> Response {

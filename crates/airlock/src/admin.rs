@@ -215,17 +215,38 @@ pub fn policy_check(cfg: &Path) -> anyhow::Result<()> {
 }
 
 pub async fn audit_verify(cfg: &Path) -> anyhow::Result<ExitCode> {
-    let opened = Home::load(cfg)?.open().await?;
+    let home = Home::load(cfg)?;
+    let anchor_path = home.config.gateway.data_dir.join(airlock_store::anchor::ANCHOR_FILE);
+    let opened = home.open().await?;
     let pk = opened.signer.public_key();
     let verify = |pk: &[u8], msg: &[u8], sig: &[u8]| {
         <[u8; 32]>::try_from(pk).is_ok_and(|k| airlock_vault::verify_signature(&k, msg, sig))
     };
+    // The anchor first: a chain rewritten with its checkpoints removed verifies on its own.
+    let anchor = match airlock_store::anchor::read(&anchor_path) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("audit chain BROKEN: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(a) = &anchor
+        && let Err(e) = airlock_store::anchor::check(&opened.store, a, verify, &pk).await
+    {
+        println!("audit chain BROKEN: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
     match airlock_store::verify_chain(&opened.store, verify, &pk).await {
         Ok(r) => {
             println!(
                 "audit chain intact: {} records, {} signed checkpoints",
                 r.records, r.checkpoints
             );
+            match &anchor {
+                Some(a) => println!("anchored at seq {} ({})", a.seq, anchor_path.display()),
+                None => println!("no anchor file yet ({}): nothing to compare", anchor_path.display()),
+            }
+            println!("{} records after the last signed checkpoint", r.unsigned_tail);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

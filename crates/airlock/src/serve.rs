@@ -9,7 +9,7 @@ use airlock_config::Config;
 use airlock_gateway::upstream::{GuardedConnector, OwnAddr, build_guarded_client, is_local_address};
 use airlock_gateway::{GatewayState, Identities};
 use airlock_store::Store;
-use airlock_store::{AuditHandle, AuditWriter, Signer};
+use airlock_store::{AuditHandle, AuditWriter, Signer, WriterOptions};
 use airlock_vault::Vault;
 use anyhow::Context;
 use tokio::net::{TcpListener, UnixListener};
@@ -246,7 +246,18 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         let s = signer.clone();
         Arc::new(move |msg: &[u8]| (s.sign(msg).to_vec(), s.public_key().to_vec()))
     };
-    let (audit, writer) = AuditWriter::start(store.clone(), sign, 1000).await?;
+    // A store that stops answering is refused within `[store] timeout`: connections are
+    // acquired, and audit commits land, within it or the gateway answers 503.
+    let timeout = std::time::Duration::from_secs(cfg.store.timeout_secs);
+    let store = store.bounded(timeout);
+    let opts = WriterOptions {
+        checkpoint_every: 1000,
+        commit_timeout: timeout,
+        checkpoint_interval: std::time::Duration::from_secs(cfg.store.checkpoint_interval_secs),
+        anchor: Some(cfg.gateway.data_dir.join(airlock_store::anchor::ANCHOR_FILE)),
+        ..WriterOptions::default()
+    };
+    let (audit, writer) = AuditWriter::start_with(store.clone(), sign, opts).await?;
     let (ids, mut fingerprint) = identities(cfg, &store, &vault, None)
         .await?
         .context("agents and secrets could not be loaded")?;

@@ -148,7 +148,7 @@ async fn mattermost_approval_forwards_the_held_bytes_and_closes_the_post() {
     let audit = serde_json::to_string(&gw.audit()).unwrap();
     for want in [
         "mallory via mattermost",
-        "unknown mattermost user eve clicked",
+        "click by mattermost user eve refused: not a configured person",
         "alice voted via mattermost",
     ] {
         assert!(audit.contains(want), "no {want:?} in the audit log");

@@ -200,8 +200,8 @@ async fn ntfy_a_token_counts_only_for_the_person_it_was_minted_for() {
     gw.stop();
     let audit = serde_json::to_string(&gw.audit()).unwrap();
     for want in [
-        "alice via ntfy: button refused",
-        "unknown ntfy user airlock-eve clicked",
+        "alice via ntfy (user airlock-alice): click refused: the button was refused",
+        "click by ntfy user airlock-eve refused: not a configured person",
         "mallory via ntfy",
         "bob voted via ntfy",
     ] {

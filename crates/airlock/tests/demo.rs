@@ -22,7 +22,7 @@ fn demo_shows_allow_scrub_deny_exfiltration_and_a_verified_audit() {
         "To:         bob@example.com",
         "--yes: approving as alice without asking.",
         "→ 200 allow: {\"id\":\"sent-1\"",
-        "audit verify: chain intact, 9 records",
+        "audit verify: chain intact, 10 records",
     ] {
         assert!(t.contains(want), "missing {want:?} in:\n{t}");
     }

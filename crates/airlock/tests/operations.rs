@@ -99,7 +99,8 @@ async fn requests_are_refused_while_the_audit_log_cannot_be_written_and_nothing_
 
     // This request is served; its record cannot be committed, so the writer turns unhealthy.
     assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
-    let health = format!("http://{}/healthz", gw.control);
+    // Readiness (for load balancers) follows the audit log; liveness does not.
+    let health = format!("http://{}/readyz", gw.control);
     let plain = reqwest::Client::new();
     let mut unhealthy = false;
     for _ in 0..300 {
@@ -110,6 +111,12 @@ async fn requests_are_refused_while_the_audit_log_cannot_be_written_and_nothing_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(unhealthy, "the gateway never noticed the audit log was unwritable");
+    let live = plain
+        .get(format!("http://{}/healthz", gw.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200, "/healthz is liveness: the process is up");
     let r = c.get(&url).send().await.unwrap();
     assert_eq!(
         r.status(),

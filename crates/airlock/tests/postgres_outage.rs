@@ -101,3 +101,62 @@ async fn requests_fail_closed_while_postgres_is_away_and_recover_when_it_returns
         up.requests().len()
     );
 }
+
+/// PostgreSQL stops answering (connections open, nothing comes back): within a couple of
+/// seconds requests are refused with 503 and `/readyz` says so while `/healthz` (liveness) stays
+/// 200; when it answers again, both recover by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_postgres_is_refused_within_seconds_and_readyz_reports_it() {
+    let db = pg::Database::create().await;
+    let cable = Cable::to_test_server().await;
+    let via_cable = cable.url(&db.url);
+    let up = upstream(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = init(dir.path(), &via_cable);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut gw = serve_one_secret_on(dir, &via_cable, &up, REAL);
+    let client = gw.client("a");
+    let url = format!("https://localhost:{}/mail", up.port);
+    let plain = reqwest::Client::new();
+    let probe = |path: &str| {
+        let (plain, u) = (plain.clone(), format!("http://{}{path}", gw.control));
+        async move { plain.get(u).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    let mut seen = Vec::new();
+    assert!(until_status(&client, &url, 200, &mut seen).await, "{seen:?}");
+    assert_eq!(probe("/readyz").await, 200);
+
+    cable.silence(true);
+    let cut = std::time::Instant::now();
+    let mut during = Vec::new();
+    assert!(
+        until_status(&client, &url, 503, &mut during).await,
+        "no 503 while the store is silent: {during:?}"
+    );
+    let took = cut.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "503 only after {took:?} (the store timeout is 2 s): {during:?}"
+    );
+    assert_eq!(probe("/readyz").await, 503);
+    assert_eq!(probe("/healthz").await, 200, "liveness is not readiness");
+
+    cable.silence(false);
+    let mut after = Vec::new();
+    assert!(
+        until_status(&client, &url, 200, &mut after).await,
+        "the gateway did not recover by itself: {after:?}"
+    );
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = probe("/readyz").await;
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 200, "/readyz did not recover");
+    gw.stop();
+    let o = gw.cli(&["audit", "verify"]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -202,6 +202,7 @@ pub struct Cable {
     pub port: u16,
     target: u16,
     up: watch::Sender<bool>,
+    silent: watch::Sender<bool>,
 }
 
 impl Cable {
@@ -214,27 +215,47 @@ impl Cable {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (up, rx) = watch::channel(true);
+        let (silent, quiet) = watch::channel(false);
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     continue;
                 };
-                let mut rx = rx.clone();
+                let (mut rx, mut quiet) = (rx.clone(), quiet.clone());
                 if !*rx.borrow() {
                     continue; // dropped: the client sees its connection closed
+                }
+                if *quiet.borrow() {
+                    // Accepted, never answered, until the silence ends (then reset).
+                    tokio::spawn(async move {
+                        let _held = client;
+                        let _ = quiet.wait_for(|s| !*s).await.map(|_| ());
+                    });
+                    continue;
                 }
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = rx.wait_for(|up| !*up) => {} // cut: both ends dropped
+                    let silenced = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+                        _ = rx.wait_for(|up| !*up) => false, // cut: both ends dropped
+                        s = quiet.wait_for(|s| *s) => s.is_ok(),
+                    };
+                    // Silent: both ends stay open and nothing passes, as when a server hangs or
+                    // a network drops packets; reset when the silence ends.
+                    if silenced {
+                        let _ = quiet.wait_for(|s| !*s).await.map(|_| ());
                     }
                 });
             }
         });
-        Cable { port, target, up }
+        Cable {
+            port,
+            target,
+            up,
+            silent,
+        }
     }
 
     /// `db_url` (a database on the target server) with the cable's port instead.
@@ -247,6 +268,12 @@ impl Cable {
     /// Cut (`false`): open connections are reset and new ones closed at once. Restore (`true`).
     pub fn set(&self, up: bool) {
         self.up.send_replace(up);
+    }
+
+    /// Silence (`true`): connections stay open but nothing passes either way, and new ones are
+    /// accepted and never answered — a server that stopped answering. `false` resets them all.
+    pub fn silence(&self, silent: bool) {
+        self.silent.send_replace(silent);
     }
 }
 
