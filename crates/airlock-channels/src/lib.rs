@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 pub mod card;
+pub mod discord;
 pub mod render;
 pub mod slack;
 pub mod telegram;
@@ -328,6 +329,13 @@ pub trait Channel: Send + Sync + 'static {
         _now_secs: u64,
     ) -> Result<Option<Click>, CallbackError> {
         Err(CallbackError::NotSupported)
+    }
+
+    /// The body of the HTTP answer to an authenticated callback, for platforms that prescribe
+    /// one (Discord: PONG to a PING, a deferred update to a click). `reply` is the hub's answer
+    /// when the callback was a click. `None`: the hub's reply as JSON, or an empty 200.
+    fn callback_answer(&self, _body: &[u8], _reply: Option<&Reply>) -> Option<serde_json::Value> {
+        None
     }
 
     /// Pull-based channels (Slack Socket Mode, Telegram getUpdates) start their reader here

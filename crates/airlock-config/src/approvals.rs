@@ -46,6 +46,17 @@ pub struct TelegramConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscordConfig {
+    pub bot_token: SecretRef,
+    /// Clicks over the Gateway WebSocket (default true): no public URL needed.
+    pub gateway: bool,
+    /// The application's public key (64 hex digits, not a secret): HTTP interactions on
+    /// `/callbacks/discord`, verified with Ed25519.
+    pub public_key: Option<String>,
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     pub url: String,
     /// `whsec_…` (Standard Webhooks).
@@ -57,6 +68,7 @@ pub struct ChannelsConfig {
     pub slack: Option<SlackConfig>,
     pub telegram: Option<TelegramConfig>,
     pub webhook: Option<WebhookConfig>,
+    pub discord: Option<DiscordConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,8 +98,8 @@ impl Default for ApprovalsConfig {
     }
 }
 
-const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook"];
-const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook"];
+const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook", "discord"];
+const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "discord"];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
 
@@ -148,6 +160,11 @@ fn channel_url(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Option<String> {
     Some(s.to_string())
 }
 
+/// Discord ids are snowflakes: unsigned 64-bit integers written in decimal.
+fn is_snowflake(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -174,10 +191,15 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
             );
         }
         let mut ids = BTreeMap::new();
-        for key in ["slack", "telegram", "email", "webhook"] {
+        for key in ["slack", "telegram", "email", "webhook", "discord"] {
             if let Some(id) = f.str(key, errs) {
                 if id.trim().is_empty() || id.chars().any(char::is_control) {
                     errs.push(&f.at(key), "must be a non-empty single-line id");
+                } else if key == "discord" && !is_snowflake(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a Discord user id is a number (Developer Mode, then Copy User ID), not a user name",
+                    );
                 } else {
                     ids.insert(key.to_string(), id.trim().to_string());
                 }
@@ -225,6 +247,36 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
                 c.telegram = bot_token.map(|bot_token| TelegramConfig {
                     bot_token,
                     webhook_secret,
+                    api_url,
+                });
+            }
+            "discord" => {
+                let f = Fields::new(t, path, &["bot_token", "gateway", "public_key", "api_url"], errs);
+                let bot_token = secret_ref(&f, "bot_token", true, errs);
+                let gateway = f.bool("gateway", errs).unwrap_or(true);
+                let public_key = f.str("public_key", errs).and_then(|k| {
+                    let k = k.trim();
+                    if k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        Some(k.to_ascii_lowercase())
+                    } else {
+                        errs.push(
+                            &f.at("public_key"),
+                            "must be the application's public key: 64 hex digits (Developer Portal, General Information)",
+                        );
+                        None
+                    }
+                });
+                if !gateway && !f.has("public_key") {
+                    errs.push(
+                        &f.path,
+                        "Discord needs gateway = true (the default) or public_key (HTTP interactions) to receive clicks",
+                    );
+                }
+                let api_url = channel_url(&f, "api_url", errs).map(|u| u.trim_end_matches('/').to_string());
+                c.discord = bot_token.map(|bot_token| DiscordConfig {
+                    bot_token,
+                    gateway,
+                    public_key,
                     api_url,
                 });
             }
@@ -284,6 +336,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "slack" => channels.slack.is_some(),
                 "telegram" => channels.telegram.is_some(),
                 "webhook" => channels.webhook.is_some(),
+                "discord" => channels.discord.is_some(),
                 _ => false,
             };
             if configured {

@@ -26,7 +26,12 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
     };
     let click = match ch.callback(&h, &body, airlock_gateway::now_ms() / 1000) {
         Ok(Some(c)) => c,
-        Ok(None) => return StatusCode::OK.into_response(),
+        Ok(None) => {
+            return match ch.callback_answer(&body, None) {
+                Some(answer) => Json(answer).into_response(),
+                None => StatusCode::OK.into_response(),
+            };
+        }
         Err(CallbackError::NotSupported) => {
             return (StatusCode::NOT_FOUND, "this channel takes no callbacks\n").into_response();
         }
@@ -39,6 +44,7 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
         }
     };
     let reply = hub.click(&click).await;
+    let answer = ch.callback_answer(&body, Some(&reply));
     // Answer the clicker out of band (ephemeral message, callback answer) without holding
     // up the platform's request, which has a short deadline.
     let r = reply.clone();
@@ -47,5 +53,8 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
             tracing::warn!(channel = click.channel, error = %e, "could not answer a click");
         }
     });
-    Json(reply).into_response()
+    match answer {
+        Some(answer) => Json(answer).into_response(),
+        None => Json(reply).into_response(),
+    }
 }

@@ -4,6 +4,8 @@
 //! webhook receiver in `receiver`.
 #![allow(dead_code)]
 
+#[path = "../../../airlock-channels/tests/fake_discord/mod.rs"]
+pub mod fake_discord;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
 pub mod fake_slack;
 #[path = "../../../airlock-channels/tests/fake/mod.rs"]
@@ -31,6 +33,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("SLACK_APP", fake_slack::APP),
     ("SLACK_SIGNING", SIGNING),
     ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ("DISCORD_BOT", fake_discord::BOT),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -40,6 +43,7 @@ pub const CREDENTIALS: &[&str] = &[
     fake_tg::telegram::TOKEN,
     fake_slack::BOT,
     fake_slack::APP,
+    fake_discord::BOT,
     SIGNING,
     WEBHOOK_SECRET,
     "YWlybG9jayBlMmUgd2ViaG9vayBrZXkgMzIgYnl0ZXM",
