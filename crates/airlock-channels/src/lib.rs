@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+pub mod adaptive;
 pub mod card;
 pub mod discord;
 pub mod render;
@@ -23,6 +24,7 @@ pub mod slack;
 pub mod telegram;
 pub mod text;
 pub mod token;
+pub mod webex;
 pub mod webhook;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -329,6 +331,13 @@ pub trait Channel: Send + Sync + 'static {
         _now_secs: u64,
     ) -> Result<Option<Click>, CallbackError> {
         Err(CallbackError::NotSupported)
+    }
+
+    /// Completes a click from an authenticated callback that only names what happened
+    /// (Webex: the action is fetched from the platform's API, which says who pressed what).
+    /// `Ok(None)`: not a click of ours after all. Default: the click as it is.
+    fn resolve<'a>(&'a self, click: Click, _now_secs: u64) -> BoxFuture<'a, Result<Option<Click>, ChannelError>> {
+        Box::pin(async move { Ok(Some(click)) })
     }
 
     /// The body of the HTTP answer to an authenticated callback, for platforms that prescribe

@@ -57,6 +57,14 @@ pub struct DiscordConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebexConfig {
+    pub bot_token: SecretRef,
+    /// The secret of the `attachmentActions` webhook (`/callbacks/webex`, X-Spark-Signature).
+    pub webhook_secret: SecretRef,
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     pub url: String,
     /// `whsec_…` (Standard Webhooks).
@@ -69,6 +77,7 @@ pub struct ChannelsConfig {
     pub telegram: Option<TelegramConfig>,
     pub webhook: Option<WebhookConfig>,
     pub discord: Option<DiscordConfig>,
+    pub webex: Option<WebexConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +107,8 @@ impl Default for ApprovalsConfig {
     }
 }
 
-const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook", "discord"];
-const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "discord"];
+const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook", "discord", "webex"];
+const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "discord", "webex"];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
 
@@ -191,7 +200,7 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
             );
         }
         let mut ids = BTreeMap::new();
-        for key in ["slack", "telegram", "email", "webhook", "discord"] {
+        for key in ["slack", "telegram", "email", "webhook", "discord", "webex"] {
             if let Some(id) = f.str(key, errs) {
                 if id.trim().is_empty() || id.chars().any(char::is_control) {
                     errs.push(&f.at(key), "must be a non-empty single-line id");
@@ -280,6 +289,19 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
                     api_url,
                 });
             }
+            "webex" => {
+                let f = Fields::new(t, path, &["bot_token", "webhook_secret", "api_url"], errs);
+                let bot_token = secret_ref(&f, "bot_token", true, errs);
+                let webhook_secret = secret_ref(&f, "webhook_secret", true, errs);
+                let api_url = channel_url(&f, "api_url", errs).map(|u| u.trim_end_matches('/').to_string());
+                if let (Some(bot_token), Some(webhook_secret)) = (bot_token, webhook_secret) {
+                    c.webex = Some(WebexConfig {
+                        bot_token,
+                        webhook_secret,
+                        api_url,
+                    });
+                }
+            }
             "webhook" => {
                 let f = Fields::new(t, path, &["url", "secret"], errs);
                 let url = channel_url(&f, "url", errs);
@@ -337,6 +359,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "telegram" => channels.telegram.is_some(),
                 "webhook" => channels.webhook.is_some(),
                 "discord" => channels.discord.is_some(),
+                "webex" => channels.webex.is_some(),
                 _ => false,
             };
             if configured {

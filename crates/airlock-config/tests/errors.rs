@@ -467,6 +467,13 @@ const CASES: &[Case] = &[
         "64 hex digits",
     ),
     (
+        "a Webex channel without its webhook secret",
+        &["[channels.webex]", "bot_token = \"env:W\""],
+        1,
+        "channels.webex.webhook_secret",
+        "required",
+    ),
+    (
         "a person without roles",
         &["[people.alice]", "slack = \"U1\""],
         1,

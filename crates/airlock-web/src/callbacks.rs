@@ -24,7 +24,8 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
     let Some(ch) = hub.channel(&name).cloned() else {
         return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
     };
-    let click = match ch.callback(&h, &body, airlock_gateway::now_ms() / 1000) {
+    let now_secs = airlock_gateway::now_ms() / 1000;
+    let click = match ch.callback(&h, &body, now_secs) {
         Ok(Some(c)) => c,
         Ok(None) => {
             return match ch.callback_answer(&body, None) {
@@ -41,6 +42,16 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
         Err(e) => {
             tracing::warn!(channel = %name, error = %e, "rejected an unauthenticated callback");
             return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
+        }
+    };
+    // Authenticated; some platforms say only *that* a button was pressed, and who pressed
+    // what comes from their API.
+    let click = match ch.resolve(click, now_secs).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return StatusCode::OK.into_response(),
+        Err(e) => {
+            tracing::warn!(channel = %name, error = %e, "could not complete a callback's click");
+            return (StatusCode::BAD_GATEWAY, "could not fetch the click from the platform\n").into_response();
         }
     };
     let reply = hub.click(&click).await;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
-use airlock_channels::{Channel, Person, discord, slack, telegram, webhook};
+use airlock_channels::{Channel, Person, discord, slack, telegram, webex, webhook};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -93,6 +93,15 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             bot_token: resolve(&d.bot_token, "channels.discord.bot_token", store, vault).await?,
             gateway: d.gateway,
             public_key,
+        })));
+    }
+    if let Some(w) = &c.webex
+        && wanted("webex")
+    {
+        out.push(Arc::new(webex::Webex::new(webex::WebexConfig {
+            api_base: w.api_url.clone().unwrap_or_else(|| webex::DEFAULT_API_BASE.to_string()),
+            bot_token: resolve(&w.bot_token, "channels.webex.bot_token", store, vault).await?,
+            webhook_secret: resolve(&w.webhook_secret, "channels.webex.webhook_secret", store, vault).await?,
         })));
     }
     if let Some(w) = &c.webhook

@@ -10,6 +10,8 @@ pub mod fake_discord;
 pub mod fake_slack;
 #[path = "../../../airlock-channels/tests/fake/mod.rs"]
 pub mod fake_tg;
+#[path = "../../../airlock-channels/tests/fake_webex/mod.rs"]
+pub mod fake_webex;
 pub mod receiver;
 pub mod signing;
 
@@ -34,6 +36,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("SLACK_SIGNING", SIGNING),
     ("WEBHOOK_SECRET", WEBHOOK_SECRET),
     ("DISCORD_BOT", fake_discord::BOT),
+    ("WEBEX_BOT", fake_webex::BOT),
+    ("WEBEX_SECRET", fake_webex::SECRET),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -44,6 +48,8 @@ pub const CREDENTIALS: &[&str] = &[
     fake_slack::BOT,
     fake_slack::APP,
     fake_discord::BOT,
+    fake_webex::BOT,
+    fake_webex::SECRET,
     SIGNING,
     WEBHOOK_SECRET,
     "YWlybG9jayBlMmUgd2ViaG9vayBrZXkgMzIgYnl0ZXM",
