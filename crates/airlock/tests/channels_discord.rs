@@ -236,3 +236,70 @@ async fn discord_http_interactions_must_be_signed_fresh_and_from_a_person() {
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
     assert!(fake.calls("/gateway/bot").is_empty(), "gateway = false: no reader");
 }
+
+/// The replica that logged taking the feed lock (a log line: nothing to await).
+fn feed_reader(c: &support::replicas::Cluster) -> Option<usize> {
+    (0..c.len()).find(|&i| c[i].logs().contains("now reads the platforms' feeds"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_gateway_reader_moves_to_a_survivor_and_a_click_counts_once() {
+    let mut fake = Fake::start().await;
+    let up = upstream(true).await;
+    let config = format!(
+        "[[agents]]\nname = \"mailbot\"\nsecrets = [\"gmail\"]\n\n[secrets.gmail]\nhosts = [\"localhost\"]\n\
+         header = \"Authorization\"\nformat = \"Bearer {{secret}}\"\nplaceholder = \"airlock-gmail\"\n\n\
+         [approvals]\nmax_body = 1048576\n\n{}[channels.discord]\nbot_token = \"env:DISCORD_BOT\"\napi_url = \"{}\"\n\n{MAIL_RULE}",
+        people(),
+        fake.api_base()
+    );
+    let mut c = support::replicas::Cluster::start(support::replicas::Options {
+        replicas: 2,
+        upstreams: &[&up],
+        config: &config,
+        secrets: &[("gmail", REAL)],
+        agents: &["mailbot"],
+        env: ENV,
+        store: "lease = \"2s\"",
+        ..Default::default()
+    })
+    .await;
+    // One replica reads the Gateway.
+    fake.wait_for(Event::Ready(1)).await;
+    let mut leader = None;
+    for _ in 0..100 {
+        leader = feed_reader(&c);
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // a log line: nothing to await
+    }
+    let leader = leader.expect("one replica reads the feed");
+    let holder = 1 - leader;
+    let agent = send(&c[holder], up.port, MAIL_PATH, "application/json", MAIL.into());
+    let (msg, card) = card_for(&mut fake, ALICE, &c[holder]).await;
+    let approval = tokens(
+        buttons_of(&card)[0]["custom_id"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap(),
+        &card,
+    );
+    // The reader dies without a word; the survivor takes the feed and identifies afresh.
+    c.kill9(leader);
+    fake.wait_for(Event::Closed(1)).await;
+    fake.wait_for(Event::Ready(2)).await;
+    let f = press(&mut fake, ALICE, &approval.approve, &msg).await;
+    assert!(!rendered(&f).contains("refused"), "{f}");
+    assert_forwarded(agent, &up).await;
+    // The same press again (Discord re-sent it, or Alice pressed twice): counted once.
+    let f = press(&mut fake, ALICE, &approval.approve, &msg).await;
+    assert!(rendered(&f).contains("already decided"), "{f}");
+    assert_eq!(up.requests().len(), 1);
+    assert_eq!(fake.connections(), 2, "one reader at a time");
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    c.replicas.remove(leader);
+    c.stop_and_verify(REAL);
+}
