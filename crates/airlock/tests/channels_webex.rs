@@ -12,6 +12,7 @@ use support::*;
 const ALICE: &str = "Y2lzY29zcGFyazovL3VzL1BFT1BMRS9hbGljZQ";
 const MALLORY: &str = "Y2lzY29zcGFyazovL3VzL1BFT1BMRS9tYWxsb3J5";
 const EVE: &str = "Y2lzY29zcGFyazovL3VzL1BFT1BMRS9ldmU";
+const BOB: &str = "Y2lzY29zcGFyazovL3VzL1BFT1BMRS9ib2I";
 
 async fn post(gw: &Gateway, body: &str, signature: Option<&str>) -> reqwest::Response {
     let mut r = reqwest::Client::new()
@@ -87,4 +88,71 @@ async fn webex_signed_actions_from_the_api_decide_and_the_thread_is_told() {
     assert!(!ok && text.contains("already decided"), "{text}");
     assert_eq!(up.requests().len(), 1);
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+/// Quorum counts people, whatever platform each of them answers on: one Discord press and
+/// one Webex action approve a request that needs two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_counts_a_discord_press_and_a_webex_action_as_two_people() {
+    use e2e::fake_discord::{self, cards::buttons_of};
+    let mut webex = Fake::start().await;
+    let mut discord = fake_discord::Fake::start().await;
+    let up = upstream(true).await;
+    let alice_discord = "80351110224678912";
+    let people = format!(
+        "[people.alice]\nroles = [\"senior\"]\ndiscord = \"{alice_discord}\"\n\n\
+         [people.bob]\nroles = [\"senior\"]\nwebex = \"{BOB}\"\n\n"
+    );
+    let channels = format!(
+        "[channels.webex]\nbot_token = \"env:WEBEX_BOT\"\nwebhook_secret = \"env:WEBEX_SECRET\"\napi_url = \"{}\"\n\n\
+         [channels.discord]\nbot_token = \"env:DISCORD_BOT\"\napi_url = \"{}\"\n\n",
+        webex.api_base(),
+        discord.api_base()
+    );
+    let gw = gateway(&up, &people, &channels, DEPLOY_RULE);
+    discord.wait_for(fake_discord::Event::Ready(1)).await;
+    let mut events = Events::open(&gw).await;
+    let agent = send(&gw, up.port, "/deploy", "application/json", MAIL.into());
+    let id = events.next("pending").await;
+    webex.wait_until("the Webex card", |f| !f.posts().is_empty()).await;
+    let wcard = webex.posts()[0].clone();
+    let wt = tokens_for(&id, actions(&wcard).into_iter().map(|(_, t)| t).collect());
+    let dm = fake_discord::Fake::dm_of(alice_discord);
+    discord
+        .wait_until("the Discord card", |f| {
+            f.message_refs().iter().any(|r| r.starts_with(&dm))
+        })
+        .await;
+    let msg = discord.message_refs().into_iter().find(|r| r.starts_with(&dm)).unwrap();
+    let dcard = discord.message(&msg).unwrap();
+    let ids = buttons_of(&dcard)
+        .iter()
+        .map(|b| b["custom_id"].as_str().unwrap().to_string())
+        .collect();
+    let dt = tokens_for(&id, ids);
+
+    // Alice on Discord: one of two.
+    let pressed = discord.press(alice_discord, &dt.approve, &msg);
+    discord.wait_for(fake_discord::Event::FollowedUp(pressed)).await;
+    assert!(
+        !up.contacted() && !agent.is_finished(),
+        "one approval of two forwards nothing"
+    );
+    // Bob on Webex: two of two.
+    let bob = webex.press(BOB, &wt.approve, &wcard, 0, BOB);
+    let (ok, text) = reply_text(post(&gw, &bob, Some(&sign(SECRET, &bob))).await).await;
+    assert!(ok, "{text}");
+    let r = agent.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.requests().len(), 1);
+    assert_eq!(
+        up.last().header("authorization"),
+        Some(format!("Bearer {REAL}").as_str())
+    );
+    discord
+        .wait_until("the Discord card closed", |f| {
+            f.message(&msg).is_some_and(|m| buttons_of(&m).is_empty())
+        })
+        .await;
+    assert!(webex.violations().is_empty() && discord.violations().is_empty());
 }
