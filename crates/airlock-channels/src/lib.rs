@@ -288,6 +288,10 @@ pub enum CallbackError {
     Stale,
     #[error("malformed payload: {0}")]
     Malformed(String),
+    /// The platform's API, asked to complete an authenticated callback, could not answer
+    /// (callers answer 502: the request may be genuine).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One approval platform. Implementations hold their credentials in redacting types and
@@ -336,7 +340,7 @@ pub trait Channel: Send + Sync + 'static {
     /// Completes a click from an authenticated callback that only names what happened
     /// (Webex: the action is fetched from the platform's API, which says who pressed what).
     /// `Ok(None)`: not a click of ours after all. Default: the click as it is.
-    fn resolve<'a>(&'a self, click: Click, _now_secs: u64) -> BoxFuture<'a, Result<Option<Click>, ChannelError>> {
+    fn resolve<'a>(&'a self, click: Click, _now_secs: u64) -> BoxFuture<'a, Result<Option<Click>, CallbackError>> {
         Box::pin(async move { Ok(Some(click)) })
     }
 

@@ -173,7 +173,10 @@ async fn webhooks_are_signed_and_the_click_is_what_the_api_says() {
         .callback(&headers(&sign(SECRET, &old)), old.as_bytes(), 0)
         .unwrap()
         .unwrap();
-    assert!(w.resolve(click, fake_webex::now_secs()).await.is_err());
+    assert_eq!(
+        w.resolve(click, fake_webex::now_secs()).await,
+        Err(CallbackError::Stale)
+    );
     // Other events are not clicks.
     let other = json!({"resource": "messages", "event": "created", "data": {"id": "x"}}).to_string();
     assert_eq!(

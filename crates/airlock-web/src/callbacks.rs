@@ -49,9 +49,14 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
     let click = match ch.resolve(click, now_secs).await {
         Ok(Some(c)) => c,
         Ok(None) => return StatusCode::OK.into_response(),
-        Err(e) => {
+        Err(e @ CallbackError::Unavailable(_)) => {
             tracing::warn!(channel = %name, error = %e, "could not complete a callback's click");
             return (StatusCode::BAD_GATEWAY, "could not fetch the click from the platform\n").into_response();
+        }
+        Err(e @ CallbackError::Malformed(_)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => {
+            tracing::warn!(channel = %name, error = %e, "rejected a callback's click");
+            return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
         }
     };
     let reply = hub.click(&click).await;

@@ -67,7 +67,9 @@ async fn webex_signed_actions_from_the_api_decide_and_the_thread_is_told() {
     let (ok, text) = reply_text(post(&gw, &mallory, Some(&sign(SECRET, &mallory))).await).await;
     assert!(!ok && text.contains("changed nothing"), "{text}");
     let stale = fake.press(ALICE, &t.approve, &card, 900, ALICE);
-    assert_eq!(post(&gw, &stale, Some(&sign(SECRET, &stale))).await.status(), 502);
+    let r = post(&gw, &stale, Some(&sign(SECRET, &stale))).await;
+    assert_eq!(r.status(), 401, "an action from 15 minutes ago is a replay");
+    assert!(r.text().await.unwrap().contains("replay window"));
     assert!(!up.contacted() && !agent.is_finished());
 
     let (ok, text) = reply_text(post(&gw, &alice, Some(&sign(SECRET, &alice))).await).await;

@@ -118,20 +118,17 @@ impl Webex {
             .map(drop)
     }
 
-    async fn fetch(&self, click: Click, now_secs: u64) -> Result<Option<Click>, ChannelError> {
+    async fn fetch(&self, click: Click, now_secs: u64) -> Result<Option<Click>, CallbackError> {
         let Some(id) = click.ack["action_id"].as_str().filter(|a| is_id(a)) else {
-            return Err(platform("no action id"));
+            return Err(CallbackError::Malformed("no action id".into()));
         };
+        let path = format!("/attachment/actions/{id}");
         let action = self
             .api
-            .call(
-                Method::GET,
-                "get attachment action",
-                &format!("/attachment/actions/{id}"),
-                None,
-            )
-            .await?;
-        verify::click_from_action(&action, id, now_secs).map_err(|e| platform(format!("attachment action: {e}")))
+            .call(Method::GET, "get attachment action", &path, None)
+            .await
+            .map_err(|e| CallbackError::Unavailable(e.to_string()))?;
+        verify::click_from_action(&action, id, now_secs)
     }
 }
 
@@ -176,7 +173,7 @@ impl Channel for Webex {
         }))
     }
 
-    fn resolve<'a>(&'a self, click: Click, now_secs: u64) -> BoxFuture<'a, Result<Option<Click>, ChannelError>> {
+    fn resolve<'a>(&'a self, click: Click, now_secs: u64) -> BoxFuture<'a, Result<Option<Click>, CallbackError>> {
         Box::pin(self.fetch(click, now_secs))
     }
 }
