@@ -16,7 +16,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+pub mod adaptive;
 pub mod card;
+pub mod discord;
 pub mod mattermost;
 pub mod ntfy;
 pub mod render;
@@ -24,6 +26,7 @@ pub mod slack;
 pub mod telegram;
 pub mod text;
 pub mod token;
+pub mod webex;
 pub mod webhook;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -287,6 +290,10 @@ pub enum CallbackError {
     Stale,
     #[error("malformed payload: {0}")]
     Malformed(String),
+    /// The platform's API, asked to complete an authenticated callback, could not answer
+    /// (callers answer 502: the request may be genuine).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One approval platform. Implementations hold their credentials in redacting types and
@@ -358,6 +365,20 @@ pub trait Channel: Send + Sync + 'static {
     /// keeps a notification and shows an error only on a non-2xx answer.
     fn refusal_status(&self) -> u16 {
         200
+    }
+
+    /// Completes a click from an authenticated callback that only names what happened
+    /// (Webex: the action is fetched from the platform's API, which says who pressed what).
+    /// `Ok(None)`: not a click of ours after all. Default: the click as it is.
+    fn resolve<'a>(&'a self, click: Click, _now_secs: u64) -> BoxFuture<'a, Result<Option<Click>, CallbackError>> {
+        Box::pin(async move { Ok(Some(click)) })
+    }
+
+    /// The body of the HTTP answer to an authenticated callback, for platforms that prescribe
+    /// one (Discord: PONG to a PING, a deferred update to a click). `reply` is the hub's answer
+    /// when the callback was a click. `None`: the hub's reply as JSON, or an empty 200.
+    fn callback_answer(&self, _body: &[u8], _reply: Option<&Reply>) -> Option<serde_json::Value> {
+        None
     }
 
     /// Pull-based channels (Slack Socket Mode, Telegram getUpdates) start their reader here

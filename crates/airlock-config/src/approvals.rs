@@ -46,6 +46,25 @@ pub struct TelegramConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscordConfig {
+    pub bot_token: SecretRef,
+    /// Clicks over the Gateway WebSocket (default true): no public URL needed.
+    pub gateway: bool,
+    /// The application's public key (64 hex digits, not a secret): HTTP interactions on
+    /// `/callbacks/discord`, verified with Ed25519.
+    pub public_key: Option<String>,
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebexConfig {
+    pub bot_token: SecretRef,
+    /// The secret of the `attachmentActions` webhook (`/callbacks/webex`, X-Spark-Signature).
+    pub webhook_secret: SecretRef,
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     pub url: String,
     /// `whsec_…` (Standard Webhooks).
@@ -59,6 +78,8 @@ pub struct ChannelsConfig {
     pub webhook: Option<WebhookConfig>,
     pub ntfy: Option<crate::selfhosted::NtfyConfig>,
     pub mattermost: Option<crate::selfhosted::MattermostConfig>,
+    pub discord: Option<DiscordConfig>,
+    pub webex: Option<WebexConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +109,18 @@ impl Default for ApprovalsConfig {
     }
 }
 
-const PERSON_KEYS: &[&str] = &["roles", "slack", "telegram", "email", "webhook", "ntfy", "mattermost"];
-const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "ntfy", "mattermost"];
+const PERSON_KEYS: &[&str] = &[
+    "roles",
+    "slack",
+    "telegram",
+    "email",
+    "webhook",
+    "ntfy",
+    "mattermost",
+    "discord",
+    "webex",
+];
+const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "ntfy", "mattermost", "discord", "webex"];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
 
@@ -150,6 +181,11 @@ pub(crate) fn channel_url(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Optio
     Some(s.to_string())
 }
 
+/// Discord ids are snowflakes: unsigned 64-bit integers written in decimal.
+fn is_snowflake(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -182,6 +218,11 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
                     errs.push(&f.at(key), "must be a non-empty single-line id");
                 } else if key == "ntfy" && !crate::selfhosted::is_topic(id.trim()) {
                     errs.push(&f.at(key), "must be an ntfy topic name: 1-64 of A-Z a-z 0-9 _ -");
+                } else if key == "discord" && !is_snowflake(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a Discord user id is a number (Developer Mode, then Copy User ID), not a user name",
+                    );
                 } else {
                     ids.insert(key.to_string(), id.trim().to_string());
                 }
@@ -231,6 +272,49 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
                     webhook_secret,
                     api_url,
                 });
+            }
+            "discord" => {
+                let f = Fields::new(t, path, &["bot_token", "gateway", "public_key", "api_url"], errs);
+                let bot_token = secret_ref(&f, "bot_token", true, errs);
+                let gateway = f.bool("gateway", errs).unwrap_or(true);
+                let public_key = f.str("public_key", errs).and_then(|k| {
+                    let k = k.trim();
+                    if k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        Some(k.to_ascii_lowercase())
+                    } else {
+                        errs.push(
+                            &f.at("public_key"),
+                            "must be the application's public key: 64 hex digits (Developer Portal, General Information)",
+                        );
+                        None
+                    }
+                });
+                if !gateway && !f.has("public_key") {
+                    errs.push(
+                        &f.path,
+                        "Discord needs gateway = true (the default) or public_key (HTTP interactions) to receive clicks",
+                    );
+                }
+                let api_url = channel_url(&f, "api_url", errs).map(|u| u.trim_end_matches('/').to_string());
+                c.discord = bot_token.map(|bot_token| DiscordConfig {
+                    bot_token,
+                    gateway,
+                    public_key,
+                    api_url,
+                });
+            }
+            "webex" => {
+                let f = Fields::new(t, path, &["bot_token", "webhook_secret", "api_url"], errs);
+                let bot_token = secret_ref(&f, "bot_token", true, errs);
+                let webhook_secret = secret_ref(&f, "webhook_secret", true, errs);
+                let api_url = channel_url(&f, "api_url", errs).map(|u| u.trim_end_matches('/').to_string());
+                if let (Some(bot_token), Some(webhook_secret)) = (bot_token, webhook_secret) {
+                    c.webex = Some(WebexConfig {
+                        bot_token,
+                        webhook_secret,
+                        api_url,
+                    });
+                }
             }
             "webhook" => {
                 let f = Fields::new(t, path, &["url", "secret"], errs);
@@ -292,6 +376,8 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "webhook" => channels.webhook.is_some(),
                 "ntfy" => channels.ntfy.is_some(),
                 "mattermost" => channels.mattermost.is_some(),
+                "discord" => channels.discord.is_some(),
+                "webex" => channels.webex.is_some(),
                 _ => false,
             };
             if configured {

@@ -31,8 +31,8 @@ use toml::Table;
 
 pub use addr::{AddrRule, parse_duration};
 pub use approvals::{
-    ApprovalsConfig, ChannelsConfig, DEFAULT_MAX_HELD_PER_AGENT, PersonConfig, SecretRef, SlackConfig, TelegramConfig,
-    WebhookConfig,
+    ApprovalsConfig, ChannelsConfig, DEFAULT_MAX_HELD_PER_AGENT, DiscordConfig, PersonConfig, SecretRef, SlackConfig,
+    TelegramConfig, WebexConfig, WebhookConfig,
 };
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};

@@ -225,6 +225,10 @@ action = "allow"
 roles = ["owner"]
 slack = "U012ABCDEF"
 telegram = "123456789"
+discord = "80351110224678912"
+[channels.discord]
+bot_token = "vault:discord_bot"
+public_key = "D75A980182B10AB7D54BFED3C964073A0EE172F3DAA62325AF021A68F707511A"
 [channels.slack]
 bot_token = "env:SLACK_BOT_TOKEN"
 app_token = "vault:slack_app"
@@ -291,6 +295,14 @@ channels = ["slack"]
     assert_eq!(c.people[0].roles, ["owner"]);
     assert_eq!(c.people[0].ids["slack"], "U012ABCDEF");
     assert_eq!(c.people[0].ids["telegram"], "123456789");
+    assert_eq!(c.people[0].ids["discord"], "80351110224678912");
+    let discord = c.channels.discord.as_ref().unwrap();
+    assert_eq!(discord.bot_token, SecretRef::Vault("discord_bot".into()));
+    assert!(discord.gateway, "the Gateway is the default");
+    assert_eq!(
+        discord.public_key.as_deref(),
+        Some("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    );
     let slack = c.channels.slack.as_ref().unwrap();
     assert_eq!(slack.bot_token, SecretRef::Env("SLACK_BOT_TOKEN".into()));
     assert_eq!(slack.app_token, Some(SecretRef::Vault("slack_app".into())));

@@ -24,9 +24,15 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
     let Some(ch) = hub.channel(&name).cloned() else {
         return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
     };
-    let click = match ch.callback(&h, &body, airlock_gateway::now_ms() / 1000) {
+    let now_secs = airlock_gateway::now_ms() / 1000;
+    let click = match ch.callback(&h, &body, now_secs) {
         Ok(Some(c)) => c,
-        Ok(None) => return StatusCode::OK.into_response(),
+        Ok(None) => {
+            return match ch.callback_answer(&body, None) {
+                Some(answer) => Json(answer).into_response(),
+                None => StatusCode::OK.into_response(),
+            };
+        }
         Err(CallbackError::NotSupported) => {
             return (StatusCode::NOT_FOUND, "this channel takes no callbacks\n").into_response();
         }
@@ -38,12 +44,30 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
             return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
         }
     };
+    // Authenticated; some platforms say only *that* a button was pressed, and who pressed
+    // what comes from their API.
+    let click = match ch.resolve(click, now_secs).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return StatusCode::OK.into_response(),
+        Err(e @ CallbackError::Unavailable(_)) => {
+            tracing::warn!(channel = %name, error = %e, "could not complete a callback's click");
+            return (StatusCode::BAD_GATEWAY, "could not fetch the click from the platform\n").into_response();
+        }
+        Err(e @ CallbackError::Malformed(_)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => {
+            tracing::warn!(channel = %name, error = %e, "rejected a callback's click");
+            return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
+        }
+    };
     let reply = hub.click(&click).await;
     let status = match reply.ok {
         true => StatusCode::OK,
         false => StatusCode::from_u16(ch.refusal_status()).unwrap_or(StatusCode::OK),
     };
-    let body = ch.callback_body(&reply);
+    // A platform that prescribes its answer (Discord) gets it; others the channel's body.
+    let answer = ch
+        .callback_answer(&body, Some(&reply))
+        .unwrap_or_else(|| ch.callback_body(&reply));
     // Answer the clicker out of band (ephemeral message, callback answer) without holding
     // up the platform's request, which has a short deadline.
     let r = reply.clone();
@@ -52,5 +76,5 @@ async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: He
             tracing::warn!(channel = click.channel, error = %e, "could not answer a click");
         }
     });
-    (status, Json(body)).into_response()
+    (status, Json(answer)).into_response()
 }

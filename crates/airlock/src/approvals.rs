@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
-use airlock_channels::{Channel, Person, mattermost, ntfy, slack, telegram, webhook};
+use airlock_channels::{Channel, Person, discord, mattermost, ntfy, slack, telegram, webex, webhook};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -73,6 +73,35 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
                 .unwrap_or_else(|| telegram::TelegramConfig::DEFAULT_API_BASE.to_string()),
             bot_token: resolve(&t.bot_token, "channels.telegram.bot_token", store, vault).await?,
             webhook_secret: resolve_opt(&t.webhook_secret, "channels.telegram.webhook_secret", store, vault).await?,
+        })));
+    }
+    if let Some(d) = &c.discord
+        && wanted("discord")
+    {
+        let public_key = match &d.public_key {
+            Some(k) => Some(
+                discord::PublicKey::from_hex(k)
+                    .context("channels.discord.public_key: not a valid Ed25519 public key")?,
+            ),
+            None => None,
+        };
+        out.push(Arc::new(discord::Discord::new(discord::DiscordConfig {
+            api_base: d
+                .api_url
+                .clone()
+                .unwrap_or_else(|| discord::DEFAULT_API_BASE.to_string()),
+            bot_token: resolve(&d.bot_token, "channels.discord.bot_token", store, vault).await?,
+            gateway: d.gateway,
+            public_key,
+        })));
+    }
+    if let Some(w) = &c.webex
+        && wanted("webex")
+    {
+        out.push(Arc::new(webex::Webex::new(webex::WebexConfig {
+            api_base: w.api_url.clone().unwrap_or_else(|| webex::DEFAULT_API_BASE.to_string()),
+            bot_token: resolve(&w.bot_token, "channels.webex.bot_token", store, vault).await?,
+            webhook_secret: resolve(&w.webhook_secret, "channels.webex.webhook_secret", store, vault).await?,
         })));
     }
     if let Some(w) = &c.webhook

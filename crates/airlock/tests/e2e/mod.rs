@@ -4,12 +4,16 @@
 //! webhook receiver in `receiver`.
 #![allow(dead_code)]
 
+#[path = "../../../airlock-channels/tests/fake_discord/mod.rs"]
+pub mod fake_discord;
 pub mod fake_mattermost;
 pub mod fake_ntfy;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
 pub mod fake_slack;
 #[path = "../../../airlock-channels/tests/fake/mod.rs"]
 pub mod fake_tg;
+#[path = "../../../airlock-channels/tests/fake_webex/mod.rs"]
+pub mod fake_webex;
 pub mod receiver;
 pub mod signing;
 
@@ -37,6 +41,9 @@ pub const ENV: &[(&str, &str)] = &[
     ("NTFY_TOKEN", fake_ntfy::TOKEN),
     ("MM_BOT", fake_mattermost::BOT),
     ("MM_SECRET", MM_SECRET),
+    ("DISCORD_BOT", fake_discord::BOT),
+    ("WEBEX_BOT", fake_webex::BOT),
+    ("WEBEX_SECRET", fake_webex::SECRET),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -46,6 +53,9 @@ pub const CREDENTIALS: &[&str] = &[
     fake_tg::telegram::TOKEN,
     fake_slack::BOT,
     fake_slack::APP,
+    fake_discord::BOT,
+    fake_webex::BOT,
+    fake_webex::SECRET,
     SIGNING,
     WEBHOOK_SECRET,
     "YWlybG9jayBlMmUgd2ViaG9vayBrZXkgMzIgYnl0ZXM",
