@@ -115,8 +115,14 @@ impl Hub {
         let claims = match Claims::parse(&click.token) {
             Ok(c) => c,
             Err(e) => {
-                self.refused_click(click, None, None, &format!("the button token is not valid: {e}"))
-                    .await;
+                self.refused_click(
+                    click,
+                    &click.user,
+                    None,
+                    None,
+                    &format!("the button token is not valid: {e}"),
+                )
+                .await;
                 return refuse("This button is not valid.");
             }
         };
@@ -128,6 +134,7 @@ impl Hub {
                 Err(e) => {
                     self.refused_click(
                         click,
+                        &click.user,
                         Some(id),
                         None,
                         &format!("the account could not be confirmed: {e}"),
@@ -139,14 +146,14 @@ impl Hub {
             None => click.user.clone(),
         };
         let Some(person) = self.inner.people.by_identity(click.channel, &user) else {
-            self.refused_click(click, Some(id), None, "not a configured person")
+            self.refused_click(click, &user, Some(id), None, "not a configured person")
                 .await;
             return refuse("You are not configured as an approver in airlock, so your click changed nothing.");
         };
         let digest = match self.digest_of(id).await {
             Some(d) => d,
             None => {
-                self.refused_click(click, Some(id), Some(&person), "no such approval")
+                self.refused_click(click, &user, Some(id), Some(&person), "no such approval")
                     .await;
                 return refuse("This request is unknown to airlock.");
             }
@@ -158,8 +165,14 @@ impl Hub {
         };
         if let Err(e) = verified {
             // Someone else's token, a forgery, a stale button: evidence, recorded.
-            self.refused_click(click, Some(id), Some(&person), &format!("the button was refused: {e}"))
-                .await;
+            self.refused_click(
+                click,
+                &user,
+                Some(id),
+                Some(&person),
+                &format!("the button was refused: {e}"),
+            )
+            .await;
             return refuse(&format!("This button was refused: {e}."));
         }
         match self.vote(id, &person, claims.decision, click.channel).await {
@@ -176,7 +189,8 @@ impl Hub {
             Err(e) => {
                 // `vote` recorded a refusal by the state machine itself.
                 if !matches!(e, VoteError::Refused(_)) {
-                    self.refused_click(click, Some(id), Some(&person), &e.to_string()).await;
+                    self.refused_click(click, &user, Some(id), Some(&person), &e.to_string())
+                        .await;
                 }
                 refuse(&format!("Your click changed nothing: {e}."))
             }
@@ -184,8 +198,10 @@ impl Hub {
     }
 
     /// Records a refused click: who clicked on which platform, on what, and why.
-    async fn refused_click(&self, click: &Click, approval: Option<&str>, person: Option<&str>, why: &str) {
-        let (channel, user) = (click.channel, click.user.as_str());
+    /// `user` is the identity the channel confirmed (Mattermost: the username the API gave),
+    /// else the one the click carries.
+    async fn refused_click(&self, click: &Click, user: &str, approval: Option<&str>, person: Option<&str>, why: &str) {
+        let channel = click.channel;
         let (agent, host) = match approval {
             Some(id) => match self.inner.store.get_approval(id).await {
                 Ok(Some(row)) => (row.agent, row.host),
