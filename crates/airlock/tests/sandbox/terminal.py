@@ -29,12 +29,13 @@ seen = b""
 
 
 def read_until(token, timeout=60):
+    """True once `token` was seen; False when the terminal closed; None on timeout."""
     global seen
     end = time.time() + timeout
     while token not in seen:
         ready, _, _ = select.select([fd], [], [], max(0, end - time.time()))
         if not ready:
-            return False
+            return None
         try:
             chunk = os.read(fd, 4096)
         except OSError:
@@ -56,16 +57,17 @@ def raw(timeout=60):
     return False
 
 
-got_ready = read_until(b"ready")
+got_ready = read_until(b"ready") is True
 if got_ready and wait_raw:
     got_ready = raw()
+closed = False
 if got_ready:
     os.write(fd, b"\x03")
-    read_until(b"\x00never")  # until the terminal closes
-# A command still running here missed the keystroke: end it so the test fails instead of hanging.
-done, status = os.waitpid(pid, os.WNOHANG)
-if done == 0:
+    closed = read_until(b"\x00never") is False  # until the terminal closes
+if not closed:
+    # Still running: it missed the keystroke (or never got ready). End it so the test fails
+    # instead of hanging.
     os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+_, status = os.waitpid(pid, 0)
 print(json.dumps({"ready": got_ready, "out": seen.decode(errors="replace"),
                   "code": os.waitstatus_to_exitcode(status)}))
