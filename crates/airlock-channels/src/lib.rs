@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 pub mod adaptive;
 pub mod card;
+mod client;
 pub mod discord;
 pub mod mattermost;
 pub mod ntfy;

@@ -157,14 +157,7 @@ struct Callback {
 
 impl Webhook {
     pub fn new(cfg: WebhookConfig) -> Webhook {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            // The spec counts a 3xx as a failed delivery; following it would also let the
-            // receiver point our signed payload somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::client::api_client(Some(Duration::from_secs(30)));
         Webhook {
             url: cfg.url,
             secret: cfg.secret,

@@ -65,13 +65,7 @@ fn secs_header(h: &http::HeaderMap, name: &str) -> Option<Duration> {
 
 impl Api {
     pub(crate) fn new(base: &str, bot: SecretBytes) -> Api {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            // Discord does not redirect API calls; following one could carry the token away.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::client::api_client(Some(Duration::from_secs(30)));
         Api {
             http,
             base: base.trim_end_matches('/').to_string(),

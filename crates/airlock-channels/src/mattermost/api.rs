@@ -28,12 +28,7 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(url: &str, token: SecretBytes) -> Api {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::client::api_client(Some(Duration::from_secs(30)));
         Api {
             http,
             base: format!("{}/api/v4", url.trim_end_matches('/')),

@@ -37,13 +37,7 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(server: &str, token: Option<SecretBytes>) -> Api {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            // A redirect could carry the token and the card somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::client::api_client(Some(Duration::from_secs(30)));
         Api {
             http,
             root: format!("{}/", server.trim_end_matches('/')),

@@ -63,13 +63,7 @@ fn request_error(what: &str, e: reqwest::Error) -> ChannelError {
 
 impl Api {
     pub(crate) fn new(base: &str, bot: SecretBytes) -> Api {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            // Slack's API does not redirect; following one could carry the token elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::client::api_client(Some(Duration::from_secs(30)));
         Api {
             http,
             base: base.trim_end_matches('/').to_string(),

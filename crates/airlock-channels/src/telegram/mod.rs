@@ -170,11 +170,7 @@ impl Telegram {
                 && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'-')
         });
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::client::api_client(None);
         Telegram {
             api_base: cfg.api_base.trim_end_matches('/').to_string(),
             bot_token: cfg.bot_token,

@@ -34,13 +34,7 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(base: &str, token: SecretBytes) -> Api {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            // A redirect could carry the bearer token to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::client::api_client(Some(Duration::from_secs(30)));
         Api {
             http,
             base: base.trim_end_matches('/').to_string(),
