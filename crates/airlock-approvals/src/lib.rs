@@ -17,6 +17,7 @@
 mod cluster;
 mod fanout;
 mod grants;
+mod link;
 mod outcome;
 mod people;
 mod ticket;
@@ -37,6 +38,7 @@ use airlock_core::policy::ApprovalSpec;
 use airlock_store::{ApprovalRow, AuditHandle, GrantRow, Store, StoreError};
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use link::LinkView;
 pub use people::People;
 pub use ticket::Ticket;
 pub use view::{ApprovalView, Listing};

@@ -20,6 +20,7 @@ pub mod adaptive;
 pub mod card;
 mod client;
 pub mod discord;
+pub mod email;
 pub mod mattermost;
 pub mod ntfy;
 pub mod render;

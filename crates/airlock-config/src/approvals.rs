@@ -80,6 +80,7 @@ pub struct ChannelsConfig {
     pub mattermost: Option<crate::selfhosted::MattermostConfig>,
     pub discord: Option<DiscordConfig>,
     pub webex: Option<WebexConfig>,
+    pub email: Option<crate::selfhosted::EmailConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +121,16 @@ const PERSON_KEYS: &[&str] = &[
     "discord",
     "webex",
 ];
-const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "ntfy", "mattermost", "discord", "webex"];
+const CHANNEL_KINDS: &[&str] = &[
+    "slack",
+    "telegram",
+    "webhook",
+    "ntfy",
+    "mattermost",
+    "discord",
+    "webex",
+    "email",
+];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
 
@@ -329,6 +339,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             }
             "ntfy" => c.ntfy = crate::selfhosted::read_ntfy(t, path, errs),
             "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
+            "email" => c.email = crate::selfhosted::read_email(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -378,6 +389,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "mattermost" => channels.mattermost.is_some(),
                 "discord" => channels.discord.is_some(),
                 "webex" => channels.webex.is_some(),
+                "email" => channels.email.is_some(),
                 _ => false,
             };
             if configured {

@@ -38,7 +38,7 @@ pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
 pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 pub use secrets::Agent;
-pub use selfhosted::{DEFAULT_NTFY_PRIORITY, MattermostConfig, NtfyConfig};
+pub use selfhosted::{DEFAULT_NTFY_PRIORITY, EmailConfig, MattermostConfig, NtfyConfig, SmtpSecurity};
 pub use store::{StoreConfig, check_store_url};
 
 use error::Errors;

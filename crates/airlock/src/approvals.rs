@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
-use airlock_channels::{Channel, Person, discord, mattermost, ntfy, slack, telegram, webex, webhook};
+use airlock_channels::{Channel, Person, discord, email, mattermost, ntfy, slack, telegram, webex, webhook};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -135,7 +135,45 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             public_url: m.public_url.clone(),
         })));
     }
+    if let Some(e) = &c.email
+        && wanted("email")
+    {
+        out.push(Arc::new(email_channel(cfg, e, store, vault).await?));
+    }
     Ok(out)
+}
+
+async fn email_channel(
+    cfg: &Config,
+    e: &airlock_config::EmailConfig,
+    store: &Store,
+    vault: &Vault,
+) -> anyhow::Result<email::Email> {
+    let ca_pem = match &e.ca {
+        Some(p) => {
+            let path = cfg.dir.join(p);
+            Some(std::fs::read(&path).with_context(|| format!("channels.email.ca: cannot read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let smtp = email::Smtp {
+        host: e.host.clone(),
+        port: e.port,
+        security: match e.security {
+            airlock_config::SmtpSecurity::Tls => email::Security::Tls,
+            airlock_config::SmtpSecurity::StartTls => email::Security::StartTls,
+            airlock_config::SmtpSecurity::None => email::Security::None,
+        },
+        username: e.username.clone(),
+        password: resolve_opt(&e.password, "channels.email.password", store, vault).await?,
+        ca_pem,
+    };
+    email::Email::new(email::EmailConfig {
+        smtp,
+        from: e.from.clone(),
+        base_url: e.base_url.clone(),
+    })
+    .map_err(|err| anyhow::anyhow!("{err}"))
 }
 
 /// Starts the hub when people are configured; `None` otherwise (approve rules then deny).

@@ -5,6 +5,7 @@
 
 mod actions;
 mod auth;
+mod email;
 mod html;
 mod pages;
 
@@ -31,6 +32,10 @@ pub fn routes() -> Router<ControlState> {
         .route("/dashboard/history", get(pages::history))
         .route("/dashboard/grants", get(pages::grants))
         .route("/dashboard/grants/{id}/revoke", post(actions::revoke))
+        .route(
+            airlock_channels::email::verify::PATH,
+            get(email::show).post(email::confirm),
+        )
         .layer(middleware::map_response(security_headers))
 }
 

@@ -161,9 +161,9 @@ async fn respond(
 /// Serves `localhost`'s certificate, or the `127.0.0.1` one when the client sends no SNI
 /// (clients send none for IP addresses).
 #[derive(Debug)]
-struct BySni {
-    name: Arc<rustls::sign::CertifiedKey>,
-    ip: Arc<rustls::sign::CertifiedKey>,
+pub struct BySni {
+    pub name: Arc<rustls::sign::CertifiedKey>,
+    pub ip: Arc<rustls::sign::CertifiedKey>,
 }
 
 impl rustls::server::ResolvesServerCert for BySni {
