@@ -216,3 +216,33 @@ pub(crate) fn event(
         detail: Some(detail),
     }
 }
+
+impl Hub {
+    /// After a policy reload: refuses each approval this replica holds whose every rule is
+    /// gone from the new policy or now denies (`kept(rule)` says whether a rule still holds),
+    /// closing its cards with that reason. Returns the ids refused. Anything else stays held,
+    /// its cards, votes and grants unchanged.
+    pub async fn recheck(&self, kept: impl Fn(&str) -> bool) -> Vec<String> {
+        let open: Vec<(String, Vec<String>)> = match self.inner.live.lock() {
+            Ok(map) => map
+                .iter()
+                .filter(|(_, l)| !l.closed && l.status.is_open())
+                .map(|(id, l)| (id.clone(), l.card.rules.iter().map(|r| r.name.clone()).collect()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut refused = Vec::new();
+        for (id, rules) in open {
+            if rules.iter().any(|r| kept(r)) {
+                continue;
+            }
+            let reason = format!(
+                "the policy was reloaded and no longer holds this request for approval (rule {} removed or now denies)",
+                rules.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ")
+            );
+            self.fail(&id, reason).await;
+            refused.push(id);
+        }
+        refused
+    }
+}

@@ -2,7 +2,9 @@
 //! allow, deny or approve with a reason. Stage 4, admission: an allowed or approved request
 //! goes out only while the audit log is writable and within every matching rule's rate.
 
-use airlock_core::policy::{Action, Decision};
+use std::sync::Arc;
+
+use airlock_core::policy::{Action, Decision, Policy};
 use http::StatusCode;
 
 use crate::conn::{Conn, now_ms};
@@ -12,6 +14,7 @@ use crate::record::{Record, Stop, audit_unavailable, deny};
 
 /// The core's decision and the names of every rule that matched (for the audit record).
 pub(crate) struct Decided {
+    pub(crate) policy: Arc<Policy>,
     pub(crate) decision: Decision,
     pub(crate) rules: Vec<String>,
 }
@@ -19,13 +22,14 @@ pub(crate) struct Decided {
 /// Evaluates the policy; a deny is answered and audited here.
 pub(crate) fn decide<B>(conn: &Conn, req: &Inbound<B>) -> Result<Decided, Stop> {
     let state = &conn.state;
-    let decision = state.policy.evaluate(&req.facts);
-    let rules = decision
-        .matched
-        .iter()
-        .map(|&i| state.policy.rules[i].name.clone())
-        .collect();
-    let d = Decided { decision, rules };
+    let policy = req.policy.clone();
+    let decision = policy.evaluate(&req.facts);
+    let rules = decision.matched.iter().map(|&i| policy.rules[i].name.clone()).collect();
+    let d = Decided {
+        policy,
+        decision,
+        rules,
+    };
     match d.decision.action {
         Action::Deny => {
             Metrics::inc(&state.metrics.denied);
@@ -54,10 +58,10 @@ pub(crate) async fn admit(conn: &Conn, rec: &Record, d: &Decided) -> Result<(), 
         return Err(audit_unavailable(state).into());
     }
     for &i in &d.decision.matched {
-        let Some(rate) = state.policy.rules[i].rate else {
+        let Some(rate) = d.policy.rules[i].rate else {
             continue;
         };
-        let name = &state.policy.rules[i].name;
+        let name = &d.policy.rules[i].name;
         let (status, reason) = match state.limiter.take(i, name, &conn.agent.name, rate, now_ms()).await {
             Ok(true) => continue,
             Ok(false) => {

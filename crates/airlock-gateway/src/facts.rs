@@ -4,10 +4,12 @@
 //! placeholders it carries (the injection plan, or an exfiltration refusal). No later stage
 //! parses the request again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_core::facts::{Body as BodyState, RequestFacts};
 use airlock_core::inject::{Injection, Refusal, RequestView};
+use airlock_core::policy::Policy;
 use airlock_inspect::Want;
 use airlock_inspect::request::{Head, body_state, head_facts, plan_body, settle_methods};
 use bytes::Bytes;
@@ -30,6 +32,8 @@ const INLINE_INSPECT: usize = 8 * 1024;
 /// A request as the stages hand it on: its facts, its bytes, and its audit record so far.
 pub(crate) struct Inbound<B = Incoming> {
     pub(crate) rec: Record,
+    /// The policy this request is decided by, from its first stage to its last.
+    pub(crate) policy: Arc<Policy>,
     pub(crate) facts: RequestFacts,
     /// Path and query exactly as sent (forwarded as they are).
     pub(crate) target: String,
@@ -67,6 +71,7 @@ pub(crate) async fn read<B: AgentBody>(conn: &Conn, mut req: Request<B>) -> Resu
         }
     };
     rec.host = host.clone();
+    let policy = state.policy();
     let upgrade = is_websocket(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     parts.headers.remove(header::PROXY_AUTHORIZATION);
@@ -81,7 +86,7 @@ pub(crate) async fn read<B: AgentBody>(conn: &Conn, mut req: Request<B>) -> Resu
         port,
         target: &target,
         headers: &header_view,
-        keep_headers: state.policy.uses_headers(),
+        keep_headers: policy.uses_headers(),
     };
     let mut facts = match head_facts(&head) {
         Ok(f) => f,
@@ -97,7 +102,7 @@ pub(crate) async fn read<B: AgentBody>(conn: &Conn, mut req: Request<B>) -> Resu
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let plan = plan_body(&mut facts, &state.policy, content_type.as_deref());
+    let plan = plan_body(&mut facts, &policy, content_type.as_deref());
     let limit = if plan.read() {
         state.limits.inspect
     } else {
@@ -139,6 +144,7 @@ pub(crate) async fn read<B: AgentBody>(conn: &Conn, mut req: Request<B>) -> Resu
     let plan = scan(conn, &rec, &facts, &target, &parts, &pre)?;
     Ok(Inbound {
         rec,
+        policy,
         facts,
         target,
         parts,

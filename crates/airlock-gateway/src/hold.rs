@@ -88,7 +88,7 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
         .decision
         .matched
         .iter()
-        .map(|&i| &state.policy.rules[i])
+        .map(|&i| &d.policy.rules[i])
         .filter(|r| r.action == Action::Approve)
         .filter_map(|r| {
             Some(HeldRule {
@@ -206,6 +206,7 @@ async fn forwarding<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, detail: serde
 /// The decision an approval or a grant turns the hold into.
 fn approved(d: Decided, reason: String) -> Decided {
     Decided {
+        policy: d.policy,
         decision: Decision {
             action: Action::Approve,
             rule: d.decision.rule,

@@ -28,6 +28,14 @@ pub struct Unchecked {
 impl Limiter {
     /// Counts one request of `agent` against rule `index` (named `name`): `Ok(false)` when it
     /// exceeds `rate`.
+    /// Forgets every rate counted in memory (after a policy reload); shared ones stay.
+    pub fn reset_local(&self) {
+        if let Limiter::Local(l) = self {
+            let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
+            *l = RateLimiter::default();
+        }
+    }
+
     pub async fn take(
         &self,
         index: usize,

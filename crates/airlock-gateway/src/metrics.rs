@@ -20,11 +20,21 @@ pub struct Metrics {
     pub tunnels_refused: AtomicU64,
     pub injections: AtomicU64,
     pub scrubbed_responses: AtomicU64,
+    pub policy_reloads: AtomicU64,
+    pub policy_reloads_refused: AtomicU64,
 }
 
 impl Metrics {
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a policy reload, applied or refused.
+    pub fn inc_reload(&self, applied: bool) {
+        Metrics::inc(match applied {
+            true => &self.policy_reloads,
+            false => &self.policy_reloads_refused,
+        });
     }
 
     /// Prometheus text exposition format.
@@ -77,6 +87,16 @@ impl Metrics {
                 "airlock_scrubbed_responses_total",
                 "Responses in which a real secret was replaced by its placeholder.",
                 &self.scrubbed_responses,
+            ),
+            (
+                "airlock_policy_reloads_total",
+                "Policy reloads applied.",
+                &self.policy_reloads,
+            ),
+            (
+                "airlock_policy_reloads_refused_total",
+                "Policy reloads refused (invalid file, or a change that needs a restart).",
+                &self.policy_reloads_refused,
             ),
         ] {
             let _ = writeln!(

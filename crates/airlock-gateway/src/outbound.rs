@@ -44,6 +44,7 @@ pub(crate) fn prepare<B: AgentBody>(conn: &Conn, req: Inbound<B>, d: &Decided) -
     let state = &conn.state;
     let Inbound {
         rec,
+        policy: _,
         facts,
         target,
         mut parts,

@@ -96,7 +96,8 @@ impl Default for Limits {
 }
 
 pub struct GatewayState {
-    pub policy: Policy,
+    /// Swapped whole on a reload; each request reads one snapshot from start to end.
+    policy: RwLock<Arc<Policy>>,
     /// Shared so a streamed body's scanner can hold it without copying the index.
     pub secrets: Arc<SecretIndex>,
     pub identities: RwLock<Arc<Identities>>,
@@ -138,7 +139,7 @@ impl GatewayState {
         audit: AuditHandle,
     ) -> Self {
         GatewayState {
-            policy,
+            policy: RwLock::new(Arc::new(policy)),
             secrets: Arc::new(secrets),
             identities: RwLock::new(Arc::new(identities)),
             leaves,
@@ -181,6 +182,26 @@ impl GatewayState {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// The policy now in force; a request keeps the one it started with.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Puts `policy` in force for every request that starts from now on. Rate limits counted
+    /// in memory start afresh (their buckets are keyed by rule position, which a reload may
+    /// shift); shared ones are keyed by rule name and rate and carry over.
+    pub fn set_policy(&self, policy: Policy) {
+        let policy = Arc::new(policy);
+        match self.policy.write() {
+            Ok(mut g) => *g = policy,
+            Err(p) => *p.into_inner() = policy,
+        }
+        self.limiter.reset_local();
     }
 
     pub fn set_identities(&self, ids: Identities) {

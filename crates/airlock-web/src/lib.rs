@@ -5,6 +5,7 @@
 mod approvals_api;
 mod callbacks;
 pub mod dashboard;
+mod policy_api;
 
 use std::sync::Arc;
 
@@ -27,6 +28,16 @@ pub struct ControlState {
     pub token_hash: Vec<u8>,
     /// The approvals hub, when approvals are configured.
     pub hub: Option<airlock_approvals::Hub>,
+    /// Reloads the policy from the config file (`POST /api/v1/policy/reload`).
+    pub reload: Option<Arc<dyn PolicyReload>>,
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A policy reload, done by whoever owns the config file (the binary).
+pub trait PolicyReload: Send + Sync {
+    /// What changed (JSON), or why nothing did.
+    fn reload<'a>(&'a self, by: &'a str) -> BoxFuture<'a, Result<serde_json::Value, String>>;
 }
 
 pub fn router(state: ControlState) -> Router {
@@ -38,6 +49,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/api/v1/agents", get(agents))
         .merge(approvals_api::routes())
         .merge(callbacks::routes())
+        .merge(policy_api::routes())
         .merge(dashboard::routes())
         .with_state(state)
 }

@@ -214,6 +214,26 @@ pub fn policy_check(cfg: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks the running gateway to load the config file again. The file is validated here first
+/// (file:line:key on error), then by the gateway, which may still refuse a change that needs a
+/// restart; either way the policy in force stays and the command fails.
+pub async fn policy_reload(cfg: &Path) -> anyhow::Result<()> {
+    let control = crate::approvals_cli::Control::open(cfg)?;
+    let r = control.reload_policy().await.context("the policy was not reloaded")?;
+    let names = |k: &str| {
+        r[k].as_array()
+            .map(|v| v.iter().filter_map(|n| n.as_str()).collect::<Vec<_>>().join(", "))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "none".into())
+    };
+    println!("policy reloaded: sha256 {}", r["sha256_after"].as_str().unwrap_or("?"));
+    println!("  added:   {}", names("added"));
+    println!("  removed: {}", names("removed"));
+    println!("  changed: {}", names("changed"));
+    println!("  held approvals refused: {}", names("refused"));
+    Ok(())
+}
+
 pub async fn audit_verify(cfg: &Path) -> anyhow::Result<ExitCode> {
     let home = Home::load(cfg)?;
     let anchor_path = home.config.gateway.data_dir.join(airlock_store::anchor::ANCHOR_FILE);

@@ -80,6 +80,11 @@ impl Control {
         .await
     }
 
+    pub async fn reload_policy(&self) -> anyhow::Result<Value> {
+        self.call(self.http.post(format!("{}/api/v1/policy/reload", self.base)))
+            .await
+    }
+
     pub async fn grants(&self) -> anyhow::Result<Value> {
         self.call(self.http.get(format!("{}/api/v1/grants", self.base))).await
     }

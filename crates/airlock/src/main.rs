@@ -13,6 +13,7 @@ mod demo;
 mod explain;
 mod home;
 mod local;
+mod reload;
 mod run;
 mod serve;
 
@@ -134,6 +135,9 @@ enum CaCmd {
 enum PolicyCmd {
     /// Validate the configuration.
     Check,
+    /// Load the config file into the running gateway: the new rules apply to new requests,
+    /// held approvals stay held (SIGHUP does the same).
+    Reload,
     /// Show the decision for a request, the rules that matched, and why.
     Explain {
         method: String,
@@ -250,6 +254,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Ca(CaCmd::Path) => println!("{}", home::Home::load(&cfg)?.ca_cert_path().display()),
         Cmd::Ca(CaCmd::Export) => print!("{}", std::fs::read_to_string(home::Home::load(&cfg)?.ca_cert_path())?),
         Cmd::Policy(PolicyCmd::Check) => admin::policy_check(&cfg)?,
+        Cmd::Policy(PolicyCmd::Reload) => admin::policy_reload(&cfg).await?,
         Cmd::Policy(PolicyCmd::Explain {
             method,
             url,

@@ -31,6 +31,7 @@ pub struct Running {
     pub hub: Option<airlock_approvals::Hub>,
     pub proxy_addr: SocketAddr,
     pub control_addr: SocketAddr,
+    pub reloader: Arc<crate::reload::Reloader>,
     tasks: Vec<JoinHandle<()>>,
     writer: JoinHandle<()>,
 }
@@ -103,23 +104,30 @@ pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
         running.proxy_addr, running.control_addr
     );
     eprintln!("airlock: store: {}", home.store.describe());
-    shutdown_signal().await;
+    until_stopped(&running.reloader).await;
     eprintln!("airlock: shutting down");
     running.shutdown().await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
-        }
+/// Waits for SIGINT or SIGTERM; each SIGHUP meanwhile reloads the policy.
+async fn until_stopped(reloader: &crate::reload::Reloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => match reloader.reload("signal SIGHUP").await {
+                Ok(r) => eprintln!(
+                    "airlock: policy reloaded ({} added, {} removed, {} changed)",
+                    r.added.len(), r.removed.len(), r.changed.len()
+                ),
+                Err(e) => eprintln!("airlock: policy reload refused: {e}"),
+            },
+        }
     }
 }
 
@@ -294,11 +302,18 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         )));
     }
     let token_hash = store.get_meta("control_token_sha256").await?.unwrap_or_default();
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        cfg.clone(),
+        state.clone(),
+        hub.clone(),
+        audit.clone(),
+    ));
     let control_state = airlock_web::ControlState {
         gateway: state.clone(),
         store: store.clone(),
         token_hash,
         hub: hub.clone(),
+        reload: Some(reloader.clone()),
     };
     tasks.push(tokio::spawn(async move {
         if let Err(e) = airlock_web::serve(control, control_state).await {
@@ -338,6 +353,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         hub,
         proxy_addr,
         control_addr,
+        reloader,
         tasks,
         writer,
     })

@@ -92,6 +92,7 @@ async fn start(with_hub: bool) -> Env {
         store: store.clone(),
         token_hash: vec![0; 32],
         hub: hub.clone(),
+        reload: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,0 +1,240 @@
+//! Policy hot reload (`airlock policy reload`, `SIGHUP`): the config file is read and validated
+//! again, and when only `[[rules]]` (and `gateway.default`) changed, the new policy is swapped in
+//! atomically. Requests already decided keep their decision; new requests see the new policy;
+//! held approvals stay held unless every rule that held them is gone or now denies (then they
+//! are refused with that reason and their cards closed). Anything else that changed needs a
+//! restart and is named in the refusal; the old policy then stays in force.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use airlock_config::Config;
+use airlock_core::audit::AuditEvent;
+use airlock_core::policy::{Action, Policy};
+use airlock_gateway::GatewayState;
+use airlock_store::AuditHandle;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+/// What a reload did, as the control plane answers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    pub sha256_before: String,
+    pub sha256_after: String,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// Held approvals refused because their rules no longer hold them.
+    pub refused: Vec<String>,
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    state: Arc<GatewayState>,
+    hub: Option<airlock_approvals::Hub>,
+    audit: AuditHandle,
+    /// The config in force and its file's SHA-256; one reload at a time.
+    current: Mutex<(Config, String)>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The file's SHA-256 as loaded at startup (a file edited since then reads as changed anyway).
+pub fn file_sha256(cfg: &Config) -> String {
+    std::fs::read(&cfg.path).map(|b| sha256_hex(&b)).unwrap_or_default()
+}
+
+/// The parts of the config a running gateway cannot take without a restart, if they changed.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let g = (&old.gateway, &new.gateway);
+    let mut out = Vec::new();
+    for (changed, what) in [
+        (g.0.listen != g.1.listen, "gateway.listen"),
+        (g.0.control != g.1.control, "gateway.control"),
+        (g.0.data_dir != g.1.data_dir, "gateway.data_dir"),
+        (g.0.allow_private != g.1.allow_private, "gateway.allow_private"),
+        (g.0.upstream_ca != g.1.upstream_ca, "gateway.upstream_ca"),
+        (g.0.timeouts != g.1.timeouts, "gateway timeouts"),
+        (old.store != new.store, "[store]"),
+        (old.agents != new.agents, "[[agents]]"),
+        (old.secrets.decls != new.secrets.decls, "[secrets]"),
+        (old.people != new.people, "[people]"),
+        (old.channels != new.channels, "[channels]"),
+        (old.approvals != new.approvals, "[approvals]"),
+    ] {
+        if changed {
+            out.push(what);
+        }
+    }
+    out
+}
+
+/// Rules added, removed and changed, by name.
+fn diff(old: &Policy, new: &Policy) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let find = |p: &Policy, name: &str| p.rules.iter().find(|r| r.name == name).cloned();
+    let added = new
+        .rules
+        .iter()
+        .filter(|r| find(old, &r.name).is_none())
+        .map(|r| r.name.clone())
+        .collect();
+    let removed = old
+        .rules
+        .iter()
+        .filter(|r| find(new, &r.name).is_none())
+        .map(|r| r.name.clone())
+        .collect();
+    let mut changed: Vec<String> = old
+        .rules
+        .iter()
+        .filter(|r| find(new, &r.name).is_some_and(|n| n != **r))
+        .map(|r| r.name.clone())
+        .collect();
+    if old.default != new.default {
+        changed.push("(default)".into());
+    }
+    (added, removed, changed)
+}
+
+fn audit_event(decision: &str, reason: String, detail: Value) -> AuditEvent {
+    AuditEvent {
+        ts_ms: crate::home::now_ms().max(0) as u64,
+        kind: "policy".into(),
+        agent: None,
+        method: None,
+        host: None,
+        path: None,
+        rules: vec![],
+        decision: decision.into(),
+        reason,
+        secrets: vec![],
+        status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        latency_us: 0,
+        detail: Some(detail),
+    }
+}
+
+impl Reloader {
+    pub fn new(
+        config: Config,
+        state: Arc<GatewayState>,
+        hub: Option<airlock_approvals::Hub>,
+        audit: AuditHandle,
+    ) -> Reloader {
+        let sha = file_sha256(&config);
+        Reloader {
+            path: config.path.clone(),
+            state,
+            hub,
+            audit,
+            current: Mutex::new((config, sha)),
+        }
+    }
+
+    /// Loads the file again and swaps the policy in, or refuses and changes nothing. `by`
+    /// names who asked ("signal SIGHUP", "control plane"), for the audit record.
+    pub async fn reload(&self, by: &str) -> Result<Reloaded, String> {
+        let mut current = self.current.lock().await;
+        let refuse = |why: String, sha_after: &str, cur: &str| {
+            self.state.metrics.inc_reload(false);
+            let _ = self.audit.append(audit_event(
+                "refused",
+                format!("policy reload by {by} refused: {why}"),
+                json!({ "by": by, "sha256_before": cur, "sha256_after": sha_after }),
+            ));
+            tracing::warn!(by, "policy reload refused: {why}");
+            why
+        };
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(refuse(
+                    format!("cannot read {}: {e}", self.path.display()),
+                    "",
+                    &current.1,
+                ));
+            }
+        };
+        let sha = sha256_hex(&bytes);
+        let new = match Config::load(&self.path) {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(refuse(
+                    format!("{e}; the policy in force is unchanged"),
+                    &sha,
+                    &current.1,
+                ));
+            }
+        };
+        let restart = needs_restart(&current.0, &new);
+        if !restart.is_empty() {
+            let why = format!(
+                "{} changed, which a running gateway cannot take: restart airlock for that (the policy in force is unchanged)",
+                restart.join(", ")
+            );
+            return Err(refuse(why, &sha, &current.1));
+        }
+        let (added, removed, changed) = diff(&current.0.policy, &new.policy);
+        let summary = format!(
+            "policy reloaded by {by}: {} added, {} removed, {} changed",
+            added.len(),
+            removed.len(),
+            changed.len()
+        );
+        let detail = json!({
+            "by": by, "sha256_before": current.1, "sha256_after": sha,
+            "added": added, "removed": removed, "changed": changed,
+        });
+        // Committed before the swap: a reload the audit log does not show did not happen.
+        if let Err(e) = self
+            .audit
+            .append_durable(audit_event("reloaded", summary.clone(), detail))
+            .await
+        {
+            return Err(refuse(
+                format!("its audit record could not be committed ({e}); the policy in force is unchanged"),
+                &sha,
+                &current.1,
+            ));
+        }
+        self.state.set_policy(new.policy.clone());
+        self.state.metrics.inc_reload(true);
+        // Holds whose every rule is gone or now denies are refused (each closing is audited).
+        let holds = |name: &str| {
+            new.policy
+                .rules
+                .iter()
+                .any(|r| r.name == name && r.action != Action::Deny)
+        };
+        let refused = match &self.hub {
+            Some(h) => h.recheck(holds).await,
+            None => Vec::new(),
+        };
+        let out = Reloaded {
+            sha256_before: current.1.clone(),
+            sha256_after: sha.clone(),
+            added,
+            removed,
+            changed,
+            refused,
+        };
+        tracing::info!(by, sha256 = %sha, "{summary}");
+        *current = (new, sha);
+        Ok(out)
+    }
+}
+
+impl airlock_web::PolicyReload for Reloader {
+    fn reload<'a>(&'a self, by: &'a str) -> airlock_web::BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move {
+            Reloader::reload(self, by)
+                .await
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+        })
+    }
+}
