@@ -17,7 +17,7 @@ pub const INVOKE_MESSAGE: &str = "application/vnd.microsoft.activity.message";
 pub fn card(card: &Card, status: &Status, buttons: Option<&Buttons>) -> Value {
     let mut c = adaptive::card(card, status, buttons);
     c["version"] = json!("1.4");
-    for a in c["actions"].as_array_mut().into_iter().flatten() {
+    for a in c.get_mut("actions").and_then(Value::as_array_mut).into_iter().flatten() {
         a["verb"] = a["id"].clone();
         a["type"] = json!("Action.Execute");
     }
