@@ -80,6 +80,7 @@ pub struct ChannelsConfig {
     pub mattermost: Option<crate::selfhosted::MattermostConfig>,
     pub discord: Option<DiscordConfig>,
     pub webex: Option<WebexConfig>,
+    pub teams: Option<crate::cloud::TeamsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +120,18 @@ const PERSON_KEYS: &[&str] = &[
     "mattermost",
     "discord",
     "webex",
+    "teams",
 ];
-const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "ntfy", "mattermost", "discord", "webex"];
+const CHANNEL_KINDS: &[&str] = &[
+    "slack",
+    "telegram",
+    "webhook",
+    "ntfy",
+    "mattermost",
+    "discord",
+    "webex",
+    "teams",
+];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
 
@@ -223,8 +234,19 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
                         &f.at(key),
                         "a Discord user id is a number (Developer Mode, then Copy User ID), not a user name",
                     );
+                } else if key == "teams" && !crate::cloud::is_guid(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a Teams id is the person's Microsoft Entra object id (a GUID), not an email or a name",
+                    );
                 } else {
-                    ids.insert(key.to_string(), id.trim().to_string());
+                    let id = id.trim();
+                    let id = if key == "teams" {
+                        id.to_ascii_lowercase()
+                    } else {
+                        id.to_string()
+                    };
+                    ids.insert(key.to_string(), id);
                 }
             }
         }
@@ -329,6 +351,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             }
             "ntfy" => c.ntfy = crate::selfhosted::read_ntfy(t, path, errs),
             "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
+            "teams" => c.teams = crate::cloud::read_teams(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -378,6 +401,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "mattermost" => channels.mattermost.is_some(),
                 "discord" => channels.discord.is_some(),
                 "webex" => channels.webex.is_some(),
+                "teams" => channels.teams.is_some(),
                 _ => false,
             };
             if configured {

@@ -474,6 +474,35 @@ const CASES: &[Case] = &[
         "required",
     ),
     (
+        "a Teams person given by email instead of their Entra object id",
+        &["[people.alice]", "roles = [\"owner\"]", "teams = \"alice@example.com\""],
+        3,
+        "people.alice.teams",
+        "Microsoft Entra object id (a GUID)",
+    ),
+    (
+        "a Teams app password written in the file",
+        &[
+            "[channels.teams]",
+            "app_id = \"5b1c0f3e-9e41-4c11-8b7a-0d5e4a7f2c10\"",
+            "app_password = \"s3cr3t~value\"",
+        ],
+        3,
+        "channels.teams.app_password",
+        "must be \"env:NAME\" or \"vault:NAME\"",
+    ),
+    (
+        "a Teams app id that is not a GUID",
+        &[
+            "[channels.teams]",
+            "app_id = \"airlock-bot\"",
+            "app_password = \"env:T\"",
+        ],
+        2,
+        "channels.teams.app_id",
+        "Microsoft App ID",
+    ),
+    (
         "a person without roles",
         &["[people.alice]", "slack = \"U1\""],
         1,

@@ -39,8 +39,8 @@ pub fn default_token_url(tenant: Option<&str>) -> String {
         tenant.unwrap_or("botframework.com")
     )
 }
-/// Cards remembered for answering presses with an updated card.
-const SENT_MAX: usize = 10_000;
+/// Cards remembered for answering presses with an updated card (each a few KB: rendered, cut).
+const SENT_MAX: usize = 2_000;
 
 /// Where each approver's personal conversation with the bot is: kept in the store by the
 /// gateway, in memory by tests. `reference` is a small JSON document of ours.
@@ -88,8 +88,9 @@ pub struct Teams {
     tenant: Option<String>,
     keys: KeyCache,
     conversations: Arc<dyn Conversations>,
-    /// "conversation activity" → the card sent there, to answer a press with it.
-    sent: Mutex<HashMap<String, Arc<Card>>>,
+    /// "conversation activity" → the card sent there as last rendered, without buttons, to
+    /// answer a press with.
+    sent: Mutex<HashMap<String, Value>>,
 }
 
 impl std::fmt::Debug for Teams {
@@ -143,6 +144,15 @@ impl Teams {
         out
     }
 
+    fn remember(&self, conv: &str, id: &str, card: Value) {
+        if let Ok(mut m) = self.sent.lock() {
+            if m.len() >= SENT_MAX {
+                m.clear();
+            }
+            m.insert(format!("{conv} {id}"), card);
+        }
+    }
+
     async fn conversation(&self, to: &str) -> Result<(String, String), ChannelError> {
         let stored = self
             .conversations
@@ -178,12 +188,11 @@ impl Teams {
         let Some(id) = sent["id"].as_str().filter(|a| is_id(a)) else {
             return Err(platform("send activity: no id in the answer"));
         };
-        if let Ok(mut m) = self.sent.lock() {
-            if m.len() >= SENT_MAX {
-                m.clear();
-            }
-            m.insert(format!("{conv} {id}"), Arc::new(card.clone()));
-        }
+        self.remember(
+            &conv,
+            id,
+            render::card(card, &Status::Pending { approved_by: vec![] }, None),
+        );
         Ok(MessageRef(format!("{service} {conv} {id}")))
     }
 
@@ -195,11 +204,7 @@ impl Teams {
         msg: &MessageRef,
     ) -> Result<(), ChannelError> {
         let (service, conv, id) = parse_ref(msg)?;
-        if !status.is_open()
-            && let Ok(mut m) = self.sent.lock()
-        {
-            m.remove(&format!("{conv} {id}"));
-        }
+        self.remember(conv, id, render::card(card, status, None));
         let mut body = render::activity(render::card(card, status, buttons));
         body["id"] = json!(id);
         let url = format!("{}/{}", activities_url(service, conv), enc(id));
@@ -350,7 +355,7 @@ impl Channel for Teams {
         );
         let card = self.sent.lock().ok().and_then(|m| m.get(&key).cloned());
         Some(match (reply.ok, card) {
-            (true, Some(card)) => render::invoke_card(&card, reply),
+            (true, Some(card)) => render::invoke_card(card, reply),
             _ => render::invoke_message(reply),
         })
     }

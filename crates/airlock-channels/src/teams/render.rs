@@ -33,9 +33,9 @@ pub fn activity(content: Value) -> Value {
     })
 }
 
-/// The invoke response to a press that counted: the card without buttons, with the answer.
-pub fn invoke_card(card: &Card, reply: &Reply) -> Value {
-    let mut c = self::card(card, &Status::Pending { approved_by: vec![] }, None);
+/// The invoke response to a press that counted: the card as last rendered without buttons
+/// ([`card`] with no buttons), with the answer.
+pub fn invoke_card(mut c: Value, reply: &Reply) -> Value {
     if let Some(body) = c["body"].as_array_mut() {
         body.push(json!({"type": "RichTextBlock", "inlines": [
             {"type": "TextRun", "text": adaptive::cut(&reply.text, 500, 1, true), "weight": "Bolder"}

@@ -124,7 +124,11 @@ pub fn inbound(activity: &Value, tenant: Option<&str>) -> Result<Inbound, Callba
     }
     let service = activity["serviceUrl"].as_str().filter(|s| is_service_url(s));
     let conv_id = conv["id"].as_str().filter(|c| is_id(c));
-    let user = activity["from"]["aadObjectId"].as_str().filter(|u| is_object_id(u));
+    // Entra object ids are GUIDs: compared lower-case, as `[people.NAME] teams` is read.
+    let user = activity["from"]["aadObjectId"]
+        .as_str()
+        .filter(|u| is_object_id(u))
+        .map(str::to_ascii_lowercase);
     let (Some(service), Some(conv_id)) = (service, conv_id) else {
         return Err(malformed("no serviceUrl or conversation id"));
     };
@@ -146,7 +150,7 @@ pub fn inbound(activity: &Value, tenant: Option<&str>) -> Result<Inbound, Callba
         };
         let activity_id = activity["replyToId"].as_str().filter(|a| is_id(a));
         return Ok(Inbound::Click {
-            user: user.to_string(),
+            user,
             token: token.to_string(),
             ack: json!({"service": service, "conversation": conv_id, "activity": activity_id, "invoke": invoke}),
         });
@@ -154,7 +158,7 @@ pub fn inbound(activity: &Value, tenant: Option<&str>) -> Result<Inbound, Callba
     let personal = conv["conversationType"] == "personal";
     match (kind, user) {
         ("message" | "conversationUpdate" | "installationUpdate", Some(user)) if personal => Ok(Inbound::Reference {
-            user: user.to_string(),
+            user,
             reference: json!({"service": service, "conversation": conv_id}),
         }),
         _ => Ok(Inbound::Other),

@@ -10,6 +10,8 @@ pub mod fake_mattermost;
 pub mod fake_ntfy;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
 pub mod fake_slack;
+#[path = "../../../airlock-channels/tests/fake_teams/mod.rs"]
+pub mod fake_teams;
 #[path = "../../../airlock-channels/tests/fake/mod.rs"]
 pub mod fake_tg;
 #[path = "../../../airlock-channels/tests/fake_webex/mod.rs"]
@@ -44,6 +46,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("DISCORD_BOT", fake_discord::BOT),
     ("WEBEX_BOT", fake_webex::BOT),
     ("WEBEX_SECRET", fake_webex::SECRET),
+    ("TEAMS_PASSWORD", fake_teams::PASSWORD),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -62,6 +65,8 @@ pub const CREDENTIALS: &[&str] = &[
     fake_ntfy::TOKEN,
     fake_mattermost::BOT,
     MM_SECRET,
+    fake_teams::PASSWORD,
+    fake_teams::ACCESS,
 ];
 
 pub const MAIL_PATH: &str = "/gmail/v1/users/me/messages/send";
