@@ -9,6 +9,35 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::jwt::{self, Jwk, JwtError};
+use crate::{CallbackError, Click};
+
+/// For a callback authenticated by a bearer token whose keys may have to be fetched (Teams,
+/// Google Chat): [`crate::Channel::callback`] only checks the shape and hands the token and
+/// body to [`crate::Channel::resolve`] in a placeholder click, which [`unstash`] reads back.
+pub(crate) fn stash(channel: &'static str, bearer: &str, body: &[u8]) -> Result<Click, CallbackError> {
+    let body = std::str::from_utf8(body).map_err(|_| CallbackError::Malformed("the body is not UTF-8".into()))?;
+    if !serde_json::from_str::<Value>(body).is_ok_and(|v| v.is_object()) {
+        return Err(CallbackError::Malformed("the body is not a JSON object".into()));
+    }
+    Ok(Click {
+        channel,
+        user: String::new(),
+        token: String::new(),
+        ack: serde_json::json!({"authorization": format!("Bearer {bearer}"), "body": body}),
+        done: Default::default(),
+    })
+}
+
+/// The headers (Authorization only) and body [`stash`] kept.
+pub(crate) fn unstash(click: &Click) -> Result<(http::HeaderMap, String), CallbackError> {
+    let (Some(auth), Some(body)) = (click.ack["authorization"].as_str(), click.ack["body"].as_str()) else {
+        return Err(CallbackError::Malformed("no callback body".into()));
+    };
+    let mut headers = http::HeaderMap::new();
+    let value = http::HeaderValue::from_str(auth).map_err(|_| CallbackError::MissingHeader("authorization"))?;
+    headers.insert(http::header::AUTHORIZATION, value);
+    Ok((headers, body.to_string()))
+}
 
 const MAX_DOC: usize = 1 << 20;
 /// How long fetched keys are trusted before they are fetched again.

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use crate::jwks::{KeyCache, KeySource, KeysError};
 use crate::{BoxFuture, Buttons, CallbackError, Card, Channel, ChannelError, Click, MessageRef, Reply, Status};
 use api::{Api, enc, platform};
+
 use verify::{Inbound, is_id, is_service_url};
 
 pub const DEFAULT_OPENID_URL: &str = "https://login.botframework.com/v1/.well-known/openidconfiguration";
@@ -123,7 +124,7 @@ fn activities_url(service: &str, conversation: &str) -> String {
 impl Teams {
     pub fn new(cfg: TeamsConfig) -> Teams {
         Teams {
-            api: Api::new(&cfg.token_url, &cfg.app_id, cfg.app_password),
+            api: api::connector(&cfg.token_url, &cfg.app_id, cfg.app_password),
             app_id: cfg.app_id,
             tenant: cfg.tenant_id,
             keys: KeyCache::new(KeySource::OpenId(cfg.openid_url), cfg.refetch_after),
@@ -183,7 +184,12 @@ impl Teams {
         ));
         let sent = self
             .api
-            .call(Method::POST, "send activity", &activities_url(&service, &conv), &body)
+            .call(
+                Method::POST,
+                "send activity",
+                &activities_url(&service, &conv),
+                Some(&body),
+            )
             .await?;
         let Some(id) = sent["id"].as_str().filter(|a| is_id(a)) else {
             return Err(platform("send activity: no id in the answer"));
@@ -209,7 +215,7 @@ impl Teams {
         body["id"] = json!(id);
         let url = format!("{}/{}", activities_url(service, conv), enc(id));
         self.api
-            .call(Method::PUT, "update activity", &url, &body)
+            .call(Method::PUT, "update activity", &url, Some(&body))
             .await
             .map(drop)
     }
@@ -226,7 +232,7 @@ impl Teams {
         };
         let body = render::text(&reply.text, click.ack["activity"].as_str());
         self.api
-            .call(Method::POST, "reply", &activities_url(service, conv), &body)
+            .call(Method::POST, "reply", &activities_url(service, conv), Some(&body))
             .await
             .map(drop)
     }
@@ -253,7 +259,7 @@ impl Teams {
         let hello = render::text("airlock will send approval requests for you here.", None);
         if let Err(e) = self
             .api
-            .call(Method::POST, "greeting", &activities_url(service, conv), &hello)
+            .call(Method::POST, "greeting", &activities_url(service, conv), Some(&hello))
             .await
         {
             tracing::warn!(channel = "teams", error = %e, "could not greet a new Teams conversation");
@@ -261,12 +267,7 @@ impl Teams {
     }
 
     async fn authenticate(&self, click: Click, now_secs: u64) -> Result<Option<Click>, CallbackError> {
-        let (Some(auth), Some(body)) = (click.ack["authorization"].as_str(), click.ack["body"].as_str()) else {
-            return Err(CallbackError::Malformed("no activity".into()));
-        };
-        let mut headers = http::HeaderMap::new();
-        let value = http::HeaderValue::from_str(auth).map_err(|_| CallbackError::MissingHeader("authorization"))?;
-        headers.insert(http::header::AUTHORIZATION, value);
+        let (headers, body) = crate::jwks::unstash(&click)?;
         let token = verify::bearer(&headers)?;
         let keys = match self.keys.keys_for(token).await {
             Ok(k) => k,
@@ -321,19 +322,7 @@ impl Channel for Teams {
 
     /// Only the shape: a bearer token and a JSON activity. [`Channel::resolve`] authenticates.
     fn callback(&self, headers: &http::HeaderMap, body: &[u8], _now_secs: u64) -> Result<Option<Click>, CallbackError> {
-        let auth = verify::bearer(headers)?;
-        let body =
-            std::str::from_utf8(body).map_err(|_| CallbackError::Malformed("the activity is not UTF-8".into()))?;
-        if !serde_json::from_str::<Value>(body).is_ok_and(|v| v.is_object()) {
-            return Err(CallbackError::Malformed("the activity is not a JSON object".into()));
-        }
-        Ok(Some(Click {
-            channel: "teams",
-            user: String::new(),
-            token: String::new(),
-            ack: json!({"authorization": format!("Bearer {auth}"), "body": body}),
-            done: Default::default(),
-        }))
+        crate::jwks::stash("teams", verify::bearer(headers)?, body).map(Some)
     }
 
     fn resolve<'a>(&'a self, click: Click, now_secs: u64) -> BoxFuture<'a, Result<Option<Click>, CallbackError>> {
