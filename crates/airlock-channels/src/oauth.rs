@@ -35,7 +35,7 @@ pub(crate) enum Grant {
     JwtBearer {
         email: String,
         key_id: Option<String>,
-        key: SigningKey,
+        key: Box<SigningKey>,
         scope: String,
     },
 }

@@ -81,6 +81,7 @@ pub struct ChannelsConfig {
     pub discord: Option<DiscordConfig>,
     pub webex: Option<WebexConfig>,
     pub teams: Option<crate::cloud::TeamsConfig>,
+    pub gchat: Option<crate::cloud::GchatConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,7 @@ const PERSON_KEYS: &[&str] = &[
     "discord",
     "webex",
     "teams",
+    "gchat",
 ];
 const CHANNEL_KINDS: &[&str] = &[
     "slack",
@@ -131,6 +133,7 @@ const CHANNEL_KINDS: &[&str] = &[
     "discord",
     "webex",
     "teams",
+    "gchat",
 ];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
@@ -238,6 +241,11 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
                     errs.push(
                         &f.at(key),
                         "a Teams id is the person's Microsoft Entra object id (a GUID), not an email or a name",
+                    );
+                } else if key == "gchat" && !crate::cloud::is_gchat_user(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a Google Chat id is the user's resource name, users/ and a number (not an email)",
                     );
                 } else {
                     let id = id.trim();
@@ -352,6 +360,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             "ntfy" => c.ntfy = crate::selfhosted::read_ntfy(t, path, errs),
             "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
             "teams" => c.teams = crate::cloud::read_teams(t, path, errs),
+            "gchat" => c.gchat = crate::cloud::read_gchat(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -402,6 +411,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "discord" => channels.discord.is_some(),
                 "webex" => channels.webex.is_some(),
                 "teams" => channels.teams.is_some(),
+                "gchat" => channels.gchat.is_some(),
                 _ => false,
             };
             if configured {

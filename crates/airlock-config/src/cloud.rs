@@ -1,4 +1,4 @@
-//! `[channels.*]` of the hosted enterprise platforms: Microsoft Teams (and Google Chat).
+//! `[channels.*]` of the hosted enterprise platforms: Microsoft Teams and Google Chat.
 //! Kept apart from `approvals.rs` so each stays readable.
 
 use toml::Table;
@@ -63,5 +63,63 @@ pub(crate) fn read_teams(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<
         tenant_id,
         token_url,
         openid_url,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GchatConfig {
+    /// The service account's JSON key (the whole file), which the app sends as.
+    pub service_account_key: SecretRef,
+    /// The app's "Authentication Audience": its Cloud project number, or its HTTP endpoint URL.
+    pub audience: String,
+    /// The Chat API (default https://chat.googleapis.com/v1).
+    pub api_url: Option<String>,
+    /// The OAuth token endpoint (default: the key's `token_uri`).
+    pub token_url: Option<String>,
+    /// Google's signing keys for the audience's kind (default: Chat's, or Google's OIDC keys).
+    pub jwks_url: Option<String>,
+}
+
+/// `users/123…`.
+pub(crate) fn is_gchat_user(s: &str) -> bool {
+    s.strip_prefix("users/")
+        .is_some_and(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+pub(crate) fn read_gchat(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<GchatConfig> {
+    let f = Fields::new(
+        t,
+        path,
+        &["service_account_key", "audience", "api_url", "token_url", "jwks_url"],
+        errs,
+    );
+    let key = secret_ref(&f, "service_account_key", true, errs);
+    let audience = match f.str("audience", errs).map(str::trim) {
+        Some(a) if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) => Some(a.to_string()),
+        Some(a) if a.starts_with("https://") => Some(a.to_string()),
+        Some(_) => {
+            errs.push(
+                &f.at("audience"),
+                "must be the app's Authentication Audience: the Cloud project number (digits) or the https:// endpoint URL",
+            );
+            None
+        }
+        None => {
+            errs.push(
+                &f.at("audience"),
+                "required: the project number (or endpoint URL) Chat addresses its tokens to",
+            );
+            None
+        }
+    };
+    let api_url = channel_url(&f, "api_url", errs).map(|u| u.trim_end_matches('/').to_string());
+    let token_url = channel_url(&f, "token_url", errs);
+    let jwks_url = channel_url(&f, "jwks_url", errs);
+    Some(GchatConfig {
+        service_account_key: key?,
+        audience: audience?,
+        api_url,
+        token_url,
+        jwks_url,
     })
 }

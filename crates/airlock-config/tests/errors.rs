@@ -503,6 +503,20 @@ const CASES: &[Case] = &[
         "Microsoft App ID",
     ),
     (
+        "a Google Chat person given by email",
+        &["[people.alice]", "roles = [\"owner\"]", "gchat = \"alice@example.com\""],
+        3,
+        "people.alice.gchat",
+        "users/ and a number",
+    ),
+    (
+        "a Google Chat channel without its audience",
+        &["[channels.gchat]", "service_account_key = \"env:G\""],
+        1,
+        "channels.gchat.audience",
+        "required",
+    ),
+    (
         "a person without roles",
         &["[people.alice]", "slack = \"U1\""],
         1,

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
-use airlock_channels::{BoxFuture, Channel, Person, discord, mattermost, ntfy, slack, teams, telegram, webex, webhook};
+use airlock_channels::{
+    BoxFuture, Channel, Person, discord, gchat, mattermost, ntfy, slack, teams, telegram, webex, webhook,
+};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -108,6 +110,27 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
         && wanted("teams")
     {
         out.push(Arc::new(teams_channel(cfg, t, store, vault).await?));
+    }
+    if let Some(g) = &c.gchat
+        && wanted("gchat")
+    {
+        let key = resolve(
+            &g.service_account_key,
+            "channels.gchat.service_account_key",
+            store,
+            vault,
+        )
+        .await?;
+        let service_account = gchat::api::ServiceAccount::from_json(&key)
+            .map_err(|e| anyhow::anyhow!("channels.gchat.service_account_key: {e}"))?;
+        out.push(Arc::new(gchat::Gchat::new(gchat::GchatConfig {
+            api_base: g.api_url.clone().unwrap_or_else(|| gchat::DEFAULT_API_BASE.to_string()),
+            service_account,
+            token_url: g.token_url.clone(),
+            audience: gchat::verify::Audience::parse(&g.audience),
+            jwks_url: g.jwks_url.clone(),
+            refetch_after: airlock_channels::jwks::REFETCH_AFTER,
+        })));
     }
     if let Some(w) = &c.webhook
         && wanted("webhook")

@@ -58,7 +58,7 @@ pub(crate) fn client(token_url: &str, sa: ServiceAccount) -> Api {
     let grant = Grant::JwtBearer {
         email: sa.email,
         key_id: sa.key_id,
-        key: sa.key,
+        key: Box::new(sa.key),
         scope: SCOPE.to_string(),
     };
     Api::new("gchat", token_url, grant)

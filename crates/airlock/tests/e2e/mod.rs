@@ -6,6 +6,8 @@
 
 #[path = "../../../airlock-channels/tests/fake_discord/mod.rs"]
 pub mod fake_discord;
+#[path = "../../../airlock-channels/tests/fake_gchat/mod.rs"]
+pub mod fake_gchat;
 pub mod fake_mattermost;
 pub mod fake_ntfy;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
@@ -67,6 +69,7 @@ pub const CREDENTIALS: &[&str] = &[
     MM_SECRET,
     fake_teams::PASSWORD,
     fake_teams::ACCESS,
+    fake_gchat::ACCESS,
 ];
 
 pub const MAIL_PATH: &str = "/gmail/v1/users/me/messages/send";
@@ -122,6 +125,11 @@ pub fn webhook_channel(url: &str) -> String {
 
 /// A running gateway: agent "mailbot" holding the gmail secret, `people`, `channels`, `rules`.
 pub fn gateway(up: &Upstream, people: &str, channels: &str, rules: &str) -> Gateway {
+    gateway_env(up, people, channels, rules, &[])
+}
+
+/// [`gateway`] with more environment for the channels (values built at run time).
+pub fn gateway_env(up: &Upstream, people: &str, channels: &str, rules: &str, more: &[(&str, &str)]) -> Gateway {
     let config = format!(
         r#"
 [[agents]]
@@ -142,7 +150,8 @@ max_body = 1048576
 {rules}
 "#
     );
-    Gateway::start_env(&[up], &config, &[("gmail", REAL)], &["mailbot"], ENV)
+    let env: Vec<(&str, &str)> = ENV.iter().chain(more).copied().collect();
+    Gateway::start_env(&[up], &config, &[("gmail", REAL)], &["mailbot"], &env)
 }
 
 /// The agent's request, through the proxy with the placeholder credential; runs until the
@@ -169,6 +178,16 @@ fn request(gw: &Gateway, port: u16, path: &str, content_type: &str, body: Vec<u8
         .bearer_auth("airlock-gmail")
         .header("content-type", content_type)
         .body(body)
+}
+
+/// The agent's request was refused because `by` denied it, and nothing reached the upstream.
+pub async fn assert_denied(agent: JoinHandle<reqwest::Response>, up: &Upstream, by: &str) {
+    let r = agent.await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    let reason = body["airlock"]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains(&format!("denied by {by}")), "{body}");
+    assert!(!up.contacted());
 }
 
 /// A card's buttons, checked to be ours: one well-formed signed token per decision, all for
