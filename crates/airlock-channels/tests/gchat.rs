@@ -22,7 +22,9 @@ fn gchat(fake: &Fake) -> Gchat {
         api_base: fake.api_base(),
         service_account: ServiceAccount::from_json(&SecretBytes::new(key_file().into_bytes())).unwrap(),
         token_url: Some(fake.token_url()),
-        audience: Audience::parse(PROJECT),
+        audience: Some(Audience::parse(PROJECT)),
+        subscription: None,
+        pubsub_base: fake.pubsub_base(),
         jwks_url: Some(fake.jwks_url()),
         refetch_after: Duration::ZERO,
     })

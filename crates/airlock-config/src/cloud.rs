@@ -70,8 +70,13 @@ pub(crate) fn read_teams(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<
 pub struct GchatConfig {
     /// The service account's JSON key (the whole file), which the app sends as.
     pub service_account_key: SecretRef,
-    /// The app's "Authentication Audience": its Cloud project number, or its HTTP endpoint URL.
-    pub audience: String,
+    /// The app's "Authentication Audience" (its Cloud project number, or its HTTP endpoint URL):
+    /// events POSTed to `/callbacks/gchat` are verified against it.
+    pub audience: Option<String>,
+    /// `projects/P/subscriptions/S`: events pulled from Cloud Pub/Sub (no public URL).
+    pub subscription: Option<String>,
+    /// The Pub/Sub API (default https://pubsub.googleapis.com/v1).
+    pub pubsub_url: Option<String>,
     /// The Chat API (default https://chat.googleapis.com/v1).
     pub api_url: Option<String>,
     /// The OAuth token endpoint (default: the key's `token_uri`).
@@ -90,7 +95,15 @@ pub(crate) fn read_gchat(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<
     let f = Fields::new(
         t,
         path,
-        &["service_account_key", "audience", "api_url", "token_url", "jwks_url"],
+        &[
+            "service_account_key",
+            "audience",
+            "subscription",
+            "api_url",
+            "token_url",
+            "jwks_url",
+            "pubsub_url",
+        ],
         errs,
     );
     let key = secret_ref(&f, "service_account_key", true, errs);
@@ -104,20 +117,36 @@ pub(crate) fn read_gchat(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<
             );
             None
         }
-        None => {
-            errs.push(
-                &f.at("audience"),
-                "required: the project number (or endpoint URL) Chat addresses its tokens to",
-            );
-            None
-        }
+        None => None,
     };
+    let subscription = f.str("subscription", errs).map(str::trim).and_then(|s| {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = parts.len() == 4
+            && parts[0] == "projects"
+            && parts[2] == "subscriptions"
+            && [parts[1], parts[3]]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~+%".contains(&b)));
+        if !ok {
+            errs.push(&f.at("subscription"), "must be projects/PROJECT/subscriptions/NAME");
+        }
+        ok.then(|| s.to_string())
+    });
+    if !f.has("audience") && !f.has("subscription") {
+        errs.push(
+            &f.path,
+            "Google Chat needs subscription (Cloud Pub/Sub, no public URL) or audience (events on /callbacks/gchat) to receive clicks",
+        );
+    }
+    let pubsub_url = channel_url(&f, "pubsub_url", errs).map(|u| u.trim_end_matches('/').to_string());
     let api_url = channel_url(&f, "api_url", errs).map(|u| u.trim_end_matches('/').to_string());
     let token_url = channel_url(&f, "token_url", errs);
     let jwks_url = channel_url(&f, "jwks_url", errs);
     Some(GchatConfig {
         service_account_key: key?,
-        audience: audience?,
+        audience,
+        subscription,
+        pubsub_url,
         api_url,
         token_url,
         jwks_url,

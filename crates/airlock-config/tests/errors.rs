@@ -510,11 +510,11 @@ const CASES: &[Case] = &[
         "users/ and a number",
     ),
     (
-        "a Google Chat channel without its audience",
+        "a Google Chat channel that cannot receive clicks",
         &["[channels.gchat]", "service_account_key = \"env:G\""],
         1,
-        "channels.gchat.audience",
-        "required",
+        "channels.gchat",
+        "subscription (Cloud Pub/Sub, no public URL) or audience",
     ),
     (
         "a person without roles",

@@ -127,7 +127,12 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             api_base: g.api_url.clone().unwrap_or_else(|| gchat::DEFAULT_API_BASE.to_string()),
             service_account,
             token_url: g.token_url.clone(),
-            audience: gchat::verify::Audience::parse(&g.audience),
+            audience: g.audience.as_deref().map(gchat::verify::Audience::parse),
+            subscription: g.subscription.clone(),
+            pubsub_base: g
+                .pubsub_url
+                .clone()
+                .unwrap_or_else(|| gchat::DEFAULT_PUBSUB_BASE.to_string()),
             jwks_url: g.jwks_url.clone(),
             refetch_after: airlock_channels::jwks::REFETCH_AFTER,
         })));

@@ -10,6 +10,8 @@ use crate::oauth::Grant;
 pub(crate) use crate::oauth::{Api, enc};
 
 pub const SCOPE: &str = "https://www.googleapis.com/auth/chat.bot";
+/// Added when events are pulled from Cloud Pub/Sub.
+pub const PUBSUB_SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
 pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
 pub(crate) fn platform(detail: impl Into<String>) -> ChannelError {
@@ -54,12 +56,16 @@ impl ServiceAccount {
     }
 }
 
-pub(crate) fn client(token_url: &str, sa: ServiceAccount) -> Api {
+pub(crate) fn client(token_url: &str, sa: ServiceAccount, pubsub: bool) -> Api {
+    let scope = match pubsub {
+        true => format!("{SCOPE} {PUBSUB_SCOPE}"),
+        false => SCOPE.to_string(),
+    };
     let grant = Grant::JwtBearer {
         email: sa.email,
         key_id: sa.key_id,
         key: Box::new(sa.key),
-        scope: SCOPE.to_string(),
+        scope,
     };
     Api::new("gchat", token_url, grant)
 }

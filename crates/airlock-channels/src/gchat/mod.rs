@@ -1,21 +1,24 @@
 //! Google Chat: cards are `cardsV2` messages sent by a Chat app to each approver's direct
 //! message space with it (found with `spaces:findDirectMessage`), authenticated as a service
-//! account; presses come back as `CARD_CLICKED` interaction events on `/callbacks/gchat`,
-//! authenticated by the bearer token Google signs; cards are updated with
+//! account; presses come back as `CARD_CLICKED` interaction events, pulled from Cloud Pub/Sub
+//! or POSTed to `/callbacks/gchat` with a bearer token Google signs; cards are updated with
 //! `spaces.messages.patch`.
 //!
 //! - [`render`]: the card (the Adaptive Card's fields, HTML-escaped) with a `buttonList`.
 //! - [`api`]: the service-account token (JWT bearer grant) and the REST calls.
 //! - [`verify`]: the event's token against Google's keys, and what the event means.
 //!
+//! - [`pubsub`]: events pulled from a Cloud Pub/Sub subscription instead (no public URL).
+//!
 //! As with Teams, the keys may have to be fetched: [`Channel::callback`] checks the shape and
-//! [`Channel::resolve`] authenticates. Cloud Pub/Sub delivery (no public URL) is not
-//! implemented yet: the app must use an HTTP endpoint.
+//! [`Channel::resolve`] authenticates.
 
 pub mod api;
+mod pubsub;
 pub mod render;
 pub mod verify;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
@@ -24,9 +27,10 @@ use serde_json::{Value, json};
 use crate::jwks::{KeyCache, KeySource, KeysError};
 use crate::{BoxFuture, Buttons, CallbackError, Card, Channel, ChannelError, Click, MessageRef, Reply, Status};
 use api::{Api, ServiceAccount, enc, platform};
-use verify::{Audience, Inbound, is_name, is_user};
+use verify::{Audience, is_name, is_user};
 
 pub const DEFAULT_API_BASE: &str = "https://chat.googleapis.com/v1";
+pub const DEFAULT_PUBSUB_BASE: &str = "https://pubsub.googleapis.com/v1";
 
 pub struct GchatConfig {
     /// Default [`DEFAULT_API_BASE`]; tests point it at a fake.
@@ -34,8 +38,13 @@ pub struct GchatConfig {
     pub service_account: ServiceAccount,
     /// Default: the key file's `token_uri`, else [`api::DEFAULT_TOKEN_URL`].
     pub token_url: Option<String>,
-    /// The app's "Authentication Audience": its project number or its endpoint URL.
-    pub audience: Audience,
+    /// The app's "Authentication Audience" (its project number or its endpoint URL), when it
+    /// takes events on `/callbacks/gchat`.
+    pub audience: Option<Audience>,
+    /// `projects/P/subscriptions/S`, when events are pulled from Cloud Pub/Sub.
+    pub subscription: Option<String>,
+    /// Default [`DEFAULT_PUBSUB_BASE`].
+    pub pubsub_base: String,
     /// Default: [`Audience::default_jwks`].
     pub jwks_url: Option<String>,
     /// Minimum time between two key fetches caused by unknown kids.
@@ -45,7 +54,9 @@ pub struct GchatConfig {
 pub struct Gchat {
     api: Api,
     base: String,
-    audience: Audience,
+    pubsub: String,
+    subscription: Option<String>,
+    audience: Option<Audience>,
     keys: KeyCache,
 }
 
@@ -63,10 +74,17 @@ impl Gchat {
             .token_url
             .or(cfg.service_account.token_uri.clone())
             .unwrap_or_else(|| api::DEFAULT_TOKEN_URL.to_string());
-        let jwks = cfg.jwks_url.unwrap_or_else(|| cfg.audience.default_jwks().to_string());
+        let jwks = cfg.jwks_url.unwrap_or_else(|| {
+            cfg.audience
+                .as_ref()
+                .map_or(verify::CHAT_JWKS, Audience::default_jwks)
+                .to_string()
+        });
         Gchat {
-            api: api::client(&token_url, cfg.service_account),
+            api: api::client(&token_url, cfg.service_account, cfg.subscription.is_some()),
             base: cfg.api_base.trim_end_matches('/').to_string(),
+            pubsub: cfg.pubsub_base.trim_end_matches('/').to_string(),
+            subscription: cfg.subscription,
             audience: cfg.audience,
             keys: KeyCache::new(KeySource::Jwks(jwks), cfg.refetch_after),
         }
@@ -129,6 +147,9 @@ impl Gchat {
     }
 
     async fn authenticate(&self, click: Click, now_secs: u64) -> Result<Option<Click>, CallbackError> {
+        let Some(audience) = &self.audience else {
+            return Err(CallbackError::NotSupported);
+        };
         let (headers, body) = crate::jwks::unstash(&click)?;
         let token = crate::teams::verify::bearer(&headers)?;
         let keys = match self.keys.keys_for(token).await {
@@ -136,17 +157,8 @@ impl Gchat {
             Err(KeysError::Token(_)) => return Err(CallbackError::BadSignature),
             Err(KeysError::Unavailable(e)) => return Err(CallbackError::Unavailable(e)),
         };
-        let event = verify::verify(&headers, body.as_bytes(), &keys, &self.audience, now_secs)?;
-        Ok(match verify::inbound(&event) {
-            Inbound::Click { user, token, ack } => Some(Click {
-                channel: "gchat",
-                user,
-                token,
-                ack,
-                done: Default::default(),
-            }),
-            Inbound::Other => None,
-        })
+        let event = verify::verify(&headers, body.as_bytes(), &keys, audience, now_secs)?;
+        Ok(verify::click(&event))
     }
 }
 
@@ -174,13 +186,28 @@ impl Channel for Gchat {
         Box::pin(self.update_card(card, status, buttons, msg))
     }
 
-    /// Answered in the event's synchronous response ([`Channel::callback_answer`]).
-    fn acknowledge<'a>(&'a self, _click: &'a Click, _reply: &'a Reply) -> BoxFuture<'a, Result<(), ChannelError>> {
-        Box::pin(async { Ok(()) })
+    /// An HTTP event is answered in its synchronous response ([`Channel::callback_answer`]); a
+    /// pulled one with a message in the space.
+    fn acknowledge<'a>(&'a self, click: &'a Click, reply: &'a Reply) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            if click.ack["pubsub"] != true {
+                return Ok(());
+            }
+            let Some(space) = click.ack["space"].as_str().filter(|s| is_name(s, "spaces/")) else {
+                return Err(platform("the click carries no space"));
+            };
+            let mut body = render::answer(reply);
+            body.as_object_mut().map(|m| m.remove("actionResponse"));
+            let url = format!("{}/{space}/messages", self.base);
+            self.api.call(Method::POST, "reply", &url, Some(&body)).await.map(drop)
+        })
     }
 
     /// Only the shape: a bearer token and a JSON event. [`Channel::resolve`] authenticates.
     fn callback(&self, headers: &http::HeaderMap, body: &[u8], _now_secs: u64) -> Result<Option<Click>, CallbackError> {
+        if self.audience.is_none() {
+            return Err(CallbackError::NotSupported);
+        }
         crate::jwks::stash("gchat", crate::teams::verify::bearer(headers)?, body).map(Some)
     }
 
@@ -190,5 +217,12 @@ impl Channel for Gchat {
 
     fn callback_answer(&self, _body: &[u8], reply: Option<&Reply>) -> Option<Value> {
         reply.map(render::answer)
+    }
+
+    /// Pulls the Pub/Sub subscription, when one is configured (one replica at a time).
+    fn start(self: Arc<Self>, clicks: tokio::sync::mpsc::Sender<Click>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        if let Some(sub) = self.subscription.clone() {
+            tokio::spawn(self.pull(sub, clicks, shutdown));
+        }
     }
 }

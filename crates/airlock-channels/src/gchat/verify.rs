@@ -139,6 +139,20 @@ pub fn inbound(event: &Value) -> Inbound {
     }
 }
 
+/// The click an authenticated event is, if any.
+pub fn click(event: &Value) -> Option<crate::Click> {
+    match inbound(event) {
+        Inbound::Click { user, token, ack } => Some(crate::Click {
+            channel: "gchat",
+            user,
+            token,
+            ack,
+            done: Default::default(),
+        }),
+        Inbound::Other => None,
+    }
+}
+
 #[cfg(test)]
 #[path = "verify_tests.rs"]
 mod tests;

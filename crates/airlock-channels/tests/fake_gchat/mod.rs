@@ -57,6 +57,10 @@ struct Inner {
     events: mpsc::UnboundedSender<String>,
     token_calls: AtomicU32,
     n: AtomicU32,
+    /// Pub/Sub: (ackId, event) not yet acknowledged, and whether each was handed out.
+    queue: Mutex<Vec<(String, Value, bool)>>,
+    acked: Mutex<Vec<String>>,
+    queued: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -102,8 +106,10 @@ async fn token(State(st): State<Arc<Inner>>, body: Bytes) -> Response {
     let assertion = form.get("assertion").map(String::as_str).unwrap_or("");
     match jwt::verify(assertion, &keys, &expect, now_secs()) {
         Ok(v)
-            if v.claims.get("scope").and_then(Value::as_str) == Some("https://www.googleapis.com/auth/chat.bot")
-                && v.claims.get("exp").and_then(Value::as_u64).unwrap_or(0) <= now_secs() + 3600 =>
+            if v.claims.get("scope").and_then(Value::as_str).is_some_and(|s| {
+                s.split(' ').any(|s| s == "https://www.googleapis.com/auth/chat.bot")
+                    && s.split(' ').all(|s| s.starts_with("https://www.googleapis.com/auth/"))
+            }) && v.claims.get("exp").and_then(Value::as_u64).unwrap_or(0) <= now_secs() + 3600 =>
         {
             axum::Json(json!({"access_token": ACCESS, "expires_in": 3599, "token_type": "Bearer"})).into_response()
         }
@@ -230,6 +236,73 @@ async fn patch(
     axum::Json(m).into_response()
 }
 
+pub const SUBSCRIPTION: &str = "projects/airlock-test/subscriptions/chat-events";
+
+/// `POST {subscription}:pull` (waits up to 2 s for a message) and `:acknowledge`.
+async fn pubsub(
+    State(st): State<Arc<Inner>>,
+    Path((p, sub)): Path<(String, String)>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&st, &h) {
+        return error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    }
+    let Some((sub, verb)) = sub.split_once(':') else {
+        return error(StatusCode::NOT_FOUND, "no method");
+    };
+    if format!("projects/{p}/subscriptions/{sub}") != SUBSCRIPTION {
+        return error(StatusCode::NOT_FOUND, "Resource not found");
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+    match verb {
+        "pull" => {
+            let max = v["maxMessages"].as_u64().unwrap_or(0);
+            if max == 0 {
+                st.violation("pull without maxMessages".into());
+                return error(StatusCode::BAD_REQUEST, "maxMessages");
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                let notified = st.queued.notified();
+                let out: Vec<Value> = {
+                    let mut q = st.queue.lock().unwrap();
+                    q.iter_mut()
+                        .filter(|(_, _, out)| !*out)
+                        .take(max as usize)
+                        .map(|(id, e, out)| {
+                            *out = true;
+                            let data = base64::engine::general_purpose::STANDARD.encode(e.to_string());
+                            json!({"ackId": id, "message": {"data": data, "messageId": id,
+                                                           "publishTime": "2026-12-07T08:00:00Z"}})
+                        })
+                        .collect()
+                };
+                if !out.is_empty() {
+                    let _ = st.events.send("pulled".into());
+                    return axum::Json(json!({"receivedMessages": out})).into_response();
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    return axum::Json(json!({})).into_response();
+                }
+            }
+        }
+        "acknowledge" => {
+            let ids: Vec<String> = v["ackIds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect();
+            st.queue.lock().unwrap().retain(|(id, _, _)| !ids.contains(id));
+            st.acked.lock().unwrap().extend(ids);
+            let _ = st.events.send("acked".into());
+            axum::Json(json!({})).into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, "no method"),
+    }
+}
+
 impl Fake {
     pub async fn start() -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -244,6 +317,9 @@ impl Fake {
             events: tx,
             token_calls: AtomicU32::new(0),
             n: AtomicU32::new(1),
+            queue: Mutex::default(),
+            acked: Mutex::default(),
+            queued: tokio::sync::Notify::new(),
         });
         let jwks = || async {
             let k = SigningKey::from_pem(CHAT_KEY).unwrap().public("chat-key-1");
@@ -258,6 +334,7 @@ impl Fake {
             .route("/v1/spaces:findDirectMessage", get(find_dm))
             .route("/v1/spaces/{space}/messages", post(create))
             .route("/v1/spaces/{space}/messages/{msg}", axum::routing::patch(patch))
+            .route("/pubsub/v1/projects/{p}/subscriptions/{sub}", post(pubsub))
             .with_state(inner.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Fake { addr, inner, events }
@@ -269,6 +346,22 @@ impl Fake {
 
     pub fn token_url(&self) -> String {
         format!("http://{}/token", self.addr)
+    }
+
+    pub fn pubsub_base(&self) -> String {
+        format!("http://{}/pubsub/v1", self.addr)
+    }
+
+    /// Chat publishes `event` to the app's topic.
+    pub fn publish(&self, event: Value) -> String {
+        let id = format!("ack-{}", self.inner.n.fetch_add(1, Ordering::SeqCst));
+        self.inner.queue.lock().unwrap().push((id.clone(), event, false));
+        self.inner.queued.notify_waiters();
+        id
+    }
+
+    pub fn acked(&self) -> Vec<String> {
+        self.inner.acked.lock().unwrap().clone()
     }
 
     pub fn jwks_url(&self) -> String {
