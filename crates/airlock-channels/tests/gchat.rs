@@ -18,12 +18,16 @@ use serde_json::Value;
 const ALICE: &str = "users/1234567890";
 
 fn gchat(fake: &Fake) -> Gchat {
+    gchat_with(fake, None)
+}
+
+fn gchat_with(fake: &Fake, subscription: Option<&str>) -> Gchat {
     Gchat::new(GchatConfig {
         api_base: fake.api_base(),
         service_account: ServiceAccount::from_json(&SecretBytes::new(key_file().into_bytes())).unwrap(),
         token_url: Some(fake.token_url()),
         audience: Some(Audience::parse(PROJECT)),
-        subscription: None,
+        subscription: subscription.map(str::to_string),
         pubsub_base: fake.pubsub_base(),
         jwks_url: Some(fake.jwks_url()),
         refetch_after: Duration::ZERO,
@@ -153,4 +157,41 @@ async fn presses_count_only_with_a_valid_chat_token() {
     let mut added = press.clone();
     added["type"] = "ADDED_TO_SPACE".into();
     assert_eq!(deliver(&g, &fake, &added, Mint::Valid).await, Ok(None));
+}
+
+/// A reader that stops before the hub applied a pulled click leaves it unacknowledged; Pub/Sub
+/// delivers it again to the next reader, which acknowledges it once applied.
+#[tokio::test]
+async fn pub_sub_clicks_are_acknowledged_only_once_applied() {
+    let fake = Fake::start().await;
+    fake.add_app(ALICE);
+    let b = buttons(false);
+    let first = std::sync::Arc::new(gchat_with(&fake, Some(fake_gchat::SUBSCRIPTION)));
+    first.send(&card(), &b, ALICE).await.unwrap();
+    let m = fake.messages()[0].clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    first.start(tx, shutdown);
+    let ack = fake.publish(fake.press(ALICE, &m, &b.approve));
+    let click = rx.recv().await.unwrap();
+    assert_eq!((click.user.as_str(), click.token.as_str()), (ALICE, b.approve.as_str()));
+    // The reader stops (the replica lost the feed lock) before the hub is done.
+    stop.send(true).unwrap();
+    drop(click);
+    assert!(rx.recv().await.is_none(), "the first reader stopped");
+    assert!(!fake.acked().contains(&ack));
+
+    fake.expire_leases();
+    let second = std::sync::Arc::new(gchat_with(&fake, Some(fake_gchat::SUBSCRIPTION)));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    second.start(tx, shutdown);
+    let again = rx.recv().await.unwrap();
+    assert_eq!(again.token, b.approve, "delivered again");
+    assert!(!fake.acked().contains(&ack), "not acknowledged before it is applied");
+    drop(again);
+    let mut fake = fake;
+    fake.wait_until("the acknowledgement", |f| f.acked().contains(&ack))
+        .await;
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }

@@ -360,6 +360,15 @@ impl Fake {
         id
     }
 
+    /// The ack deadline of every pulled, unacknowledged message passes: Pub/Sub delivers
+    /// them again.
+    pub fn expire_leases(&self) {
+        for (_, _, out) in self.inner.queue.lock().unwrap().iter_mut() {
+            *out = false;
+        }
+        self.inner.queued.notify_waiters();
+    }
+
     pub fn acked(&self) -> Vec<String> {
         self.inner.acked.lock().unwrap().clone()
     }
