@@ -177,8 +177,8 @@ async fn pub_sub_clicks_are_acknowledged_only_once_applied() {
     assert_eq!((click.user.as_str(), click.token.as_str()), (ALICE, b.approve.as_str()));
     // The reader stops (the replica lost the feed lock) before the hub is done.
     stop.send(true).unwrap();
-    drop(click);
     assert!(rx.recv().await.is_none(), "the first reader stopped");
+    drop(click);
     assert!(!fake.acked().contains(&ack));
 
     fake.expire_leases();
