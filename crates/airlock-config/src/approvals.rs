@@ -81,6 +81,8 @@ pub struct ChannelsConfig {
     pub discord: Option<DiscordConfig>,
     pub webex: Option<WebexConfig>,
     pub email: Option<crate::selfhosted::EmailConfig>,
+    pub teams: Option<crate::cloud::TeamsConfig>,
+    pub gchat: Option<crate::cloud::GchatConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +122,8 @@ const PERSON_KEYS: &[&str] = &[
     "mattermost",
     "discord",
     "webex",
+    "teams",
+    "gchat",
 ];
 const CHANNEL_KINDS: &[&str] = &[
     "slack",
@@ -130,6 +134,8 @@ const CHANNEL_KINDS: &[&str] = &[
     "discord",
     "webex",
     "email",
+    "teams",
+    "gchat",
 ];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
@@ -233,8 +239,24 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
                         &f.at(key),
                         "a Discord user id is a number (Developer Mode, then Copy User ID), not a user name",
                     );
+                } else if key == "teams" && !crate::cloud::is_guid(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a Teams id is the person's Microsoft Entra object id (a GUID), not an email or a name",
+                    );
+                } else if key == "gchat" && !crate::cloud::is_gchat_user(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a Google Chat id is the user's resource name, users/ and a number (not an email)",
+                    );
                 } else {
-                    ids.insert(key.to_string(), id.trim().to_string());
+                    let id = id.trim();
+                    let id = if key == "teams" {
+                        id.to_ascii_lowercase()
+                    } else {
+                        id.to_string()
+                    };
+                    ids.insert(key.to_string(), id);
                 }
             }
         }
@@ -340,6 +362,8 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             "ntfy" => c.ntfy = crate::selfhosted::read_ntfy(t, path, errs),
             "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
             "email" => c.email = crate::selfhosted::read_email(t, path, errs),
+            "teams" => c.teams = crate::cloud::read_teams(t, path, errs),
+            "gchat" => c.gchat = crate::cloud::read_gchat(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -390,6 +414,8 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "discord" => channels.discord.is_some(),
                 "webex" => channels.webex.is_some(),
                 "email" => channels.email.is_some(),
+                "teams" => channels.teams.is_some(),
+                "gchat" => channels.gchat.is_some(),
                 _ => false,
             };
             if configured {

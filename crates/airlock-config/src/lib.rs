@@ -14,6 +14,7 @@
 mod addr;
 mod approvals;
 mod body;
+mod cloud;
 mod error;
 mod gateway;
 mod locate;
@@ -34,6 +35,7 @@ pub use approvals::{
     ApprovalsConfig, ChannelsConfig, DEFAULT_MAX_HELD_PER_AGENT, DiscordConfig, PersonConfig, SecretRef, SlackConfig,
     TelegramConfig, WebexConfig, WebhookConfig,
 };
+pub use cloud::{GchatConfig, TeamsConfig};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
 pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
-use airlock_channels::{Channel, Person, discord, email, mattermost, ntfy, slack, telegram, webex, webhook};
+use airlock_channels::{
+    BoxFuture, Channel, Person, discord, email, gchat, mattermost, ntfy, slack, teams, telegram, webex, webhook,
+};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -104,6 +106,37 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             webhook_secret: resolve(&w.webhook_secret, "channels.webex.webhook_secret", store, vault).await?,
         })));
     }
+    if let Some(t) = &c.teams
+        && wanted("teams")
+    {
+        out.push(Arc::new(teams_channel(cfg, t, store, vault).await?));
+    }
+    if let Some(g) = &c.gchat
+        && wanted("gchat")
+    {
+        let key = resolve(
+            &g.service_account_key,
+            "channels.gchat.service_account_key",
+            store,
+            vault,
+        )
+        .await?;
+        let service_account = gchat::api::ServiceAccount::from_json(&key)
+            .map_err(|e| anyhow::anyhow!("channels.gchat.service_account_key: {e}"))?;
+        out.push(Arc::new(gchat::Gchat::new(gchat::GchatConfig {
+            api_base: g.api_url.clone().unwrap_or_else(|| gchat::DEFAULT_API_BASE.to_string()),
+            service_account,
+            token_url: g.token_url.clone(),
+            audience: g.audience.as_deref().map(gchat::verify::Audience::parse),
+            subscription: g.subscription.clone(),
+            pubsub_base: g
+                .pubsub_url
+                .clone()
+                .unwrap_or_else(|| gchat::DEFAULT_PUBSUB_BASE.to_string()),
+            jwks_url: g.jwks_url.clone(),
+            refetch_after: airlock_channels::jwks::REFETCH_AFTER,
+        })));
+    }
     if let Some(w) = &c.webhook
         && wanted("webhook")
     {
@@ -174,6 +207,76 @@ async fn email_channel(
         base_url: e.base_url.clone(),
     })
     .map_err(|err| anyhow::anyhow!("{err}"))
+}
+
+/// Teams conversations, kept in the store's meta table so every replica can send cards to
+/// people who wrote to the bot through any of them.
+struct StoredConversations(Store);
+
+fn conversation_key(user: &str) -> String {
+    format!("teams.conversation.{user}")
+}
+
+impl teams::Conversations for StoredConversations {
+    fn get<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            let v = self
+                .0
+                .get_meta(&conversation_key(user))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        })
+    }
+
+    fn put<'a>(&'a self, user: &'a str, reference: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .set_meta(&conversation_key(user), reference.as_bytes())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The Teams channel; says who cannot get cards yet because they never wrote to the bot.
+async fn teams_channel(
+    cfg: &Config,
+    t: &airlock_config::TeamsConfig,
+    store: &Store,
+    vault: &Vault,
+) -> anyhow::Result<teams::Teams> {
+    let ch = teams::Teams::new(teams::TeamsConfig {
+        app_id: t.app_id.clone(),
+        app_password: resolve(&t.app_password, "channels.teams.app_password", store, vault).await?,
+        tenant_id: t.tenant_id.clone(),
+        token_url: t
+            .token_url
+            .clone()
+            .unwrap_or_else(|| teams::default_token_url(t.tenant_id.as_deref())),
+        openid_url: t
+            .openid_url
+            .clone()
+            .unwrap_or_else(|| teams::DEFAULT_OPENID_URL.to_string()),
+        refetch_after: airlock_channels::jwks::REFETCH_AFTER,
+        conversations: Arc::new(StoredConversations(store.clone())),
+    });
+    let people: Vec<(&str, String)> = cfg
+        .people
+        .iter()
+        .filter_map(|p| p.ids.get("teams").map(|id| (p.name.as_str(), id.clone())))
+        .collect();
+    let ids: Vec<String> = people.iter().map(|(_, id)| id.clone()).collect();
+    let missing = ch.unreachable(&ids).await;
+    for (name, id) in people.iter().filter(|(_, id)| missing.contains(id)) {
+        tracing::warn!(
+            person = %name,
+            teams = %id,
+            "{name} has not written to the airlock bot in Teams yet: their approval cards cannot be \
+             delivered until they install the app or send the bot a message"
+        );
+    }
+    Ok(ch)
 }
 
 /// Starts the hub when people are configured; `None` otherwise (approve rules then deny).

@@ -6,11 +6,15 @@
 
 #[path = "../../../airlock-channels/tests/fake_discord/mod.rs"]
 pub mod fake_discord;
+#[path = "../../../airlock-channels/tests/fake_gchat/mod.rs"]
+pub mod fake_gchat;
 pub mod fake_mattermost;
 pub mod fake_ntfy;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
 pub mod fake_slack;
 pub mod fake_smtp;
+#[path = "../../../airlock-channels/tests/fake_teams/mod.rs"]
+pub mod fake_teams;
 #[path = "../../../airlock-channels/tests/fake/mod.rs"]
 pub mod fake_tg;
 #[path = "../../../airlock-channels/tests/fake_webex/mod.rs"]
@@ -46,6 +50,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("WEBEX_BOT", fake_webex::BOT),
     ("WEBEX_SECRET", fake_webex::SECRET),
     ("SMTP_PASSWORD", fake_smtp::PASSWORD),
+    ("TEAMS_PASSWORD", fake_teams::PASSWORD),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -65,6 +70,9 @@ pub const CREDENTIALS: &[&str] = &[
     fake_mattermost::BOT,
     MM_SECRET,
     fake_smtp::PASSWORD,
+    fake_teams::PASSWORD,
+    fake_teams::ACCESS,
+    fake_gchat::ACCESS,
 ];
 
 pub const MAIL_PATH: &str = "/gmail/v1/users/me/messages/send";
@@ -120,6 +128,11 @@ pub fn webhook_channel(url: &str) -> String {
 
 /// A running gateway: agent "mailbot" holding the gmail secret, `people`, `channels`, `rules`.
 pub fn gateway(up: &Upstream, people: &str, channels: &str, rules: &str) -> Gateway {
+    gateway_env(up, people, channels, rules, &[])
+}
+
+/// [`gateway`] with more environment for the channels (values built at run time).
+pub fn gateway_env(up: &Upstream, people: &str, channels: &str, rules: &str, more: &[(&str, &str)]) -> Gateway {
     let config = format!(
         r#"
 [[agents]]
@@ -140,7 +153,8 @@ max_body = 1048576
 {rules}
 "#
     );
-    Gateway::start_env(&[up], &config, &[("gmail", REAL)], &["mailbot"], ENV)
+    let env: Vec<(&str, &str)> = ENV.iter().chain(more).copied().collect();
+    Gateway::start_env(&[up], &config, &[("gmail", REAL)], &["mailbot"], &env)
 }
 
 /// The agent's request, through the proxy with the placeholder credential; runs until the
@@ -167,6 +181,16 @@ fn request(gw: &Gateway, port: u16, path: &str, content_type: &str, body: Vec<u8
         .bearer_auth("airlock-gmail")
         .header("content-type", content_type)
         .body(body)
+}
+
+/// The agent's request was refused because `by` denied it, and nothing reached the upstream.
+pub async fn assert_denied(agent: JoinHandle<reqwest::Response>, up: &Upstream, by: &str) {
+    let r = agent.await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    let reason = body["airlock"]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains(&format!("denied by {by}")), "{body}");
+    assert!(!up.contacted());
 }
 
 /// A card's buttons, checked to be ours: one well-formed signed token per decision, all for
