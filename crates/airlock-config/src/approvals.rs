@@ -80,6 +80,7 @@ pub struct ChannelsConfig {
     pub mattermost: Option<crate::selfhosted::MattermostConfig>,
     pub discord: Option<DiscordConfig>,
     pub webex: Option<WebexConfig>,
+    pub whatsapp: Option<crate::messengers::WhatsAppConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +120,18 @@ const PERSON_KEYS: &[&str] = &[
     "mattermost",
     "discord",
     "webex",
+    "whatsapp",
 ];
-const CHANNEL_KINDS: &[&str] = &["slack", "telegram", "webhook", "ntfy", "mattermost", "discord", "webex"];
+const CHANNEL_KINDS: &[&str] = &[
+    "slack",
+    "telegram",
+    "webhook",
+    "ntfy",
+    "mattermost",
+    "discord",
+    "webex",
+    "whatsapp",
+];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
 
@@ -222,6 +233,11 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
                     errs.push(
                         &f.at(key),
                         "a Discord user id is a number (Developer Mode, then Copy User ID), not a user name",
+                    );
+                } else if key == "whatsapp" && !crate::messengers::is_wa_id(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a WhatsApp id is the number in international form, digits only (15551234567: no +, spaces or dashes)",
                     );
                 } else {
                     ids.insert(key.to_string(), id.trim().to_string());
@@ -329,6 +345,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             }
             "ntfy" => c.ntfy = crate::selfhosted::read_ntfy(t, path, errs),
             "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
+            "whatsapp" => c.whatsapp = crate::messengers::read_whatsapp(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -378,6 +395,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "mattermost" => channels.mattermost.is_some(),
                 "discord" => channels.discord.is_some(),
                 "webex" => channels.webex.is_some(),
+                "whatsapp" => channels.whatsapp.is_some(),
                 _ => false,
             };
             if configured {

@@ -592,6 +592,33 @@ const CASES: &[Case] = &[
         "clear text",
     ),
     (
+        "a WhatsApp channel without its app secret",
+        &[
+            "[channels.whatsapp]",
+            "phone_number_id = \"106540352242922\"",
+            "access_token = \"env:WA_TOKEN\"",
+            "verify_token = \"env:WA_VERIFY\"",
+            "public_url = \"https://airlock.example.com\"",
+        ],
+        1,
+        "channels.whatsapp.app_secret",
+        "required: where to read it",
+    ),
+    (
+        "a WhatsApp phone number where its id belongs",
+        &["[channels.whatsapp]", "phone_number_id = \"+1 555 0100\""],
+        2,
+        "channels.whatsapp.phone_number_id",
+        "not the number",
+    ),
+    (
+        "a WhatsApp id written with a plus",
+        &["[people.alice]", "roles = [\"owner\"]", "whatsapp = \"+15551234567\""],
+        3,
+        "people.alice.whatsapp",
+        "digits only",
+    ),
+    (
         "person that is not a table",
         &["[people]", "alice = \"owner\""],
         2,

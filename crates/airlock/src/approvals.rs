@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
-use airlock_channels::{Channel, Person, discord, mattermost, ntfy, slack, telegram, webex, webhook};
+use airlock_channels::memory::Memory;
+use airlock_channels::{Channel, Person, discord, mattermost, ntfy, slack, telegram, webex, webhook, whatsapp};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -52,6 +53,7 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             .as_ref()
             .is_none_or(|v| v.iter().any(|n| n == name))
     };
+    let memory: Arc<dyn Memory> = Arc::new(crate::memory::StoreMemory(store.clone()));
     let mut out: Vec<Arc<dyn Channel>> = Vec::new();
     if let Some(s) = &c.slack
         && wanted("slack")
@@ -133,6 +135,26 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             bot_token: resolve(&m.bot_token, "channels.mattermost.bot_token", store, vault).await?,
             callback_secret: resolve(&m.callback_secret, "channels.mattermost.callback_secret", store, vault).await?,
             public_url: m.public_url.clone(),
+        })));
+    }
+    if let Some(w) = &c.whatsapp
+        && wanted("whatsapp")
+    {
+        out.push(Arc::new(whatsapp::WhatsApp::new(whatsapp::WhatsAppConfig {
+            api_base: w
+                .api_url
+                .clone()
+                .unwrap_or_else(|| whatsapp::DEFAULT_API_BASE.to_string()),
+            phone_number_id: w.phone_number_id.clone(),
+            access_token: resolve(&w.access_token, "channels.whatsapp.access_token", store, vault).await?,
+            app_secret: resolve(&w.app_secret, "channels.whatsapp.app_secret", store, vault).await?,
+            verify_token: resolve(&w.verify_token, "channels.whatsapp.verify_token", store, vault).await?,
+            public_url: w.public_url.clone(),
+            template: w.template.clone().map(|name| whatsapp::Template {
+                name,
+                language: w.template_language.clone(),
+            }),
+            memory: memory.clone(),
         })));
     }
     Ok(out)

@@ -14,6 +14,7 @@ pub mod fake_slack;
 pub mod fake_tg;
 #[path = "../../../airlock-channels/tests/fake_webex/mod.rs"]
 pub mod fake_webex;
+pub mod fake_whatsapp;
 pub mod receiver;
 pub mod signing;
 
@@ -44,6 +45,9 @@ pub const ENV: &[(&str, &str)] = &[
     ("DISCORD_BOT", fake_discord::BOT),
     ("WEBEX_BOT", fake_webex::BOT),
     ("WEBEX_SECRET", fake_webex::SECRET),
+    ("WA_TOKEN", fake_whatsapp::TOKEN),
+    ("WA_SECRET", fake_whatsapp::APP_SECRET),
+    ("WA_VERIFY", fake_whatsapp::VERIFY),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -62,6 +66,9 @@ pub const CREDENTIALS: &[&str] = &[
     fake_ntfy::TOKEN,
     fake_mattermost::BOT,
     MM_SECRET,
+    fake_whatsapp::TOKEN,
+    fake_whatsapp::APP_SECRET,
+    fake_whatsapp::VERIFY,
 ];
 
 pub const MAIL_PATH: &str = "/gmail/v1/users/me/messages/send";
@@ -272,6 +279,33 @@ pub async fn slack_card(slack: &mut fake_slack::Fake) -> Value {
         .wait_until("chat.postMessage", |f| !f.calls("chat.postMessage").is_empty())
         .await;
     slack.calls("chat.postMessage").remove(0)
+}
+
+/// Waits (bounded, no sleeping) until `pred` holds, checking each time `changed` is notified;
+/// the panic names `what` and the fake's `violations`.
+pub async fn wait_notified(
+    changed: &tokio::sync::Notify,
+    what: &str,
+    pred: impl Fn() -> bool,
+    violations: impl Fn() -> Vec<String>,
+) {
+    let wait = async {
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if pred() {
+                return;
+            }
+            notified.await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(15), wait)
+        .await
+        .is_err()
+    {
+        panic!("never: {what} (violations: {:?})", violations());
+    }
 }
 
 /// Fails naming `what` if any credential shows in `text`.
