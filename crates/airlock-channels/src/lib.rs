@@ -17,9 +17,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 pub mod adaptive;
+pub mod ballot;
 pub mod card;
 mod client;
 pub mod discord;
+pub mod matrix;
 pub mod mattermost;
 pub mod memory;
 pub mod ntfy;

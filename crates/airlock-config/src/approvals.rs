@@ -81,6 +81,7 @@ pub struct ChannelsConfig {
     pub discord: Option<DiscordConfig>,
     pub webex: Option<WebexConfig>,
     pub whatsapp: Option<crate::messengers::WhatsAppConfig>,
+    pub matrix: Option<crate::messengers::MatrixConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,7 @@ const PERSON_KEYS: &[&str] = &[
     "discord",
     "webex",
     "whatsapp",
+    "matrix",
 ];
 const CHANNEL_KINDS: &[&str] = &[
     "slack",
@@ -131,6 +133,7 @@ const CHANNEL_KINDS: &[&str] = &[
     "discord",
     "webex",
     "whatsapp",
+    "matrix",
 ];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
@@ -234,6 +237,8 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
                         &f.at(key),
                         "a Discord user id is a number (Developer Mode, then Copy User ID), not a user name",
                     );
+                } else if key == "matrix" && !crate::messengers::is_matrix_user(id.trim()) {
+                    errs.push(&f.at(key), "a Matrix id is a full user id: @alice:example.org");
                 } else if key == "whatsapp" && !crate::messengers::is_wa_id(id.trim()) {
                     errs.push(
                         &f.at(key),
@@ -346,6 +351,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             "ntfy" => c.ntfy = crate::selfhosted::read_ntfy(t, path, errs),
             "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
             "whatsapp" => c.whatsapp = crate::messengers::read_whatsapp(t, path, errs),
+            "matrix" => c.matrix = crate::messengers::read_matrix(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -396,6 +402,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "discord" => channels.discord.is_some(),
                 "webex" => channels.webex.is_some(),
                 "whatsapp" => channels.whatsapp.is_some(),
+                "matrix" => channels.matrix.is_some(),
                 _ => false,
             };
             if configured {

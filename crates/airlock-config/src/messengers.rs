@@ -1,4 +1,4 @@
-//! `[channels.*]` of the messengers: WhatsApp (and, as they land, Matrix and Signal). Kept
+//! `[channels.*]` of the messengers: WhatsApp, Matrix (and, as it lands, Signal). Kept
 //! apart from `approvals.rs` so each stays readable.
 
 use toml::Table;
@@ -97,5 +97,40 @@ pub(crate) fn read_whatsapp(t: &Table, path: KeyPath, errs: &mut Errors) -> Opti
         template,
         template_language: template_language.unwrap_or_else(|| "en_US".into()),
         api_url,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatrixConfig {
+    /// The homeserver's client-server API base URL.
+    pub homeserver: String,
+    /// The bot account's access token.
+    pub access_token: SecretRef,
+}
+
+/// True for a full Matrix user id: `@localpart:server`.
+pub(crate) fn is_matrix_user(s: &str) -> bool {
+    s.len() <= 255
+        && s.len() > 3
+        && s.starts_with('@')
+        && s[1..]
+            .split_once(':')
+            .is_some_and(|(l, srv)| !l.is_empty() && !srv.is_empty())
+        && !s.chars().any(char::is_whitespace)
+}
+
+pub(crate) fn read_matrix(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<MatrixConfig> {
+    let f = Fields::new(t, path, &["homeserver", "access_token"], errs);
+    let homeserver = channel_url(&f, "homeserver", errs).map(|u| u.trim_end_matches('/').to_string());
+    if !f.has("homeserver") {
+        errs.push(
+            &f.at("homeserver"),
+            "required: the homeserver's client-server API URL, e.g. https://matrix.example.org",
+        );
+    }
+    let access_token = secret_ref(&f, "access_token", true, errs);
+    Some(MatrixConfig {
+        homeserver: homeserver?,
+        access_token: access_token?,
     })
 }

@@ -619,6 +619,20 @@ const CASES: &[Case] = &[
         "digits only",
     ),
     (
+        "a Matrix channel without its access token",
+        &["[channels.matrix]", "homeserver = \"https://matrix.example.org\""],
+        1,
+        "channels.matrix.access_token",
+        "required: where to read it",
+    ),
+    (
+        "a Matrix id without its server",
+        &["[people.alice]", "roles = [\"owner\"]", "matrix = \"alice\""],
+        3,
+        "people.alice.matrix",
+        "full user id",
+    ),
+    (
         "person that is not a table",
         &["[people]", "alice = \"owner\""],
         2,

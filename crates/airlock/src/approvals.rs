@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
 use airlock_channels::memory::Memory;
-use airlock_channels::{Channel, Person, discord, mattermost, ntfy, slack, telegram, webex, webhook, whatsapp};
+use airlock_channels::{Channel, Person, discord, matrix, mattermost, ntfy, slack, telegram, webex, webhook, whatsapp};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -155,6 +155,16 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
                 language: w.template_language.clone(),
             }),
             memory: memory.clone(),
+        })));
+    }
+    if let Some(m) = &c.matrix
+        && wanted("matrix")
+    {
+        out.push(Arc::new(matrix::Matrix::new(matrix::MatrixConfig {
+            homeserver: m.homeserver.clone(),
+            access_token: resolve(&m.access_token, "channels.matrix.access_token", store, vault).await?,
+            memory: memory.clone(),
+            poll_timeout: std::time::Duration::from_secs(30),
         })));
     }
     Ok(out)

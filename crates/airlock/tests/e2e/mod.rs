@@ -6,6 +6,7 @@
 
 #[path = "../../../airlock-channels/tests/fake_discord/mod.rs"]
 pub mod fake_discord;
+pub mod fake_matrix;
 pub mod fake_mattermost;
 pub mod fake_ntfy;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
@@ -48,6 +49,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("WA_TOKEN", fake_whatsapp::TOKEN),
     ("WA_SECRET", fake_whatsapp::APP_SECRET),
     ("WA_VERIFY", fake_whatsapp::VERIFY),
+    ("MATRIX_TOKEN", fake_matrix::TOKEN),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -69,6 +71,7 @@ pub const CREDENTIALS: &[&str] = &[
     fake_whatsapp::TOKEN,
     fake_whatsapp::APP_SECRET,
     fake_whatsapp::VERIFY,
+    fake_matrix::TOKEN,
 ];
 
 pub const MAIL_PATH: &str = "/gmail/v1/users/me/messages/send";
