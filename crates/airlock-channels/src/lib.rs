@@ -26,6 +26,7 @@ pub mod mattermost;
 pub mod memory;
 pub mod ntfy;
 pub mod render;
+pub mod signal;
 pub mod slack;
 pub mod telegram;
 pub mod text;

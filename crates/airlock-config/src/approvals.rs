@@ -82,6 +82,7 @@ pub struct ChannelsConfig {
     pub webex: Option<WebexConfig>,
     pub whatsapp: Option<crate::messengers::WhatsAppConfig>,
     pub matrix: Option<crate::messengers::MatrixConfig>,
+    pub signal: Option<crate::messengers::SignalConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +124,7 @@ const PERSON_KEYS: &[&str] = &[
     "webex",
     "whatsapp",
     "matrix",
+    "signal",
 ];
 const CHANNEL_KINDS: &[&str] = &[
     "slack",
@@ -134,6 +136,7 @@ const CHANNEL_KINDS: &[&str] = &[
     "webex",
     "whatsapp",
     "matrix",
+    "signal",
 ];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
@@ -236,6 +239,11 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
                     errs.push(
                         &f.at(key),
                         "a Discord user id is a number (Developer Mode, then Copy User ID), not a user name",
+                    );
+                } else if key == "signal" && !crate::messengers::is_e164(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a Signal id is the number in E.164 form, with the +: +15551234567",
                     );
                 } else if key == "matrix" && !crate::messengers::is_matrix_user(id.trim()) {
                     errs.push(&f.at(key), "a Matrix id is a full user id: @alice:example.org");
@@ -352,6 +360,7 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             "mattermost" => c.mattermost = crate::selfhosted::read_mattermost(t, path, errs),
             "whatsapp" => c.whatsapp = crate::messengers::read_whatsapp(t, path, errs),
             "matrix" => c.matrix = crate::messengers::read_matrix(t, path, errs),
+            "signal" => c.signal = crate::messengers::read_signal(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -403,6 +412,7 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "webex" => channels.webex.is_some(),
                 "whatsapp" => channels.whatsapp.is_some(),
                 "matrix" => channels.matrix.is_some(),
+                "signal" => channels.signal.is_some(),
                 _ => false,
             };
             if configured {

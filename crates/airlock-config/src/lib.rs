@@ -37,7 +37,7 @@ pub use approvals::{
 };
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
-pub use messengers::{MatrixConfig, WhatsAppConfig};
+pub use messengers::{MatrixConfig, SignalConfig, WhatsAppConfig};
 pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 pub use secrets::Agent;
 pub use selfhosted::{DEFAULT_NTFY_PRIORITY, MattermostConfig, NtfyConfig};

@@ -1,4 +1,4 @@
-//! `[channels.*]` of the messengers: WhatsApp, Matrix (and, as it lands, Signal). Kept
+//! `[channels.*]` of the messengers: WhatsApp, Matrix and Signal. Kept
 //! apart from `approvals.rs` so each stays readable.
 
 use toml::Table;
@@ -133,4 +133,35 @@ pub(crate) fn read_matrix(t: &Table, path: KeyPath, errs: &mut Errors) -> Option
         homeserver: homeserver?,
         access_token: access_token?,
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalConfig {
+    /// The signal-cli daemon's HTTP endpoint (`daemon --http`); `None` → http://127.0.0.1:8080.
+    pub url: Option<String>,
+    /// The bot's number, for a daemon serving several accounts.
+    pub account: Option<String>,
+}
+
+/// True for a number in E.164 form: `+` and 6 to 15 digits.
+pub(crate) fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+')
+        .is_some_and(|d| (6..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub(crate) fn read_signal(t: &Table, path: KeyPath, errs: &mut Errors) -> Option<SignalConfig> {
+    let f = Fields::new(t, path, &["url", "account"], errs);
+    let url = channel_url(&f, "url", errs).map(|u| u.trim_end_matches('/').to_string());
+    let account = f.str("account", errs).and_then(|a| {
+        if is_e164(a) {
+            Some(a.to_string())
+        } else {
+            errs.push(
+                &f.at("account"),
+                "must be the bot's number in E.164 form, e.g. +15550000000",
+            );
+            None
+        }
+    });
+    Some(SignalConfig { url, account })
 }

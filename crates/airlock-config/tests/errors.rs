@@ -633,6 +633,20 @@ const CASES: &[Case] = &[
         "full user id",
     ),
     (
+        "a signal-cli daemon over clear text",
+        &["[channels.signal]", "url = \"http://10.0.0.5:8080\""],
+        2,
+        "channels.signal.url",
+        "clear text",
+    ),
+    (
+        "a Signal number without its +",
+        &["[people.alice]", "roles = [\"owner\"]", "signal = \"15551234567\""],
+        3,
+        "people.alice.signal",
+        "E.164",
+    ),
+    (
         "person that is not a table",
         &["[people]", "alice = \"owner\""],
         2,

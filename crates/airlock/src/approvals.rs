@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
 use airlock_channels::memory::Memory;
-use airlock_channels::{Channel, Person, discord, matrix, mattermost, ntfy, slack, telegram, webex, webhook, whatsapp};
+use airlock_channels::{
+    Channel, Person, discord, matrix, mattermost, ntfy, signal, slack, telegram, webex, webhook, whatsapp,
+};
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
 use airlock_vault::{SecretBytes, Vault};
@@ -165,6 +167,15 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             access_token: resolve(&m.access_token, "channels.matrix.access_token", store, vault).await?,
             memory: memory.clone(),
             poll_timeout: std::time::Duration::from_secs(30),
+        })));
+    }
+    if let Some(s) = &c.signal
+        && wanted("signal")
+    {
+        out.push(Arc::new(signal::Signal::new(signal::SignalConfig {
+            url: s.url.clone().unwrap_or_else(|| signal::DEFAULT_URL.to_string()),
+            account: s.account.clone(),
+            memory,
         })));
     }
     Ok(out)

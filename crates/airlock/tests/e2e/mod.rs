@@ -9,6 +9,7 @@ pub mod fake_discord;
 pub mod fake_matrix;
 pub mod fake_mattermost;
 pub mod fake_ntfy;
+pub mod fake_signal;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
 pub mod fake_slack;
 #[path = "../../../airlock-channels/tests/fake/mod.rs"]
