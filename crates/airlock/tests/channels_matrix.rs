@@ -198,3 +198,82 @@ async fn matrix_a_restart_resumes_from_the_stored_position_losing_and_replaying_
     assert_eq!(up.requests().len(), 1);
     assert!(m.violations().is_empty(), "{:?}", m.violations());
 }
+
+/// The replica that logged taking the feed lock (a log line: nothing to await).
+fn feed_reader(c: &support::replicas::Cluster) -> Option<usize> {
+    (0..c.len()).find(|&i| c[i].logs().contains("now reads the platforms' feeds"))
+}
+
+/// Two replicas on PostgreSQL: the one reading `/sync` dies (kill -9) after a vote; the
+/// survivor takes the feed, resumes at the position stored in the shared database, and reads
+/// the vote cast while nobody was reading — the first is not read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_reader_fails_over_on_postgres_losing_and_replaying_no_vote() {
+    let m = FakeMatrix::start().await;
+    let up = upstream(true).await;
+    let config = format!(
+        "[[agents]]\nname = \"mailbot\"\nsecrets = [\"gmail\"]\n\n[secrets.gmail]\nhosts = [\"localhost\"]\n\
+         header = \"Authorization\"\nformat = \"Bearer {{secret}}\"\nplaceholder = \"airlock-gmail\"\n\n\
+         [approvals]\nmax_body = 1048576\n\n{}{}{MAIL_RULE}",
+        person("alice", "owner", ALICE),
+        channel(&m)
+    );
+    let mut c = support::replicas::Cluster::start(support::replicas::Options {
+        replicas: 2,
+        upstreams: &[&up],
+        config: &config,
+        secrets: &[("gmail", REAL)],
+        agents: &["mailbot"],
+        env: ENV,
+        store: "lease = \"2s\"",
+        ..Default::default()
+    })
+    .await;
+    m.wait_until("a reader polling", |m| !m.sinces().is_empty()).await;
+    let mut leader = None;
+    for _ in 0..100 {
+        leader = feed_reader(&c);
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // a log line: nothing to await
+    }
+    let leader = leader.expect("one replica reads the feed");
+    let holder = 1 - leader;
+    let first = send(&c[holder], up.port, MAIL_PATH, "application/json", MAIL.into());
+    let (room, _, card1) = card(&m, ALICE, 0).await;
+    let second = send(&c[holder], up.port, MAIL_PATH, "application/json", MAIL.into());
+    let (_, card2_id, _) = card(&m, ALICE, 1).await;
+
+    let deny = m.say(ALICE, &room, &format!("deny {}", code(&card1)));
+    assert!(answer(&m, &room, &deny).await.contains("counted"));
+    assert_eq!(first.await.unwrap().status(), 403);
+    let past = m.position();
+    m.wait_until("a poll from past the vote", |m| {
+        m.sinces()
+            .iter()
+            .flatten()
+            .any(|s| s[1..].parse::<usize>().unwrap() >= past)
+    })
+    .await;
+    let before = m.sinces().len();
+    c.kill9(leader);
+    // Cast while nobody reads: the survivor must find it.
+    let approve = m.react(ALICE, &room, &card2_id, "✅");
+    assert!(answer(&m, &room, &approve).await.contains("counted"));
+    assert_eq!(second.await.unwrap().status(), 200);
+    assert_eq!(up.requests().len(), 1);
+    assert_eq!(up.last().body, MAIL.as_bytes());
+    let resumed: Vec<usize> = m.sinces()[before..]
+        .iter()
+        .map(|s| s.as_deref().expect("a stored position")[1..].parse().unwrap())
+        .collect();
+    assert!(
+        resumed.iter().all(|&s| s >= past),
+        "{resumed:?} re-reads before s{past}"
+    );
+    assert_eq!(m.answers_to(&room, &deny).len(), 1, "the first vote read once");
+    assert!(m.violations().is_empty(), "{:?}", m.violations());
+    c.replicas.remove(leader);
+    c.stop_and_verify(REAL);
+}
