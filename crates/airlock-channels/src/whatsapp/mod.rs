@@ -244,6 +244,15 @@ impl Channel for WhatsApp {
                 *t = (*t).max((*ts).min(now_secs));
             }
         }
+        for (to, code) in &inbound.failed {
+            // Said after the send succeeded: the card never reached this approver.
+            tracing::warn!(
+                recipient = %to,
+                code,
+                hint = if *code == OUTSIDE_WINDOW { "outside the 24-hour window: configure [channels.whatsapp] template" } else { "" },
+                "whatsapp: Meta could not deliver a message"
+            );
+        }
         let Some(p) = inbound.presses.into_iter().next() else {
             return Ok(None);
         };

@@ -43,6 +43,9 @@ pub struct Inbound {
     /// (wa_id, timestamp) of every message received: the 24-hour customer-service window of
     /// each is open.
     pub seen: Vec<(String, u64)>,
+    /// (recipient wa_id, error code) of every message Meta reports it could not deliver (131047:
+    /// outside the 24-hour window).
+    pub failed: Vec<(String, i64)>,
 }
 
 /// WhatsApp ids are phone numbers in international form, digits only.
@@ -92,6 +95,14 @@ pub fn inbound(body: &[u8], phone_number_id: &str) -> Result<Inbound, CallbackEr
         let value = &change["value"];
         if change["field"] != "messages" || value["metadata"]["phone_number_id"] != phone_number_id {
             continue;
+        }
+        for st in value["statuses"].as_array().into_iter().flatten() {
+            if st["status"] == "failed"
+                && let Some(to) = st["recipient_id"].as_str().filter(|t| is_wa_id(t))
+            {
+                let code = st["errors"][0]["code"].as_i64().unwrap_or(0);
+                out.failed.push((to.to_string(), code));
+            }
         }
         for m in value["messages"].as_array().into_iter().flatten() {
             let (Some(from), Some(id), Some(ts)) = (
@@ -247,6 +258,13 @@ mod tests {
         assert_eq!(
             inbound(statuses.to_string().as_bytes(), "PHONE1").unwrap(),
             Inbound::default()
+        );
+        let failed = json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",
+            "value": {"metadata": {"phone_number_id": "PHONE1"}, "statuses": [{"id": "wamid.S", "status": "failed",
+                "recipient_id": "15551234567", "errors": [{"code": 131047, "title": "Re-engagement message"}]}]}}]}]});
+        assert_eq!(
+            inbound(failed.to_string().as_bytes(), "PHONE1").unwrap().failed,
+            vec![("15551234567".to_string(), 131_047)]
         );
     }
 
