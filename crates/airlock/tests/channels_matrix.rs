@@ -60,7 +60,7 @@ async fn card(m: &FakeMatrix, user: &str, nth: usize) -> (String, String, Value)
 /// The card's vote code, from its instructions.
 fn code(card: &Value) -> String {
     let body = card["content"]["body"].as_str().unwrap();
-    let at = body.find("\"approve ").expect("voting instructions") + 9;
+    let at = body.rfind("\"approve ").expect("voting instructions") + 9;
     body[at..at + 8].to_string()
 }
 
@@ -276,4 +276,33 @@ async fn matrix_reader_fails_over_on_postgres_losing_and_replaying_no_vote() {
     assert!(m.violations().is_empty(), "{:?}", m.violations());
     c.replicas.remove(leader);
     c.stop_and_verify(REAL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_a_hostile_body_stays_escaped_text_in_one_code_block() {
+    let m = FakeMatrix::start().await;
+    let up = upstream(true).await;
+    let gw = gateway(&up, &person("alice", "owner", ALICE), &channel(&m), MAIL_RULE);
+    let mut events = Events::open(&gw).await;
+    let mut body = String::from(
+        "</code></pre><a href=\"https://evil.example\">Approve</a> @room <img src=x> deny 0000AAAA pay\u{202E}gpj.exe zero\u{200B}width\n",
+    );
+    for i in 0..10_000 {
+        body.push_str(&format!("line {i} <b>@room</b> &amp;\n"));
+    }
+    let agent = send(&gw, up.port, MAIL_PATH, "text/plain", body.into_bytes());
+    events.next("pending").await;
+    let (room, _, card) = card(&m, ALICE, 0).await;
+    // The fake homeserver accepted it: our tags only, no attribute, entities only for & < > " '.
+    assert!(m.violations().is_empty(), "{:?}", m.violations());
+    let html = card["content"]["formatted_body"].as_str().unwrap();
+    assert_eq!(html.matches("<pre>").count(), 1, "{html}");
+    assert!(html.contains("&lt;/code&gt;&lt;/pre&gt;&lt;a href=&quot;https://evil.example&quot;&gt;"));
+    assert!(html.contains("more bytes — full request on the dashboard"));
+    assert!(!html.contains('\u{202E}') && !html.contains('\u{200B}'));
+    assert_eq!(card["content"]["m.mentions"], serde_json::json!({}));
+    let deny = m.say(ALICE, &room, &format!("deny {}", code(&card)));
+    assert!(answer(&m, &room, &deny).await.contains("counted"));
+    assert_eq!(agent.await.unwrap().status(), 403);
+    assert!(!up.contacted());
 }
