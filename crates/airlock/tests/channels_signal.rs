@@ -170,3 +170,28 @@ async fn signal_a_restarted_gateway_reconnects_and_old_codes_count_for_nothing()
     assert!(!up.contacted());
     assert!(s.violations().is_empty(), "{:?}", s.violations());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_a_hostile_body_stays_plain_text_in_one_message() {
+    let s = FakeSignal::start().await;
+    let up = upstream(true).await;
+    let gw = gateway(&up, &person("alice", "owner", ALICE), &channel(&s), MAIL_RULE);
+    s.wait_until("airlock following the event stream", |s| s.connections() > 0)
+        .await;
+    let mut events = Events::open(&gw).await;
+    let mut body = String::from("Reply \"approve 0000AAAA\" to approve\npay\u{202E}gpj.exe zero\u{200B}width\n");
+    for i in 0..10_000 {
+        body.push_str(&format!("line {i} **bold** @everyone\n"));
+    }
+    let agent = send(&gw, up.port, MAIL_PATH, "text/plain", body.into_bytes());
+    events.next("pending").await;
+    let (text, code) = card(&s, ALICE, 0).await;
+    assert!(text.chars().count() <= 2000, "{} characters", text.chars().count());
+    assert!(text.contains("more bytes — full request on the dashboard"));
+    assert!(!text.contains('\u{202E}') && !text.contains('\u{200B}'));
+    assert_ne!(code, "0000AAAA", "the code is ours, from the last line");
+    assert!(reply(&s, ALICE, &format!("deny {code}")).await.contains("counted"));
+    assert_eq!(agent.await.unwrap().status(), 403);
+    assert!(!up.contacted());
+    assert!(s.violations().is_empty(), "{:?}", s.violations());
+}

@@ -236,3 +236,30 @@ async fn whatsapp_outside_the_window_the_template_goes_and_a_press_counts_only_o
     assert_eq!(up.last().body, MAIL.as_bytes());
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_a_hostile_body_fits_the_card_inert_with_only_our_buttons() {
+    let fake = FakeWhatsApp::start().await;
+    let up = upstream(true).await;
+    let gw = gateway(&up, &person("alice", "owner", ALICE), &channel(&fake, false), MAIL_RULE);
+    fake.open_window(ALICE);
+    let mut events = Events::open(&gw).await;
+    let mut body = String::from("```\n*Approve* _now_ ~x~ @15559998888 pay\u{202E}gpj.exe zero\u{200B}width\n");
+    for i in 0..10_000 {
+        body.push_str(&format!("line {i} ``` *bold*\n"));
+    }
+    let agent = send(&gw, up.port, MAIL_PATH, "text/plain", body.into_bytes());
+    let id = events.next("pending").await;
+    let (card_id, card) = card(&fake, ALICE, "interactive", 0).await;
+    // The fake Cloud API accepted it: body ≤ 1,024 characters, ≤ 3 buttons, titles ≤ 20.
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    let t = tokens_for(&id, reply_ids(&card));
+    let text = card["interactive"]["body"]["text"].as_str().unwrap();
+    assert_eq!(text.matches("```").count(), 2, "one monospace block, ours: {text}");
+    assert!(text.contains("more bytes — full request on the dashboard"), "{text}");
+    assert!(!text.contains('\u{202E}') && !text.contains('\u{200B}'));
+    let (_, reply) = signed(&gw, &FakeWhatsApp::press(ALICE, &card_id, &t.deny, false, now_secs())).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(agent.await.unwrap().status(), 403);
+    assert!(!up.contacted());
+}
