@@ -146,6 +146,22 @@ async fn matrix_reactions_and_codes_vote_as_the_sender_and_the_card_is_edited() 
     assert_no_credential("the audit log", &audit);
 }
 
+/// Alice denies `card` by its code; returns the vote's event and the position past it, once
+/// the reader has stored that position (its next poll starts there).
+async fn deny_and_store(m: &FakeMatrix, room: &str, card: &Value) -> (String, usize) {
+    let deny = m.say(ALICE, room, &format!("deny {}", code(card)));
+    assert!(answer(m, room, &deny).await.contains("counted"));
+    let past = m.position();
+    m.wait_until("a poll from past the vote", |m| {
+        m.sinces()
+            .iter()
+            .flatten()
+            .any(|s| s[1..].parse::<usize>().unwrap() >= past)
+    })
+    .await;
+    (deny, past)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_a_restart_resumes_from_the_stored_position_losing_and_replaying_nothing() {
     let m = FakeMatrix::start().await;
@@ -155,18 +171,8 @@ async fn matrix_a_restart_resumes_from_the_stored_position_losing_and_replaying_
     let agent = send(&gw, up.port, MAIL_PATH, "application/json", MAIL.into());
     events.next("pending").await;
     let (room, _, card1) = card(&m, ALICE, 0).await;
-    let deny = m.say(ALICE, &room, &format!("deny {}", code(&card1)));
-    assert!(answer(&m, &room, &deny).await.contains("counted"));
+    let (deny, past) = deny_and_store(&m, &room, &card1).await;
     assert_eq!(agent.await.unwrap().status(), 403);
-    // The reader stored its position past the vote: its next poll starts there.
-    let past = m.position();
-    m.wait_until("a poll from past the vote", |m| {
-        m.sinces()
-            .iter()
-            .flatten()
-            .any(|s| s[1..].parse::<usize>().unwrap() >= past)
-    })
-    .await;
     let before = m.sinces().len();
 
     gw.stop();
@@ -199,11 +205,6 @@ async fn matrix_a_restart_resumes_from_the_stored_position_losing_and_replaying_
     assert!(m.violations().is_empty(), "{:?}", m.violations());
 }
 
-/// The replica that logged taking the feed lock (a log line: nothing to await).
-fn feed_reader(c: &support::replicas::Cluster) -> Option<usize> {
-    (0..c.len()).find(|&i| c[i].logs().contains("now reads the platforms' feeds"))
-}
-
 /// Two replicas on PostgreSQL: the one reading `/sync` dies (kill -9) after a vote; the
 /// survivor takes the feed, resumes at the position stored in the shared database, and reads
 /// the vote cast while nobody was reading — the first is not read again.
@@ -230,32 +231,15 @@ async fn matrix_reader_fails_over_on_postgres_losing_and_replaying_no_vote() {
     })
     .await;
     m.wait_until("a reader polling", |m| !m.sinces().is_empty()).await;
-    let mut leader = None;
-    for _ in 0..100 {
-        leader = feed_reader(&c);
-        if leader.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // a log line: nothing to await
-    }
-    let leader = leader.expect("one replica reads the feed");
+    let leader = feed_leader(&c).await;
     let holder = 1 - leader;
     let first = send(&c[holder], up.port, MAIL_PATH, "application/json", MAIL.into());
     let (room, _, card1) = card(&m, ALICE, 0).await;
     let second = send(&c[holder], up.port, MAIL_PATH, "application/json", MAIL.into());
     let (_, card2_id, _) = card(&m, ALICE, 1).await;
 
-    let deny = m.say(ALICE, &room, &format!("deny {}", code(&card1)));
-    assert!(answer(&m, &room, &deny).await.contains("counted"));
+    let (deny, past) = deny_and_store(&m, &room, &card1).await;
     assert_eq!(first.await.unwrap().status(), 403);
-    let past = m.position();
-    m.wait_until("a poll from past the vote", |m| {
-        m.sinces()
-            .iter()
-            .flatten()
-            .any(|s| s[1..].parse::<usize>().unwrap() >= past)
-    })
-    .await;
     let before = m.sinces().len();
     c.kill9(leader);
     // Cast while nobody reads: the survivor must find it.

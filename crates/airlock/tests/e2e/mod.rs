@@ -312,6 +312,18 @@ pub async fn wait_notified(
     }
 }
 
+/// The replica of `c` that took the store's feed lock (it logs so; a log line is nothing to
+/// await, so this polls it, for at most 5 s).
+pub async fn feed_leader(c: &crate::support::replicas::Cluster) -> usize {
+    for _ in 0..100 {
+        if let Some(i) = (0..c.len()).find(|&i| c[i].logs().contains("now reads the platforms' feeds")) {
+            return i;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no replica reads the feeds");
+}
+
 /// Fails naming `what` if any credential shows in `text`.
 pub fn assert_no_credential(what: &str, text: &str) {
     for c in CREDENTIALS {
