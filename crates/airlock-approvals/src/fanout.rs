@@ -99,6 +99,7 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
                     if let Err(e) = hub.inner.store.add_message(&row).await {
                         tracing::warn!(approval = %id, error = %e, "could not record a sent card");
                     }
+                    tracing::debug!(approval = %id, "{} card delivered", ch.name());
                     hub.with_live(&id, |l| {
                         l.in_flight -= 1;
                         l.delivered += 1;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 pub mod adaptive;
+pub mod ballot;
 pub mod card;
 mod client;
 pub mod discord;
@@ -24,10 +25,13 @@ pub mod email;
 pub mod gchat;
 pub mod jwks;
 pub mod jwt;
+pub mod matrix;
 pub mod mattermost;
+pub mod memory;
 pub mod ntfy;
 mod oauth;
 pub mod render;
+pub mod signal;
 pub mod slack;
 pub mod teams;
 pub mod telegram;
@@ -35,6 +39,7 @@ pub mod text;
 pub mod token;
 pub mod webex;
 pub mod webhook;
+pub mod whatsapp;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -385,6 +390,13 @@ pub trait Channel: Send + Sync + 'static {
     /// one (Discord: PONG to a PING, a deferred update to a click). `reply` is the hub's answer
     /// when the callback was a click. `None`: the hub's reply as JSON, or an empty 200.
     fn callback_answer(&self, _body: &[u8], _reply: Option<&Reply>) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// A platform's subscription handshake, `GET /callbacks/<name>?…` (WhatsApp's
+    /// `hub.mode=subscribe`): the text to answer with 200 when the query proves the caller
+    /// knows the channel's verify token; `None` (the default) answers 403.
+    fn subscribe(&self, _query: &str) -> Option<String> {
         None
     }
 

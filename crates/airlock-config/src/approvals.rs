@@ -83,6 +83,9 @@ pub struct ChannelsConfig {
     pub email: Option<crate::selfhosted::EmailConfig>,
     pub teams: Option<crate::cloud::TeamsConfig>,
     pub gchat: Option<crate::cloud::GchatConfig>,
+    pub whatsapp: Option<crate::messengers::WhatsAppConfig>,
+    pub matrix: Option<crate::messengers::MatrixConfig>,
+    pub signal: Option<crate::messengers::SignalConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +127,9 @@ const PERSON_KEYS: &[&str] = &[
     "webex",
     "teams",
     "gchat",
+    "whatsapp",
+    "matrix",
+    "signal",
 ];
 const CHANNEL_KINDS: &[&str] = &[
     "slack",
@@ -136,6 +142,9 @@ const CHANNEL_KINDS: &[&str] = &[
     "email",
     "teams",
     "gchat",
+    "whatsapp",
+    "matrix",
+    "signal",
 ];
 /// Bodies larger than this cannot be held (memory per held request is bounded).
 const MAX_BODY_LIMIT: i64 = 64 << 20;
@@ -248,6 +257,18 @@ pub(crate) fn read_people(t: Option<&Table>, errs: &mut Errors) -> Vec<PersonCon
                     errs.push(
                         &f.at(key),
                         "a Google Chat id is the user's resource name, users/ and a number (not an email)",
+                    );
+                } else if key == "signal" && !crate::messengers::is_e164(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a Signal id is the number in E.164 form, with the +: +15551234567",
+                    );
+                } else if key == "matrix" && !crate::messengers::is_matrix_user(id.trim()) {
+                    errs.push(&f.at(key), "a Matrix id is a full user id: @alice:example.org");
+                } else if key == "whatsapp" && !crate::messengers::is_wa_id(id.trim()) {
+                    errs.push(
+                        &f.at(key),
+                        "a WhatsApp id is the number in international form, digits only (15551234567: no +, spaces or dashes)",
                     );
                 } else {
                     let id = id.trim();
@@ -364,6 +385,9 @@ pub(crate) fn read_channels(t: Option<&Table>, errs: &mut Errors) -> ChannelsCon
             "email" => c.email = crate::selfhosted::read_email(t, path, errs),
             "teams" => c.teams = crate::cloud::read_teams(t, path, errs),
             "gchat" => c.gchat = crate::cloud::read_gchat(t, path, errs),
+            "whatsapp" => c.whatsapp = crate::messengers::read_whatsapp(t, path, errs),
+            "matrix" => c.matrix = crate::messengers::read_matrix(t, path, errs),
+            "signal" => c.signal = crate::messengers::read_signal(t, path, errs),
             other => errs.push(
                 &path,
                 format!(
@@ -416,6 +440,9 @@ pub(crate) fn read_approvals(t: Option<&Table>, channels: &ChannelsConfig, errs:
                 "email" => channels.email.is_some(),
                 "teams" => channels.teams.is_some(),
                 "gchat" => channels.gchat.is_some(),
+                "whatsapp" => channels.whatsapp.is_some(),
+                "matrix" => channels.matrix.is_some(),
+                "signal" => channels.signal.is_some(),
                 _ => false,
             };
             if configured {

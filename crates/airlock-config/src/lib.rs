@@ -18,6 +18,7 @@ mod cloud;
 mod error;
 mod gateway;
 mod locate;
+mod messengers;
 mod raw;
 mod rules;
 mod secrets;
@@ -38,6 +39,7 @@ pub use approvals::{
 pub use cloud::{GchatConfig, TeamsConfig};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
+pub use messengers::{MatrixConfig, SignalConfig, WhatsAppConfig};
 pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 pub use secrets::Agent;
 pub use selfhosted::{DEFAULT_NTFY_PRIORITY, EmailConfig, MattermostConfig, NtfyConfig, SmtpSecurity};

@@ -237,6 +237,11 @@ impl Store {
         dispatch!(self, set_meta(key, value))
     }
 
+    /// Removes `key` (nothing happens when it is not set).
+    pub async fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        dispatch!(self, delete_meta(key))
+    }
+
     /// Stores `value` under `key` unless the key is already set, and returns what is stored. Callers
     /// racing on the same key (replicas starting together) all get the one value that won.
     pub async fn meta_insert_or_get(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {

@@ -235,6 +235,15 @@ macro_rules! store_ops {
             write_meta(pool, sql::SET_META, key, value).await
         }
 
+        pub(crate) async fn delete_meta(pool: &DbPool, key: &str) -> Result<(), StoreError> {
+            sqlx::query(sql::DELETE_META)
+                .bind(key)
+                .execute(pool)
+                .await
+                .map_err(db)?;
+            Ok(())
+        }
+
         pub(crate) async fn meta_insert_or_get(pool: &DbPool, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
             write_meta(pool, sql::INSERT_META_IF_ABSENT, key, value).await?;
             // A separate statement: on PostgreSQL it takes a fresh snapshot, so it sees the row of

@@ -4,6 +4,7 @@
 pub(crate) const GET_META: &str = "SELECT key, value FROM meta WHERE key = $1";
 pub(crate) const SET_META: &str =
     "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+pub(crate) const DELETE_META: &str = "DELETE FROM meta WHERE key = $1";
 pub(crate) const INSERT_META_IF_ABSENT: &str =
     "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 

@@ -170,6 +170,11 @@ async fn meta_get_set_overwrite(backend: Backend) {
     store.set_meta("empty", b"").await.unwrap();
     assert_eq!(store.get_meta("k").await.unwrap(), Some(b"two".to_vec()));
     assert_eq!(store.get_meta("empty").await.unwrap(), Some(Vec::new()));
+    // Channels forget what they no longer need (a closed card's code); the rest stays.
+    store.delete_meta("k").await.unwrap();
+    store.delete_meta("never-set").await.unwrap();
+    assert_eq!(store.get_meta("k").await.unwrap(), None);
+    assert_eq!(store.get_meta("empty").await.unwrap(), Some(Vec::new()));
 }
 
 async fn meta_insert_or_get_keeps_the_first_value(backend: Backend) {

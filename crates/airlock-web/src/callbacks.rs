@@ -6,7 +6,7 @@ use airlock_channels::CallbackError;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -14,7 +14,27 @@ use axum::routing::post;
 use crate::ControlState;
 
 pub(crate) fn routes() -> Router<ControlState> {
-    Router::new().route("/callbacks/{channel}", post(callback))
+    Router::new().route("/callbacks/{channel}", post(callback).get(handshake))
+}
+
+/// `GET /callbacks/{channel}?…`: a platform's subscription handshake (WhatsApp's
+/// `hub.verify_token` check), answered only when the channel recognises its verify token.
+async fn handshake(State(s): State<ControlState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let Some(ch) = s.hub.as_ref().and_then(|hub| hub.channel(&name).cloned()) else {
+        return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
+    };
+    match ch.subscribe(q.as_deref().unwrap_or_default()) {
+        Some(challenge) => (
+            StatusCode::OK,
+            [("content-type", "text/plain; charset=utf-8")],
+            challenge,
+        )
+            .into_response(),
+        None => {
+            tracing::warn!(channel = %name, "refused a subscription handshake");
+            (StatusCode::FORBIDDEN, "verification failed\n").into_response()
+        }
+    }
 }
 
 async fn callback(State(s): State<ControlState>, Path(name): Path<String>, h: HeaderMap, body: Bytes) -> Response {

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use airlock_approvals::{Hub, HubConfig};
+use airlock_channels::memory::Memory;
 use airlock_channels::{
-    BoxFuture, Channel, Person, discord, email, gchat, mattermost, ntfy, slack, teams, telegram, webex, webhook,
+    BoxFuture, Channel, Person, discord, email, gchat, matrix, mattermost, ntfy, signal, slack, teams, telegram, webex,
+    webhook, whatsapp,
 };
 use airlock_config::{Config, SecretRef};
 use airlock_store::{AuditHandle, Store};
@@ -54,6 +56,7 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             .as_ref()
             .is_none_or(|v| v.iter().any(|n| n == name))
     };
+    let memory: Arc<dyn Memory> = Arc::new(crate::memory::StoreMemory(store.clone()));
     let mut out: Vec<Arc<dyn Channel>> = Vec::new();
     if let Some(s) = &c.slack
         && wanted("slack")
@@ -172,6 +175,45 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
         && wanted("email")
     {
         out.push(Arc::new(email_channel(cfg, e, store, vault).await?));
+    }
+    if let Some(w) = &c.whatsapp
+        && wanted("whatsapp")
+    {
+        out.push(Arc::new(whatsapp::WhatsApp::new(whatsapp::WhatsAppConfig {
+            api_base: w
+                .api_url
+                .clone()
+                .unwrap_or_else(|| whatsapp::DEFAULT_API_BASE.to_string()),
+            phone_number_id: w.phone_number_id.clone(),
+            access_token: resolve(&w.access_token, "channels.whatsapp.access_token", store, vault).await?,
+            app_secret: resolve(&w.app_secret, "channels.whatsapp.app_secret", store, vault).await?,
+            verify_token: resolve(&w.verify_token, "channels.whatsapp.verify_token", store, vault).await?,
+            public_url: w.public_url.clone(),
+            template: w.template.clone().map(|name| whatsapp::Template {
+                name,
+                language: w.template_language.clone(),
+            }),
+            memory: memory.clone(),
+        })));
+    }
+    if let Some(m) = &c.matrix
+        && wanted("matrix")
+    {
+        out.push(Arc::new(matrix::Matrix::new(matrix::MatrixConfig {
+            homeserver: m.homeserver.clone(),
+            access_token: resolve(&m.access_token, "channels.matrix.access_token", store, vault).await?,
+            memory: memory.clone(),
+            poll_timeout: std::time::Duration::from_secs(30),
+        })));
+    }
+    if let Some(s) = &c.signal
+        && wanted("signal")
+    {
+        out.push(Arc::new(signal::Signal::new(signal::SignalConfig {
+            url: s.url.clone().unwrap_or_else(|| signal::DEFAULT_URL.to_string()),
+            account: s.account.clone(),
+            memory,
+        })));
     }
     Ok(out)
 }

@@ -13,6 +13,7 @@ mod demo;
 mod explain;
 mod home;
 mod local;
+mod memory;
 mod reload;
 mod run;
 mod serve;

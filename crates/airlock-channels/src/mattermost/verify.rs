@@ -5,11 +5,10 @@
 //! time, shows the request came from the server; the user is then looked up through the API
 //! (see `Mattermost::identify`) before the vote counts.
 
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::Sha256;
 
+use crate::token::ct_eq;
 use crate::{CallbackError, Click};
 
 /// Larger bodies are not Mattermost's action callbacks.
@@ -33,18 +32,6 @@ struct Callback {
 struct Context {
     secret: String,
     token: String,
-}
-
-/// Equality that takes the same time wherever the inputs differ: both sides are MACed under
-/// one key and the tags compared with `verify_slice`.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let tag = |m: &[u8]| {
-        let mut h = <Hmac<Sha256> as Mac>::new_from_slice(b"airlock mattermost secret compare")
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        h.update(m);
-        h
-    };
-    tag(a).verify_slice(&tag(b).finalize().into_bytes()).is_ok()
 }
 
 /// Authenticates an action callback by its context secret and extracts the click; `user` is

@@ -8,8 +8,10 @@
 pub mod fake_discord;
 #[path = "../../../airlock-channels/tests/fake_gchat/mod.rs"]
 pub mod fake_gchat;
+pub mod fake_matrix;
 pub mod fake_mattermost;
 pub mod fake_ntfy;
+pub mod fake_signal;
 #[path = "../../../airlock-channels/tests/fake_slack/mod.rs"]
 pub mod fake_slack;
 pub mod fake_smtp;
@@ -19,6 +21,7 @@ pub mod fake_teams;
 pub mod fake_tg;
 #[path = "../../../airlock-channels/tests/fake_webex/mod.rs"]
 pub mod fake_webex;
+pub mod fake_whatsapp;
 pub mod receiver;
 pub mod signing;
 
@@ -51,6 +54,10 @@ pub const ENV: &[(&str, &str)] = &[
     ("WEBEX_SECRET", fake_webex::SECRET),
     ("SMTP_PASSWORD", fake_smtp::PASSWORD),
     ("TEAMS_PASSWORD", fake_teams::PASSWORD),
+    ("WA_TOKEN", fake_whatsapp::TOKEN),
+    ("WA_SECRET", fake_whatsapp::APP_SECRET),
+    ("WA_VERIFY", fake_whatsapp::VERIFY),
+    ("MATRIX_TOKEN", fake_matrix::TOKEN),
 ];
 
 /// Every credential a surface must never show (the channel ones are expected only where
@@ -73,6 +80,10 @@ pub const CREDENTIALS: &[&str] = &[
     fake_teams::PASSWORD,
     fake_teams::ACCESS,
     fake_gchat::ACCESS,
+    fake_whatsapp::TOKEN,
+    fake_whatsapp::APP_SECRET,
+    fake_whatsapp::VERIFY,
+    fake_matrix::TOKEN,
 ];
 
 pub const MAIL_PATH: &str = "/gmail/v1/users/me/messages/send";
@@ -299,6 +310,45 @@ pub async fn slack_card(slack: &mut fake_slack::Fake) -> Value {
         .wait_until("chat.postMessage", |f| !f.calls("chat.postMessage").is_empty())
         .await;
     slack.calls("chat.postMessage").remove(0)
+}
+
+/// Waits (bounded, no sleeping) until `pred` holds, checking each time `changed` is notified;
+/// the panic names `what` and the fake's `violations`.
+pub async fn wait_notified(
+    changed: &tokio::sync::Notify,
+    what: &str,
+    pred: impl Fn() -> bool,
+    violations: impl Fn() -> Vec<String>,
+) {
+    let wait = async {
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if pred() {
+                return;
+            }
+            notified.await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(15), wait)
+        .await
+        .is_err()
+    {
+        panic!("never: {what} (violations: {:?})", violations());
+    }
+}
+
+/// The replica of `c` that took the store's feed lock (it logs so; a log line is nothing to
+/// await, so this polls it, for at most 5 s).
+pub async fn feed_leader(c: &crate::support::replicas::Cluster) -> usize {
+    for _ in 0..100 {
+        if let Some(i) = (0..c.len()).find(|&i| c[i].logs().contains("now reads the platforms' feeds")) {
+            return i;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no replica reads the feeds");
 }
 
 /// Fails naming `what` if any credential shows in `text`.
