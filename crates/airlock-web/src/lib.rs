@@ -5,6 +5,7 @@
 mod approvals_api;
 mod callbacks;
 pub mod dashboard;
+mod oauth;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/api/v1/agents", get(agents))
         .merge(approvals_api::routes())
         .merge(callbacks::routes())
+        .merge(oauth::routes())
         .merge(dashboard::routes())
         .with_state(state)
 }
