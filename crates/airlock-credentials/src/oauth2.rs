@@ -111,8 +111,9 @@ pub async fn refresh(
     token_request(http, cfg, client_secret, form).await
 }
 
+/// `application/x-www-form-urlencoded` encoding of one value (RFC 6749 §2.3.1, Appendix B).
 fn percent(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 async fn token_request(
