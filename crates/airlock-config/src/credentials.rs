@@ -72,7 +72,9 @@ pub(crate) const OAUTH2_KEYS: &[&str] = &[
 pub(crate) const GITHUB_APP_KEYS: &[&str] = &["app_id", "installation_id", "api_url"];
 
 /// `(auth_url, token_url, extra authorization parameters)` of a provider preset.
-fn preset(provider: &str, tenant: &str) -> Option<(String, String, Vec<(String, String)>)> {
+type Preset = (String, String, Vec<(String, String)>);
+
+fn preset(provider: &str, tenant: &str) -> Option<Preset> {
     let p = |a: &str, b: &str| (a.to_string(), b.to_string());
     Some(match provider {
         // Google issues a refresh token only for offline access, and again only on consent.
