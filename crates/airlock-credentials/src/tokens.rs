@@ -265,7 +265,13 @@ impl Tokens {
                 crate::github::installation_token(&self.http, app, &jwt, now).await
             }
         };
+        let github = matches!(e.cred.kind, CredentialKind::GithubApp(_));
         result.map_err(|err| match err {
+            // No consent to renew: the App's key, id or installation must be fixed.
+            GrantError::Refused(why) if github => self.failed(
+                e,
+                format!("{why}; check app_id, installation_id and the sealed private key"),
+            ),
             GrantError::Refused(why) => {
                 tracing::warn!(credential = %name, reason = %why, "token grant refused");
                 TokenError::NeedsConsent(name.clone())

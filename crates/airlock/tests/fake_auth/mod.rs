@@ -103,6 +103,13 @@ impl FakeAuth {
             .is_some_and(|e| *e > Instant::now())
     }
 
+    /// A live refresh token, as if the operator had consented.
+    pub fn seed_refresh_token(&self) -> String {
+        let rt = new_token(&self.st, "1//e2e-refresh-");
+        self.st.refresh.lock().unwrap().insert(rt.clone(), true);
+        rt
+    }
+
     pub fn revoke_refresh_tokens(&self) {
         for v in self.st.refresh.lock().unwrap().values_mut() {
             *v = false;
