@@ -15,6 +15,7 @@ mod addr;
 mod approvals;
 mod body;
 mod cloud;
+mod credentials;
 mod error;
 mod gateway;
 mod locate;
@@ -37,6 +38,7 @@ pub use approvals::{
     TelegramConfig, WebexConfig, WebhookConfig,
 };
 pub use cloud::{GchatConfig, TeamsConfig};
+pub use credentials::{ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
 pub use messengers::{MatrixConfig, SignalConfig, WhatsAppConfig};
@@ -62,6 +64,8 @@ pub struct Config {
     pub gateway: Gateway,
     pub agents: Vec<Agent>,
     pub secrets: SecretIndex,
+    /// The secrets the gateway mints or refreshes itself (OAuth2 connections, GitHub Apps).
+    pub credentials: Vec<Credential>,
     pub policy: Policy,
     /// `[people.*]`: who may approve, with which roles, reachable where.
     pub people: Vec<PersonConfig>,
@@ -148,7 +152,7 @@ impl Config {
         let mut gateway = gateway::read(root.table("gateway", &mut errs), &dir, &mut errs);
         gateway.data_dir = tidy(&gateway.data_dir);
         gateway.upstream_ca = gateway.upstream_ca.iter().map(|p| tidy(p)).collect();
-        let (decls, secret_names) = secrets::read_secrets(root.table("secrets", &mut errs), &mut errs);
+        let (decls, secret_names, credentials) = secrets::read_secrets(root.table("secrets", &mut errs), &mut errs);
         let agents = secrets::read_agents(root.value("agents"), &secret_names, &mut errs);
         let agent_names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
         let rules = rules::read(root.value("rules"), &agent_names, &mut errs);
@@ -181,12 +185,18 @@ impl Config {
             gateway,
             agents,
             secrets: SecretIndex::new(decls),
+            credentials,
             policy,
             people,
             channels,
             approvals,
             store,
         })
+    }
+
+    /// The credential the gateway obtains for secret `name`, when it is not a static one.
+    pub fn credential(&self, name: &str) -> Option<&Credential> {
+        self.credentials.iter().find(|c| c.name == name)
     }
 
     /// The agent named `name`, if declared.

@@ -6,6 +6,7 @@ use airlock_core::glob::HostPattern;
 use airlock_core::inject::{SecretDecl, Slot};
 use toml::{Table, Value};
 
+use crate::credentials::{self, Credential};
 use crate::error::{Errors, KeyPath};
 use crate::raw::{Fields, as_table, single_line, valid_name, valid_token};
 
@@ -124,9 +125,27 @@ fn slot(f: &Fields<'_>, errs: &mut Errors) -> Option<Slot> {
     None
 }
 
-fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<SecretDecl> {
-    let f = Fields::new(t, path, SECRET_KEYS, errs);
+fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<(SecretDecl, Option<Credential>)> {
+    let kind = match t.get("kind") {
+        None => "static",
+        Some(Value::String(k)) if ["static", "oauth2", "github_app"].contains(&k.as_str()) => k.as_str(),
+        Some(_) => {
+            errs.push(
+                &path.key("kind"),
+                "kind is \"static\" (the default), \"oauth2\" or \"github_app\"",
+            );
+            return None;
+        }
+    };
+    let extra = match kind {
+        "oauth2" => credentials::OAUTH2_KEYS,
+        "github_app" => credentials::GITHUB_APP_KEYS,
+        _ => &[],
+    };
+    let allowed: Vec<&str> = SECRET_KEYS.iter().chain(extra).copied().chain(["kind"]).collect();
+    let f = Fields::new(t, path, &allowed, errs);
     let before = errs.list.len();
+    let cred = credentials::read(name, kind, &f, errs);
     if !valid_name(name) {
         errs.push(&f.path, "a secret name is 1 to 64 of A-Z a-z 0-9 . _ -");
     }
@@ -137,14 +156,37 @@ fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<Sec
             Err(e) => errs.push(&p, e),
         }
     }
-    if !f.has("hosts") || matches!(f.value("hosts"), Some(Value::Array(a)) if a.is_empty()) {
+    if kind == "github_app" && !f.has("hosts") {
+        hosts = ["api.github.com", "github.com"]
+            .map(|h| HostPattern::Exact(h.to_string()))
+            .to_vec();
+    } else if !f.has("hosts") || matches!(f.value("hosts"), Some(Value::Array(a)) if a.is_empty()) {
         errs.push(
             &f.at("hosts"),
             "at least one host is required: a secret is only ever sent to its hosts",
         );
     }
-    let slot = slot(&f, errs);
-    let format = f.str("format", errs).unwrap_or("{secret}").to_string();
+    let has_slot = SLOT_KEYS.iter().any(|k| f.has(k));
+    let (slot, default_format) = match kind {
+        // The token goes where OAuth2 and GitHub put it: `Authorization: Bearer`, or for git over
+        // HTTPS, as the password of `x-access-token`.
+        "github_app" if has_slot => {
+            errs.push(
+                &f.path,
+                "a github_app secret's slot is the Authorization header: remove header/query/basic_user",
+            );
+            (None, "")
+        }
+        "github_app" => (
+            Some(Slot::Authorization {
+                basic_user: "x-access-token".into(),
+            }),
+            "Bearer {secret}",
+        ),
+        "oauth2" if !has_slot => (Some(Slot::Header("authorization".into())), "Bearer {secret}"),
+        _ => (slot(&f, errs), "{secret}"),
+    };
+    let format = f.str("format", errs).unwrap_or(default_format).to_string();
     if format.matches("{secret}").count() != 1 {
         errs.push(
             &f.at("format"),
@@ -175,7 +217,7 @@ fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<Sec
     if errs.list.len() > before {
         return None;
     }
-    Some(SecretDecl {
+    let decl = SecretDecl {
         name: name.to_string(),
         hosts,
         slot: slot?,
@@ -183,21 +225,31 @@ fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<Sec
         placeholder,
         env,
         allow_http,
-    })
+    };
+    if kind != "static" && cred.is_none() {
+        return None;
+    }
+    Some((decl, cred))
 }
 
-/// Reads `[secrets]`. Returns the valid declarations and the names of all declared secrets.
-pub(crate) fn read_secrets(table: Option<&Table>, errs: &mut Errors) -> (Vec<SecretDecl>, Vec<String>) {
+/// Reads `[secrets]`. Returns the valid declarations, the names of all declared secrets, and the
+/// credentials the gateway obtains itself (`kind = "oauth2"`, `"github_app"`).
+pub(crate) fn read_secrets(
+    table: Option<&Table>,
+    errs: &mut Errors,
+) -> (Vec<SecretDecl>, Vec<String>, Vec<Credential>) {
     let root = KeyPath::root().key("secrets");
     let mut decls: Vec<SecretDecl> = Vec::new();
+    let mut creds = Vec::new();
     let mut names = Vec::new();
     for (name, v) in table.into_iter().flatten() {
         names.push(name.clone());
         let path = root.key(name);
         if let Some(t) = as_table(v, &path, errs)
-            && let Some(d) = secret(name, t, path, errs)
+            && let Some((d, c)) = secret(name, t, path, errs)
         {
             decls.push(d);
+            creds.extend(c);
         }
     }
     // Cross-checks: placeholders must be found unambiguously, env names must not collide.
@@ -227,7 +279,7 @@ pub(crate) fn read_secrets(table: Option<&Table>, errs: &mut Errors) -> (Vec<Sec
             }
         }
     }
-    (decls, names)
+    (decls, names, creds)
 }
 
 /// `value` must be an array of tables (`[[key]]`); returns each with its path.

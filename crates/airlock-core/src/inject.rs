@@ -28,6 +28,9 @@ pub enum Slot {
     Query(String),
     /// `Authorization: Basic` with this user and the secret as password.
     Basic { user: String },
+    /// The `Authorization` header either way the agent sent the placeholder: as its value
+    /// (`format`, e.g. `Bearer {secret}`) or as a Basic password (then `basic_user:secret`).
+    Authorization { basic_user: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +171,11 @@ impl SecretIndex {
             }
             for i in self.find(value) {
                 let d = &self.decls[i];
-                let here = matches!(&d.slot, Slot::Header(h) if h == name);
+                let here = match &d.slot {
+                    Slot::Header(h) => h == name,
+                    Slot::Authorization { .. } => *name == "authorization",
+                    _ => false,
+                };
                 if here {
                     in_slot.push(i)
                 } else {
@@ -180,7 +187,7 @@ impl SecretIndex {
             for i in self.find(creds.as_bytes()) {
                 let d = &self.decls[i];
                 let pw_is_placeholder = creds.split_once(':').is_some_and(|(_, pw)| pw == d.placeholder);
-                if matches!(d.slot, Slot::Basic { .. }) && pw_is_placeholder {
+                if matches!(d.slot, Slot::Basic { .. } | Slot::Authorization { .. }) && pw_is_placeholder {
                     in_slot.push(i);
                 } else {
                     seen.push((i, "basic credentials".into()));
@@ -239,10 +246,17 @@ impl SecretIndex {
             if req.scheme == Scheme::Http && !d.allow_http {
                 return Err(Refusal::PlainHttp { secret: d.name.clone() });
             }
+            let slot = match &d.slot {
+                Slot::Authorization { basic_user } if basic.is_some() => Slot::Basic {
+                    user: basic_user.clone(),
+                },
+                Slot::Authorization { .. } => Slot::Header("authorization".into()),
+                s => s.clone(),
+            };
             plan.push(Injection {
                 secret: i,
                 name: d.name.clone(),
-                slot: d.slot.clone(),
+                slot,
             });
         }
         Ok(plan)

@@ -145,3 +145,49 @@ fn ungranted_secret_and_plain_http_are_refused() {
         Err(Refusal::PlainHttp { secret: "gmail".into() })
     );
 }
+
+/// A GitHub App's token goes into the Authorization header either way the agent sent its
+/// placeholder: as the header's value (the API) or as a Basic password (git over HTTPS).
+#[test]
+fn an_authorization_slot_resolves_to_the_header_or_basic_form_the_agent_used() {
+    let idx = SecretIndex::new(vec![SecretDecl {
+        name: "gh".into(),
+        hosts: vec![
+            HostPattern::parse("github.com").unwrap(),
+            HostPattern::parse("api.github.com").unwrap(),
+        ],
+        slot: Slot::Authorization {
+            basic_user: "x-access-token".into(),
+        },
+        format: "Bearer {secret}".into(),
+        placeholder: "airlock-gh".into(),
+        env: None,
+        allow_http: false,
+    }]);
+    let g = vec!["gh".to_string()];
+    let h: &[(&str, &[u8])] = &[("authorization", b"token airlock-gh")];
+    let plan = idx.plan(&g, &view("api.github.com", "/user", h, None)).unwrap();
+    assert_eq!(plan[0].slot, Slot::Header("authorization".into()));
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("git:airlock-gh")
+    );
+    let h: &[(&str, &[u8])] = &[("authorization", basic.as_bytes())];
+    let plan = idx
+        .plan(&g, &view("github.com", "/o/r.git/info/refs", h, None))
+        .unwrap();
+    assert_eq!(
+        plan[0].slot,
+        Slot::Basic {
+            user: "x-access-token".into()
+        }
+    );
+    // Anywhere else, or toward another host, it is what it is for any secret.
+    let h: &[(&str, &[u8])] = &[("x-token", b"airlock-gh")];
+    assert!(idx.plan(&g, &view("api.github.com", "/", h, None)).unwrap().is_empty());
+    let h: &[(&str, &[u8])] = &[("authorization", b"Bearer airlock-gh")];
+    assert!(matches!(
+        idx.plan(&g, &view("evil.example", "/", h, None)),
+        Err(Refusal::Exfiltration { .. })
+    ));
+}

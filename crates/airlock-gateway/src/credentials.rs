@@ -7,7 +7,6 @@ use airlock_vault::SecretBytes;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, header::HeaderName};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
-use std::collections::HashMap;
 
 /// Characters left as-is in a query value; everything else is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -31,18 +30,18 @@ fn formatted(format: &str, secret: &SecretBytes) -> zeroize::Zeroizing<Vec<u8>> 
 }
 
 /// Applies `plan` to `headers` and `target` (path and query).
-pub fn apply(
+/// `values` gives each secret's current value by name (a static one from the vault, or a token
+/// minted for this request).
+pub fn apply<'v>(
     plan: &[Injection],
     decls: &SecretIndex,
-    values: &HashMap<String, SecretBytes>,
+    values: impl Fn(&str) -> Option<&'v SecretBytes>,
     headers: &mut HeaderMap,
     target: &mut String,
 ) -> Result<(), InjectError> {
     for inj in plan {
         let decl = &decls.decls[inj.secret];
-        let value = values
-            .get(&decl.name)
-            .ok_or_else(|| InjectError::Missing(decl.name.clone()))?;
+        let value = values(&decl.name).ok_or_else(|| InjectError::Missing(decl.name.clone()))?;
         match &inj.slot {
             Slot::Header(name) => {
                 let v = formatted(&decl.format, value);
@@ -54,13 +53,21 @@ pub fn apply(
             }
             Slot::Basic { user } => {
                 let mut creds = zeroize::Zeroizing::new(format!("{user}:").into_bytes());
-                creds.extend_from_slice(&formatted(&decl.format, value));
+                // A secret declared for the Authorization header either way is the bare password here.
+                let format = if matches!(decl.slot, Slot::Basic { .. }) {
+                    decl.format.as_str()
+                } else {
+                    "{secret}"
+                };
+                creds.extend_from_slice(&formatted(format, value));
                 let b64 = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*creds));
                 let mut hv = HeaderValue::from_str(&format!("Basic {}", &*b64))
                     .map_err(|_| InjectError::NotHeaderSafe(decl.name.clone()))?;
                 hv.set_sensitive(true);
                 headers.insert(http::header::AUTHORIZATION, hv);
             }
+            // The core resolves it to the header or basic slot the agent used.
+            Slot::Authorization { .. } => return Err(InjectError::Missing(decl.name.clone())),
             Slot::Query(key) => {
                 let v = formatted(&decl.format, value);
                 let encoded = zeroize::Zeroizing::new(percent_encoding::percent_encode(&v, QUERY_VALUE).to_string());

@@ -25,7 +25,8 @@ async fn run<B: AgentBody>(conn: &Conn, req: Request<B>) -> Result<Response<UpBo
     let decided = decide::decide(conn, &req)?; // the pure core: allow, deny or approve
     let (req, decided) = hold::settle(conn, req, decided).await?; // approve → held until people decide
     decide::admit(conn, &req.rec, &decided).await?; // audit writable, rate limits
-    let out = outbound::prepare(conn, req, &decided)?; // injection into the declared slot
+    let minted = outbound::mint(conn, &req, &decided).await?; // OAuth2 / GitHub App tokens, cached or refreshed
+    let out = outbound::prepare(conn, req, &decided, minted)?; // injection into the declared slot
     let answered = forward::send(conn, out, &decided).await?; // dial-time address checks
     Ok(response::deliver(conn, answered, &decided).await) // scrub, then audit when done
 }

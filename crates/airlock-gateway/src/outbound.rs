@@ -3,10 +3,12 @@
 //! place real values enter a request), the URI built from the canonical host the policy decided
 //! on, and a streamed remainder scanned for placeholders as it passes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use airlock_core::facts::Scheme;
+use airlock_vault::{Scrubber, SecretBytes};
 use http::{HeaderValue, Request, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
@@ -29,6 +31,52 @@ pub(crate) struct Outbound {
     pub(crate) sent: Sent,
 }
 
+/// Tokens minted for this request's dynamic credentials (OAuth2, GitHub App), and what scrubs
+/// them from the response.
+#[derive(Default)]
+pub(crate) struct Minted {
+    values: HashMap<String, SecretBytes>,
+    scrubber: Option<Scrubber>,
+}
+
+/// Obtains the current token of each dynamic credential the plan injects (cached, or refreshed
+/// single-flight). A credential that cannot be had refuses the request with 502, naming it.
+pub(crate) async fn mint<B: AgentBody>(conn: &Conn, req: &Inbound<B>, d: &Decided) -> Result<Minted, Stop> {
+    let state = &conn.state;
+    let Some(tokens) = &state.tokens else {
+        return Ok(Minted::default());
+    };
+    let mut minted = Minted::default();
+    for inj in req.plan.iter().filter(|i| tokens.is_dynamic(&i.name)) {
+        match tokens.current(&inj.name).await {
+            Ok(c) => {
+                minted.scrubber = Some(match &minted.scrubber {
+                    Some(s) => s.then(&c.scrubber),
+                    None => c.scrubber.clone(),
+                });
+                minted.values.insert(inj.name.clone(), c.token.clone());
+            }
+            Err(e) => {
+                Metrics::inc(&state.metrics.denied);
+                let ev = req.rec.event(
+                    "request",
+                    &deny(e.to_string(), d.decision.rule.clone()),
+                    d.rules.clone(),
+                    vec![],
+                );
+                return Err(Stop::refused(
+                    state,
+                    ev,
+                    StatusCode::BAD_GATEWAY,
+                    "deny",
+                    d.decision.rule.as_deref(),
+                ));
+            }
+        }
+    }
+    Ok(minted)
+}
+
 /// What the response stage needs of a request once it is sent.
 pub(crate) struct Sent {
     pub(crate) rec: Record,
@@ -38,9 +86,16 @@ pub(crate) struct Sent {
     pub(crate) upgrade: Option<OnUpgrade>,
     pub(crate) bytes_in: u64,
     pub(crate) head: bool,
+    /// Scrubs the tokens minted for this request (the agent's scrubber covers static values).
+    pub(crate) scrubber: Option<Scrubber>,
 }
 
-pub(crate) fn prepare<B: AgentBody>(conn: &Conn, req: Inbound<B>, d: &Decided) -> Result<Outbound, Stop> {
+pub(crate) fn prepare<B: AgentBody>(
+    conn: &Conn,
+    req: Inbound<B>,
+    d: &Decided,
+    minted: Minted,
+) -> Result<Outbound, Stop> {
     let state = &conn.state;
     let Inbound {
         rec,
@@ -57,7 +112,13 @@ pub(crate) fn prepare<B: AgentBody>(conn: &Conn, req: Inbound<B>, d: &Decided) -
     strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
     parts.headers.remove(header::HOST);
     let ids = state.identities();
-    if let Err(e) = crate::credentials::apply(&plan, &state.secrets, &ids.values, &mut parts.headers, &mut up_target) {
+    let dynamic = |name: &str| state.tokens.as_ref().is_some_and(|t| t.is_dynamic(name));
+    // A dynamic credential's vault entry (a refresh token, a private key) is never injected.
+    let value = |name: &str| match dynamic(name) {
+        true => minted.values.get(name),
+        false => ids.values.get(name),
+    };
+    if let Err(e) = crate::credentials::apply(&plan, &state.secrets, value, &mut parts.headers, &mut up_target) {
         Metrics::inc(&state.metrics.denied);
         let ev = rec.event(
             "request",
@@ -136,6 +197,7 @@ pub(crate) fn prepare<B: AgentBody>(conn: &Conn, req: Inbound<B>, d: &Decided) -
             upgrade,
             bytes_in,
             head,
+            scrubber: minted.scrubber,
         },
     })
 }

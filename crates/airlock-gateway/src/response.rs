@@ -34,8 +34,9 @@ const SMALL_DECODED: usize = 16 * SMALL_RESPONSE;
 /// Turns the upstream's response into the one the agent gets, or a 502 refusal.
 pub(crate) async fn deliver(conn: &Conn, answered: Answered, d: &Decided) -> Response<UpBody> {
     let state = &conn.state;
-    let scrub = &conn.agent.scrubber;
     let Answered { mut resp, out } = answered;
+    let with_tokens = out.scrubber.as_ref().map(|s| conn.agent.scrubber.then(s));
+    let scrub = with_tokens.as_ref().unwrap_or(&conn.agent.scrubber);
     Metrics::inc(&state.metrics.allowed);
     let started = out.rec.started;
     let mut ev = out.rec.event("request", &d.decision, d.rules.clone(), out.injected);

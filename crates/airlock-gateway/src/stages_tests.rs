@@ -215,7 +215,9 @@ async fn outbound_stage_injects_into_the_declared_slot_toward_the_canonical_host
     );
     let inbound = facts::read(&c, r).await.ok().expect("facts");
     let d = decide(&c, &inbound).ok().expect("allow");
-    let out = outbound::prepare(&c, inbound, &d).ok().expect("prepared");
+    let out = outbound::prepare(&c, inbound, &d, Default::default())
+        .ok()
+        .expect("prepared");
     let h = out.req.headers();
     assert_eq!(h["x-key"], REAL);
     assert_eq!(h["x-other"], PLACEHOLDER, "only the declared slot is filled");
@@ -266,7 +268,9 @@ async fn forward_and_response_stages_dial_checked_addresses_and_scrub_echoes() {
         .ok()
         .expect("facts");
     let d = decide(&c, &inbound).ok().expect("allow");
-    let out = outbound::prepare(&c, inbound, &d).ok().expect("prepared");
+    let out = outbound::prepare(&c, inbound, &d, Default::default())
+        .ok()
+        .expect("prepared");
     let answered = forward::send(&c, out, &d).await.ok().expect("answered");
     let resp = response::deliver(&c, answered, &d).await;
     assert_eq!(resp.headers()["x-echo"], PLACEHOLDER);
@@ -277,7 +281,9 @@ async fn forward_and_response_stages_dial_checked_addresses_and_scrub_echoes() {
     let closed = format!("http://127.0.0.1:{}/x", port.wrapping_add(1).max(1));
     let inbound = facts::read(&c, req("GET", &closed, &[], "")).await.ok().expect("facts");
     let d = decide(&c, &inbound).ok().expect("allow");
-    let out = outbound::prepare(&c, inbound, &d).ok().expect("prepared");
+    let out = outbound::prepare(&c, inbound, &d, Default::default())
+        .ok()
+        .expect("prepared");
     let stop = forward::send(&c, out, &d).await.err().expect("refused");
     assert_eq!(stop.0.status(), StatusCode::FORBIDDEN);
     assert!(body_text(stop).await.contains("allow_private"));

@@ -116,6 +116,8 @@ pub struct GatewayState {
     pub held: HeldCap,
     /// How long an agent's connection may stall.
     pub timeouts: airlock_config::ConnTimeouts,
+    /// Dynamic credentials (OAuth2 connections, GitHub Apps), when any are declared.
+    pub tokens: Option<Arc<airlock_credentials::Tokens>>,
 }
 
 /// The approvals hub and how much of a body may be held.
@@ -155,7 +157,14 @@ impl GatewayState {
             approvals: None,
             held: HeldCap::new(airlock_config::DEFAULT_MAX_HELD_PER_AGENT),
             timeouts: airlock_config::ConnTimeouts::default(),
+            tokens: None,
         }
+    }
+
+    /// Injects the current tokens of OAuth2 connections and GitHub Apps.
+    pub fn with_tokens(mut self, tokens: Option<Arc<airlock_credentials::Tokens>>) -> Self {
+        self.tokens = tokens;
+        self
     }
 
     /// Counts rate limits in `store`, shared with every replica using it, instead of in memory.

@@ -24,6 +24,8 @@ mod approvals_ops;
 mod audit_writer;
 mod cluster;
 mod cluster_ops;
+mod creds;
+mod creds_ops;
 mod error;
 mod ops;
 mod postgres;
@@ -41,6 +43,7 @@ use sqlx::sqlite::SqlitePool;
 pub use approvals::{ApprovalRow, GrantRow, MessageRow, SessionRow, VoteRow};
 pub use audit_writer::{AuditHandle, AuditUnavailable, AuditWriter, Signer, WriterOptions};
 pub use cluster::{Exclusive, GRANTS, Heard, IDENTITIES, Listener, Tally, approval_of, approval_topic};
+pub use creds::{NEEDS_CONSENT, OAuthPending};
 pub use error::StoreError;
 pub use verify::{VerifyError, VerifyReport, verify_chain};
 

@@ -202,6 +202,7 @@ crate::ops::store_ops!(sqlx::Postgres, blob = "BYTEA", int = "INT8", text = "TEX
 crate::approvals_ops::approval_ops!();
 crate::cluster_ops::cluster_ops!();
 crate::rate_ops::rate_ops!();
+crate::creds_ops::creds_ops!();
 
 #[cfg(test)]
 mod tests {

@@ -151,3 +151,4 @@ crate::ops::store_ops!(sqlx::Sqlite, blob = "BLOB", int = "INTEGER", text = "TEX
 crate::approvals_ops::approval_ops!();
 crate::cluster_ops::cluster_ops!();
 crate::rate_ops::rate_ops!();
+crate::creds_ops::creds_ops!();

@@ -28,6 +28,8 @@ const VIEWS: usize = 1 + VIEW_KINDS.len();
 pub struct Scrubber {
     /// `None` when there is nothing to scrub: a cheap pass-through.
     inner: Option<Box<Inner>>,
+    /// A scrubber for more secrets that this one's output goes through (see [`Scrubber::then`]).
+    next: Option<Box<Scrubber>>,
 }
 
 #[derive(Clone)]
@@ -86,7 +88,22 @@ impl Scrubber {
 
     /// True when there is nothing to scrub: output equals input, so lengths are preserved.
     pub fn is_passthrough(&self) -> bool {
-        self.inner.is_none()
+        self.inner.is_none() && self.next.as_ref().is_none_or(|n| n.is_passthrough())
+    }
+
+    /// This scrubber followed by `next` (secrets known at different times: an agent's static
+    /// values, then the tokens minted for this request). Its patterns are shared, not rebuilt.
+    /// Placeholders never contain a secret, so the second pass cannot undo the first.
+    pub fn then(&self, next: &Scrubber) -> Scrubber {
+        if next.is_passthrough() {
+            return self.clone();
+        }
+        let mut out = self.clone();
+        out.next = Some(Box::new(match &self.next {
+            Some(n) => n.then(next),
+            None => next.clone(),
+        }));
+        out
     }
 
     fn build(pairs: Vec<(SecretBytes, Vec<u8>)>, force_naive: bool) -> Self {
@@ -111,7 +128,10 @@ impl Scrubber {
             }
         }
         let Some(max_len) = all.iter().map(|f| f.len()).max() else {
-            return Self { inner: None };
+            return Self {
+                inner: None,
+                next: None,
+            };
         };
         let (mut first, mut needed) = ([false; 256], [false; 256]);
         for f in &all {
@@ -148,11 +168,20 @@ impl Scrubber {
                 pending,
                 skip: [0; VIEW_KINDS.len()],
             })),
+            next: None,
         }
     }
 
     /// Scrubs the next chunk of the body and returns what is safe to emit now.
     pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        let out = self.feed_own(chunk);
+        match self.next.as_deref_mut() {
+            Some(n) => n.feed(&out),
+            None => out,
+        }
+    }
+
+    fn feed_own(&mut self, chunk: &[u8]) -> Bytes {
         let Some(inner) = self.inner.as_deref_mut() else {
             return Bytes::copy_from_slice(chunk);
         };
@@ -175,6 +204,18 @@ impl Scrubber {
 
     /// Ends the body: emits the held-back bytes, replacing any secret among them.
     pub fn finish(&mut self) -> Bytes {
+        let tail = self.finish_own();
+        match self.next.as_deref_mut() {
+            Some(n) => {
+                let mut out = n.feed(&tail).to_vec();
+                out.extend_from_slice(&n.finish());
+                Bytes::from(out)
+            }
+            None => tail,
+        }
+    }
+
+    fn finish_own(&mut self) -> Bytes {
         let Some(inner) = self.inner.as_deref_mut() else {
             return Bytes::new();
         };
@@ -190,6 +231,12 @@ impl Scrubber {
     /// Scrubs a complete value (e.g. a header value or a reason phrase); `None` when it
     /// contains no secret in any form.
     pub fn scrub_once(&self, value: &[u8]) -> Option<Vec<u8>> {
+        let own = self.scrub_once_own(value);
+        let Some(n) = self.next.as_deref() else { return own };
+        n.scrub_once(own.as_deref().unwrap_or(value)).or(own)
+    }
+
+    fn scrub_once_own(&self, value: &[u8]) -> Option<Vec<u8>> {
         let p = &self.inner.as_deref()?.patterns;
         if p.find(value, 0).is_none() && !VIEW_KINDS.iter().any(|k| k.matters(value, 0, true, &p.needed)) {
             return None;
@@ -201,6 +248,9 @@ impl Scrubber {
     /// True when a header name holds a secret in any form, ignoring ASCII case (HTTP/1
     /// lowercases names, so a placeholder cannot stand in: the field is dropped instead).
     pub fn name_has_secret(&self, name: &[u8]) -> bool {
+        if self.next.as_deref().is_some_and(|n| n.name_has_secret(name)) {
+            return true;
+        }
         let Some(inner) = self.inner.as_deref() else {
             return false;
         };

@@ -291,3 +291,42 @@ fn duplicate_secret_uses_first_placeholder_and_debug_is_redacted() {
     assert!(!debug.contains("DISTINCTIVE"), "{debug}");
     assert!(debug.contains("secrets: 1"), "{debug}");
 }
+
+/// A scrubber chained with another (static values, then a token minted for the request) replaces
+/// both secrets, split anywhere, in bodies, single values and header names.
+#[test]
+fn chained_scrubbers_replace_both_secrets_at_every_split() {
+    let first = scrubber(&[(b"static-KEY-123", b"<STATIC>")], false);
+    let second = scrubber(&[(b"ya29.access-TOKEN", b"<OAUTH>")], false);
+    let chained = first.then(&second);
+    assert!(!chained.is_passthrough());
+    let body = b"a static-KEY-123 b ya29.access-TOKEN c eWEyOS5hY2Nlc3MtVE9LRU4= d".as_slice();
+    // What the two do one after the other, on the whole body.
+    let once = first.scrub_once(body).expect("static secret found");
+    let want = second.scrub_once(&once).expect("token found");
+    assert!(want.starts_with(b"a <STATIC> b <OAUTH> c "));
+    assert!(
+        !want.windows(8).any(|w| w == b"eWEyOS5h"),
+        "base64 of the token is gone"
+    );
+    for i in 0..=body.len() {
+        let mut s = chained.clone();
+        let mut out = s.feed(&body[..i]).to_vec();
+        out.extend_from_slice(&s.feed(&body[i..]));
+        out.extend_from_slice(&s.finish());
+        assert_eq!(out, want, "split at {i}");
+    }
+    assert_eq!(
+        chained.scrub_once(b"Bearer ya29.access-TOKEN").as_deref(),
+        Some(&b"Bearer <OAUTH>"[..])
+    );
+    assert_eq!(
+        chained.scrub_once(b"k static-KEY-123").as_deref(),
+        Some(&b"k <STATIC>"[..])
+    );
+    assert!(chained.scrub_once(b"nothing").is_none());
+    assert!(chained.name_has_secret(b"x-YA29.ACCESS-TOKEN"));
+    // Chaining onto a pass-through scrubber still scrubs the second one's secrets.
+    let none = Scrubber::new(vec![]).then(&second);
+    assert_eq!(none.scrub_once(b"ya29.access-TOKEN").as_deref(), Some(&b"<OAUTH>"[..]));
+}

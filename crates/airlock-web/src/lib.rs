@@ -5,6 +5,7 @@
 mod approvals_api;
 mod callbacks;
 pub mod dashboard;
+mod oauth;
 mod policy_api;
 
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub fn router(state: ControlState) -> Router {
         .merge(approvals_api::routes())
         .merge(callbacks::routes())
         .merge(policy_api::routes())
+        .merge(oauth::routes())
         .merge(dashboard::routes())
         .with_state(state)
 }

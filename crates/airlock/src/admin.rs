@@ -91,7 +91,13 @@ pub async fn person_passwd(cfg: &Path, name: &str) -> anyhow::Result<()> {
 
 pub async fn secret_set(cfg: &Path, name: &str) -> anyhow::Result<()> {
     let home = Home::load(cfg)?;
-    if home.config.secrets.get(name).is_none() {
+    let client_secret = home.config.credentials.iter().any(|c| match &c.kind {
+        airlock_config::CredentialKind::OAuth2(o) => {
+            o.client_secret == Some(airlock_config::SecretRef::Vault(name.into()))
+        }
+        _ => false,
+    });
+    if home.config.secrets.get(name).is_none() && !client_secret {
         bail!(
             "secret \"{name}\" is not declared in {}: add [secrets.{name}] first",
             home.config.path.display()
@@ -128,11 +134,40 @@ pub async fn secret_list(cfg: &Path) -> anyhow::Result<()> {
     let home = Home::load(cfg)?;
     let opened = home.open().await?;
     let rows = opened.store.list_secrets().await?;
+    let statuses = opened.store.credential_statuses().await?;
     for d in &home.config.secrets.decls {
-        let state = rows
+        let mut state = rows
             .iter()
             .find(|r| r.name == d.name)
             .map_or("not set".to_string(), |r| format!("v{}", r.version));
+        if let Some(c) = home.config.credential(&d.name) {
+            let access = airlock_credentials::access_row_name(&d.name);
+            state = match &c.kind {
+                airlock_config::CredentialKind::OAuth2(_)
+                    if statuses
+                        .iter()
+                        .any(|(n, s)| *n == d.name && s == airlock_store::NEEDS_CONSENT) =>
+                {
+                    format!("oauth2: NEEDS RE-CONSENT (run: airlock connect {})", d.name)
+                }
+                airlock_config::CredentialKind::OAuth2(_)
+                    if rows.iter().any(|r| r.name == d.name || r.name == access) =>
+                {
+                    "oauth2: connected".to_string()
+                }
+                airlock_config::CredentialKind::OAuth2(_) => {
+                    format!("oauth2: not connected (run: airlock connect {})", d.name)
+                }
+                airlock_config::CredentialKind::GithubApp(_)
+                    if statuses
+                        .iter()
+                        .any(|(n, s)| *n == d.name && s == airlock_store::NEEDS_CONSENT) =>
+                {
+                    "github_app: REFUSED by GitHub (check the key, app id and installation)".to_string()
+                }
+                airlock_config::CredentialKind::GithubApp(_) => format!("github_app: private key {state}"),
+            };
+        }
         let hosts: Vec<String> = d.hosts.iter().map(|h| h.to_string()).collect();
         println!(
             "{}\thosts: {}\tplaceholder: {}\t{state}",
@@ -143,7 +178,7 @@ pub async fn secret_list(cfg: &Path) -> anyhow::Result<()> {
     }
     for r in rows
         .iter()
-        .filter(|r| !is_internal(&r.name) && home.config.secrets.get(&r.name).is_none())
+        .filter(|r| !is_internal(&r.name) && !r.name.contains('#') && home.config.secrets.get(&r.name).is_none())
     {
         println!("{}\t(sealed, but not declared in the config: never injected)", r.name);
     }

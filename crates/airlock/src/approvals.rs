@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use crate::home::sealed;
 
 /// Reads a channel credential. Errors name the reference, never a value.
-async fn resolve(r: &SecretRef, what: &str, store: &Store, vault: &Vault) -> anyhow::Result<SecretBytes> {
+pub(crate) async fn resolve(r: &SecretRef, what: &str, store: &Store, vault: &Vault) -> anyhow::Result<SecretBytes> {
     match r {
         SecretRef::Env(name) => match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_bytes())),

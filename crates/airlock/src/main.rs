@@ -9,6 +9,7 @@ mod bench_load;
 mod bench_local;
 mod bench_suite;
 mod client;
+mod connect;
 mod demo;
 mod explain;
 mod home;
@@ -62,6 +63,8 @@ enum Cmd {
     /// Manage sealed secrets.
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// Connect an OAuth2 secret (kind = "oauth2"): consent in a browser, seal the refresh token.
+    Connect { name: String },
     /// Vault maintenance.
     #[command(subcommand)]
     Vault(VaultCmd),
@@ -251,6 +254,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Secret(SecretCmd::Set { name }) => admin::secret_set(&cfg, &name).await?,
         Cmd::Secret(SecretCmd::List) => admin::secret_list(&cfg).await?,
         Cmd::Secret(SecretCmd::Rm { name }) => admin::secret_rm(&cfg, &name).await?,
+        Cmd::Connect { name } => connect::connect(&cfg, &name).await?,
         Cmd::Vault(VaultCmd::RotateKey { out }) => admin::rotate_key(&cfg, out.as_deref()).await?,
         Cmd::Ca(CaCmd::Path) => println!("{}", home::Home::load(&cfg)?.ca_cert_path().display()),
         Cmd::Ca(CaCmd::Export) => print!("{}", std::fs::read_to_string(home::Home::load(&cfg)?.ca_cert_path())?),

@@ -60,7 +60,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         (g.0.timeouts != g.1.timeouts, "gateway timeouts"),
         (old.store != new.store, "[store]"),
         (old.agents != new.agents, "[[agents]]"),
-        (old.secrets.decls != new.secrets.decls, "[secrets]"),
+        (
+            old.secrets.decls != new.secrets.decls || old.credentials != new.credentials,
+            "[secrets]",
+        ),
         (old.people != new.people, "[people]"),
         (old.channels != new.channels, "[channels]"),
         (old.approvals != new.approvals, "[approvals]"),

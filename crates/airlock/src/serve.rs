@@ -158,7 +158,11 @@ async fn identities(
         .filter_map(|r| Some((r.name.clone(), <[u8; 32]>::try_from(r.token_hash.as_slice()).ok()?)))
         .collect();
     let mut values = HashMap::new();
-    for r in secret_rows.iter().filter(|r| cfg.secrets.get(&r.name).is_some()) {
+    // A dynamic credential's vault entry (refresh token, App key) is never a value to inject.
+    let statics = secret_rows
+        .iter()
+        .filter(|r| cfg.secrets.get(&r.name).is_some() && cfg.credential(&r.name).is_none());
+    for r in statics {
         let v = vault
             .open(&sealed(r))
             .with_context(|| format!("cannot unseal secret {}", r.name))?;
@@ -249,6 +253,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     let client_h1 = build_guarded_client(tls, connector(), false);
 
     let Opened { store, vault, signer } = opened;
+    let vault = Arc::new(vault);
     let signer = Arc::new(signer);
     let sign: Signer = {
         let s = signer.clone();
@@ -290,7 +295,8 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
             max_held_per_agent: cfg.approvals.max_held_per_agent,
         });
     }
-    let state = Arc::new(gateway.with_timeouts(cfg.gateway.timeouts));
+    let tokens = airlock_credentials::Tokens::new(cfg, store.clone(), vault.clone()).map(Arc::new);
+    let state = Arc::new(gateway.with_timeouts(cfg.gateway.timeouts).with_tokens(tokens));
 
     let mut tasks = vec![tokio::spawn(airlock_gateway::serve(proxy, state.clone()))];
     for a in &cfg.agents {

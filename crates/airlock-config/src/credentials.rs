@@ -1,0 +1,222 @@
+//! `[secrets.NAME] kind = "oauth2" | "github_app"`: credentials the gateway mints or refreshes
+//! itself, instead of a static value sealed by `airlock secret set`. The placeholder, hosts and
+//! slot rules are a static secret's (`secrets.rs`); this reads what the gateway needs to obtain
+//! the current token.
+
+use crate::approvals::{SecretRef, channel_url, secret_ref};
+use crate::error::Errors;
+use crate::raw::{Fields, valid_name};
+
+/// A credential the gateway obtains at run time, by the name of its `[secrets.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub name: String,
+    pub kind: CredentialKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// An OAuth2 connection: `airlock connect NAME` seals its refresh token (the secret's vault
+    /// entry); the gateway injects a current access token.
+    OAuth2(OAuth2),
+    /// A GitHub App installation: the secret's vault entry is the App's private key (PEM); the
+    /// gateway injects an installation token.
+    GithubApp(GithubApp),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2 {
+    /// `google`, `microsoft`, `github` or `generic`.
+    pub provider: String,
+    pub auth_url: String,
+    pub token_url: String,
+    pub scopes: Vec<String>,
+    pub client_id: String,
+    pub client_secret: Option<SecretRef>,
+    pub client_auth: ClientAuth,
+    /// Extra authorization-request parameters the provider needs for a refresh token.
+    pub auth_params: Vec<(String, String)>,
+    /// Where the provider redirects; default: the control listener's `/oauth/callback`.
+    pub redirect_uri: Option<String>,
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_id`/`client_secret` in the form body.
+    Post,
+    /// HTTP Basic with the form-encoded id and secret.
+    Basic,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubApp {
+    /// The App's id (or client id): the `iss` of its JWT.
+    pub app_id: String,
+    pub installation_id: u64,
+    /// `https://api.github.com` unless set (GitHub Enterprise, tests).
+    pub api_url: String,
+}
+
+pub(crate) const OAUTH2_KEYS: &[&str] = &[
+    "provider",
+    "auth_url",
+    "token_url",
+    "scopes",
+    "client_id",
+    "client_secret",
+    "client_auth",
+    "tenant",
+    "redirect_uri",
+];
+pub(crate) const GITHUB_APP_KEYS: &[&str] = &["app_id", "installation_id", "api_url"];
+
+/// `(auth_url, token_url, extra authorization parameters)` of a provider preset.
+type Preset = (String, String, Vec<(String, String)>);
+
+fn preset(provider: &str, tenant: &str) -> Option<Preset> {
+    let p = |a: &str, b: &str| (a.to_string(), b.to_string());
+    Some(match provider {
+        // Google issues a refresh token only for offline access, and again only on consent.
+        "google" => (
+            "https://accounts.google.com/o/oauth2/v2/auth".into(),
+            "https://oauth2.googleapis.com/token".into(),
+            vec![p("access_type", "offline"), p("prompt", "consent")],
+        ),
+        "microsoft" => (
+            format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"),
+            format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
+            vec![],
+        ),
+        "github" => (
+            "https://github.com/login/oauth/authorize".into(),
+            "https://github.com/login/oauth/access_token".into(),
+            vec![],
+        ),
+        _ => return None,
+    })
+}
+
+pub(crate) fn oauth2(f: &Fields<'_>, errs: &mut Errors) -> Option<OAuth2> {
+    let provider = f.str("provider", errs).unwrap_or("generic").to_string();
+    let tenant = f.str("tenant", errs).unwrap_or("common");
+    if !valid_name(tenant) {
+        errs.push(
+            &f.at("tenant"),
+            "a tenant is a directory id or common, organizations, consumers",
+        );
+    }
+    let (auth_url, token_url, auth_params) = match (provider.as_str(), preset(&provider, tenant)) {
+        ("generic", _) => {
+            for k in ["auth_url", "token_url"] {
+                if !f.has(k) {
+                    errs.push(&f.at(k), "a generic OAuth2 connection needs auth_url and token_url");
+                }
+            }
+            (
+                channel_url(f, "auth_url", errs)?,
+                channel_url(f, "token_url", errs)?,
+                vec![],
+            )
+        }
+        (_, Some((a, t, p))) => (
+            f.has("auth_url")
+                .then(|| channel_url(f, "auth_url", errs))
+                .flatten()
+                .unwrap_or(a),
+            f.has("token_url")
+                .then(|| channel_url(f, "token_url", errs))
+                .flatten()
+                .unwrap_or(t),
+            p,
+        ),
+        (other, None) => {
+            errs.push(
+                &f.at("provider"),
+                format!("unknown provider {other:?}: use google, microsoft, github or generic"),
+            );
+            return None;
+        }
+    };
+    let scopes: Vec<String> = f.strs("scopes", errs).into_iter().map(|(_, s)| s.to_string()).collect();
+    if scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+        errs.push(&f.at("scopes"), "a scope is one word without spaces");
+    }
+    let Some(client_id) = f.str("client_id", errs) else {
+        errs.push(
+            &f.at("client_id"),
+            "an OAuth2 connection needs the client_id of its app registration",
+        );
+        return None;
+    };
+    let client_auth = match f.str("client_auth", errs) {
+        None | Some("post") => ClientAuth::Post,
+        Some("basic") => ClientAuth::Basic,
+        Some(o) => {
+            errs.push(&f.at("client_auth"), format!("{o:?}: use \"post\" or \"basic\""));
+            ClientAuth::Post
+        }
+    };
+    let redirect_uri = f
+        .has("redirect_uri")
+        .then(|| channel_url(f, "redirect_uri", errs))
+        .flatten();
+    Some(OAuth2 {
+        provider,
+        auth_url,
+        token_url,
+        scopes,
+        client_id: client_id.to_string(),
+        client_secret: secret_ref(f, "client_secret", false, errs),
+        client_auth,
+        auth_params,
+        redirect_uri,
+    })
+}
+
+pub(crate) fn github_app(f: &Fields<'_>, errs: &mut Errors) -> Option<GithubApp> {
+    let app_id = match f.value("app_id") {
+        Some(toml::Value::Integer(i)) if *i > 0 => i.to_string(),
+        Some(toml::Value::String(s)) if valid_name(s) => s.clone(),
+        _ => {
+            errs.push(
+                &f.at("app_id"),
+                "the GitHub App's id (a number) or client id is required",
+            );
+            return None;
+        }
+    };
+    let installation_id = match f.int("installation_id", errs) {
+        Some(i) if i > 0 => i as u64,
+        _ => {
+            errs.push(
+                &f.at("installation_id"),
+                "the installation id (a positive number) is required",
+            );
+            return None;
+        }
+    };
+    let api_url = if f.has("api_url") {
+        channel_url(f, "api_url", errs)?.trim_end_matches('/').to_string()
+    } else {
+        "https://api.github.com".to_string()
+    };
+    Some(GithubApp {
+        app_id,
+        installation_id,
+        api_url,
+    })
+}
+
+/// The credential named `name` from its `[secrets.NAME]` table, read with the kind's keys.
+pub(crate) fn read(name: &str, kind: &str, f: &Fields<'_>, errs: &mut Errors) -> Option<Credential> {
+    let kind = match kind {
+        "oauth2" => CredentialKind::OAuth2(oauth2(f, errs)?),
+        "github_app" => CredentialKind::GithubApp(github_app(f, errs)?),
+        _ => return None,
+    };
+    Some(Credential {
+        name: name.to_string(),
+        kind,
+    })
+}

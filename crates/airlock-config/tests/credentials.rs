@@ -1,0 +1,120 @@
+//! `[secrets.NAME] kind = "oauth2" | "github_app"`: presets, defaults (slot, format, GitHub's
+//! hosts) and the mistakes refused at load (a client secret written in the file, plain-HTTP token
+//! endpoints, a slot on a github_app, a missing client id or installation).
+
+use std::path::Path;
+
+use airlock_config::{ClientAuth, Config, ConfigError, CredentialKind, SecretRef};
+use airlock_core::inject::Slot;
+
+fn parse(src: &str) -> Result<Config, String> {
+    Config::parse(src, Path::new("airlock.toml")).map_err(|e| match e {
+        ConfigError::Invalid { errors } => errors
+            .iter()
+            .map(|e| format!("{} {}", e.key, e.message))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    })
+}
+
+#[test]
+fn a_google_connection_gets_the_preset_endpoints_and_bearer_slot() {
+    let cfg = parse(
+        "[secrets.gmail]\nkind = \"oauth2\"\nprovider = \"google\"\nclient_id = \"id.apps.googleusercontent.com\"\n\
+         client_secret = \"env:GMAIL_CLIENT_SECRET\"\nscopes = [\"https://www.googleapis.com/auth/gmail.send\"]\n\
+         hosts = [\"gmail.googleapis.com\"]\n",
+    )
+    .unwrap();
+    let d = cfg.secrets.get("gmail").unwrap();
+    assert_eq!(d.slot, Slot::Header("authorization".into()));
+    assert_eq!(d.format, "Bearer {secret}");
+    let CredentialKind::OAuth2(o) = &cfg.credential("gmail").unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(o.token_url, "https://oauth2.googleapis.com/token");
+    assert!(o.auth_params.contains(&("access_type".into(), "offline".into())));
+    assert_eq!(o.client_secret, Some(SecretRef::Env("GMAIL_CLIENT_SECRET".into())));
+    assert_eq!(o.client_auth, ClientAuth::Post);
+}
+
+#[test]
+fn a_microsoft_connection_uses_its_tenant() {
+    let cfg = parse(
+        "[secrets.outlook]\nkind = \"oauth2\"\nprovider = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+         client_id = \"abc\"\nhosts = [\"graph.microsoft.com\"]\n",
+    )
+    .unwrap();
+    let CredentialKind::OAuth2(o) = &cfg.credential("outlook").unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(
+        o.token_url,
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+    );
+}
+
+#[test]
+fn a_github_app_defaults_to_githubs_hosts_and_the_authorization_slot() {
+    let cfg = parse("[secrets.gh]\nkind = \"github_app\"\napp_id = 12345\ninstallation_id = 678\n").unwrap();
+    let d = cfg.secrets.get("gh").unwrap();
+    let hosts: Vec<String> = d.hosts.iter().map(|h| h.to_string()).collect();
+    assert_eq!(hosts, ["api.github.com", "github.com"]);
+    assert_eq!(
+        d.slot,
+        Slot::Authorization {
+            basic_user: "x-access-token".into()
+        }
+    );
+    let CredentialKind::GithubApp(a) = &cfg.credential("gh").unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(
+        (a.app_id.as_str(), a.installation_id, a.api_url.as_str()),
+        ("12345", 678, "https://api.github.com")
+    );
+    // A static secret is no credential.
+    let cfg = parse("[secrets.k]\nhosts = [\"a.example\"]\nheader = \"X-Key\"\n").unwrap();
+    assert!(cfg.credentials.is_empty());
+}
+
+#[test]
+fn mistakes_are_refused_at_load() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[secrets.m]\nkind = \"oauth2\"\nprovider = \"google\"\nclient_id = \"x\"\nclient_secret = \"GOCSPX-real\"\nhosts = [\"a.example\"]\n",
+            "env:NAME",
+        ),
+        (
+            "[secrets.m]\nkind = \"oauth2\"\nauth_url = \"http://auth.example/a\"\ntoken_url = \"https://auth.example/t\"\nclient_id = \"x\"\nhosts = [\"a.example\"]\n",
+            "http://",
+        ),
+        (
+            "[secrets.m]\nkind = \"oauth2\"\nclient_id = \"x\"\nhosts = [\"a.example\"]\n",
+            "auth_url and token_url",
+        ),
+        (
+            "[secrets.m]\nkind = \"oauth2\"\nprovider = \"yahoo\"\nclient_id = \"x\"\nhosts = [\"a.example\"]\n",
+            "unknown provider",
+        ),
+        (
+            "[secrets.m]\nkind = \"oauth2\"\nprovider = \"github\"\nhosts = [\"a.example\"]\n",
+            "client_id",
+        ),
+        (
+            "[secrets.g]\nkind = \"github_app\"\napp_id = 1\ninstallation_id = 2\nheader = \"X\"\n",
+            "slot is the Authorization header",
+        ),
+        ("[secrets.g]\nkind = \"github_app\"\napp_id = 1\n", "installation id"),
+        ("[secrets.g]\nkind = \"aws\"\nhosts = [\"a.example\"]\n", "kind is"),
+        (
+            "[secrets.g]\nkind = \"github_app\"\napp_id = 1\ninstallation_id = 2\nclient_id = \"x\"\n",
+            "unknown key",
+        ),
+    ];
+    for (src, want) in cases {
+        let e = parse(src).expect_err(src);
+        assert!(e.contains(want), "{src}\n→ {e}");
+        assert!(!e.contains("GOCSPX-real"), "the secret is echoed: {e}");
+    }
+}
