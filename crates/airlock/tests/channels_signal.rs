@@ -195,3 +195,49 @@ async fn signal_a_hostile_body_stays_plain_text_in_one_message() {
     assert!(!up.contacted());
     assert!(s.violations().is_empty(), "{:?}", s.violations());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_reader_fails_over_on_postgres_and_a_code_counts_once() {
+    let s = FakeSignal::start().await;
+    let up = upstream(true).await;
+    let config = format!(
+        "[[agents]]\nname = \"mailbot\"\nsecrets = [\"gmail\"]\n\n[secrets.gmail]\nhosts = [\"localhost\"]\n\
+         header = \"Authorization\"\nformat = \"Bearer {{secret}}\"\nplaceholder = \"airlock-gmail\"\n\n\
+         [approvals]\nmax_body = 1048576\n\n{}{}{MAIL_RULE}",
+        person("alice", "owner", ALICE),
+        channel(&s)
+    );
+    let mut c = support::replicas::Cluster::start(support::replicas::Options {
+        replicas: 2,
+        upstreams: &[&up],
+        config: &config,
+        secrets: &[("gmail", REAL)],
+        agents: &["mailbot"],
+        env: ENV,
+        store: "lease = \"2s\"",
+        ..Default::default()
+    })
+    .await;
+    s.wait_until("a reader following the stream", |s| s.connections() > 0)
+        .await;
+    let leader = feed_leader(&c).await;
+    let holder = 1 - leader;
+    // Held on the replica that does not read the feed: its code lives in the shared store.
+    let agent = send(&c[holder], up.port, MAIL_PATH, "application/json", MAIL.into());
+    let (_, code) = card(&s, ALICE, 0).await;
+    let connected = s.connections();
+    c.kill9(leader);
+    s.wait_until("the survivor following the stream", |s| s.connections() > connected)
+        .await;
+    assert!(reply(&s, ALICE, &format!("approve {code}")).await.contains("counted"));
+    assert_eq!(agent.await.unwrap().status(), 200);
+    assert_eq!(up.requests().len(), 1);
+    assert_eq!(up.last().body, MAIL.as_bytes());
+    // The same reply again counts for nothing.
+    let again = reply(&s, ALICE, &format!("approve {code}")).await;
+    assert!(!again.contains("counted"), "{again}");
+    assert_eq!(up.requests().len(), 1, "applied once");
+    assert!(s.violations().is_empty(), "{:?}", s.violations());
+    c.replicas.remove(leader);
+    c.stop_and_verify(REAL);
+}
