@@ -13,6 +13,7 @@ mod demo;
 mod explain;
 mod home;
 mod local;
+mod logs;
 mod reload;
 mod run;
 mod serve;
@@ -36,6 +37,9 @@ struct Cli {
     /// Configuration file.
     #[arg(long, global = true, env = "AIRLOCK_CONFIG", default_value = "airlock.toml")]
     config: PathBuf,
+    /// Log format on stderr: text (the default on a terminal) or json (the default otherwise).
+    #[arg(long, global = true, env = "AIRLOCK_LOG_FORMAT", value_enum)]
+    log_format: Option<logs::LogFormat>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -214,12 +218,7 @@ enum AuditCmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| "airlock=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logs::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

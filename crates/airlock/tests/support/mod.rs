@@ -396,8 +396,15 @@ impl Gateway {
         g
     }
 
-    /// Starts `airlock serve` and waits for the line naming its listeners.
+    /// Starts `airlock serve` and waits for the line naming its listeners. Its log is text
+    /// (the tests read it as a person would); [`Gateway::serve_with`] chooses otherwise.
     pub fn serve(&mut self, env: &[(&str, &str)]) {
+        self.serve_with(env, &[]);
+    }
+
+    /// [`Gateway::serve`] with more arguments after `serve` (e.g. `--log-format json`); with
+    /// any, the log format is left to them and to airlock's own default.
+    pub fn serve_with(&mut self, env: &[(&str, &str)], args: &[&str]) {
         self.log = self.dir.path().join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -409,10 +416,15 @@ impl Gateway {
         cmd.arg("--config")
             .arg(&self.config)
             .arg("serve")
+            .args(args)
             .env_remove(STORE_URL_ENV)
+            .env_remove("AIRLOCK_LOG_FORMAT")
             .env("AIRLOCK_LOG", "debug")
             .stderr(Stdio::piped())
             .stdout(Stdio::null());
+        if args.is_empty() {
+            cmd.env("AIRLOCK_LOG_FORMAT", "text");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
