@@ -20,7 +20,7 @@ mod serve;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 // The request path allocates many small, short-lived buffers across threads; glibc's
 // allocator spent ~8% of the gateway's CPU on them in profiles (docs/performance.md).
@@ -30,7 +30,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "airlock",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AIRLOCK_GIT_COMMIT"), ")"),
     about = "The security gateway AI agents cannot talk their way past."
 )]
 struct Cli {
@@ -91,6 +91,13 @@ enum Cmd {
     },
     /// Load-test a proxy (or the direct path) with keep-alive or per-request HTTPS tunnels.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `airlock man > airlock.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -279,6 +286,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         },
         Cmd::Demo { yes } => demo::run(yes).await?,
         Cmd::Bench(args) => bench::run(args).await?,
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "airlock", &mut std::io::stdout());
+        }
+        Cmd::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
     }
     Ok(ExitCode::SUCCESS)
 }
