@@ -56,8 +56,17 @@ fn assert_no_secret(logs: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_a_line_with_stable_keys_and_no_secret() {
-    let logs = traffic(&["--log-format", "json"]).await;
-    assert_no_secret(&logs);
+    assert_json_logs(&traffic(&["--log-format", "json"]).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_by_default_when_stderr_is_not_a_terminal() {
+    // No flag, no AIRLOCK_LOG_FORMAT: the test reads stderr through a pipe.
+    assert_json_logs(&traffic(&[]).await);
+}
+
+fn assert_json_logs(logs: &str) {
+    assert_no_secret(logs);
     let mut events = Vec::new();
     for line in logs.lines() {
         // The start and stop lines are printed for a person, not logged.

@@ -399,11 +399,13 @@ impl Gateway {
     /// Starts `airlock serve` and waits for the line naming its listeners. Its log is text
     /// (the tests read it as a person would); [`Gateway::serve_with`] chooses otherwise.
     pub fn serve(&mut self, env: &[(&str, &str)]) {
-        self.serve_with(env, &[]);
+        let mut env = env.to_vec();
+        env.insert(0, ("AIRLOCK_LOG_FORMAT", "text"));
+        self.serve_with(&env, &[]);
     }
 
-    /// [`Gateway::serve`] with more arguments after `serve` (e.g. `--log-format json`); with
-    /// any, the log format is left to them and to airlock's own default.
+    /// [`Gateway::serve`] with more arguments after `serve` (e.g. `--log-format json`), the log
+    /// format left to them, to `env` and to airlock's own default.
     pub fn serve_with(&mut self, env: &[(&str, &str)], args: &[&str]) {
         self.log = self.dir.path().join(format!(
             "serve-{}.log",
@@ -422,9 +424,6 @@ impl Gateway {
             .env("AIRLOCK_LOG", "debug")
             .stderr(Stdio::piped())
             .stdout(Stdio::null());
-        if args.is_empty() {
-            cmd.env("AIRLOCK_LOG_FORMAT", "text");
-        }
         for (k, v) in env {
             cmd.env(k, v);
         }
