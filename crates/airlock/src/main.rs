@@ -14,6 +14,7 @@ mod demo;
 mod explain;
 mod home;
 mod local;
+mod logs;
 mod memory;
 mod reload;
 mod run;
@@ -21,7 +22,7 @@ mod serve;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 // The request path allocates many small, short-lived buffers across threads; glibc's
 // allocator spent ~8% of the gateway's CPU on them in profiles (docs/performance.md).
@@ -31,13 +32,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "airlock",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AIRLOCK_GIT_COMMIT"), ")"),
     about = "The security gateway AI agents cannot talk their way past."
 )]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, env = "AIRLOCK_CONFIG", default_value = "airlock.toml")]
     config: PathBuf,
+    /// Log format on stderr: text (the default on a terminal) or json (the default otherwise).
+    #[arg(long, global = true, env = "AIRLOCK_LOG_FORMAT", value_enum)]
+    log_format: Option<logs::LogFormat>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -91,6 +95,13 @@ enum Cmd {
     },
     /// Load-test a proxy (or the direct path) with keep-alive or per-request HTTPS tunnels.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `airlock man > airlock.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -218,12 +229,7 @@ enum AuditCmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| "airlock=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logs::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -285,6 +291,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         },
         Cmd::Demo { yes } => demo::run(yes).await?,
         Cmd::Bench(args) => bench::run(args).await?,
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "airlock", &mut std::io::stdout());
+        }
+        Cmd::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -396,8 +396,17 @@ impl Gateway {
         g
     }
 
-    /// Starts `airlock serve` and waits for the line naming its listeners.
+    /// Starts `airlock serve` and waits for the line naming its listeners. Its log is text
+    /// (the tests read it as a person would); [`Gateway::serve_with`] chooses otherwise.
     pub fn serve(&mut self, env: &[(&str, &str)]) {
+        let mut env = env.to_vec();
+        env.insert(0, ("AIRLOCK_LOG_FORMAT", "text"));
+        self.serve_with(&env, &[]);
+    }
+
+    /// [`Gateway::serve`] with more arguments after `serve` (e.g. `--log-format json`), the log
+    /// format left to them, to `env` and to airlock's own default.
+    pub fn serve_with(&mut self, env: &[(&str, &str)], args: &[&str]) {
         self.log = self.dir.path().join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -409,7 +418,9 @@ impl Gateway {
         cmd.arg("--config")
             .arg(&self.config)
             .arg("serve")
+            .args(args)
             .env_remove(STORE_URL_ENV)
+            .env_remove("AIRLOCK_LOG_FORMAT")
             .env("AIRLOCK_LOG", "debug")
             .stderr(Stdio::piped())
             .stdout(Stdio::null());
