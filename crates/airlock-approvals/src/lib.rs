@@ -232,6 +232,11 @@ impl Hub {
         &self.inner.people
     }
 
+    /// The configured channels' names, in routing order.
+    pub fn channel_names(&self) -> Vec<&'static str> {
+        self.inner.channels.iter().map(|c| c.name()).collect()
+    }
+
     pub fn channel(&self, name: &str) -> Option<&Arc<dyn Channel>> {
         self.inner.channels.iter().find(|c| c.name() == name)
     }

@@ -31,6 +31,9 @@ pub struct ControlState {
     pub hub: Option<airlock_approvals::Hub>,
     /// Reloads the policy from the config file (`POST /api/v1/policy/reload`).
     pub reload: Option<Arc<dyn PolicyReload>>,
+    /// What `/api/v1/status` reports of this process: its version and when it started.
+    pub version: String,
+    pub started_ms: u64,
 }
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -39,6 +42,9 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 pub trait PolicyReload: Send + Sync {
     /// What changed (JSON), or why nothing did.
     fn reload<'a>(&'a self, by: &'a str) -> BoxFuture<'a, Result<serde_json::Value, String>>;
+
+    /// The SHA-256 of the config file whose policy is in force.
+    fn config_sha256(&self) -> BoxFuture<'_, String>;
 }
 
 pub fn router(state: ControlState) -> Router {

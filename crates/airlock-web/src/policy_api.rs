@@ -6,12 +6,47 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::{ControlState, authorized, unauthorized};
 
 pub(crate) fn routes() -> Router<ControlState> {
-    Router::new().route("/api/v1/policy/reload", post(reload))
+    Router::new()
+        .route("/api/v1/policy/reload", post(reload))
+        .route("/api/v1/status", get(status))
+}
+
+/// What `airlock status` prints: version, uptime, the policy in force, held approvals, channels.
+async fn status(State(s): State<ControlState>, h: HeaderMap) -> Response {
+    if !authorized(&s, &h) {
+        return unauthorized();
+    }
+    let now = airlock_gateway::now_ms();
+    let policy = s.gateway.policy();
+    let sha = match &s.reload {
+        Some(r) => r.config_sha256().await,
+        None => String::new(),
+    };
+    let (held, channels) = match &s.hub {
+        Some(hub) => (hub.pending(1).await.map(|l| l.total).ok(), hub.channel_names()),
+        None => (Some(0), Vec::new()),
+    };
+    Json(serde_json::json!({
+        "version": s.version,
+        "uptime_secs": now.saturating_sub(s.started_ms) / 1000,
+        "policy": {
+            "sha256": sha,
+            "rules": policy.rules.len(),
+            "default": policy.default.as_str(),
+        },
+        "approvals": {
+            "configured": s.hub.is_some(),
+            "pending": held,
+            "channels": channels,
+        },
+        "ready": s.gateway.audit.is_healthy(),
+    }))
+    .into_response()
 }
 
 async fn reload(State(s): State<ControlState>, h: HeaderMap) -> Response {

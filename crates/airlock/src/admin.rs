@@ -269,6 +269,52 @@ pub async fn policy_reload(cfg: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `airlock status`: what the running gateway reports of itself.
+pub async fn status(cfg: &Path, json: bool) -> anyhow::Result<()> {
+    let control = crate::approvals_cli::Control::open(cfg)?;
+    let s = control.status().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let uptime = s["uptime_secs"].as_u64().unwrap_or(0);
+    println!("airlock {}", s["version"].as_str().unwrap_or("?"));
+    println!("  up {}", airlock_channels::render::duration(uptime));
+    println!(
+        "  policy: {} rules, default {}, config sha256 {}",
+        s["policy"]["rules"],
+        s["policy"]["default"].as_str().unwrap_or("?"),
+        s["policy"]["sha256"].as_str().unwrap_or("?")
+    );
+    match s["approvals"]["configured"].as_bool() {
+        Some(true) => {
+            let channels: Vec<&str> = s["approvals"]["channels"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|c| c.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "  approvals: {} pending; channels: {}",
+                s["approvals"]["pending"],
+                if channels.is_empty() {
+                    "terminal and dashboard only".to_string()
+                } else {
+                    channels.join(", ")
+                }
+            );
+        }
+        _ => println!("  approvals: not configured (approve rules deny)"),
+    }
+    println!(
+        "  audit log: {}",
+        if s["ready"].as_bool() == Some(true) {
+            "writable"
+        } else {
+            "UNAVAILABLE (requests are refused)"
+        }
+    );
+    Ok(())
+}
+
 pub async fn audit_verify(cfg: &Path) -> anyhow::Result<ExitCode> {
     let home = Home::load(cfg)?;
     let anchor_path = home.config.gateway.data_dir.join(airlock_store::anchor::ANCHOR_FILE);

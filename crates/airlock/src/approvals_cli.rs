@@ -80,6 +80,10 @@ impl Control {
         .await
     }
 
+    pub async fn status(&self) -> anyhow::Result<Value> {
+        self.call(self.http.get(format!("{}/api/v1/status", self.base))).await
+    }
+
     pub async fn reload_policy(&self) -> anyhow::Result<Value> {
         self.call(self.http.post(format!("{}/api/v1/policy/reload", self.base)))
             .await

@@ -29,10 +29,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `0.1.0 (commit abc123…)`: the release and the commit it was built from.
+pub(crate) const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AIRLOCK_GIT_COMMIT"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "airlock",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AIRLOCK_GIT_COMMIT"), ")"),
+    version = VERSION,
     about = "The security gateway AI agents cannot talk their way past."
 )]
 struct Cli {
@@ -88,6 +91,11 @@ enum Cmd {
     #[command(subcommand)]
     Approvals(ApprovalsCmd),
     /// A one-minute tour: gateway, a local HTTPS mail API, and a scripted agent.
+    /// The running gateway: version, uptime, the policy in force, held approvals, channels.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     Demo {
         /// Approve the held "send mail" request without asking.
         #[arg(long)]
@@ -289,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             ApprovalsCmd::Grants => approvals_cli::grants(&cfg).await?,
             ApprovalsCmd::Revoke { grant, person } => approvals_cli::revoke(&cfg, &grant, &person).await?,
         },
+        Cmd::Status { json } => admin::status(&cfg, json).await?,
         Cmd::Demo { yes } => demo::run(yes).await?,
         Cmd::Bench(args) => bench::run(args).await?,
         Cmd::Completions { shell } => {

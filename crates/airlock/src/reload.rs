@@ -240,4 +240,8 @@ impl airlock_web::PolicyReload for Reloader {
                 .map(|r| serde_json::to_value(r).unwrap_or_default())
         })
     }
+
+    fn config_sha256(&self) -> airlock_web::BoxFuture<'_, String> {
+        Box::pin(async move { self.current.lock().await.1.clone() })
+    }
 }

@@ -320,6 +320,8 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         token_hash,
         hub: hub.clone(),
         reload: Some(reloader.clone()),
+        version: crate::VERSION.to_string(),
+        started_ms: airlock_gateway::now_ms(),
     };
     tasks.push(tokio::spawn(async move {
         if let Err(e) = airlock_web::serve(control, control_state).await {

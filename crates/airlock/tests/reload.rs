@@ -115,6 +115,28 @@ async fn a_reload_applies_to_new_requests_and_keeps_held_approvals_and_in_flight
         );
     }
     assert_eq!(post(&gw, up.port, "/write").await.unwrap(), 200, "the new rule applies");
+    // `airlock status` names the file now in force, and the request still held.
+    let o = gw.control_cli(&["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (ok, sha) = python(
+        "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
+        &[gw.config.to_str().unwrap()],
+    );
+    assert!(ok);
+    assert_eq!(st["policy"]["sha256"], sha.trim(), "{st}");
+    assert_eq!(
+        (st["policy"]["rules"].as_u64(), st["approvals"]["pending"].as_u64()),
+        (Some(3), Some(1)),
+        "{st}"
+    );
+    assert!(st["version"].as_str().unwrap().contains("commit"), "{st}");
+    let o = gw.control_cli(&["status"]);
+    assert!(
+        text(&o).contains("policy: 3 rules, default deny") && text(&o).contains("1 pending"),
+        "{}",
+        text(&o)
+    );
 
     // An invalid file is refused with file:line:key; the policy in force stays.
     rewrite(&gw, |s| {

@@ -93,6 +93,8 @@ async fn start(with_hub: bool) -> Env {
         token_hash: vec![0; 32],
         hub: hub.clone(),
         reload: None,
+        version: "test".into(),
+        started_ms: 0,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
