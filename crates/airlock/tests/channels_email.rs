@@ -281,3 +281,91 @@ async fn email_a_hostile_body_stays_inert_and_a_deny_link_denies() {
     assert!(!up.contacted());
     assert!(smtp.violations().is_empty(), "{:?}", smtp.violations());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_after_a_crash_the_old_links_count_for_nothing() {
+    let Setup { smtp, up, mut gw, _ca } = start(&person("alice", "owner", "alice@example.com"), MAIL_RULE).await;
+    let mut events = Events::open(&gw).await;
+    let agent = try_send(&gw, up.port, MAIL_PATH, "application/json", MAIL.into());
+    events.next("pending").await;
+    let text = parse(&smtp.mail_to("alice@example.com").await)["parts"]["text/plain"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, page, cookie) = open(&link(&gw, &text, "Approve:")).await;
+    let csrf = csrf_field(&page);
+
+    // A crash: no shutdown path runs; the restarted gateway abandons what was held.
+    let mut child = gw.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(agent.await.unwrap().is_err(), "the held request got no answer");
+    gw.serve(ENV);
+    // The page opened before the crash is submitted after it: refused, nothing forwarded.
+    let approve = link(&gw, &text, "Approve:");
+    let (status, page) = confirm(&gw, &approve, &csrf, cookie.as_deref(), "same-origin").await;
+    assert_eq!(status, 403, "{page}");
+    let (status, page, _) = open(&approve).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Abandoned") && !page.contains("Confirm:"), "{page}");
+    assert!(!up.contacted());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_a_link_votes_on_any_replica_and_counts_once() {
+    let smtp = FakeSmtp::start().await;
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &smtp.ca_pem).unwrap();
+    let up = upstream(true).await;
+    let config = format!(
+        "[[agents]]\nname = \"mailbot\"\nsecrets = [\"gmail\"]\n\n[secrets.gmail]\nhosts = [\"localhost\"]\n\
+         header = \"Authorization\"\nformat = \"Bearer {{secret}}\"\nplaceholder = \"airlock-gmail\"\n\n\
+         [approvals]\nmax_body = 1048576\n\n{}{}{MAIL_RULE}",
+        person("alice", "owner", "alice@example.com"),
+        email_channel(&smtp, ca.path())
+    );
+    let mut c = support::replicas::Cluster::start(support::replicas::Options {
+        replicas: 2,
+        upstreams: &[&up],
+        config: &config,
+        secrets: &[("gmail", REAL)],
+        agents: &["mailbot"],
+        env: ENV,
+        ..Default::default()
+    })
+    .await;
+    // Held on replica 0; the approver's browser reaches replica 1 (any replica behind base_url).
+    let agent = send(&c[0], up.port, MAIL_PATH, "application/json", MAIL.into());
+    let text = parse(&smtp.mail_to("alice@example.com").await)["parts"]["text/plain"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approve = link(&c[1], &text, "Approve:");
+    let (status, page, cookie) = open(&approve).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, page) = confirm(&c[1], &approve, &csrf_field(&page), cookie.as_deref(), "same-origin").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        agent.await.unwrap().status(),
+        200,
+        "the holder forwards on a vote cast elsewhere"
+    );
+    assert_eq!(up.requests().len(), 1);
+    assert_eq!(up.last().body, MAIL.as_bytes());
+    // The same confirmation on the holder counts for nothing.
+    let again = link(&c[0], &text, "Approve:");
+    let (_, page, cookie) = open(&again).await;
+    assert!(
+        page.contains("Approved by alice") && !page.contains("Confirm:"),
+        "{page}"
+    );
+    // A well-formed confirmation (field = cookie), replayed on the holder: refused by the hub.
+    let cookie = cookie.unwrap();
+    let value = cookie.split_once('=').unwrap().1.to_string();
+    let (status, page) = confirm(&c[0], &again, &value, Some(&cookie), "same-origin").await;
+    assert_eq!(status, 403);
+    assert!(page.contains("already"), "{page}");
+    assert_eq!(up.requests().len(), 1, "applied once");
+    assert!(smtp.violations().is_empty(), "{:?}", smtp.violations());
+    c.stop_and_verify(REAL);
+}

@@ -108,17 +108,27 @@ impl FakeSmtp {
 
     /// Waits (10 s at most) for a message to `to`.
     pub async fn mail_to(&self, to: &str) -> Mail {
+        self.nth_mail_to(to, 0).await
+    }
+
+    /// Waits (10 s at most) for the `nth` message to `to` (from 0).
+    pub async fn nth_mail_to(&self, to: &str, nth: usize) -> Mail {
         let found = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 let changed = self.st.changed.notified();
-                if let Some(m) = self.mails().into_iter().find(|m| m.to.iter().any(|t| t == to)) {
+                if let Some(m) = self
+                    .mails()
+                    .into_iter()
+                    .filter(|m| m.to.iter().any(|t| t == to))
+                    .nth(nth)
+                {
                     return m;
                 }
                 changed.await;
             }
         })
         .await;
-        found.unwrap_or_else(|_| panic!("no mail to {to}; violations: {:?}", self.violations()))
+        found.unwrap_or_else(|_| panic!("no mail {nth} to {to}; violations: {:?}", self.violations()))
     }
 }
 
