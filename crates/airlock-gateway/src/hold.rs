@@ -193,7 +193,7 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
             format!("{why}; nobody decided before the timeout, so it is denied (approval {id})"),
         ),
         Verdict::Failed { reason } if state.drain.is_draining() => {
-            let reason = format!("{why}; {reason} (approval {id})");
+            let reason = format!("{why}; the gateway is stopping, so it was not forwarded ({reason}, approval {id})");
             return Err(stopping(conn, &req, &d, reason));
         }
         Verdict::Failed { reason } => (

@@ -95,6 +95,10 @@ fn bind_agent_socket(path: &Path, agent: &str) -> anyhow::Result<UnixListener> {
 }
 
 pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Watched before the listeners are announced: a signal sent as soon as they are is handled.
+    let mut term = signal(SignalKind::terminate()).ok();
+    let hup = signal(SignalKind::hangup()).ok();
     let home = Home::load(cfg)?;
     let opened = home.open().await?;
     let proxy = bind(home.config.gateway.listen, "agents' proxy").await?;
@@ -105,8 +109,7 @@ pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
         running.proxy_addr, running.control_addr
     );
     eprintln!("airlock: store: {}", home.store.describe());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    until_stopped(&running.reloader, &mut term).await;
+    until_stopped(&running.reloader, &mut term, hup).await;
     let cut = drain(&running.gateway, home.config.gateway.drain_timeout, &mut term).await;
     eprintln!("airlock: shutting down");
     running.shutdown().await?;
@@ -165,9 +168,12 @@ async fn stop_signal(term: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 /// Waits for SIGINT or SIGTERM; each SIGHUP meanwhile reloads the policy.
-async fn until_stopped(reloader: &crate::reload::Reloader, term: &mut Option<tokio::signal::unix::Signal>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn until_stopped(
+    reloader: &crate::reload::Reloader,
+    term: &mut Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hup) = hup else {
         return stop_signal(term).await;
     };
     loop {
