@@ -103,6 +103,15 @@ impl Hub {
             .await;
     }
 
+    /// This gateway is stopping while the approval is held: it is closed as abandoned (never
+    /// forwarded, cards updated), unless it was decided first — then that decision applies.
+    pub(crate) async fn abandon(&self, id: &str) {
+        let at_ms = now_ms();
+        let reason = "the approval was abandoned: the gateway is stopping".to_string();
+        self.close_held(id, Status::Abandoned { at_ms }, Verdict::Failed { reason })
+            .await;
+    }
+
     /// Refuses a held approval for a reason of the hub's own (fail closed).
     pub(crate) async fn fail(&self, id: &str, reason: String) {
         let at_ms = now_ms();

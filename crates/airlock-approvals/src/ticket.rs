@@ -31,16 +31,32 @@ impl Ticket {
     }
 
     /// Waits for the verdict; at the deadline the approval expires (deny).
-    pub async fn wait(mut self) -> Verdict {
+    pub async fn wait(self) -> Verdict {
+        self.wait_until(std::future::pending()).await
+    }
+
+    /// [`wait`](Self::wait), unless `stop` completes first (the gateway is stopping): then the
+    /// approval is abandoned — never forwarded — and the verdict is `Failed`, or the decision
+    /// that was recorded before the abandonment.
+    pub async fn wait_until(mut self, stop: impl std::future::Future<Output = ()>) -> Verdict {
         let Some(mut rx) = self.rx.take() else {
             self.done = true;
             return Verdict::Failed {
                 reason: "the approval is no longer held".into(),
             };
         };
+        tokio::pin!(stop);
         loop {
             let left = self.expires_ms.saturating_sub(now_ms());
             tokio::select! {
+                () = &mut stop => {
+                    // Records the abandonment, or delivers the decision that came first.
+                    self.hub.abandon(&self.id).await;
+                    self.done = true;
+                    return rx.try_recv().unwrap_or(Verdict::Failed {
+                        reason: "the approval was abandoned: the gateway is stopping".into(),
+                    });
+                }
                 v = &mut rx => {
                     self.done = true;
                     return v.unwrap_or(Verdict::Failed { reason: "the approvals hub stopped".into() });

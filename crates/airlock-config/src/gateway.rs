@@ -32,6 +32,9 @@ pub struct Gateway {
     pub upstream_ca: Vec<PathBuf>,
     /// How long an agent's connection may stall before it is closed.
     pub timeouts: ConnTimeouts,
+    /// `drain_timeout`: on SIGTERM/SIGINT, how long requests in flight may take to finish
+    /// before the gateway stops anyway.
+    pub drain_timeout: Duration,
 }
 
 /// Time limits on agents' connections, so a stalled or slow one cannot hold a descriptor
@@ -62,6 +65,9 @@ impl Default for ConnTimeouts {
     }
 }
 
+/// The default of `gateway.drain_timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Longer limits would let a stalled connection live for most of a day.
 const MAX_CONN_TIMEOUT_SECS: u64 = 3600;
 
@@ -82,17 +88,18 @@ const KEYS: &[&str] = &[
     "handshake_timeout",
     "header_timeout",
     "idle_timeout",
+    "drain_timeout",
 ];
 
-/// A connection time limit: a duration from 1s to 1h, absent → the default.
-fn conn_timeout(f: &Fields<'_>, key: &str, errs: &mut Errors) -> Duration {
+/// A time limit: a duration from 1s to 1h, absent → `default`.
+fn conn_timeout(f: &Fields<'_>, key: &str, default: Duration, errs: &mut Errors) -> Duration {
     match crate::rules::duration(f, key, errs) {
         Some(secs) if secs <= MAX_CONN_TIMEOUT_SECS => Duration::from_secs(secs),
         Some(_) => {
             errs.push(&f.at(key), "must be at most 1h");
-            DEFAULT_CONN_TIMEOUT
+            default
         }
-        None => DEFAULT_CONN_TIMEOUT,
+        None => default,
     }
 }
 
@@ -171,10 +178,11 @@ pub(crate) fn read(table: Option<&Table>, dir: &Path, errs: &mut Errors) -> Gate
     }
 
     let timeouts = ConnTimeouts {
-        handshake: conn_timeout(&f, "handshake_timeout", errs),
-        header: conn_timeout(&f, "header_timeout", errs),
-        idle: conn_timeout(&f, "idle_timeout", errs),
+        handshake: conn_timeout(&f, "handshake_timeout", DEFAULT_CONN_TIMEOUT, errs),
+        header: conn_timeout(&f, "header_timeout", DEFAULT_CONN_TIMEOUT, errs),
+        idle: conn_timeout(&f, "idle_timeout", DEFAULT_CONN_TIMEOUT, errs),
     };
+    let drain_timeout = conn_timeout(&f, "drain_timeout", DEFAULT_DRAIN_TIMEOUT, errs);
 
     Gateway {
         listen,
@@ -184,5 +192,6 @@ pub(crate) fn read(table: Option<&Table>, dir: &Path, errs: &mut Errors) -> Gate
         allow_private,
         upstream_ca,
         timeouts,
+        drain_timeout,
     }
 }

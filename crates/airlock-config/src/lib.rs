@@ -40,7 +40,10 @@ pub use approvals::{
 pub use cloud::{GchatConfig, TeamsConfig};
 pub use credentials::{ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
 pub use error::{ConfigError, KeyPath, Located, Seg};
-pub use gateway::{ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_LISTEN, Gateway};
+pub use gateway::{
+    ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LISTEN,
+    Gateway,
+};
 pub use messengers::{MatrixConfig, SignalConfig, WhatsAppConfig};
 pub use rules::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 pub use secrets::Agent;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use airlock_config::{Config, ConfigError, DEFAULT_CONN_TIMEOUT, DEFAULT_MAX_HELD_PER_AGENT};
+use airlock_config::{Config, ConfigError, DEFAULT_CONN_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_HELD_PER_AGENT};
 
 fn parse(src: &str) -> Result<Config, ConfigError> {
     Config::parse(src, Path::new("airlock.toml"))
@@ -68,4 +68,29 @@ fn bad_values_name_the_file_line_and_key() {
         shown.contains("airlock.toml:4: gateway.idle_timeout: expected a string"),
         "{shown}"
     );
+}
+
+#[test]
+fn drain_timeout_defaults_reads_and_names_bad_values() {
+    let c = parse("").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(DEFAULT_DRAIN_TIMEOUT, Duration::from_secs(30));
+    assert_eq!(c.gateway.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    let c = parse("[gateway]\ndrain_timeout = \"2m\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.gateway.drain_timeout, Duration::from_secs(120));
+    for (value, want) in [
+        ("\"2h\"", "airlock.toml:3: gateway.drain_timeout: must be at most 1h"),
+        (
+            "\"0s\"",
+            "airlock.toml:3: gateway.drain_timeout: must be longer than 0s",
+        ),
+        (
+            "\"later\"",
+            "airlock.toml:3: gateway.drain_timeout: bad duration \"later\"",
+        ),
+        ("30", "airlock.toml:3: gateway.drain_timeout: expected a string"),
+    ] {
+        let src = format!("[gateway]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = {value}\n");
+        let shown = parse(&src).unwrap_err().to_string();
+        assert!(shown.contains(want), "no {want:?} in {shown}");
+    }
 }

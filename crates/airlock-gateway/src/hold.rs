@@ -36,6 +36,17 @@ fn refuse_held<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, status: StatusCode
     Stop::refused(state, ev, status, "deny", refusal.rule.as_deref())
 }
 
+/// 503 with `Retry-After`: the gateway stopped while the request was held, so it was never
+/// forwarded; asked again, a restarted gateway (or another replica) holds it anew.
+fn stopping<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, reason: String) -> Stop {
+    let mut stop = refuse_held(conn, req, d, StatusCode::SERVICE_UNAVAILABLE, reason);
+    stop.0.headers_mut().insert(
+        header::RETRY_AFTER,
+        http::HeaderValue::from(crate::drain::RETRY_AFTER_SECS),
+    );
+    stop
+}
+
 async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Result<(Inbound<B>, Decided), Stop> {
     let state = &conn.state;
     let why = &d.decision.reason;
@@ -141,6 +152,9 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
         let reason = format!("{why}; {unshowable}, and a request is never approved blind");
         return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));
     }
+    if state.drain.is_draining() {
+        return Err(stopping(conn, &req, &d, format!("{why}; the gateway is stopping")));
+    }
     let ticket = match approvals
         .hub
         .hold(HoldRequest {
@@ -158,7 +172,9 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
     let id = ticket.id().to_string();
     // The agent's connection stays open while people decide; if it goes away, dropping the
     // ticket withdraws the approval.
-    let (status, reason) = match ticket.wait().await {
+    // A stopping gateway abandons what it holds: nothing held is forwarded without its
+    // approval, and the agent is told to ask again (a restarted gateway or a replica answers).
+    let (status, reason) = match ticket.wait_until(state.drain.draining()).await {
         Verdict::Approved { by } => {
             let reason = format!("approved by {} (approval {id})", by.join(", "));
             let d = approved(d, reason);
@@ -176,6 +192,10 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
             StatusCode::FORBIDDEN,
             format!("{why}; nobody decided before the timeout, so it is denied (approval {id})"),
         ),
+        Verdict::Failed { reason } if state.drain.is_draining() => {
+            let reason = format!("{why}; the gateway is stopping, so it was not forwarded ({reason}, approval {id})");
+            return Err(stopping(conn, &req, &d, reason));
+        }
         Verdict::Failed { reason } => (
             StatusCode::FORBIDDEN,
             format!("{why}; {reason}, so it is denied (approval {id})"),

@@ -7,6 +7,7 @@ mod body;
 mod conn;
 pub mod credentials;
 mod decide;
+pub mod drain;
 mod facts;
 mod forward;
 mod handle;
@@ -29,5 +30,6 @@ mod websocket;
 mod stages_tests;
 
 pub use conn::now_ms;
+pub use drain::Drain;
 pub use proxy::{serve, serve_agent_socket};
 pub use state::{Agent, Approvals, GatewayState, Identities, Limits, token_hash};

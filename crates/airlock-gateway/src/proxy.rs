@@ -28,9 +28,16 @@ use crate::upstream::UpBody;
 
 /// Serves agents on an already-bound listener until the task is dropped. Each agent
 /// authenticates with `Proxy-Authorization` (its name and token).
+/// Once the gateway drains, it stops accepting and closes the listener (new connections are
+/// refused); connections already accepted finish their requests.
 pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            () = state.drain.draining() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
                 spawn_connection(stream, state.clone(), Who::Token);
@@ -47,7 +54,12 @@ pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
 pub async fn serve_agent_socket(listener: UnixListener, agent: String, state: Arc<GatewayState>) {
     let agent: Arc<str> = agent.into();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            () = state.drain.draining() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, _peer)) => spawn_connection(stream, state.clone(), Who::Socket(agent.clone())),
             Err(e) => accept_failed(e).await,
         }
@@ -73,6 +85,8 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let _open = state.drain.track();
+        let drain_state = state.clone();
         let header_timeout = state.timeouts.header;
         let svc = service_fn(move |req| {
             let state = state.clone();
@@ -87,7 +101,16 @@ where
             .max_buf_size(HARD_MAX_HEAD)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
-        if let Err(e) = conn.await {
+        tokio::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            () = drain_state.drain.draining() => {
+                // The request in flight finishes; an idle connection closes now.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!(error = %e, "agent connection ended with an error");
         }
     });
@@ -175,7 +198,9 @@ fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, req: Request<Incoming>) 
         }
     };
     Metrics::inc(&state.metrics.tunnels);
+    let open = state.drain.track();
     tokio::spawn(async move {
+        let _open = open;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => tunnel(state, agent, host, port, TokioIo::new(upgraded)).await,
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),

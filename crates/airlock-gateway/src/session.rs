@@ -34,6 +34,8 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let timeouts = conn.state.timeouts;
+    let drain = conn.state.clone();
+    let drain = &drain.drain;
     let activity = Activity::new();
     let tracker = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -75,6 +77,11 @@ where
                 ended = served.as_mut() => ended,
                 () = activity.idle_for(timeouts.header) => Ok(()),
             }
+        }
+        () = drain.draining() => {
+            // The gateway stops: requests in flight finish, then the connection closes.
+            served.as_mut().graceful_shutdown();
+            served.as_mut().await
         }
     };
     if let Err(e) = ended {

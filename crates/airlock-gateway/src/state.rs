@@ -118,6 +118,8 @@ pub struct GatewayState {
     pub timeouts: airlock_config::ConnTimeouts,
     /// Dynamic credentials (OAuth2 connections, GitHub Apps), when any are declared.
     pub tokens: Option<Arc<airlock_credentials::Tokens>>,
+    /// Set when the gateway stops: no new connections, held approvals abandoned.
+    pub drain: crate::drain::Drain,
 }
 
 /// The approvals hub and how much of a body may be held.
@@ -158,6 +160,7 @@ impl GatewayState {
             held: HeldCap::new(airlock_config::DEFAULT_MAX_HELD_PER_AGENT),
             timeouts: airlock_config::ConnTimeouts::default(),
             tokens: None,
+            drain: crate::drain::Drain::default(),
         }
     }
 

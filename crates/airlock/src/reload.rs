@@ -58,6 +58,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         (g.0.allow_private != g.1.allow_private, "gateway.allow_private"),
         (g.0.upstream_ca != g.1.upstream_ca, "gateway.upstream_ca"),
         (g.0.timeouts != g.1.timeouts, "gateway timeouts"),
+        (g.0.drain_timeout != g.1.drain_timeout, "gateway.drain_timeout"),
         (old.store != new.store, "[store]"),
         (old.agents != new.agents, "[[agents]]"),
         (

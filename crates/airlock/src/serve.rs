@@ -32,6 +32,7 @@ pub struct Running {
     pub proxy_addr: SocketAddr,
     pub control_addr: SocketAddr,
     pub reloader: Arc<crate::reload::Reloader>,
+    pub gateway: Arc<GatewayState>,
     tasks: Vec<JoinHandle<()>>,
     writer: JoinHandle<()>,
 }
@@ -94,6 +95,10 @@ fn bind_agent_socket(path: &Path, agent: &str) -> anyhow::Result<UnixListener> {
 }
 
 pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Watched before the listeners are announced: a signal sent as soon as they are is handled.
+    let mut term = signal(SignalKind::terminate()).ok();
+    let hup = signal(SignalKind::hangup()).ok();
     let home = Home::load(cfg)?;
     let opened = home.open().await?;
     let proxy = bind(home.config.gateway.listen, "agents' proxy").await?;
@@ -104,22 +109,76 @@ pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
         running.proxy_addr, running.control_addr
     );
     eprintln!("airlock: store: {}", home.store.describe());
-    until_stopped(&running.reloader).await;
+    until_stopped(&running.reloader, &mut term, hup).await;
+    let cut = drain(&running.gateway, home.config.gateway.drain_timeout, &mut term).await;
     eprintln!("airlock: shutting down");
-    running.shutdown().await
+    running.shutdown().await?;
+    match cut {
+        Drained::Idle | Drained::TimedOut => Ok(()),
+        Drained::Interrupted(open) => {
+            anyhow::bail!("stopped at once by a second signal; {open} connection(s) were cut")
+        }
+    }
+}
+
+enum Drained {
+    Idle,
+    TimedOut,
+    /// A second signal; how many connections were still open.
+    Interrupted(usize),
+}
+
+/// Stops accepting, lets requests in flight finish (held approvals are abandoned: 503 with
+/// `Retry-After`) until no connection is open, `timeout` passes, or a second signal comes.
+async fn drain(gateway: &GatewayState, timeout: Duration, term: &mut Option<tokio::signal::unix::Signal>) -> Drained {
+    gateway.drain.begin();
+    eprintln!(
+        "airlock: stopping: no new connections; {} open, given up to {}s to finish (gateway.drain_timeout); \
+         a second signal stops at once",
+        gateway.drain.open(),
+        timeout.as_secs()
+    );
+    tokio::select! {
+        () = gateway.drain.idle() => Drained::Idle,
+        () = tokio::time::sleep(timeout) => {
+            eprintln!(
+                "airlock: gateway.drain_timeout ({}s) passed with {} connection(s) open; they are cut",
+                timeout.as_secs(),
+                gateway.drain.open()
+            );
+            Drained::TimedOut
+        }
+        () = stop_signal(term) => Drained::Interrupted(gateway.drain.open()),
+    }
+}
+
+/// SIGINT or SIGTERM (SIGINT only when SIGTERM could not be watched).
+async fn stop_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// Waits for SIGINT or SIGTERM; each SIGHUP meanwhile reloads the policy.
-async fn until_stopped(reloader: &crate::reload::Reloader) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
+async fn until_stopped(
+    reloader: &crate::reload::Reloader,
+    term: &mut Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hup) = hup else {
+        return stop_signal(term).await;
     };
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
+            () = stop_signal(term) => return,
             _ = hup.recv() => match reloader.reload("signal SIGHUP").await {
                 Ok(r) => eprintln!(
                     "airlock: policy reloaded ({} added, {} removed, {} changed)",
@@ -362,6 +421,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         proxy_addr,
         control_addr,
         reloader,
+        gateway: state,
         tasks,
         writer,
     })
