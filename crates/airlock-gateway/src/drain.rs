@@ -12,6 +12,8 @@ pub const RETRY_AFTER_SECS: u64 = 5;
 pub struct Drain {
     stop: watch::Sender<bool>,
     open: watch::Sender<usize>,
+    /// Listeners still accepting (each accept loop counts itself until its listener is closed).
+    listening: watch::Sender<usize>,
 }
 
 impl Default for Drain {
@@ -19,6 +21,7 @@ impl Default for Drain {
         Drain {
             stop: watch::Sender::new(false),
             open: watch::Sender::new(0),
+            listening: watch::Sender::new(0),
         }
     }
 }
@@ -54,6 +57,18 @@ impl Drain {
     pub(crate) fn track(&self) -> Open {
         self.open.send_modify(|n| *n += 1);
         Open(self.open.clone())
+    }
+
+    /// Counts a listener as accepting until the returned guard drops (after the listener).
+    pub(crate) fn listen(&self) -> Open {
+        self.listening.send_modify(|n| *n += 1);
+        Open(self.listening.clone())
+    }
+
+    /// Completes once every listener is closed: from then on a new connection is refused.
+    pub async fn closed(&self) {
+        let mut rx = self.listening.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 }
 

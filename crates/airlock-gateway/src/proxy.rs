@@ -31,10 +31,11 @@ use crate::upstream::UpBody;
 /// Once the gateway drains, it stops accepting and closes the listener (new connections are
 /// refused); connections already accepted finish their requests.
 pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
+    let listening = state.drain.listen();
     loop {
         let accepted = tokio::select! {
             biased;
-            () = state.drain.draining() => return,
+            () = state.drain.draining() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -46,6 +47,9 @@ pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
             Err(e) => accept_failed(e).await,
         }
     }
+    // Closed before it is counted out: `Drain::closed` means new connections are refused.
+    drop(listener);
+    drop(listening);
 }
 
 /// Serves one sandboxed agent on a Unix socket that only its sandbox can reach (the relay
@@ -53,10 +57,11 @@ pub async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
 /// sandbox holds a gateway token, so nothing there can act as another agent.
 pub async fn serve_agent_socket(listener: UnixListener, agent: String, state: Arc<GatewayState>) {
     let agent: Arc<str> = agent.into();
+    let listening = state.drain.listen();
     loop {
         let accepted = tokio::select! {
             biased;
-            () = state.drain.draining() => return,
+            () = state.drain.draining() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -64,6 +69,8 @@ pub async fn serve_agent_socket(listener: UnixListener, agent: String, state: Ar
             Err(e) => accept_failed(e).await,
         }
     }
+    drop(listener);
+    drop(listening);
 }
 
 async fn accept_failed(e: std::io::Error) {

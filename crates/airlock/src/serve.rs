@@ -132,6 +132,9 @@ enum Drained {
 /// `Retry-After`) until no connection is open, `timeout` passes, or a second signal comes.
 async fn drain(gateway: &GatewayState, timeout: Duration, term: &mut Option<tokio::signal::unix::Signal>) -> Drained {
     gateway.drain.begin();
+    // Announced once no listener accepts any more (bounded: a wedged accept loop must not
+    // hold up the stop).
+    let _ = tokio::time::timeout(Duration::from_secs(5), gateway.drain.closed()).await;
     eprintln!(
         "airlock: stopping: no new connections; {} open, given up to {}s to finish (gateway.drain_timeout); \
          a second signal stops at once",
