@@ -134,3 +134,20 @@ async fn deferred_request_passes_once_after_approval() {
     let mut gw = gw;
     gw.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_deferral_is_refused_on_retry() {
+    let up = upstream(true).await;
+    let cfg = CONFIG.replace("on_hold = \"defer\"", "on_hold = \"defer\"\ntimeout = \"1s\"");
+    let gw = Gateway::start(&[&up], &cfg, &[("gmail", REAL)], &["mailbot", "other"]);
+    let mut events = Events::open(&gw).await;
+    let id = deferred(send(&gw, "mailbot", up.port, r#"{"to":"bob"}"#).await).await;
+    // Nobody decides: the approval expires by itself, with no agent connection held.
+    assert_eq!(events.next("expired").await, id);
+    assert_eq!(status(&gw, "mailbot", &id).await.1["state"], "expired");
+    let r = send(&gw, "mailbot", up.port, r#"{"to":"bob"}"#).await;
+    assert_eq!(r.status(), 403);
+    assert!(!up.contacted());
+    let mut gw = gw;
+    gw.stop();
+}
