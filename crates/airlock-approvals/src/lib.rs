@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
+mod defer;
 mod fanout;
 mod grants;
 mod link;
@@ -38,6 +39,7 @@ use airlock_core::policy::ApprovalSpec;
 use airlock_store::{ApprovalRow, AuditHandle, GrantRow, Store, StoreError};
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use defer::Deferred;
 pub use link::LinkView;
 pub use people::People;
 pub use ticket::Ticket;

@@ -94,6 +94,7 @@ fn request(roles: &[&str], quorum: u32, timeout_secs: u64, grant: Option<u64>) -
                 quorum,
                 timeout_secs,
                 grant_secs: grant,
+                defer_secs: None,
             },
         }],
     }

@@ -86,6 +86,7 @@ fn request(quorum: u32, grant: Option<u64>) -> HoldRequest {
                 quorum,
                 timeout_secs: 300,
                 grant_secs: grant,
+                defer_secs: None,
             },
         }],
     }

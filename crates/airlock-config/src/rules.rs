@@ -26,8 +26,13 @@ const KEYS: &[&str] = &[
     "quorum",
     "timeout",
     "grant",
+    "on_hold",
+    "defer_window",
 ];
-const APPROVAL_KEYS: &[&str] = &["approvers", "quorum", "timeout", "grant"];
+const APPROVAL_KEYS: &[&str] = &["approvers", "quorum", "timeout", "grant", "on_hold", "defer_window"];
+
+/// How long an approved deferred request may be retried (once) when `defer_window` is not given.
+pub const DEFAULT_DEFER_WINDOW_SECS: u64 = 600;
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;
@@ -108,7 +113,31 @@ fn approval(f: &Fields<'_>, required: bool, errs: &mut Errors) -> Option<Approva
         quorum,
         timeout_secs,
         grant_secs,
+        defer_secs: on_hold(f, errs),
     })
+}
+
+/// `on_hold = "wait" | "defer"` and `defer_window`: the window when deferred, else `None`.
+fn on_hold(f: &Fields<'_>, errs: &mut Errors) -> Option<u64> {
+    let window = duration(f, "defer_window", errs);
+    if window.is_some_and(|w| w > MAX_TIMEOUT_SECS) {
+        errs.push(&f.at("defer_window"), "at most 24h");
+    }
+    let defer = match f.str("on_hold", errs) {
+        None | Some("wait") => false,
+        Some("defer") => true,
+        Some(other) => {
+            errs.push(
+                &f.at("on_hold"),
+                format!("unknown on_hold {other:?} (expected \"wait\" or \"defer\")"),
+            );
+            false
+        }
+    };
+    if !defer && f.has("defer_window") {
+        errs.push(&f.at("defer_window"), "only valid with on_hold = \"defer\"");
+    }
+    defer.then(|| window.unwrap_or(DEFAULT_DEFER_WINDOW_SECS))
 }
 
 fn rule(f: &Fields<'_>, agents: &[String], names: &mut Vec<String>, errs: &mut Errors) -> Option<Rule> {

@@ -274,6 +274,39 @@ const CASES: &[Case] = &[
         "only valid on rules with action = \"approve\" (this one is \"allow\")",
     ),
     (
+        "on_hold on a deny rule",
+        &["[[rules]]", "name = \"a\"", "action = \"deny\"", "on_hold = \"defer\""],
+        4,
+        "rules[0].on_hold",
+        "only valid on rules with action = \"approve\" (this one is \"deny\")",
+    ),
+    (
+        "unknown on_hold",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"approve\"",
+            "approvers = [\"owner\"]",
+            "on_hold = \"later\"",
+        ],
+        5,
+        "rules[0].on_hold",
+        "unknown on_hold \"later\" (expected \"wait\" or \"defer\")",
+    ),
+    (
+        "defer_window without defer",
+        &[
+            "[[rules]]",
+            "name = \"a\"",
+            "action = \"approve\"",
+            "approvers = [\"owner\"]",
+            "defer_window = \"5m\"",
+        ],
+        5,
+        "rules[0].defer_window",
+        "only valid with on_hold = \"defer\"",
+    ),
+    (
         "body with two kinds",
         &[
             "[[rules]]",

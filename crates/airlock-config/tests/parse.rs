@@ -129,6 +129,7 @@ fn issue_example_parses_into_the_core_types() {
                 quorum: 1,
                 timeout_secs: 300,
                 grant_secs: Some(900),
+                defer_secs: None,
             }),
         }]
     );

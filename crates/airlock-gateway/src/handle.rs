@@ -10,7 +10,7 @@ use crate::body::AgentBody;
 use crate::conn::Conn;
 use crate::record::Stop;
 use crate::upstream::UpBody;
-use crate::{decide, facts, forward, hold, outbound, response};
+use crate::{decide, defer, facts, forward, hold, outbound, response};
 
 pub async fn handle<B: AgentBody>(conn: Arc<Conn>, req: Request<B>) -> Response<UpBody> {
     match run(&conn, req).await {
@@ -21,6 +21,9 @@ pub async fn handle<B: AgentBody>(conn: Arc<Conn>, req: Request<B>) -> Response<
 
 /// `Err` is a refusal some stage already answered and audited.
 async fn run<B: AgentBody>(conn: &Conn, req: Request<B>) -> Result<Response<UpBody>, Stop> {
+    if let Some(answer) = defer::status(conn, &req).await {
+        return Ok(answer); // the agents' own approval status, answered by the gateway
+    }
     let req = facts::read(conn, req).await?; // bytes → facts: destination, readings, placeholder scan
     let decided = decide::decide(conn, &req)?; // the pure core: allow, deny or approve
     let (req, decided) = hold::settle(conn, req, decided).await?; // approve → held until people decide

@@ -28,7 +28,7 @@ pub(crate) async fn settle<B: AgentBody>(
     hold(conn, req, d).await
 }
 
-fn refuse_held<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, status: StatusCode, reason: String) -> Stop {
+pub(crate) fn refuse_held<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, status: StatusCode, reason: String) -> Stop {
     let state = &conn.state;
     Metrics::inc(&state.metrics.denied);
     let refusal = deny(reason, d.decision.rule.clone());
@@ -155,6 +155,9 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
     if state.drain.is_draining() {
         return Err(stopping(conn, &req, &d, format!("{why}; the gateway is stopping")));
     }
+    if let Some(window) = crate::defer::window(&held_rules) {
+        return crate::defer::settle(conn, req, d, &approvals.hub, held, held_rules, window).await;
+    }
     let ticket = match approvals
         .hub
         .hold(HoldRequest {
@@ -209,7 +212,12 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
 /// (committed with the vote). The request's usual record follows when its response is done.
 /// A record that cannot be committed in time refuses the request (503): nothing released
 /// goes out unrecorded.
-async fn forwarding<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, detail: serde_json::Value) -> Result<(), Stop> {
+pub(crate) async fn forwarding<B>(
+    conn: &Conn,
+    req: &Inbound<B>,
+    d: &Decided,
+    detail: serde_json::Value,
+) -> Result<(), Stop> {
     let state = &conn.state;
     let mut ev = req.rec.event("request", &d.decision, d.rules.clone(), vec![]);
     ev.reason = format!("forwarding: {}", d.decision.reason);
@@ -224,7 +232,7 @@ async fn forwarding<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, detail: serde
 }
 
 /// The decision an approval or a grant turns the hold into.
-fn approved(d: Decided, reason: String) -> Decided {
+pub(crate) fn approved(d: Decided, reason: String) -> Decided {
     Decided {
         policy: d.policy,
         decision: Decision {

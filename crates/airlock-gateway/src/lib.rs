@@ -7,6 +7,7 @@ mod body;
 mod conn;
 pub mod credentials;
 mod decide;
+mod defer;
 pub mod drain;
 mod facts;
 mod forward;

@@ -26,6 +26,8 @@ mod cluster;
 mod cluster_ops;
 mod creds;
 mod creds_ops;
+mod deferred;
+mod deferred_ops;
 mod error;
 mod ops;
 mod postgres;
@@ -44,6 +46,7 @@ pub use approvals::{ApprovalRow, GrantRow, MessageRow, SessionRow, VoteRow};
 pub use audit_writer::{AuditHandle, AuditUnavailable, AuditWriter, Signer, WriterOptions};
 pub use cluster::{Exclusive, GRANTS, Heard, IDENTITIES, Listener, Tally, approval_of, approval_topic};
 pub use creds::{NEEDS_CONSENT, OAuthPending};
+pub use deferred::Deferral;
 pub use error::StoreError;
 pub use verify::{VerifyError, VerifyReport, verify_chain};
 

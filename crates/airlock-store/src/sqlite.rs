@@ -152,3 +152,4 @@ crate::approvals_ops::approval_ops!();
 crate::cluster_ops::cluster_ops!();
 crate::rate_ops::rate_ops!();
 crate::creds_ops::creds_ops!();
+crate::deferred_ops::deferred_ops!();

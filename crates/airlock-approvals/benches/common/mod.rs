@@ -33,6 +33,7 @@ pub fn request(i: usize) -> HoldRequest {
                 quorum: 1,
                 timeout_secs: 600,
                 grant_secs: None,
+                defer_secs: None,
             },
         }],
     }

@@ -61,6 +61,8 @@ pub struct ApprovalSpec {
     pub quorum: u32,
     pub timeout_secs: u64,
     pub grant_secs: Option<u64>,
+    /// `on_hold = "defer"`: answered at once (428); the identical request passes once within this window.
+    pub defer_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -146,6 +146,7 @@ pub fn request(roles: &[&str], grant_secs: Option<u64>, body: &str) -> HoldReque
                 quorum: 1,
                 timeout_secs: 600,
                 grant_secs,
+                defer_secs: None,
             },
         }],
     }
