@@ -119,9 +119,9 @@ fn sign_inner(
 }
 
 /// Equality that takes the same time wherever the inputs differ (secrets a callback carries
-/// back: a Mattermost callback secret, a WhatsApp verify token): both sides are MACed under
-/// one key and the tags compared with `verify_slice`.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// back: a Mattermost callback secret, a Telegram webhook secret, a WhatsApp verify token, a
+/// CSRF field): both sides are MACed under one key and the tags compared with `verify_slice`.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let tag = |m: &[u8]| {
         let mut h = <Hmac<Sha256> as Mac>::new_from_slice(b"airlock constant-time compare")
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));

@@ -12,6 +12,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::json;
 
+use crate::token::ct_eq;
 use crate::{CallbackError, Click};
 
 /// The landing page's path on the control listener.
@@ -145,10 +146,6 @@ pub fn csrf_cookie<'a>(cookie_headers: impl IntoIterator<Item = &'a str>) -> Opt
         .find(|(k, _)| *k == CSRF_COOKIE)
         .map(|(_, v)| v)
         .filter(|v| !v.is_empty() && v.len() <= 128)
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_vault::SecretBytes;
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
 
+use crate::token::ct_eq;
 use crate::{BoxFuture, Buttons, CallbackError, Card, Channel, ChannelError, Click, MessageRef, Reply, Status};
 
 mod html;
@@ -95,18 +94,6 @@ fn platform(detail: impl Into<String>) -> ChannelError {
         channel: NAME,
         detail: detail.into(),
     }
-}
-
-/// Constant-time equality for the webhook secret: both sides are MACed under one key and the
-/// tags compared with `verify_slice`, so neither content nor a common prefix shows in timing.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let tag = |m: &[u8]| {
-        let mut h = <Hmac<Sha256> as Mac>::new_from_slice(b"airlock telegram secret compare")
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        h.update(m);
-        h
-    };
-    tag(a).verify_slice(&tag(b).finalize().into_bytes()).is_ok()
 }
 
 /// Cuts a plain text to Telegram's `answerCallbackQuery` limit (counted in UTF-16 units,

@@ -56,10 +56,7 @@ fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Equality that takes the same time wherever the first difference is.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub(crate) use airlock_channels::token::ct_eq;
 
 /// The session cookie's value, if the request carries one.
 fn cookie_token(h: &HeaderMap) -> Option<String> {
