@@ -108,7 +108,13 @@ impl Config {
                 });
             }
         };
-        let config = Self::parse(&src, path)?;
+        Self::load_source(&src, path)
+    }
+
+    /// [`Config::load`] of contents already read from `path` (a reload hashes the same bytes
+    /// it loads).
+    pub fn load_source(src: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config = Self::parse(src, path)?;
         let mut errs = Errors::default();
         let at = KeyPath::root().key("gateway").key("upstream_ca");
         for (i, ca) in config.gateway.upstream_ca.iter().enumerate() {
@@ -123,7 +129,7 @@ impl Config {
         if errs.list.is_empty() {
             Ok(config)
         } else {
-            Err(place(errs, &src, path))
+            Err(place(errs, src, path))
         }
     }
 

@@ -165,7 +165,15 @@ impl Reloader {
             }
         };
         let sha = sha256_hex(&bytes);
-        let new = match Config::load(&self.path) {
+        // The bytes just hashed, not the file read again: the SHA-256 names what is loaded.
+        let loaded = match std::str::from_utf8(&bytes) {
+            Ok(src) => Config::load_source(src, &self.path),
+            Err(e) => Err(airlock_config::ConfigError::Read {
+                path: self.path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
+        };
+        let new = match loaded {
             Ok(c) => c,
             Err(e) => {
                 return Err(refuse(
