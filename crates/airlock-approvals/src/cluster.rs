@@ -94,13 +94,14 @@ async fn upkeep(hub: Hub) {
         }
         let now = now_ms();
         let expires = now as i64 + lease.as_millis() as i64;
-        if let Err(e) = hub
+        match hub
             .inner
             .store
             .replica_alive(&hub.inner.replica, started, expires)
             .await
         {
-            tracing::warn!(error = %e, "could not renew this replica's lease");
+            Ok(()) => hub.inner.health.renewed(expires as u64),
+            Err(e) => tracing::warn!(error = %e, "could not renew this replica's lease"),
         }
         if let Err(e) = hub.sweep(now, false).await {
             tracing::warn!(error = %e, "could not look for abandoned approvals");

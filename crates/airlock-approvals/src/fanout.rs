@@ -19,6 +19,7 @@ pub(crate) struct Sent {
 
 /// Starts the follower of one sent card, which renders `current` at once when `stale`.
 fn follow(
+    hub: Hub,
     ch: Arc<dyn Channel>,
     card: Arc<Card>,
     buttons: Buttons,
@@ -35,8 +36,12 @@ fn follow(
         // change left unseen.
         while rx.changed().await.is_ok() {
             let status = rx.borrow_and_update().clone();
-            if let Err(e) = ch.update(&card, &status, Some(&buttons), &msg).await {
-                tracing::warn!(approval = %card.id, channel = ch.name(), error = %e, "could not update a card");
+            match ch.update(&card, &status, Some(&buttons), &msg).await {
+                Ok(()) => hub.inner.health.delivered(ch.name(), crate::now_ms()),
+                Err(e) => {
+                    hub.inner.health.failed(ch.name(), crate::now_ms(), &e);
+                    tracing::warn!(approval = %card.id, channel = ch.name(), error = %e, "could not update a card");
+                }
             }
             if !status.is_open() {
                 break;
@@ -90,6 +95,7 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
             let ch = hub.inner.channels[i].clone();
             match ch.send(&card, &buttons, &addr).await {
                 Ok(msg) => {
+                    hub.inner.health.delivered(ch.name(), crate::now_ms());
                     let row = MessageRow {
                         approval_id: id.clone(),
                         channel: ch.name().to_string(),
@@ -107,6 +113,7 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
                         // (their updates did not know of it): the follower catches up now.
                         let stale = l.status != sent_as;
                         l.sent.push(follow(
+                            hub.clone(),
                             ch.clone(),
                             card.clone(),
                             buttons.clone(),
@@ -117,6 +124,7 @@ pub(crate) fn send_cards(hub: &Hub, id: &str, card: &Arc<Card>) {
                     });
                 }
                 Err(e) => {
+                    hub.inner.health.failed(ch.name(), crate::now_ms(), &e);
                     hub.audit(event(
                         "approval",
                         &card.agent,

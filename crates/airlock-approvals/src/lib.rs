@@ -18,6 +18,7 @@ mod cluster;
 mod defer;
 mod fanout;
 mod grants;
+mod health;
 mod link;
 mod outcome;
 mod people;
@@ -40,6 +41,7 @@ use airlock_store::{ApprovalRow, AuditHandle, GrantRow, Store, StoreError};
 use tokio::sync::{broadcast, oneshot, watch};
 
 pub use defer::Deferred;
+pub use health::ChannelHealth;
 pub use link::LinkView;
 pub use people::People;
 pub use ticket::Ticket;
@@ -164,6 +166,7 @@ pub(crate) struct Inner {
     pub(crate) grants: RwLock<Vec<GrantRow>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) health: health::Health,
 }
 
 /// Cheap to clone; every clone is the same hub.
@@ -200,8 +203,10 @@ impl Hub {
         let grants = store.active_grants(now as i64).await?;
         let (events, _) = broadcast::channel(1024);
         let (shutdown, _) = watch::channel(false);
+        let health = health::Health::new(cfg.channels.iter().map(|c| c.name()), now + lease_ms as u64);
         let hub = Hub {
             inner: Arc::new(Inner {
+                health,
                 people: People::new(cfg.people),
                 channels: cfg.channels,
                 key: cfg.token_key,

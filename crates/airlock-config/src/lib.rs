@@ -14,6 +14,7 @@
 mod addr;
 mod approvals;
 mod body;
+mod cases;
 mod cloud;
 mod credentials;
 mod error;
@@ -37,6 +38,7 @@ pub use approvals::{
     ApprovalsConfig, ChannelsConfig, DEFAULT_MAX_HELD_PER_AGENT, DiscordConfig, PersonConfig, SecretRef, SlackConfig,
     TelegramConfig, WebexConfig, WebhookConfig,
 };
+pub use cases::PolicyCase;
 pub use cloud::{GchatConfig, TeamsConfig};
 pub use credentials::{ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
 pub use error::{ConfigError, KeyPath, Located, Seg};
@@ -78,6 +80,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// `[store]`: the database (default: SQLite in `gateway.data_dir`).
     pub store: StoreConfig,
+    /// `[[tests]]`: the policy's own cases, run by `airlock policy check`.
+    pub tests: Vec<PolicyCase>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -89,6 +93,7 @@ const TOP_KEYS: &[&str] = &[
     "channels",
     "approvals",
     "store",
+    "tests",
 ];
 
 impl Config {
@@ -169,6 +174,8 @@ impl Config {
         let channels = approvals::read_channels(root.table("channels", &mut errs), &mut errs);
         let approvals = approvals::read_approvals(root.table("approvals", &mut errs), &channels, &mut errs);
         let store = store::read(root.table("store", &mut errs), &mut errs);
+        let rule_names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+        let mut tests = cases::read(root.value("tests"), &rule_names, &mut errs);
         // With people configured, an approver role nobody holds is a mistake (a typo, usually):
         // such a rule could never be approved.
         if !people.is_empty() {
@@ -188,6 +195,10 @@ impl Config {
             return Err(place(errs, src, path));
         }
         let policy = Policy::new(gateway.default, rules);
+        let locator = Locator::new(src);
+        for t in &mut tests {
+            t.line = locator.line(&t.path);
+        }
         Ok(Config {
             path: path.to_path_buf(),
             dir,
@@ -200,6 +211,7 @@ impl Config {
             channels,
             approvals,
             store,
+            tests,
         })
     }
 

@@ -20,10 +20,11 @@ pub(crate) struct Decided {
 }
 
 /// Evaluates the policy; a deny is answered and audited here.
-pub(crate) fn decide<B>(conn: &Conn, req: &Inbound<B>) -> Result<Decided, Stop> {
+pub(crate) fn decide<B>(conn: &Conn, req: &mut Inbound<B>) -> Result<Decided, Stop> {
     let state = &conn.state;
     let policy = req.policy.clone();
     let decision = policy.evaluate(&req.facts);
+    req.rec.replay = Some(crate::record::replay_facts(&req.facts, &decision));
     let rules = decision.matched.iter().map(|&i| policy.rules[i].name.clone()).collect();
     let d = Decided {
         policy,

@@ -83,7 +83,7 @@ fn pending<B>(conn: &Conn, req: &Inbound<B>, d: &Decided, id: &str) -> Stop {
     let mut ev = req.rec.event("request", &d.decision, d.rules.clone(), vec![]);
     ev.reason = format!("{reason} (approval {id})");
     ev.status = Some(428);
-    ev.detail = Some(serde_json::json!({ "approval": id, "deferred": true }));
+    crate::record::add_detail(&mut ev, serde_json::json!({ "approval": id, "deferred": true }));
     if state.audit.append(ev).is_err() {
         return audit_unavailable(state).into();
     }

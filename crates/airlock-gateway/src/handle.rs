@@ -24,8 +24,8 @@ async fn run<B: AgentBody>(conn: &Conn, req: Request<B>) -> Result<Response<UpBo
     if let Some(answer) = defer::status(conn, &req).await {
         return Ok(answer); // the agents' own approval status, answered by the gateway
     }
-    let req = facts::read(conn, req).await?; // bytes → facts: destination, readings, placeholder scan
-    let decided = decide::decide(conn, &req)?; // the pure core: allow, deny or approve
+    let mut req = facts::read(conn, req).await?; // bytes → facts: destination, readings, placeholder scan
+    let decided = decide::decide(conn, &mut req)?; // the pure core: allow, deny or approve
     let (req, decided) = hold::settle(conn, req, decided).await?; // approve → held until people decide
     decide::admit(conn, &req.rec, &decided).await?; // audit writable, rate limits
     let minted = outbound::mint(conn, &req, &decided).await?; // OAuth2 / GitHub App tokens, cached or refreshed

@@ -221,7 +221,7 @@ pub(crate) async fn forwarding<B>(
     let state = &conn.state;
     let mut ev = req.rec.event("request", &d.decision, d.rules.clone(), vec![]);
     ev.reason = format!("forwarding: {}", d.decision.reason);
-    ev.detail = Some(detail);
+    crate::record::add_detail(&mut ev, detail);
     match state.audit.append_durable(ev).await {
         Ok(()) => Ok(()),
         Err(e) => {

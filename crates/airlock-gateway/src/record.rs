@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use airlock_core::audit::AuditEvent;
+use airlock_core::facts::{Body, RequestFacts};
 use airlock_core::policy::{Action, Decision};
 use http::{Response, StatusCode};
 
@@ -20,6 +21,9 @@ pub(crate) struct Record {
     pub(crate) host: String,
     pub(crate) path: String,
     pub(crate) started: Instant,
+    /// What `airlock policy test` replays later: the core's verdict and the facts it read
+    /// beyond method, host and path (never bodies, header or query values). Set by the decision.
+    pub(crate) replay: Option<serde_json::Value>,
 }
 
 impl Record {
@@ -32,6 +36,7 @@ impl Record {
             host,
             path: airlock_inspect::target::redact_query(target),
             started: Instant::now(),
+            replay: None,
         }
     }
 
@@ -51,9 +56,39 @@ impl Record {
             bytes_in: 0,
             bytes_out: 0,
             latency_us: self.started.elapsed().as_micros() as u64,
-            detail: None,
+            detail: self.replay.as_ref().map(|r| serde_json::json!({ "replay": r })),
         }
     }
+}
+
+/// Adds `extra`'s keys to the record's detail (keeping the replay facts already there).
+pub(crate) fn add_detail(ev: &mut AuditEvent, extra: serde_json::Value) {
+    match (&mut ev.detail, extra) {
+        (Some(serde_json::Value::Object(have)), serde_json::Value::Object(more)) => have.extend(more),
+        (slot, extra) => *slot = Some(extra),
+    }
+}
+
+/// The replay facts of a decided request: the verdict, where it went, and what the body
+/// matchers saw (statement classes, operation and method names; no values).
+pub(crate) fn replay_facts(f: &RequestFacts, d: &Decision) -> serde_json::Value {
+    let body = match &f.body {
+        Body::Empty => serde_json::json!("empty"),
+        Body::Streamed => serde_json::json!("streamed"),
+        Body::TooLarge => serde_json::json!("too_large"),
+        Body::Inspected(b) => serde_json::json!({
+            "json": !b.json.is_empty() || b.json_unread,
+            "graphql": b.graphql, "jsonrpc": b.jsonrpc, "sql": b.sql, "sql_unparsed": b.sql_unparsed,
+        }),
+    };
+    let mut r = serde_json::json!({
+        "policy": d.action.as_str(), "scheme": f.scheme, "port": f.port, "body": body,
+    });
+    // Method overrides come from headers and query values the record does not keep.
+    if f.methods.len() > 1 {
+        r["methods"] = f.methods.iter().map(|m| m.value.clone()).collect();
+    }
+    r
 }
 
 /// Writes the record of a request the gateway answers itself; a failed write turns the

@@ -129,7 +129,7 @@ pub(crate) async fn deliver(conn: &Conn, answered: Answered, d: &Decided) -> Res
         ev.bytes_out = bytes;
         ev.latency_us = started.elapsed().as_micros() as u64;
         if !completed {
-            ev.detail = Some(serde_json::json!({ "response": "incomplete" }));
+            crate::record::add_detail(&mut ev, serde_json::json!({ "response": "incomplete" }));
         }
         record_forwarded(&state_for_record, ev);
     });

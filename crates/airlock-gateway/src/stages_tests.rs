@@ -156,13 +156,13 @@ async fn facts_stage_reads_every_reading_and_refuses_what_it_cannot() {
 async fn decide_stage_answers_a_deny_and_hands_on_the_rest() {
     let s = state(vec![]).await;
     let c = conn(&s, tunnel());
-    let denied = facts::read(&c, req("DELETE", "/x", &[], "")).await.ok().expect("facts");
-    let stop = decide(&c, &denied).err().expect("denied");
+    let mut denied = facts::read(&c, req("DELETE", "/x", &[], "")).await.ok().expect("facts");
+    let stop = decide(&c, &mut denied).err().expect("denied");
     assert_eq!(stop.0.status(), StatusCode::FORBIDDEN);
     assert!(body_text(stop).await.contains("no deletes"));
-    let allowed = facts::read(&c, req("GET", "/x", &[], "")).await.ok().expect("facts");
+    let mut allowed = facts::read(&c, req("GET", "/x", &[], "")).await.ok().expect("facts");
     assert_eq!(
-        decide(&c, &allowed).ok().map(|d| d.decision.rule),
+        decide(&c, &mut allowed).ok().map(|d| d.decision.rule),
         Some(Some("reads".into()))
     );
 }
@@ -171,16 +171,16 @@ async fn decide_stage_answers_a_deny_and_hands_on_the_rest() {
 async fn hold_stage_without_approvers_denies_and_passes_the_rest() {
     let s = state(vec![]).await;
     let c = conn(&s, tunnel());
-    let held = facts::read(&c, req("POST", "/send", &[], "hi"))
+    let mut held = facts::read(&c, req("POST", "/send", &[], "hi"))
         .await
         .ok()
         .expect("facts");
-    let d = decide(&c, &held).ok().expect("approve");
+    let d = decide(&c, &mut held).ok().expect("approve");
     let stop = hold::settle(&c, held, d).await.err().expect("denied");
     assert_eq!(stop.0.status(), StatusCode::FORBIDDEN);
     assert!(body_text(stop).await.contains("no approvers are configured"));
-    let allowed = facts::read(&c, req("GET", "/x", &[], "")).await.ok().expect("facts");
-    let d = decide(&c, &allowed).ok().expect("allow");
+    let mut allowed = facts::read(&c, req("GET", "/x", &[], "")).await.ok().expect("facts");
+    let d = decide(&c, &mut allowed).ok().expect("allow");
     assert!(hold::settle(&c, allowed, d).await.is_ok());
 }
 
@@ -188,11 +188,11 @@ async fn hold_stage_without_approvers_denies_and_passes_the_rest() {
 async fn admit_stage_takes_from_the_rate_of_every_matching_rule() {
     let s = state(vec![]).await;
     let c = conn(&s, tunnel());
-    let first = facts::read(&c, req("POST", "/limited", &[], ""))
+    let mut first = facts::read(&c, req("POST", "/limited", &[], ""))
         .await
         .ok()
         .expect("facts");
-    let d = decide(&c, &first).ok().expect("allow");
+    let d = decide(&c, &mut first).ok().expect("allow");
     assert!(admit(&c, &first.rec, &d).await.is_ok());
     let stop = admit(&c, &first.rec, &d).await.expect_err("limited");
     assert_eq!(stop.0.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -213,8 +213,8 @@ async fn outbound_stage_injects_into_the_declared_slot_toward_the_canonical_host
         ],
         "",
     );
-    let inbound = facts::read(&c, r).await.ok().expect("facts");
-    let d = decide(&c, &inbound).ok().expect("allow");
+    let mut inbound = facts::read(&c, r).await.ok().expect("facts");
+    let d = decide(&c, &mut inbound).ok().expect("allow");
     let out = outbound::prepare(&c, inbound, &d, Default::default())
         .ok()
         .expect("prepared");
@@ -263,11 +263,11 @@ async fn forward_and_response_stages_dial_checked_addresses_and_scrub_echoes() {
     let s = state(allow).await;
     let c = conn(&s, None);
     let url = format!("http://127.0.0.1:{port}/x");
-    let inbound = facts::read(&c, req("GET", &url, &[("x-key", PLACEHOLDER)], ""))
+    let mut inbound = facts::read(&c, req("GET", &url, &[("x-key", PLACEHOLDER)], ""))
         .await
         .ok()
         .expect("facts");
-    let d = decide(&c, &inbound).ok().expect("allow");
+    let d = decide(&c, &mut inbound).ok().expect("allow");
     let out = outbound::prepare(&c, inbound, &d, Default::default())
         .ok()
         .expect("prepared");
@@ -279,8 +279,8 @@ async fn forward_and_response_stages_dial_checked_addresses_and_scrub_echoes() {
 
     // The same request to a loopback port nobody allowed: refused at dial time.
     let closed = format!("http://127.0.0.1:{}/x", port.wrapping_add(1).max(1));
-    let inbound = facts::read(&c, req("GET", &closed, &[], "")).await.ok().expect("facts");
-    let d = decide(&c, &inbound).ok().expect("allow");
+    let mut inbound = facts::read(&c, req("GET", &closed, &[], "")).await.ok().expect("facts");
+    let d = decide(&c, &mut inbound).ok().expect("allow");
     let out = outbound::prepare(&c, inbound, &d, Default::default())
         .ok()
         .expect("prepared");

@@ -19,6 +19,8 @@ pub(crate) const CHANNEL: &str = "airlock";
 pub const GRANTS: &str = "grants";
 /// Topic: agents or secrets changed.
 pub const IDENTITIES: &str = "identities";
+/// Topic: a replica reloaded its policy; the others load their config files again.
+pub const POLICY: &str = "policy";
 
 /// Topic: approval `id` changed (a vote counted, or decided).
 pub fn approval_topic(id: &str) -> String {
@@ -194,6 +196,16 @@ impl Store {
     /// Registers or renews replica `id`'s lease until `expires_ms`.
     pub async fn replica_alive(&self, id: &str, started_ms: i64, expires_ms: i64) -> Result<(), StoreError> {
         dispatch!(self, replica_alive(id, started_ms, expires_ms))
+    }
+
+    /// Records the SHA-256 of the config file replica `id` runs (shown by `airlock status`).
+    pub async fn set_replica_policy(&self, id: &str, sha256: &str) -> Result<(), StoreError> {
+        dispatch!(self, set_replica_policy(id, sha256))
+    }
+
+    /// Replicas whose lease is live at `now_ms`, oldest first, with the policy each runs.
+    pub async fn live_replicas(&self, now_ms: i64) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        dispatch!(self, live_replicas(now_ms))
     }
 
     /// Ends replica `id`'s lease now, and forgets leases that expired before `forget_before_ms`.

@@ -86,6 +86,34 @@ macro_rules! cluster_ops {
             Ok(())
         }
 
+        pub(crate) async fn set_replica_policy(pool: &DbPool, id: &str, sha256: &str) -> Result<(), StoreError> {
+            sqlx::query("UPDATE replicas SET policy_sha256 = $2 WHERE id = $1")
+                .bind(id)
+                .bind(sha256)
+                .execute(pool)
+                .await
+                .map_err(db)?;
+            Ok(())
+        }
+
+        pub(crate) async fn live_replicas(pool: &DbPool, now_ms: i64) -> Result<Vec<(String, Option<String>)>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, policy_sha256 FROM replicas WHERE expires_ms > $1 ORDER BY started_ms, id",
+            )
+            .bind(now_ms)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let id = text(r, "id", At::table("replicas"))?;
+                    let at = At::table("replicas").key(&id);
+                    let sha = $crate::ops::nullable(r, "policy_sha256", || text(r, "policy_sha256", at))?;
+                    Ok((id, sha))
+                })
+                .collect()
+        }
+
         pub(crate) async fn replica_gone(pool: &DbPool, id: &str, forget_before_ms: i64) -> Result<(), StoreError> {
             sqlx::query("DELETE FROM replicas WHERE id = $1 OR expires_ms < $2")
                 .bind(id)

@@ -44,7 +44,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use approvals::{ApprovalRow, GrantRow, MessageRow, SessionRow, VoteRow};
 pub use audit_writer::{AuditHandle, AuditUnavailable, AuditWriter, Signer, WriterOptions};
-pub use cluster::{Exclusive, GRANTS, Heard, IDENTITIES, Listener, Tally, approval_of, approval_topic};
+pub use cluster::{Exclusive, GRANTS, Heard, IDENTITIES, Listener, POLICY, Tally, approval_of, approval_topic};
 pub use creds::{NEEDS_CONSENT, OAuthPending};
 pub use deferred::Deferral;
 pub use error::StoreError;

@@ -75,8 +75,9 @@ async fn healthz() -> Response {
 /// How long `/readyz` waits for the store to answer.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Readiness, for load balancers: 503 while the audit log cannot be written or the store does
-/// not answer (requests are refused then), 200 again by itself once it does.
+/// Readiness, for load balancers: 503 while the audit log cannot be written, the store does not
+/// answer (requests are refused then) or this replica's lease has lapsed; 200 again by itself
+/// once they recover, naming the policy in force.
 async fn readyz(State(s): State<ControlState>) -> Response {
     if !s.gateway.audit.is_healthy() {
         return (StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable\n").into_response();
@@ -84,7 +85,23 @@ async fn readyz(State(s): State<ControlState>) -> Response {
     if !s.store.reachable(READY_TIMEOUT).await {
         return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response();
     }
-    (StatusCode::OK, "ready\n").into_response()
+    if let Some(hub) = &s.hub
+        && !hub.lease_live(airlock_gateway::now_ms())
+    {
+        // Other replicas may be abandoning what this one holds: send new requests elsewhere.
+        let why = "this replica's lease in the store has lapsed\n";
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
+    let policy = s.gateway.policy();
+    (
+        StatusCode::OK,
+        format!(
+            "ready: {} rules, default {}\n",
+            policy.rules.len(),
+            policy.default.as_str()
+        ),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<ControlState>) -> Response {

@@ -27,12 +27,30 @@ async fn status(State(s): State<ControlState>, h: HeaderMap) -> Response {
         Some(r) => r.config_sha256().await,
         None => String::new(),
     };
-    let (held, channels) = match &s.hub {
-        Some(hub) => (hub.pending(1).await.map(|l| l.total).ok(), hub.channel_names()),
-        None => (Some(0), Vec::new()),
+    let (held, channels, health, lease) = match &s.hub {
+        Some(hub) => (
+            hub.pending(1).await.map(|l| l.total).ok(),
+            hub.channel_names(),
+            hub.channel_health(),
+            hub.lease_live(now),
+        ),
+        None => (Some(0), Vec::new(), Vec::new(), true),
+    };
+    // Every live replica sharing the store, with the config it runs (approvals configured).
+    let replicas: Vec<serde_json::Value> = match &s.hub {
+        Some(hub) => s
+            .store
+            .live_replicas(now as i64)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, sha)| serde_json::json!({ "id": id, "policy_sha256": sha, "this": id == hub.replica_id() }))
+            .collect(),
+        None => Vec::new(),
     };
     Json(serde_json::json!({
         "version": s.version,
+        "replicas": replicas,
         "uptime_secs": now.saturating_sub(s.started_ms) / 1000,
         "policy": {
             "sha256": sha,
@@ -43,6 +61,8 @@ async fn status(State(s): State<ControlState>, h: HeaderMap) -> Response {
             "configured": s.hub.is_some(),
             "pending": held,
             "channels": channels,
+            "channel_health": health,
+            "lease_live": lease,
         },
         "ready": s.gateway.audit.is_healthy(),
     }))

@@ -235,7 +235,8 @@ pub async fn rotate_key(cfg: &Path, out: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn policy_check(cfg: &Path) -> anyhow::Result<()> {
+/// Validates the file, then runs its `[[tests]]`: exit 1 when one fails.
+pub fn policy_check(cfg: &Path) -> anyhow::Result<ExitCode> {
     let home = Home::load(cfg)?;
     let c = &home.config;
     println!(
@@ -246,7 +247,17 @@ pub fn policy_check(cfg: &Path) -> anyhow::Result<()> {
         c.agents.len(),
         c.policy.default.as_str()
     );
-    Ok(())
+    if c.tests.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed = crate::explain::run_cases(c)?;
+    if failed == 0 {
+        println!("{} tests passed", c.tests.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{failed} of {} tests failed", c.tests.len());
+        Ok(ExitCode::from(1))
+    }
 }
 
 /// Asks the running gateway to load the config file again. The file is validated here first
@@ -303,6 +314,33 @@ pub async fn status(cfg: &Path, json: bool) -> anyhow::Result<()> {
             );
         }
         _ => println!("  approvals: not configured (approve rules deny)"),
+    }
+    for c in s["approvals"]["channel_health"].as_array().into_iter().flatten() {
+        let at = |k: &str| c[k].as_u64().map(airlock_channels::render::utc_datetime);
+        let ok = at("last_ok_ms").map_or("no card yet".to_string(), |t| format!("last card {t}"));
+        match (at("last_error_ms"), c["last_error"].as_str()) {
+            (Some(t), Some(e)) => println!(
+                "    {}: {ok}; last error {t}: {}",
+                c["name"].as_str().unwrap_or("?"),
+                airlock_channels::text::one_line(e)
+            ),
+            _ => println!("    {}: {ok}", c["name"].as_str().unwrap_or("?")),
+        }
+    }
+    let replicas = s["replicas"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if replicas.len() > 1 {
+        println!("  replicas sharing the store:");
+        for r in replicas {
+            println!(
+                "    {}{}: config sha256 {}",
+                r["id"].as_str().unwrap_or("?"),
+                if r["this"] == true { " (this one)" } else { "" },
+                r["policy_sha256"].as_str().unwrap_or("not recorded")
+            );
+        }
+    }
+    if s["approvals"]["lease_live"] == false {
+        println!("  replica lease: LAPSED (other replicas may abandon what this one holds)");
     }
     println!(
         "  audit log: {}",

@@ -16,6 +16,7 @@ mod home;
 mod local;
 mod logs;
 mod memory;
+mod policy_test;
 mod reload;
 mod run;
 mod serve;
@@ -161,6 +162,19 @@ enum PolicyCmd {
     /// Load the config file into the running gateway: the new rules apply to new requests,
     /// held approvals stay held (SIGHUP does the same).
     Reload,
+    /// Replay the audited requests of the past through the config (`--config`): what would be
+    /// decided differently. Exit 0 when nothing changes, 1 when something would, 2 when the
+    /// policy is invalid or the history cannot be read.
+    Test {
+        /// How far back: "7d", "12h", "30m".
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rules added, removed and changed from OLD to NEW, and the held approvals (in OLD's
+    /// store) a reload to NEW would refuse. Exit 0 when the policies are the same.
+    Diff { old: PathBuf, new: PathBuf },
     /// Show the decision for a request, the rules that matched, and why.
     Explain {
         method: String,
@@ -272,8 +286,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Vault(VaultCmd::RotateKey { out }) => admin::rotate_key(&cfg, out.as_deref()).await?,
         Cmd::Ca(CaCmd::Path) => println!("{}", home::Home::load(&cfg)?.ca_cert_path().display()),
         Cmd::Ca(CaCmd::Export) => print!("{}", std::fs::read_to_string(home::Home::load(&cfg)?.ca_cert_path())?),
-        Cmd::Policy(PolicyCmd::Check) => admin::policy_check(&cfg)?,
+        Cmd::Policy(PolicyCmd::Check) => return admin::policy_check(&cfg),
         Cmd::Policy(PolicyCmd::Reload) => admin::policy_reload(&cfg).await?,
+        Cmd::Policy(PolicyCmd::Test { since, json }) => return Ok(policy_test::policy_test(&cfg, &since, json).await),
+        Cmd::Policy(PolicyCmd::Diff { old, new }) => return Ok(policy_test::policy_diff(&old, &new).await),
         Cmd::Policy(PolicyCmd::Explain {
             method,
             url,

@@ -12,7 +12,7 @@ use airlock_config::Config;
 use airlock_core::audit::AuditEvent;
 use airlock_core::policy::{Action, Policy};
 use airlock_gateway::GatewayState;
-use airlock_store::AuditHandle;
+use airlock_store::{AuditHandle, Store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -34,6 +34,8 @@ pub struct Reloader {
     state: Arc<GatewayState>,
     hub: Option<airlock_approvals::Hub>,
     audit: AuditHandle,
+    /// Replicas sharing it hear of each reload, and see which policy each replica runs.
+    store: Store,
     /// The config in force and its file's SHA-256; one reload at a time.
     current: Mutex<(Config, String)>,
 }
@@ -77,7 +79,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 /// Rules added, removed and changed, by name.
-fn diff(old: &Policy, new: &Policy) -> (Vec<String>, Vec<String>, Vec<String>) {
+pub(crate) fn diff(old: &Policy, new: &Policy) -> (Vec<String>, Vec<String>, Vec<String>) {
     let find = |p: &Policy, name: &str| p.rules.iter().find(|r| r.name == name).cloned();
     let added = new
         .rules
@@ -129,6 +131,7 @@ impl Reloader {
         state: Arc<GatewayState>,
         hub: Option<airlock_approvals::Hub>,
         audit: AuditHandle,
+        store: Store,
     ) -> Reloader {
         let sha = file_sha256(&config);
         Reloader {
@@ -136,13 +139,51 @@ impl Reloader {
             state,
             hub,
             audit,
+            store,
             current: Mutex::new((config, sha)),
         }
     }
 
+    /// Records in the store which policy this replica runs (its lease row; replicas only
+    /// register one when approvals are configured).
+    pub async fn record_hash(&self) {
+        let sha = self.current.lock().await.1.clone();
+        self.record(&sha).await;
+    }
+
+    async fn record(&self, sha: &str) {
+        let Some(hub) = &self.hub else { return };
+        if let Err(e) = self.store.set_replica_policy(hub.replica_id(), sha).await {
+            tracing::warn!(error = %e, "could not record this replica's policy in the store");
+        }
+    }
+
+    /// Another replica reloaded: load this replica's own file again when it changed (each
+    /// replica reads its own copy; an unchanged file is left alone, and this reload is not
+    /// announced again).
+    pub async fn follow(&self) {
+        let changed = match std::fs::read(&self.path) {
+            Ok(b) => sha256_hex(&b) != self.current.lock().await.1,
+            Err(_) => true, // reload() reports the failure
+        };
+        if !changed {
+            return;
+        }
+        match self.reload("another replica (store notification)", false).await {
+            Ok(r) => eprintln!(
+                "airlock: policy reloaded after another replica's reload ({} added, {} removed, {} changed)",
+                r.added.len(),
+                r.removed.len(),
+                r.changed.len()
+            ),
+            Err(e) => eprintln!("airlock: policy reload after another replica's refused: {e}"),
+        }
+    }
+
     /// Loads the file again and swaps the policy in, or refuses and changes nothing. `by`
-    /// names who asked ("signal SIGHUP", "control plane"), for the audit record.
-    pub async fn reload(&self, by: &str) -> Result<Reloaded, String> {
+    /// names who asked ("signal SIGHUP", "control plane"), for the audit record. `announce`:
+    /// tell the replicas sharing the store to load their files too.
+    pub async fn reload(&self, by: &str, announce: bool) -> Result<Reloaded, String> {
         let mut current = self.current.lock().await;
         let refuse = |why: String, sha_after: &str, cur: &str| {
             self.state.metrics.inc_reload(false);
@@ -237,6 +278,11 @@ impl Reloader {
         };
         tracing::info!(by, sha256 = %sha, "{summary}");
         *current = (new, sha);
+        drop(current);
+        self.record(&out.sha256_after).await;
+        if announce && let Err(e) = self.store.notify(airlock_store::POLICY).await {
+            tracing::warn!(error = %e, "the other replicas were not told of this reload; reload them too");
+        }
         Ok(out)
     }
 }
@@ -244,7 +290,7 @@ impl Reloader {
 impl airlock_web::PolicyReload for Reloader {
     fn reload<'a>(&'a self, by: &'a str) -> airlock_web::BoxFuture<'a, Result<Value, String>> {
         Box::pin(async move {
-            Reloader::reload(self, by)
+            Reloader::reload(self, by, true)
                 .await
                 .map(|r| serde_json::to_value(r).unwrap_or_default())
         })

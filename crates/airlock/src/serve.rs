@@ -182,7 +182,7 @@ async fn until_stopped(
     loop {
         tokio::select! {
             () = stop_signal(term) => return,
-            _ = hup.recv() => match reloader.reload("signal SIGHUP").await {
+            _ = hup.recv() => match reloader.reload("signal SIGHUP", true).await {
                 Ok(r) => eprintln!(
                     "airlock: policy reloaded ({} added, {} removed, {} changed)",
                     r.added.len(), r.removed.len(), r.changed.len()
@@ -236,23 +236,35 @@ async fn identities(
     )))
 }
 
-/// Returns when agents or secrets were announced as changed, or after [`REFRESH`] (the polling
-/// fallback), whichever comes first.
-async fn identities_changed(listener: &mut Option<airlock_store::Listener>) {
+/// What the store announced.
+enum Announced {
+    /// Agents or secrets changed, the notifications had a gap, or [`REFRESH`] passed (the
+    /// polling fallback): read them again.
+    Identities,
+    /// Another replica reloaded its policy.
+    Policy,
+}
+
+/// Waits for the next announcement that concerns this loop, or [`REFRESH`].
+async fn announced(listener: &mut Option<airlock_store::Listener>) -> Announced {
     let Some(l) = listener else {
-        return tokio::time::sleep(REFRESH).await;
+        tokio::time::sleep(REFRESH).await;
+        return Announced::Identities;
     };
     let wait = async {
         loop {
             match l.recv().await {
+                Ok(airlock_store::Heard::Topic(t)) if t == airlock_store::POLICY => return Announced::Policy,
                 Ok(airlock_store::Heard::Topic(t)) if t != airlock_store::IDENTITIES => continue,
-                Ok(_) => return,
+                Ok(_) => return Announced::Identities,
                 // Unreachable store: the timer decides.
                 Err(_) => std::future::pending::<()>().await,
             }
         }
     };
-    let _ = tokio::time::timeout(REFRESH, wait).await;
+    tokio::time::timeout(REFRESH, wait)
+        .await
+        .unwrap_or(Announced::Identities)
 }
 
 /// What agents' requests must never reach, whatever `allow_private` says (invariant 1): the
@@ -375,7 +387,9 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         state.clone(),
         hub.clone(),
         audit.clone(),
+        store.clone(),
     ));
+    reloader.record_hash().await;
     let control_state = airlock_web::ControlState {
         gateway: state.clone(),
         store: store.clone(),
@@ -402,11 +416,16 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     }
     let refresh_state = state.clone();
     let cfg = cfg.clone();
-    // Another replica's `agent add` / `secret set` is announced through the store: reload at once.
+    // Another replica's `agent add` / `secret set` / policy reload is announced through the
+    // store: reload at once.
     let mut listener = store.listen().await.ok();
+    let follower = reloader.clone();
     tasks.push(tokio::spawn(async move {
         loop {
-            identities_changed(&mut listener).await;
+            if let Announced::Policy = announced(&mut listener).await {
+                follower.follow().await;
+                continue;
+            }
             match identities(&cfg, &store, &vault, Some(&fingerprint)).await {
                 Ok(Some((ids, fp))) => {
                     fingerprint = fp;

@@ -455,3 +455,40 @@ async fn no_secret_on_any_surface() {
     assert!(audit.contains("alice voted via webhook"), "{audit}");
     assert_no_credential("the audit log", &audit);
 }
+
+/// `airlock status` names each channel's last delivery and last error (issue 16): a webhook
+/// that refuses connections shows its error, and the channel's secret appears nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_channels_last_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/cards", closed.local_addr().unwrap().port());
+    drop(closed);
+    let up = upstream(true).await;
+    let people = "[people.alice]\nroles = [\"owner\"]\nwebhook = \"alice-ops\"\n";
+    let gw = gateway(&up, people, &webhook_channel(&url), MAIL_RULE);
+    let o = gw.control_cli(&["status"]);
+    assert!(text(&o).contains("webhook: no card yet"), "{}", text(&o));
+    let agent = send(&gw, up.port, MAIL_PATH, "application/json", MAIL.into());
+    assert_eq!(
+        agent.await.unwrap().status(),
+        403,
+        "no card could be delivered: refused"
+    );
+
+    let o = gw.control_cli(&["status", "--json"]);
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let health = &st["approvals"]["channel_health"][0];
+    assert_eq!(health["name"], "webhook", "{st}");
+    assert!(
+        health["last_error"].as_str().is_some_and(|e| e.contains("webhook")),
+        "{st}"
+    );
+    assert!(
+        health["last_error_ms"].as_u64().is_some() && health["last_ok_ms"].is_null(),
+        "{st}"
+    );
+    let o = gw.control_cli(&["status"]);
+    let shown = text(&o);
+    assert!(shown.contains("webhook: no card yet; last error"), "{shown}");
+    assert!(!shown.contains(WEBHOOK_SECRET) && !st.to_string().contains(WEBHOOK_SECRET));
+}

@@ -230,3 +230,66 @@ async fn sighup_refuses_a_held_request_whose_rule_is_gone_and_keeps_the_others()
         "{audit}"
     );
 }
+
+/// With replicas over PostgreSQL, a reload on one reaches the others (NOTIFY): each loads its
+/// own copy of the file, and `airlock status` names the policy every replica runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_on_one_replica_reaches_the_others_and_status_names_each_replicas_policy() {
+    use support::replicas::{Cluster, Options};
+    let up = upstream(true).await;
+    let mut cluster = Cluster::start(Options {
+        replicas: 2,
+        upstreams: &[&up],
+        config: BASE,
+        agents: &["a"],
+        ..Options::default()
+    })
+    .await;
+    for g in &cluster.replicas {
+        assert_eq!(post(g, up.port, "/write").await.unwrap(), 403, "not allowed yet");
+    }
+    // The operator deploys the new file to every replica and reloads one of them.
+    for g in &cluster.replicas {
+        rewrite(g, |s| format!("{s}{WRITES}"));
+    }
+    let o = cluster[0].control_cli(&["policy", "reload"]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_log(&cluster[1], "policy reloaded after another replica's reload (1 added").await;
+    assert_eq!(
+        post(&cluster[1], up.port, "/write").await.unwrap(),
+        200,
+        "the other replica applies it"
+    );
+
+    let (ok, sha) = python(
+        "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
+        &[cluster[0].config.to_str().unwrap()],
+    );
+    assert!(ok);
+    let o = cluster[1].control_cli(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let replicas = st["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2, "{st}");
+    assert!(replicas.iter().all(|r| r["policy_sha256"] == sha.trim()), "{st}");
+    assert_eq!(replicas.iter().filter(|r| r["this"] == true).count(), 1, "{st}");
+    let o = cluster[1].control_cli(&["status"]);
+    assert!(
+        text(&o).contains("replicas sharing the store:") && text(&o).contains("(this one)"),
+        "{}",
+        text(&o)
+    );
+
+    // The replica told first does not reload twice on hearing its own announcement.
+    let audit = cluster.stop_and_verify("no-secret-here");
+    let reloads: Vec<_> = audit
+        .iter()
+        .filter(|e| e["kind"] == "policy" && e["decision"] == "reloaded")
+        .collect();
+    assert_eq!(reloads.len(), 2, "{reloads:?}");
+    assert!(
+        reloads
+            .iter()
+            .any(|e| e["detail"]["by"] == "another replica (store notification)"),
+        "{reloads:?}"
+    );
+}
