@@ -15,6 +15,7 @@ mod addr;
 mod approvals;
 mod body;
 mod cloud;
+mod compat;
 mod credentials;
 mod error;
 mod gateway;
@@ -38,6 +39,7 @@ pub use approvals::{
     TelegramConfig, WebexConfig, WebhookConfig,
 };
 pub use cloud::{GchatConfig, TeamsConfig};
+pub use compat::{DEFAULT_PROXY_URL, OneCliConfig};
 pub use credentials::{ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{
@@ -78,6 +80,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// `[store]`: the database (default: SQLite in `gateway.data_dir`).
     pub store: StoreConfig,
+    /// `[compat.onecli]`: the OneCLI-compatible API, when configured.
+    pub onecli: Option<OneCliConfig>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -89,6 +93,7 @@ const TOP_KEYS: &[&str] = &[
     "channels",
     "approvals",
     "store",
+    "compat",
 ];
 
 impl Config {
@@ -169,6 +174,7 @@ impl Config {
         let channels = approvals::read_channels(root.table("channels", &mut errs), &mut errs);
         let approvals = approvals::read_approvals(root.table("approvals", &mut errs), &channels, &mut errs);
         let store = store::read(root.table("store", &mut errs), &mut errs);
+        let onecli = compat::read(root.table("compat", &mut errs), &people, &mut errs);
         // With people configured, an approver role nobody holds is a mistake (a typo, usually):
         // such a rule could never be approved.
         if !people.is_empty() {
@@ -200,6 +206,7 @@ impl Config {
             channels,
             approvals,
             store,
+            onecli,
         })
     }
 
@@ -208,9 +215,15 @@ impl Config {
         self.credentials.iter().find(|c| c.name == name)
     }
 
-    /// The agent named `name`, if declared.
+    /// The `[[agents]]` entry for agent `name`: the one of that exact name, else the glob
+    /// (`"ag-*"`) with the longest prefix matching it.
     pub fn agent(&self, name: &str) -> Option<&Agent> {
-        self.agents.iter().find(|a| a.name == name)
+        self.agents.iter().find(|a| a.name == name).or_else(|| {
+            self.agents
+                .iter()
+                .filter(|a| a.glob_matches(name))
+                .max_by_key(|a| a.name.len())
+        })
     }
 }
 
