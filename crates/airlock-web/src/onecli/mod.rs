@@ -34,6 +34,10 @@ use auth::authorize;
 /// Where the CA certificate is mounted in the container (the SDK mounts it read-only there).
 pub const CA_CONTAINER_PATH: &str = "/run/airlock/ca.pem";
 
+/// `(env name, placeholder)` of each secret the config grants an agent; `None` when no
+/// `[[agents]]` entry (exact or glob) names it.
+pub type Grants = Arc<dyn Fn(&str) -> Option<Vec<(String, String)>> + Send + Sync>;
+
 /// What the OneCLI-compatible API needs from the gateway that serves it.
 pub struct OneCli {
     /// `http://HOST:PORT`: the proxy as containers reach it.
@@ -46,9 +50,7 @@ pub struct OneCli {
     /// here is HMAC-SHA256(key, name, creation time), so airlock keeps only its hash, as for any
     /// agent, and can still hand it out again before each container start.
     pub agent_key: SecretBytes,
-    /// `(env name, placeholder)` of each secret the config grants agent `name`; `None` when no
-    /// `[[agents]]` entry (exact or glob) names it.
-    pub grants: Arc<dyn Fn(&str) -> Option<Vec<(String, String)>> + Send + Sync>,
+    pub grants: Grants,
     /// Reloads the gateway's agents now, so a credential just issued is usable at once.
     pub refresh: Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
 }
