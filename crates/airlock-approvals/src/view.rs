@@ -141,6 +141,25 @@ impl Hub {
         })
     }
 
+    /// Pending approvals `person` may still decide, oldest first: a rule names one of their roles
+    /// and they have not voted on it yet (empty for someone not configured).
+    pub async fn pending_for(&self, person: &str, limit: i64) -> Result<Vec<ApprovalView>, StoreError> {
+        let Some(roles) = self.inner.people.get(person).map(|p| p.roles.clone()) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.inner.store.pending_oldest_first(limit).await?;
+        let mut out = self.views(rows).await?;
+        out.retain(|v| {
+            matches!(v.status, Status::Pending { .. })
+                && v.card
+                    .rules
+                    .iter()
+                    .any(|r| r.approvers.iter().any(|a| roles.contains(a)))
+                && !v.votes.iter().any(|vote| vote.person == person)
+        });
+        Ok(out)
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<ApprovalView>, StoreError> {
         match self.inner.store.get_approval(id).await? {
             Some(row) => self.view(row).await,

@@ -16,6 +16,7 @@ mod approvals;
 mod body;
 mod cases;
 mod cloud;
+mod compat;
 mod credentials;
 mod error;
 mod gateway;
@@ -40,6 +41,7 @@ pub use approvals::{
 };
 pub use cases::PolicyCase;
 pub use cloud::{GchatConfig, TeamsConfig};
+pub use compat::{DEFAULT_PROXY_URL, OneCliConfig};
 pub use credentials::{ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{
@@ -82,6 +84,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[[tests]]`: the policy's own cases, run by `airlock policy check`.
     pub tests: Vec<PolicyCase>,
+    /// `[compat.onecli]`: the OneCLI-compatible API, when configured.
+    pub onecli: Option<OneCliConfig>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -94,6 +98,7 @@ const TOP_KEYS: &[&str] = &[
     "approvals",
     "store",
     "tests",
+    "compat",
 ];
 
 impl Config {
@@ -176,6 +181,7 @@ impl Config {
         let store = store::read(root.table("store", &mut errs), &mut errs);
         let rule_names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
         let mut tests = cases::read(root.value("tests"), &rule_names, &mut errs);
+        let onecli = compat::read(root.table("compat", &mut errs), &people, &mut errs);
         // With people configured, an approver role nobody holds is a mistake (a typo, usually):
         // such a rule could never be approved.
         if !people.is_empty() {
@@ -212,6 +218,7 @@ impl Config {
             approvals,
             store,
             tests,
+            onecli,
         })
     }
 
@@ -220,9 +227,15 @@ impl Config {
         self.credentials.iter().find(|c| c.name == name)
     }
 
-    /// The agent named `name`, if declared.
+    /// The `[[agents]]` entry for agent `name`: the one of that exact name, else the glob
+    /// (`"ag-*"`) with the longest prefix matching it.
     pub fn agent(&self, name: &str) -> Option<&Agent> {
-        self.agents.iter().find(|a| a.name == name)
+        self.agents.iter().find(|a| a.name == name).or_else(|| {
+            self.agents
+                .iter()
+                .filter(|a| a.glob_matches(name))
+                .max_by_key(|a| a.name.len())
+        })
     }
 }
 

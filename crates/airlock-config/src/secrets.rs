@@ -13,9 +13,26 @@ use crate::raw::{Fields, as_table, single_line, valid_name, valid_token};
 /// One `[[agents]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
+    /// The agent's name, or a glob (`"ag-*"`: a prefix and one trailing `*`) that gives every
+    /// agent so named — typically those created through the OneCLI-compatible API — its
+    /// secrets and rules.
     pub name: String,
     /// Names of the secrets this agent may have injected; each is declared.
     pub secrets: Vec<String>,
+}
+
+impl Agent {
+    /// True for a glob entry (`name` ends in `*`).
+    pub fn is_glob(&self) -> bool {
+        self.name.ends_with('*')
+    }
+
+    /// True when this is a glob entry whose prefix starts `agent` (never for another glob).
+    pub fn glob_matches(&self, agent: &str) -> bool {
+        self.name
+            .strip_suffix('*')
+            .is_some_and(|p| agent.starts_with(p) && !agent.contains('*'))
+    }
 }
 
 /// A host pattern as written in a rule (`allow_any`: `"*"` is accepted) or a secret.
@@ -314,7 +331,10 @@ pub(crate) fn read_agents(value: Option<&Value>, secret_names: &[String], errs: 
         match name {
             None if !f.has("name") => errs.push(&f.at("name"), "every agent needs a name"),
             None => {}
-            Some(n) if !valid_name(n) => errs.push(&f.at("name"), "an agent name is 1 to 64 of A-Z a-z 0-9 . _ -"),
+            Some(n) if !valid_name(n.strip_suffix('*').unwrap_or(n)) || n.len() > 64 => errs.push(
+                &f.at("name"),
+                "an agent name is 1 to 64 of A-Z a-z 0-9 . _ -, or such a prefix and one trailing * (a glob)",
+            ),
             Some(n) if agents.iter().any(|a| a.name == n) => {
                 errs.push(&f.at("name"), format!("duplicate agent name {n:?}"));
             }

@@ -599,6 +599,43 @@ const CASES: &[Case] = &[
         "did you mean \"url\"",
     ),
     (
+        "a OneCLI approver who is not a person",
+        &[
+            "[people.alice]",
+            "roles = [\"owner\"]",
+            "",
+            "[compat.onecli]",
+            "approver = \"bob\"",
+        ],
+        5,
+        "compat.onecli.approver",
+        "\"bob\" is not a configured person",
+    ),
+    (
+        "a OneCLI proxy URL carrying a credential",
+        &[
+            "[compat.onecli]",
+            "proxy_url = \"http://u:p@host.docker.internal:3128\"",
+        ],
+        2,
+        "compat.onecli.proxy_url",
+        "no credentials, path or query",
+    ),
+    (
+        "a typo'd key in [compat.onecli]",
+        &["[compat.onecli]", "aprover = \"alice\""],
+        2,
+        "compat.onecli.aprover",
+        "did you mean \"approver\"",
+    ),
+    (
+        "an agent glob with a star inside",
+        &["[[agents]]", "name = \"ag-*-x\""],
+        2,
+        "agents[0].name",
+        "a prefix and one trailing *",
+    ),
+    (
         "a replica lease that is not a duration",
         &["[store]", "lease = \"ten seconds\""],
         2,

@@ -363,3 +363,59 @@ fn parse_does_not_touch_upstream_ca_files() {
     .unwrap();
     assert_eq!(c.gateway.upstream_ca, vec![PathBuf::from("/nonexistent/ca.pem")]);
 }
+
+/// `[compat.onecli]` and glob agents: the exact entry wins, else the longest matching glob, and
+/// a rule naming a glob applies to every agent it matches.
+#[test]
+fn onecli_section_and_agent_globs() {
+    let src = r#"
+[[agents]]
+name = "ag-*"
+secrets = ["k"]
+
+[[agents]]
+name = "ag-admin-*"
+
+[[agents]]
+name = "ag-1"
+
+[secrets.k]
+hosts = ["api.example.com"]
+header = "X-Key"
+placeholder = "airlock-k"
+
+[people.host]
+roles = ["chat"]
+
+[compat.onecli]
+approver = "host"
+
+[[rules]]
+name = "nanoclaw agents"
+agents = ["ag-*"]
+action = "allow"
+"#;
+    let c = Config::parse(src, Path::new("airlock.toml")).unwrap();
+    let onecli = c.onecli.clone().unwrap();
+    assert_eq!(onecli.proxy_url, "http://host.docker.internal:3128");
+    assert_eq!(onecli.approver.as_deref(), Some("host"));
+    assert_eq!(c.agent("ag-1").map(|a| a.name.as_str()), Some("ag-1"));
+    assert_eq!(c.agent("ag-17").map(|a| a.name.as_str()), Some("ag-*"));
+    assert_eq!(c.agent("ag-admin-3").map(|a| a.name.as_str()), Some("ag-admin-*"));
+    assert_eq!(c.agent("zz-1"), None);
+    assert_eq!(c.agent("ag-*x*"), None, "a name with a star is never an agent");
+    let at = |agent: &str| {
+        let f = airlock_core::facts::RequestFacts::new(
+            agent,
+            "GET",
+            airlock_core::facts::Scheme::Https,
+            "api.example.com",
+            443,
+            "/",
+        );
+        c.policy.evaluate(&f).action
+    };
+    assert_eq!(at("ag-17"), Action::Allow);
+    assert_eq!(at("zz-1"), Action::Deny);
+    assert!(Config::parse("", Path::new("airlock.toml")).unwrap().onecli.is_none());
+}

@@ -19,6 +19,8 @@ macro_rules! dispatch {
 }
 
 pub mod anchor;
+mod apikeys;
+mod apikeys_ops;
 mod approvals;
 mod approvals_ops;
 mod audit_writer;
@@ -42,6 +44,7 @@ use std::path::Path;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
+pub use apikeys::ApiKeyRow;
 pub use approvals::{ApprovalRow, GrantRow, MessageRow, SessionRow, VoteRow};
 pub use audit_writer::{AuditHandle, AuditUnavailable, AuditWriter, Signer, WriterOptions};
 pub use cluster::{Exclusive, GRANTS, Heard, IDENTITIES, Listener, POLICY, Tally, approval_of, approval_topic};

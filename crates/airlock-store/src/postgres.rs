@@ -204,6 +204,7 @@ crate::cluster_ops::cluster_ops!();
 crate::rate_ops::rate_ops!();
 crate::creds_ops::creds_ops!();
 crate::deferred_ops::deferred_ops!();
+crate::apikeys_ops::apikeys_ops!();
 
 #[cfg(test)]
 mod tests {

@@ -153,3 +153,4 @@ crate::cluster_ops::cluster_ops!();
 crate::rate_ops::rate_ops!();
 crate::creds_ops::creds_ops!();
 crate::deferred_ops::deferred_ops!();
+crate::apikeys_ops::apikeys_ops!();

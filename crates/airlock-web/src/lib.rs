@@ -6,6 +6,7 @@ mod approvals_api;
 mod callbacks;
 pub mod dashboard;
 mod oauth;
+pub mod onecli;
 mod policy_api;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct ControlState {
     /// What `/api/v1/status` reports of this process: its version and when it started.
     pub version: String,
     pub started_ms: u64,
+    /// The OneCLI-compatible API (`[compat.onecli]`), when configured.
+    pub onecli: Option<Arc<onecli::OneCli>>,
 }
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -58,6 +61,7 @@ pub fn router(state: ControlState) -> Router {
         .merge(callbacks::routes())
         .merge(policy_api::routes())
         .merge(oauth::routes())
+        .merge(onecli::routes())
         .merge(dashboard::routes())
         .with_state(state)
 }

@@ -13,6 +13,9 @@ use crate::home::{Home, MASTER_KEY_ENV, is_internal, now_ms, random_token, row, 
 
 pub async fn agent_add(cfg: &Path, name: &str) -> anyhow::Result<()> {
     let home = Home::load(cfg)?;
+    if name.contains('*') {
+        bail!("\"{name}\" is a glob: issue a token for one agent it matches");
+    }
     if home.config.agent(name).is_none() {
         bail!(
             "agent \"{name}\" is not declared in {}: add [[agents]] name = \"{name}\" first",
@@ -42,7 +45,9 @@ pub async fn agent_list(cfg: &Path) -> anyhow::Result<()> {
     let opened = home.open().await?;
     let issued = opened.store.list_agents().await?;
     for a in &home.config.agents {
-        let token = if issued.iter().any(|r| r.name == a.name) {
+        let token = if a.is_glob() {
+            "glob: grants to the agents it matches"
+        } else if issued.iter().any(|r| r.name == a.name) {
             "token issued"
         } else {
             "no token"

@@ -15,10 +15,13 @@ pub const AUDIT_KEY: &str = "__airlock_audit_signing_key";
 /// The vault entry holding the key that signs approval buttons' tokens. In the vault, not in
 /// each process: every replica sharing the store verifies a click on a card any of them sent.
 pub const BUTTON_KEY: &str = "__airlock_button_token_key";
+/// The vault entry holding the key the credentials of agents created through the OneCLI API
+/// are derived from.
+pub const AGENT_KEY: &str = "__airlock_onecli_agent_key";
 
 /// Vault entries airlock keeps for itself (hidden from `secret list`, refused by `secret rm`).
 pub fn is_internal(name: &str) -> bool {
-    name == AUDIT_KEY || name == BUTTON_KEY
+    name == AUDIT_KEY || name == BUTTON_KEY || name == AGENT_KEY
 }
 /// The environment variable that may carry the master key instead of a file.
 pub const MASTER_KEY_ENV: &str = "AIRLOCK_MASTER_KEY";

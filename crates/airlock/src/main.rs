@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod apikey;
 mod approvals;
 mod approvals_cli;
 mod bench;
@@ -17,6 +18,7 @@ mod local;
 mod logs;
 mod memory;
 mod policy_test;
+mod onecli;
 mod reload;
 mod run;
 mod serve;
@@ -68,6 +70,9 @@ enum Cmd {
     /// Manage agents and their gateway tokens.
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// Scoped API keys for the OneCLI-compatible API ([compat.onecli]).
+    #[command(subcommand)]
+    Apikey(ApikeyCmd),
     /// Manage sealed secrets.
     #[command(subcommand)]
     Secret(SecretCmd),
@@ -120,6 +125,22 @@ enum AgentCmd {
         name: String,
     },
     List,
+    Rm {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCmd {
+    /// Issue a key; prints it last (shown once, stored hashed).
+    Add {
+        name: String,
+        /// What it may do: provision (agents, container config), approvals (held requests, decisions).
+        #[arg(long, value_name = "SCOPES")]
+        scope: String,
+    },
+    List,
+    /// Revoke a key (at once, also while the gateway runs).
     Rm {
         name: String,
     },
@@ -279,6 +300,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Agent(AgentCmd::Add { name }) => admin::agent_add(&cfg, &name).await?,
         Cmd::Agent(AgentCmd::List) => admin::agent_list(&cfg).await?,
         Cmd::Agent(AgentCmd::Rm { name }) => admin::agent_rm(&cfg, &name).await?,
+        Cmd::Apikey(ApikeyCmd::Add { name, scope }) => apikey::add(&cfg, &name, &scope).await?,
+        Cmd::Apikey(ApikeyCmd::List) => apikey::list(&cfg).await?,
+        Cmd::Apikey(ApikeyCmd::Rm { name }) => apikey::rm(&cfg, &name).await?,
         Cmd::Secret(SecretCmd::Set { name }) => admin::secret_set(&cfg, &name).await?,
         Cmd::Secret(SecretCmd::List) => admin::secret_list(&cfg).await?,
         Cmd::Secret(SecretCmd::Rm { name }) => admin::secret_rm(&cfg, &name).await?,

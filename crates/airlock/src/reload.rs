@@ -70,6 +70,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         (old.people != new.people, "[people]"),
         (old.channels != new.channels, "[channels]"),
         (old.approvals != new.approvals, "[approvals]"),
+        (old.onecli != new.onecli, "[compat.onecli]"),
     ] {
         if changed {
             out.push(what);

@@ -195,7 +195,7 @@ async fn until_stopped(
 
 /// Agents and unsealed secret values, unless their fingerprint equals `unchanged_from`
 /// (then `None`: nothing is decrypted just to find nothing changed).
-async fn identities(
+pub(crate) async fn identities(
     cfg: &Config,
     store: &Store,
     vault: &Vault,
@@ -214,7 +214,21 @@ async fn identities(
     if unchanged_from == Some(fingerprint.as_str()) {
         return Ok(None);
     }
-    let declared: Vec<(String, Vec<String>)> = cfg.agents.iter().map(|a| (a.name.clone(), a.secrets.clone())).collect();
+    // Every declared agent, and each issued one a glob names (`[[agents]] name = "ag-*"`) with
+    // that glob's grants.
+    let mut declared: Vec<(String, Vec<String>)> = cfg
+        .agents
+        .iter()
+        .filter(|a| !a.is_glob())
+        .map(|a| (a.name.clone(), a.secrets.clone()))
+        .collect();
+    for r in &rows {
+        if !declared.iter().any(|(n, _)| n == &r.name)
+            && let Some(a) = cfg.agent(&r.name)
+        {
+            declared.push((r.name.clone(), a.secrets.clone()));
+        }
+    }
     let tokens: Vec<(String, [u8; 32])> = rows
         .iter()
         .filter_map(|r| Some((r.name.clone(), <[u8; 32]>::try_from(r.token_hash.as_slice()).ok()?)))
@@ -373,7 +387,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     let state = Arc::new(gateway.with_timeouts(cfg.gateway.timeouts).with_tokens(tokens));
 
     let mut tasks = vec![tokio::spawn(airlock_gateway::serve(proxy, state.clone()))];
-    for a in &cfg.agents {
+    for a in cfg.agents.iter().filter(|a| !a.is_glob()) {
         let listener = bind_agent_socket(&home.agent_socket_path(&a.name), &a.name)?;
         tasks.push(tokio::spawn(airlock_gateway::serve_agent_socket(
             listener,
@@ -390,6 +404,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         store.clone(),
     ));
     reloader.record_hash().await;
+    let onecli = crate::onecli::api(cfg, &store, &vault, ca_cert.clone(), &state).await?;
     let control_state = airlock_web::ControlState {
         gateway: state.clone(),
         store: store.clone(),
@@ -398,6 +413,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         reload: Some(reloader.clone()),
         version: crate::VERSION.to_string(),
         started_ms: airlock_gateway::now_ms(),
+        onecli,
     };
     tasks.push(tokio::spawn(async move {
         if let Err(e) = airlock_web::serve(control, control_state).await {

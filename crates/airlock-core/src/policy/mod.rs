@@ -74,7 +74,7 @@ pub struct Rule {
     pub methods: Vec<String>,
     /// Globs on the normalized path; empty: every path.
     pub paths: Vec<Glob>,
-    /// Empty: every agent.
+    /// Empty: every agent; `"ag-*"` every agent whose name starts `ag-`.
     pub agents: Vec<String>,
     /// Each named parameter must be present with a matching value.
     pub query: Vec<(String, Glob)>,
@@ -113,7 +113,9 @@ impl Rule {
 
     /// The agent, query and header conditions (one reading each; repeated keys are several values).
     fn fixed_ok(&self, f: &RequestFacts, side: Side) -> bool {
-        (self.agents.is_empty() || self.agents.iter().any(|a| a == &f.agent))
+        // An entry ending in `*` names every agent with that prefix (agents created through an API).
+        let named = |a: &String| a == &f.agent || a.strip_suffix('*').is_some_and(|p| f.agent.starts_with(p));
+        (self.agents.is_empty() || self.agents.iter().any(named))
             && self.query.iter().all(|(k, g)| {
                 // Some servers read query keys without regard to case (ASP.NET, PHP's $_REQUEST on IIS).
                 let vals = f.query.iter().filter(|(qk, _)| qk.eq_ignore_ascii_case(k));

@@ -95,6 +95,7 @@ async fn start(with_hub: bool) -> Env {
         reload: None,
         version: "test".into(),
         started_ms: 0,
+        onecli: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
