@@ -16,6 +16,7 @@ mod approvals;
 mod body;
 mod cloud;
 mod credentials;
+mod databases;
 mod error;
 mod gateway;
 mod locate;
@@ -37,8 +38,10 @@ pub use approvals::{
     ApprovalsConfig, ChannelsConfig, DEFAULT_MAX_HELD_PER_AGENT, DiscordConfig, PersonConfig, SecretRef, SlackConfig,
     TelegramConfig, WebexConfig, WebhookConfig,
 };
+pub use body::sql_class;
 pub use cloud::{GchatConfig, TeamsConfig};
 pub use credentials::{ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
+pub use databases::{DatabaseConfig, DatabaseKind, DbTls, is_loopback};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{
     ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LISTEN,
@@ -70,6 +73,11 @@ pub struct Config {
     /// The secrets the gateway mints or refreshes itself (OAuth2 connections, GitHub Apps).
     pub credentials: Vec<Credential>,
     pub policy: Policy,
+    /// `[databases.*]`.
+    pub databases: Vec<DatabaseConfig>,
+    /// The rules with `databases = [...]`, with the same default: statements are decided by
+    /// these alone, HTTP requests by `policy` alone.
+    pub database_policy: Policy,
     /// `[people.*]`: who may approve, with which roles, reachable where.
     pub people: Vec<PersonConfig>,
     /// `[channels.*]`: where approval cards are sent.
@@ -89,6 +97,7 @@ const TOP_KEYS: &[&str] = &[
     "channels",
     "approvals",
     "store",
+    "databases",
 ];
 
 impl Config {
@@ -162,9 +171,14 @@ impl Config {
         gateway.data_dir = tidy(&gateway.data_dir);
         gateway.upstream_ca = gateway.upstream_ca.iter().map(|p| tidy(p)).collect();
         let (decls, secret_names, credentials) = secrets::read_secrets(root.table("secrets", &mut errs), &mut errs);
-        let agents = secrets::read_agents(root.value("agents"), &secret_names, &mut errs);
+        let (databases, db_names) = databases::read(root.table("databases", &mut errs), &dir, &mut errs);
+        let agents = secrets::read_agents(root.value("agents"), &secret_names, &db_names, &mut errs);
         let agent_names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
-        let rules = rules::read(root.value("rules"), &agent_names, &mut errs);
+        let known = rules::Known {
+            agents: &agent_names,
+            databases: &db_names,
+        };
+        let rules = rules::read(root.value("rules"), &known, &mut errs);
         let people = approvals::read_people(root.table("people", &mut errs), &mut errs);
         let channels = approvals::read_channels(root.table("channels", &mut errs), &mut errs);
         let approvals = approvals::read_approvals(root.table("approvals", &mut errs), &channels, &mut errs);
@@ -172,11 +186,11 @@ impl Config {
         // With people configured, an approver role nobody holds is a mistake (a typo, usually):
         // such a rule could never be approved.
         if !people.is_empty() {
-            for (i, r) in rules.iter().enumerate() {
+            for (i, r, _) in &rules {
                 for role in r.approval.iter().flat_map(|a| &a.approvers) {
                     if !people.iter().any(|p| p.roles.contains(role)) {
                         errs.push(
-                            &KeyPath::root().key("rules").index(i).key("approvers"),
+                            &KeyPath::root().key("rules").index(*i).key("approvers"),
                             format!("no person holds the role {role:?} (see [people.*] roles)"),
                         );
                     }
@@ -187,7 +201,9 @@ impl Config {
         if !errs.list.is_empty() {
             return Err(place(errs, src, path));
         }
-        let policy = Policy::new(gateway.default, rules);
+        let (db_rules, rules): (Vec<_>, Vec<_>) = rules.into_iter().partition(|(_, _, db)| *db);
+        let policy = Policy::new(gateway.default, rules.into_iter().map(|(_, r, _)| r).collect());
+        let database_policy = Policy::new(gateway.default, db_rules.into_iter().map(|(_, r, _)| r).collect());
         Ok(Config {
             path: path.to_path_buf(),
             dir,
@@ -196,6 +212,8 @@ impl Config {
             secrets: SecretIndex::new(decls),
             credentials,
             policy,
+            databases,
+            database_policy,
             people,
             channels,
             approvals,
