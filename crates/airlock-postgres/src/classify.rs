@@ -183,9 +183,15 @@ mod tests {
         assert_eq!(classes("GRANT admin TO me"), vec![Ddl, Role]);
         assert_eq!(classes("COPY t FROM PROGRAM 'id'"), vec![Copy, Write, Procedural]);
         assert_eq!(classes("COPY t TO STDOUT"), vec![Copy, Read]);
-        assert_eq!(classes("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x"), vec![Read, Write]);
+        assert_eq!(
+            classes("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x"),
+            vec![Read, Write]
+        );
         assert_eq!(classes("SELECT * INTO t2 FROM t"), vec![Read, Write, Ddl]);
-        assert_eq!(classes("SELECT * FROM dblink('x', 'DROP TABLE t') AS r(a int)"), vec![Read, Procedural]);
+        assert_eq!(
+            classes("SELECT * FROM dblink('x', 'DROP TABLE t') AS r(a int)"),
+            vec![Read, Procedural]
+        );
         assert_eq!(classes("BEGIN"), vec![Read]);
         assert_eq!(classes("TRUNCATE t"), vec![Ddl]);
         assert_eq!(classify("DROP TABLE accounts").tables, vec!["accounts".to_string()]);

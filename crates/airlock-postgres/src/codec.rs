@@ -74,9 +74,15 @@ pub fn decode(buf: &mut BytesMut, limit: usize) -> Result<Option<Frame>, CodecEr
 pub enum Startup {
     Ssl,
     GssEnc,
-    Cancel { pid: i32, key: Vec<u8> },
+    Cancel {
+        pid: i32,
+        key: Vec<u8>,
+    },
     /// Protocol 3.x with its parameters, in order.
-    Params { minor: u16, params: Vec<(String, String)> },
+    Params {
+        minor: u16,
+        params: Vec<(String, String)>,
+    },
 }
 
 impl Startup {
@@ -240,12 +246,18 @@ mod tests {
         let mut buf = BytesMut::from(&all[..]);
         assert_eq!(decode(&mut buf, 1024).unwrap().unwrap().tag, b'E');
         assert_eq!(decode(&mut buf, 1024).unwrap().unwrap(), ready_for_query(b'I'));
-        assert_eq!(decode(&mut BytesMut::from(&b"Q\0\0\0\x03"[..]), 1024), Err(CodecError::BadLength(3)));
+        assert_eq!(
+            decode(&mut BytesMut::from(&b"Q\0\0\0\x03"[..]), 1024),
+            Err(CodecError::BadLength(3))
+        );
         assert_eq!(
             decode(&mut BytesMut::from(&b"Q\x7f\xff\xff\xff"[..]), 1024),
             Err(CodecError::TooLarge(0x7fff_ffff, 1024))
         );
-        assert_eq!(decode(&mut BytesMut::from(&b"Q\xff\xff\xff\xff"[..]), 1024), Err(CodecError::BadLength(-1)));
+        assert_eq!(
+            decode(&mut BytesMut::from(&b"Q\xff\xff\xff\xff"[..]), 1024),
+            Err(CodecError::BadLength(-1))
+        );
     }
 
     #[test]

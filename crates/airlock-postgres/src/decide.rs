@@ -22,7 +22,10 @@ use crate::classify::Statements;
 pub(crate) enum Outcome {
     Forward,
     /// Refused: the rule (if any) and the reason, safe to show the agent.
-    Refuse { rule: Option<String>, reason: String },
+    Refuse {
+        rule: Option<String>,
+        reason: String,
+    },
 }
 
 /// One decision about `text` (already classified as `st`).
@@ -192,7 +195,14 @@ async fn hold(gw: &PgGateway, a: &Ask<'_>, d: &Decision, mut detail: serde_json:
     let port = gw.databases.get(a.database).map_or(0, |db| db.config.port);
     let held = held_request(a, port);
     if let Err(unshowable) = airlock_channels::card::showable(&held.headers, &held.body) {
-        return refuse(gw, a, d, format!("{why}; {unshowable}, and nothing is approved blind"), detail).await;
+        return refuse(
+            gw,
+            a,
+            d,
+            format!("{why}; {unshowable}, and nothing is approved blind"),
+            detail,
+        )
+        .await;
     }
     if state.drain.is_draining() {
         return refuse(gw, a, d, format!("{why}; the gateway is stopping"), detail).await;

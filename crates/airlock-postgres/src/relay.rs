@@ -33,7 +33,8 @@ pub(crate) struct Who {
 
 /// Fails on purpose to put a transaction block into the failed state, as the refused statement
 /// would have; its answer is swallowed.
-const ABORT: &str = "DO $airlock$ BEGIN RAISE EXCEPTION 'airlock refused a statement in this transaction'; END $airlock$";
+const ABORT: &str =
+    "DO $airlock$ BEGIN RAISE EXCEPTION 'airlock refused a statement in this transaction'; END $airlock$";
 /// Prepared statements remembered per session; beyond this, older names are forgotten (a Bind of
 /// a forgotten name reads as unparsed: refused unless a restrictive rule lets it pass).
 const MAX_PREPARED: usize = 10_000;

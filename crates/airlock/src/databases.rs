@@ -27,7 +27,9 @@ pub(crate) async fn start(
         let what = format!("databases.{}.password", db.name);
         let password = crate::approvals::resolve(&db.password, &what, store, vault).await?;
         let ca = match &db.ca {
-            Some(p) => Some(std::fs::read(p).with_context(|| format!("databases.{}.ca: cannot read {}", db.name, p.display()))?),
+            Some(p) => Some(
+                std::fs::read(p).with_context(|| format!("databases.{}.ca: cannot read {}", db.name, p.display()))?,
+            ),
             None => None,
         };
         let roots = airlock_postgres::tls::roots(ca.as_deref())
@@ -57,7 +59,11 @@ pub(crate) async fn start(
         gateway: state,
         policy: Arc::new(cfg.database_policy.clone()),
         databases,
-        agents: cfg.agents.iter().map(|a| (a.name.clone(), a.databases.clone())).collect(),
+        agents: cfg
+            .agents
+            .iter()
+            .map(|a| (a.name.clone(), a.databases.clone()))
+            .collect(),
         allow_private: cfg.gateway.allow_private.clone(),
         tls,
     };

@@ -111,7 +111,12 @@ fn start(db: &str) -> (Gateway, String, String) {
         assert!(o.status.success(), "{}", text(&o));
         let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
         // http://NAME:TOKEN@HOST:PORT
-        let creds = url.trim_start_matches("http://").rsplit_once('@').unwrap().0.to_string();
+        let creds = url
+            .trim_start_matches("http://")
+            .rsplit_once('@')
+            .unwrap()
+            .0
+            .to_string();
         tokens.push(creds.split_once(':').unwrap().1.to_string());
         urls.push((a.to_string(), url));
     }
@@ -124,7 +129,16 @@ fn start(db: &str) -> (Gateway, String, String) {
 async fn psql(gw: &Gateway, user: &str, password: &str, sql: &str) -> (bool, String) {
     let addr = gw.databases.unwrap();
     let o = tokio::process::Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-tA", "-c", sql])
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",
+            "-tA",
+            "-c",
+            sql,
+        ])
         .env("PGHOST", addr.ip().to_string())
         .env("PGPORT", addr.port().to_string())
         .env("PGUSER", user)
@@ -151,11 +165,12 @@ async fn rust_client(gw: &Gateway, token: &str) -> tokio_postgres::Client {
     for c in airlock_tls::load_pem_certs(&gw.ca_pem()).unwrap() {
         roots.add(c).unwrap();
     }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     let addr = gw.databases.unwrap();
     let url = format!(
         "host={} port={} user=analyst password={token} dbname=app sslmode=require",
@@ -170,7 +185,9 @@ async fn rust_client(gw: &Gateway, token: &str) -> tokio_postgres::Client {
 }
 
 fn sqlstate(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| e.to_string())
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,8 +201,19 @@ async fn psql_reads_pass_writes_are_refused_and_drop_table_waits_for_a_human() {
     // Denied: 42501 with the rule and its reason; the row is still there.
     let (ok, out) = psql(&gw, "analyst", &token, "DELETE FROM t").await;
     assert!(!ok && out.contains("42501"), "{out}");
-    assert!(out.contains("agents do not change data") && out.contains("no writes"), "{out}");
-    assert_eq!(direct(&db).await.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 1);
+    assert!(
+        out.contains("agents do not change data") && out.contains("no writes"),
+        "{out}"
+    );
+    assert_eq!(
+        direct(&db)
+            .await
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
 
     // A SELECT hiding a DROP after it is held as a whole; denied, nothing of it ran.
     let mut events = Events::open(&gw).await;
@@ -215,7 +243,11 @@ async fn psql_reads_pass_writes_are_refused_and_drop_table_waits_for_a_human() {
     let o = gw.control_cli(&["approvals", "deny", &id, "--as", "alice"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = held.await.unwrap();
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(out.contains("42501") && out.contains("denied by"), "{out}");
     assert!(table_exists(&db).await, "a denied DROP ran");
 
@@ -255,7 +287,10 @@ async fn psql_reads_pass_writes_are_refused_and_drop_table_waits_for_a_human() {
         .filter(|r| r["detail"]["statement"] == "DROP TABLE t" && r["detail"]["forwarding"] == true)
         .count();
     assert_eq!(forwarded, 1, "{db_records:#?}");
-    let allowed = db_records.iter().find(|r| r["decision"] == "allow").expect("a read's record");
+    let allowed = db_records
+        .iter()
+        .find(|r| r["decision"] == "allow")
+        .expect("a read's record");
     assert!(allowed["detail"]["statement"].is_null() && allowed["detail"]["digest"].is_string());
     let everything = format!("{audit:?}{}", gw.logs());
     assert!(!everything.contains(REAL), "the real password leaked");
@@ -268,7 +303,10 @@ async fn extended_protocol_is_decided_and_a_refusal_leaves_the_transaction_faile
     let c = rust_client(&gw, &token).await;
 
     // Prepared (extended protocol) reads pass, with parameters.
-    let row = c.query_one("SELECT count(*) FROM t WHERE id = $1", &[&1i32]).await.unwrap();
+    let row = c
+        .query_one("SELECT count(*) FROM t WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, i64>(0), 1);
 
     // A refused statement inside a transaction leaves it failed, as PostgreSQL would.
@@ -276,7 +314,11 @@ async fn extended_protocol_is_decided_and_a_refusal_leaves_the_transaction_faile
     let e = c.execute("DELETE FROM t", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "42501", "{e:?}");
     let e = c.query_one("SELECT 1", &[]).await.unwrap_err();
-    assert_eq!(sqlstate(&e), "25P02", "the server is in the failed transaction too: {e:?}");
+    assert_eq!(
+        sqlstate(&e),
+        "25P02",
+        "the server is in the failed transaction too: {e:?}"
+    );
     c.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
     let e = c.batch_execute("UPDATE t SET id = 2").await.unwrap_err();
@@ -310,7 +352,10 @@ async fn only_the_agents_own_token_over_tls_logs_in() {
     ];
     for (user, pw) in cases {
         let (ok, out) = psql(&gw, user, pw, "SELECT 1").await;
-        assert!(!ok && out.contains("password authentication failed"), "{user}/{pw}: {out}");
+        assert!(
+            !ok && out.contains("password authentication failed"),
+            "{user}/{pw}: {out}"
+        );
     }
     // Without TLS the token is never asked for.
     let addr = gw.databases.unwrap();
@@ -331,4 +376,40 @@ async fn only_the_agents_own_token_over_tls_logs_in() {
     let (ok, _) = psql(&gw, "analyst", &token, "SELECT 1").await;
     assert!(ok);
     assert!(!gw.logs().contains(REAL));
+}
+
+/// psycopg 3 (installed by .ci/run): parameters travel through the Extended protocol.
+const PSYCOPG: &str = r#"
+import sys, psycopg
+host, port, token, ca = sys.argv[1:5]
+conn = psycopg.connect(host=host, port=port, user="analyst", password=token, dbname="app",
+                       sslmode="verify-full", sslrootcert=ca)
+cur = conn.cursor()
+cur.execute("SELECT count(*) FROM t WHERE id = %s", (1,))
+assert cur.fetchone()[0] == 1
+try:
+    cur.execute("DELETE FROM t WHERE id = %s", (1,))
+    sys.exit("a refused write ran")
+except psycopg.errors.InsufficientPrivilege as e:
+    assert "no writes" in (e.diag.message_detail or ""), e.diag.message_detail
+    print("refused:", e.sqlstate)
+# psycopg opened a transaction: it is failed now, as PostgreSQL leaves it.
+assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+conn.rollback()
+cur.execute("SELECT count(*) FROM t")
+print("rows:", cur.fetchone()[0])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_reads_pass_and_a_refused_write_fails_the_transaction() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let addr = gw.databases.unwrap();
+    let (host, port, ca) = (addr.ip().to_string(), addr.port().to_string(), gw.ca_path());
+    let ca = ca.to_string_lossy().to_string();
+    let (ok, out) = tokio::task::spawn_blocking(move || python(PSYCOPG, &[&host, &port, &token, &ca]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}\n{}", gw.logs());
+    assert!(out.contains("refused: 42501") && out.contains("rows: 1"), "{out}");
 }
