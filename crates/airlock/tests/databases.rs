@@ -197,6 +197,10 @@ async fn psql_reads_pass_writes_are_refused_and_drop_table_waits_for_a_human() {
 
     let (ok, out) = psql(&gw, "analyst", &token, "SELECT count(*) FROM t").await;
     assert!(ok && out.trim() == "1", "{out}\n{}", gw.logs());
+    // The server sees airlock's session under the agent's name, never a credential.
+    let sql = "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+    let (ok, out) = psql(&gw, "analyst", &token, sql).await;
+    assert!(ok && out.trim() == "airlock:analyst", "{out}");
 
     // Denied: 42501 with the rule and its reason; the row is still there.
     let (ok, out) = psql(&gw, "analyst", &token, "DELETE FROM t").await;
