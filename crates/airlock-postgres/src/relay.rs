@@ -160,7 +160,7 @@ impl Session {
                 }
                 other => {
                     let e = codec::error_response("08P01", "airlock: unexpected message", None);
-                    self.to_client(&[e]).await?;
+                    self.reply(&[e]).await?;
                     return Err(io_err(format!("unexpected message {:?}", other as char)));
                 }
             }
@@ -235,7 +235,7 @@ impl Session {
             if sync {
                 self.skipping = false;
                 let status = self.caught_up().await?;
-                self.to_client(&[codec::ready_for_query(status)]).await?;
+                self.reply(&[codec::ready_for_query(status)]).await?;
             }
             return Ok(());
         }
@@ -276,7 +276,7 @@ impl Session {
         } else {
             self.skipping = true;
         }
-        self.to_client(&answer).await
+        self.reply(&answer).await
     }
 
     /// Waits until the server answered everything sent; the transaction status then.
@@ -299,7 +299,7 @@ impl Session {
         self.up.flush().await
     }
 
-    async fn to_client(&mut self, frames: &[Frame]) -> std::io::Result<()> {
+    async fn reply(&mut self, frames: &[Frame]) -> std::io::Result<()> {
         let mut out = BytesMut::new();
         for f in frames {
             f.encode(&mut out);
