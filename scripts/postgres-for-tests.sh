@@ -22,11 +22,15 @@ role_ok() {
   PGPASSWORD=airlock PGCONNECT_TIMEOUT=5 psql -X -q -tA "$URL" -c 'SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user' \
     2>/dev/null | grep -qx t
 }
+gw_ok() {
+  PGPASSWORD=gw-real-Pa55-7c1e9a PGCONNECT_TIMEOUT=5 psql -X -q -tA "postgres://airlock_gw@127.0.0.1:5432/postgres" -c 'SELECT 1' \
+    2>/dev/null | grep -qx 1
+}
 ssl_on() {
   PGPASSWORD=airlock PGCONNECT_TIMEOUT=5 psql -X -q -tA "$URL" -c 'SHOW ssl' 2>/dev/null | grep -qx on
 }
 
-if command -v psql >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 && role_ok && ssl_on; then
+if command -v psql >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 && role_ok && gw_ok && ssl_on; then
   echo "postgres-for-tests: already running ($URL)"
   exit 0
 fi
@@ -66,6 +70,13 @@ BEGIN
     ALTER ROLE airlock LOGIN CREATEDB PASSWORD 'airlock';
   ELSE
     CREATE ROLE airlock LOGIN CREATEDB PASSWORD 'airlock';
+  END IF;
+  -- The database gateway's tests: the "real" password airlock holds for an upstream, distinctive
+  -- so the tests can prove it never leaks (logs, audit, errors).
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'airlock_gw') THEN
+    ALTER ROLE airlock_gw LOGIN CREATEDB PASSWORD 'gw-real-Pa55-7c1e9a';
+  ELSE
+    CREATE ROLE airlock_gw LOGIN CREATEDB PASSWORD 'gw-real-Pa55-7c1e9a';
   END IF;
 END
 $$;

@@ -103,22 +103,30 @@ fn jsonrpc(v: &Value, path: &KeyPath, errs: &mut Errors) -> Option<BodyMatcher> 
     Some(BodyMatcher::JsonRpc { method, tools })
 }
 
-fn sql(f: &Fields<'_>, errs: &mut Errors) -> Option<BodyMatcher> {
+/// A statement class as written in the file (the names the core serializes them as).
+pub fn sql_class(s: &str) -> Option<SqlClass> {
+    use SqlClass::*;
+    [Read, Write, Ddl, Other, Role, Copy, Procedural]
+        .into_iter()
+        .find(|c| serde_json::to_value(c).ok().is_some_and(|v| v == s))
+}
+
+pub(crate) fn sql(f: &Fields<'_>, errs: &mut Errors) -> Option<BodyMatcher> {
     let list = f.str_or_strs("sql", errs);
     if list.is_empty() {
         errs.push(
             &f.at("sql"),
-            "name at least one statement class: read, write, ddl or other",
+            "name at least one statement class: read, write, ddl, other, role, copy or procedural",
         );
     }
     let mut classes = Vec::new();
     for (p, s) in list {
-        match SqlClass::parse(s) {
+        match sql_class(s) {
             Some(c) if !classes.contains(&c) => classes.push(c),
             Some(_) => {}
             None => errs.push(
                 &p,
-                format!("unknown SQL class {s:?} (expected read, write, ddl or other)"),
+                format!("unknown SQL class {s:?} (expected read, write, ddl, other, role, copy or procedural)"),
             ),
         }
     }

@@ -35,6 +35,9 @@ pub struct Gateway {
     /// `drain_timeout`: on SIGTERM/SIGINT, how long requests in flight may take to finish
     /// before the gateway stops anyway.
     pub drain_timeout: Duration,
+    /// `postgres_listen`: the PostgreSQL listener for `[databases.*]` of kind "postgres" (off
+    /// when absent).
+    pub postgres_listen: Option<SocketAddr>,
 }
 
 /// Time limits on agents' connections, so a stalled or slow one cannot hold a descriptor
@@ -89,6 +92,7 @@ const KEYS: &[&str] = &[
     "header_timeout",
     "idle_timeout",
     "drain_timeout",
+    "postgres_listen",
 ];
 
 /// A time limit: a duration from 1s to 1h, absent → `default`.
@@ -183,6 +187,18 @@ pub(crate) fn read(table: Option<&Table>, dir: &Path, errs: &mut Errors) -> Gate
         idle: conn_timeout(&f, "idle_timeout", DEFAULT_CONN_TIMEOUT, errs),
     };
     let drain_timeout = conn_timeout(&f, "drain_timeout", DEFAULT_DRAIN_TIMEOUT, errs);
+    let postgres_listen = f
+        .has("postgres_listen")
+        .then(|| socket_addr(&f, "postgres_listen", "127.0.0.1:5433", errs));
+    if let Some(pg) = postgres_listen
+        && pg.port() != 0
+        && (pg == listen || pg == control)
+    {
+        errs.push(
+            &f.at("postgres_listen"),
+            format!("{pg} is already another gateway listener"),
+        );
+    }
 
     Gateway {
         listen,
@@ -193,5 +209,6 @@ pub(crate) fn read(table: Option<&Table>, dir: &Path, errs: &mut Errors) -> Gate
         upstream_ca,
         timeouts,
         drain_timeout,
+        postgres_listen,
     }
 }

@@ -18,6 +18,7 @@ mod cases;
 mod cloud;
 mod compat;
 mod credentials;
+mod databases;
 mod error;
 mod gateway;
 mod locate;
@@ -39,10 +40,12 @@ pub use approvals::{
     ApprovalsConfig, ChannelsConfig, DEFAULT_MAX_HELD_PER_AGENT, DiscordConfig, PersonConfig, SecretRef, SlackConfig,
     TelegramConfig, WebexConfig, WebhookConfig,
 };
+pub use body::sql_class;
 pub use cases::PolicyCase;
 pub use cloud::{GchatConfig, TeamsConfig};
 pub use compat::{DEFAULT_PROXY_URL, OneCliConfig};
 pub use credentials::{ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
+pub use databases::{DatabaseConfig, DatabaseKind, DbTls, is_loopback};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{
     ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LISTEN,
@@ -74,6 +77,11 @@ pub struct Config {
     /// The secrets the gateway mints or refreshes itself (OAuth2 connections, GitHub Apps).
     pub credentials: Vec<Credential>,
     pub policy: Policy,
+    /// `[databases.*]`.
+    pub databases: Vec<DatabaseConfig>,
+    /// The rules with `databases = [...]`, with the same default: statements are decided by
+    /// these alone, HTTP requests by `policy` alone.
+    pub database_policy: Policy,
     /// `[people.*]`: who may approve, with which roles, reachable where.
     pub people: Vec<PersonConfig>,
     /// `[channels.*]`: where approval cards are sent.
@@ -99,6 +107,7 @@ const TOP_KEYS: &[&str] = &[
     "store",
     "tests",
     "compat",
+    "databases",
 ];
 
 impl Config {
@@ -172,24 +181,29 @@ impl Config {
         gateway.data_dir = tidy(&gateway.data_dir);
         gateway.upstream_ca = gateway.upstream_ca.iter().map(|p| tidy(p)).collect();
         let (decls, secret_names, credentials) = secrets::read_secrets(root.table("secrets", &mut errs), &mut errs);
-        let agents = secrets::read_agents(root.value("agents"), &secret_names, &mut errs);
+        let (databases, db_names) = databases::read(root.table("databases", &mut errs), &dir, &mut errs);
+        let agents = secrets::read_agents(root.value("agents"), &secret_names, &db_names, &mut errs);
         let agent_names: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
-        let rules = rules::read(root.value("rules"), &agent_names, &mut errs);
+        let known = rules::Known {
+            agents: &agent_names,
+            databases: &db_names,
+        };
+        let rules = rules::read(root.value("rules"), &known, &mut errs);
         let people = approvals::read_people(root.table("people", &mut errs), &mut errs);
         let channels = approvals::read_channels(root.table("channels", &mut errs), &mut errs);
         let approvals = approvals::read_approvals(root.table("approvals", &mut errs), &channels, &mut errs);
         let store = store::read(root.table("store", &mut errs), &mut errs);
-        let rule_names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+        let rule_names: Vec<String> = rules.iter().map(|(_, r, _)| r.name.clone()).collect();
         let mut tests = cases::read(root.value("tests"), &rule_names, &mut errs);
         let onecli = compat::read(root.table("compat", &mut errs), &people, &mut errs);
         // With people configured, an approver role nobody holds is a mistake (a typo, usually):
         // such a rule could never be approved.
         if !people.is_empty() {
-            for (i, r) in rules.iter().enumerate() {
+            for (i, r, _) in &rules {
                 for role in r.approval.iter().flat_map(|a| &a.approvers) {
                     if !people.iter().any(|p| p.roles.contains(role)) {
                         errs.push(
-                            &KeyPath::root().key("rules").index(i).key("approvers"),
+                            &KeyPath::root().key("rules").index(*i).key("approvers"),
                             format!("no person holds the role {role:?} (see [people.*] roles)"),
                         );
                     }
@@ -200,7 +214,9 @@ impl Config {
         if !errs.list.is_empty() {
             return Err(place(errs, src, path));
         }
-        let policy = Policy::new(gateway.default, rules);
+        let (db_rules, rules): (Vec<_>, Vec<_>) = rules.into_iter().partition(|(_, _, db)| *db);
+        let policy = Policy::new(gateway.default, rules.into_iter().map(|(_, r, _)| r).collect());
+        let database_policy = Policy::new(gateway.default, db_rules.into_iter().map(|(_, r, _)| r).collect());
         let locator = Locator::new(src);
         for t in &mut tests {
             t.line = locator.line(&t.path);
@@ -213,6 +229,8 @@ impl Config {
             secrets: SecretIndex::new(decls),
             credentials,
             policy,
+            databases,
+            database_policy,
             people,
             channels,
             approvals,

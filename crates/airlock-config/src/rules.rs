@@ -1,7 +1,7 @@
 //! `[[rules]]`.
 
-use airlock_core::glob::Glob;
-use airlock_core::policy::{Action, ApprovalSpec, Rate, Rule};
+use airlock_core::glob::{Glob, HostPattern};
+use airlock_core::policy::{Action, ApprovalSpec, BodyMatcher, Rate, Rule};
 use toml::Value;
 
 use crate::addr::parse_duration;
@@ -28,7 +28,11 @@ const KEYS: &[&str] = &[
     "grant",
     "on_hold",
     "defer_window",
+    "databases",
+    "sql",
 ];
+/// What a database rule may not name: it is about statements, not HTTP requests.
+const HTTP_KEYS: &[&str] = &["hosts", "methods", "paths", "query", "headers", "body"];
 const APPROVAL_KEYS: &[&str] = &["approvers", "quorum", "timeout", "grant", "on_hold", "defer_window"];
 
 /// How long an approved deferred request may be retried (once) when `defer_window` is not given.
@@ -140,8 +144,58 @@ fn on_hold(f: &Fields<'_>, errs: &mut Errors) -> Option<u64> {
     defer.then(|| window.unwrap_or(DEFAULT_DEFER_WINDOW_SECS))
 }
 
-fn rule(f: &Fields<'_>, agents: &[String], names: &mut Vec<String>, errs: &mut Errors) -> Option<Rule> {
+/// The names a rule may refer to.
+pub(crate) struct Known<'a> {
+    pub(crate) agents: &'a [String],
+    pub(crate) databases: &'a [String],
+}
+
+/// `databases = [...]` and the top-level `sql = [...]`: `Some(databases)` for a database rule.
+/// Its databases become the rule's hosts, so the core's host index selects it; database rules
+/// live in a policy of their own, so no HTTP request ever meets one (nor a statement an HTTP rule).
+fn database_part(
+    f: &Fields<'_>,
+    known: &Known<'_>,
+    errs: &mut Errors,
+) -> (Option<Vec<HostPattern>>, Option<BodyMatcher>) {
+    if !f.has("databases") {
+        if f.has("sql") {
+            errs.push(
+                &f.at("sql"),
+                "only valid on a database rule (with databases = [...]); an HTTP rule uses body = { sql = [...] }",
+            );
+        }
+        return (None, None);
+    }
+    for k in HTTP_KEYS.iter().filter(|k| f.has(k)) {
+        errs.push(&f.at(k), "not valid on a database rule (one with databases = [...])");
+    }
+    let mut dbs = Vec::new();
+    let list = f.strs("databases", errs);
+    if list.is_empty() {
+        errs.push(
+            &f.at("databases"),
+            "name at least one database (a [databases.NAME] entry)",
+        );
+    }
+    for (p, d) in list {
+        if !known.databases.iter().any(|x| x == d) {
+            errs.push(
+                &p,
+                format!("database {d:?} is not declared (add a [databases.{d}] table)"),
+            );
+        } else {
+            dbs.push(HostPattern::Exact(d.to_string()));
+        }
+    }
+    let sql = if f.has("sql") { body::sql(f, errs) } else { None };
+    (Some(dbs), sql)
+}
+
+fn rule(f: &Fields<'_>, known: &Known<'_>, names: &mut Vec<String>, errs: &mut Errors) -> Option<(Rule, bool)> {
+    let agents = known.agents;
     let before = errs.list.len();
+    let (databases, sql) = database_part(f, known, errs);
     let name = f.str("name", errs);
     match name {
         None if !f.has("name") => errs.push(&f.at("name"), "every rule needs a name"),
@@ -242,30 +296,38 @@ fn rule(f: &Fields<'_>, agents: &[String], names: &mut Vec<String>, errs: &mut E
     if errs.list.len() > before {
         return None;
     }
-    Some(Rule {
-        name: name?.to_string(),
-        hosts,
-        methods,
-        paths,
-        agents: rule_agents,
-        query,
-        headers,
-        body,
-        action: action?,
-        reason,
-        rate,
-        approval,
-    })
+    let is_db = databases.is_some();
+    let (hosts, body) = match databases {
+        Some(dbs) => (dbs, sql),
+        None => (hosts, body),
+    };
+    Some((
+        Rule {
+            name: name?.to_string(),
+            hosts,
+            methods,
+            paths,
+            agents: rule_agents,
+            query,
+            headers,
+            body,
+            action: action?,
+            reason,
+            rate,
+            approval,
+        },
+        is_db,
+    ))
 }
 
-/// Reads `[[rules]]`; `agents` are every declared agent name.
-pub(crate) fn read(value: Option<&Value>, agents: &[String], errs: &mut Errors) -> Vec<Rule> {
+/// Reads `[[rules]]`: each valid rule with its index in the file and whether it is a database rule.
+pub(crate) fn read(value: Option<&Value>, known: &Known<'_>, errs: &mut Errors) -> Vec<(usize, Rule, bool)> {
     let mut names = Vec::new();
     let mut rules = Vec::new();
-    for (path, t) in array_of_tables(value, "rules", errs) {
+    for (i, (path, t)) in array_of_tables(value, "rules", errs).into_iter().enumerate() {
         let f = Fields::new(t, path, KEYS, errs);
-        if let Some(r) = rule(&f, agents, &mut names, errs) {
-            rules.push(r);
+        if let Some((r, db)) = rule(&f, known, &mut names, errs) {
+            rules.push((i, r, db));
         }
     }
     rules

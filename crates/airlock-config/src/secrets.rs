@@ -19,6 +19,8 @@ pub struct Agent {
     pub name: String,
     /// Names of the secrets this agent may have injected; each is declared.
     pub secrets: Vec<String>,
+    /// Names of the `[databases.*]` entries this agent may connect to; each is declared.
+    pub databases: Vec<String>,
 }
 
 impl Agent {
@@ -323,10 +325,15 @@ pub(crate) fn array_of_tables<'a>(value: Option<&'a Value>, key: &str, errs: &mu
 }
 
 /// Reads `[[agents]]`; `secret_names` are every declared secret (valid or not).
-pub(crate) fn read_agents(value: Option<&Value>, secret_names: &[String], errs: &mut Errors) -> Vec<Agent> {
+pub(crate) fn read_agents(
+    value: Option<&Value>,
+    secret_names: &[String],
+    db_names: &[String],
+    errs: &mut Errors,
+) -> Vec<Agent> {
     let mut agents: Vec<Agent> = Vec::new();
     for (path, t) in array_of_tables(value, "agents", errs) {
-        let f = Fields::new(t, path, &["name", "secrets"], errs);
+        let f = Fields::new(t, path, &["name", "secrets", "databases"], errs);
         let name = f.str("name", errs);
         match name {
             None if !f.has("name") => errs.push(&f.at("name"), "every agent needs a name"),
@@ -350,10 +357,24 @@ pub(crate) fn read_agents(value: Option<&Value>, secret_names: &[String], errs: 
                 secrets.push(s.to_string());
             }
         }
+        let mut databases: Vec<String> = Vec::new();
+        for (p, d) in f.strs("databases", errs) {
+            if !db_names.iter().any(|n| n == d) {
+                errs.push(
+                    &p,
+                    format!("database {d:?} is not declared (add a [databases.{d}] table)"),
+                );
+            } else if databases.iter().any(|x| x == d) {
+                errs.push(&p, format!("database {d:?} is listed twice"));
+            } else {
+                databases.push(d.to_string());
+            }
+        }
         if let Some(n) = name {
             agents.push(Agent {
                 name: n.to_string(),
                 secrets,
+                databases,
             });
         }
     }

@@ -87,7 +87,8 @@ fn issue_example_parses_into_the_core_types() {
         c.agents,
         vec![Agent {
             name: "mailbot".into(),
-            secrets: vec!["gmail".into()]
+            secrets: vec!["gmail".into()],
+            databases: vec![],
         }]
     );
     assert_eq!(

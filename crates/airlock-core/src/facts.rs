@@ -21,18 +21,14 @@ pub enum SqlClass {
     Ddl,
     /// Anything else, including text that does not parse (fail closed: rules on "other" catch it).
     Other,
-}
-
-impl SqlClass {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "read" => Some(Self::Read),
-            "write" => Some(Self::Write),
-            "ddl" => Some(Self::Ddl),
-            "other" => Some(Self::Other),
-            _ => None,
-        }
-    }
+    /// Added to a statement's class where the database grammar tells more: SET ROLE, SET SESSION
+    /// AUTHORIZATION, GRANT/REVOKE of roles, CREATE/ALTER/DROP ROLE.
+    Role,
+    /// COPY in either direction (with `write` or `read`; COPY … PROGRAM also `procedural`).
+    Copy,
+    /// Code that runs statements the parser cannot see: DO, CALL, functions known to run SQL or
+    /// commands given as text (dblink, …), CREATE FUNCTION/PROCEDURE bodies.
+    Procedural,
 }
 
 /// One GraphQL operation found in a request. `kind` "unparsed" stands for a document that could

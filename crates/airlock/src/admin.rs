@@ -102,9 +102,15 @@ pub async fn secret_set(cfg: &Path, name: &str) -> anyhow::Result<()> {
         }
         _ => false,
     });
-    if home.config.secrets.get(name).is_none() && !client_secret {
+    // A database password referenced as vault:NAME needs no [secrets.NAME]: it is never injected into HTTP.
+    let database_password = home
+        .config
+        .databases
+        .iter()
+        .any(|d| d.password == airlock_config::SecretRef::Vault(name.into()));
+    if home.config.secrets.get(name).is_none() && !client_secret && !database_password {
         bail!(
-            "secret \"{name}\" is not declared in {}: add [secrets.{name}] first",
+            "secret \"{name}\" is not declared in {}: add [secrets.{name}] (or a vault:{name} reference) first",
             home.config.path.display()
         );
     }

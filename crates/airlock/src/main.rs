@@ -11,6 +11,7 @@ mod bench_local;
 mod bench_suite;
 mod client;
 mod connect;
+mod databases;
 mod demo;
 mod explain;
 mod home;

@@ -31,6 +31,8 @@ pub struct Running {
     pub hub: Option<airlock_approvals::Hub>,
     pub proxy_addr: SocketAddr,
     pub control_addr: SocketAddr,
+    /// `gateway.postgres_listen`, bound.
+    pub postgres_addr: Option<SocketAddr>,
     pub reloader: Arc<crate::reload::Reloader>,
     pub gateway: Arc<GatewayState>,
     tasks: Vec<JoinHandle<()>>,
@@ -104,10 +106,16 @@ pub async fn serve(cfg: &Path) -> anyhow::Result<()> {
     let proxy = bind(home.config.gateway.listen, "agents' proxy").await?;
     let control = bind(home.config.gateway.control, "control plane").await?;
     let running = start(&home, opened, proxy, control).await?;
-    eprintln!(
-        "airlock: proxy on {}, control plane on {}",
-        running.proxy_addr, running.control_addr
-    );
+    match running.postgres_addr {
+        Some(pg) => eprintln!(
+            "airlock: proxy on {}, control plane on {}, databases on {pg}",
+            running.proxy_addr, running.control_addr
+        ),
+        None => eprintln!(
+            "airlock: proxy on {}, control plane on {}",
+            running.proxy_addr, running.control_addr
+        ),
+    }
     eprintln!("airlock: store: {}", home.store.describe());
     until_stopped(&running.reloader, &mut term, hup).await;
     let cut = drain(&running.gateway, home.config.gateway.drain_timeout, &mut term).await;
@@ -387,6 +395,13 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     let state = Arc::new(gateway.with_timeouts(cfg.gateway.timeouts).with_tokens(tokens));
 
     let mut tasks = vec![tokio::spawn(airlock_gateway::serve(proxy, state.clone()))];
+    let postgres_addr = match crate::databases::start(cfg, &store, &vault, state.clone()).await? {
+        Some((addr, task)) => {
+            tasks.push(task);
+            Some(addr)
+        }
+        None => None,
+    };
     for a in cfg.agents.iter().filter(|a| !a.is_glob()) {
         let listener = bind_agent_socket(&home.agent_socket_path(&a.name), &a.name)?;
         tasks.push(tokio::spawn(airlock_gateway::serve_agent_socket(
@@ -458,6 +473,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         hub,
         proxy_addr,
         control_addr,
+        postgres_addr,
         reloader,
         gateway: state,
         tasks,

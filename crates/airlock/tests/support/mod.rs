@@ -248,6 +248,8 @@ pub struct Gateway {
     pub child: Option<Child>,
     pub proxy: SocketAddr,
     pub control: SocketAddr,
+    /// `gateway.postgres_listen`, when the config sets it.
+    pub databases: Option<SocketAddr>,
     pub log: PathBuf,
     /// Copies the serve process's stderr to `log`; done once the process has exited.
     log_writer: Option<std::thread::JoinHandle<()>>,
@@ -388,6 +390,7 @@ impl Gateway {
             child: None,
             proxy: "0.0.0.0:0".parse().unwrap(),
             control: "0.0.0.0:0".parse().unwrap(),
+            databases: None,
             log: PathBuf::new(),
             log_writer: None,
             agents,
@@ -452,6 +455,7 @@ impl Gateway {
             .collect();
         self.proxy = addrs[0];
         self.control = addrs[1];
+        self.databases = addrs.get(2).copied();
         self.child = Some(child);
         self.log_writer = Some(writer);
     }

@@ -1,0 +1,378 @@
+//! A logged-in session: every statement is decided before the server sees it.
+//!
+//! Client → server: a Simple Query is decided whole (every statement of a multi-statement
+//! string); an Extended Query batch is kept until Sync or Flush: each Parse is classified (a
+//! denied one refuses the batch), each Bind is decided on the statement it runs (an `approve`
+//! holds there), and the batch goes out only when every part passed. Server → client streams
+//! message by message (results are never buffered whole); only ReadyForQuery is read, for the
+//! real transaction status, and error/notice texts, to scrub the password from them.
+//!
+//! A refusal answers as PostgreSQL would: ErrorResponse (42501) and, at the Sync, a
+//! ReadyForQuery with the real status. Inside a transaction block the server must be in the
+//! failed state too, so airlock runs one statement of its own that fails (its answer is not
+//! relayed): the client and the server then agree on `E`, and ROLLBACK works.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::sync::{Mutex, watch};
+
+use crate::PgGateway;
+use crate::classify::{Statements, classify};
+use crate::codec::{self, Frame};
+use crate::decide::{Ask, Outcome, decide};
+use crate::upstream::{Stream, Upstream};
+
+pub(crate) struct Who {
+    pub(crate) agent: String,
+    pub(crate) database: String,
+}
+
+/// Fails on purpose to put a transaction block into the failed state, as the refused statement
+/// would have; its answer is swallowed.
+const ABORT: &str =
+    "DO $airlock$ BEGIN RAISE EXCEPTION 'airlock refused a statement in this transaction'; END $airlock$";
+/// Prepared statements remembered per session; beyond this, older names are forgotten (a Bind of
+/// a forgotten name reads as unparsed: refused unless a restrictive rule lets it pass).
+const MAX_PREPARED: usize = 10_000;
+/// Error and notice messages up to this size are read whole and scrubbed; larger ones stream.
+const SCRUB_LIMIT: usize = 64 * 1024;
+
+/// How far the server has answered: ReadyForQuery messages seen, and the last status.
+#[derive(Clone, Copy)]
+struct Progress {
+    answered: u64,
+    status: u8,
+}
+
+type ClientWriter = Arc<Mutex<WriteHalf<Box<dyn Stream>>>>;
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+pub(crate) async fn run(
+    client: Box<dyn Stream>,
+    mut buf: BytesMut,
+    up: Upstream,
+    who: Who,
+    gw: Arc<PgGateway>,
+) -> std::io::Result<()> {
+    let (mut cr, cw) = tokio::io::split(client);
+    let cw: ClientWriter = Arc::new(Mutex::new(cw));
+    let (ur, uw) = tokio::io::split(up.stream);
+    let (tx, rx) = watch::channel(Progress {
+        answered: 0,
+        status: up.status,
+    });
+    let swallow = Arc::new(AtomicU64::new(0));
+    let scrub = gw
+        .databases
+        .get(&who.database)
+        .map(|db| {
+            let placeholder = db.config.placeholder.as_bytes().to_vec();
+            airlock_vault::Scrubber::new(vec![(db.password.clone(), placeholder)])
+        })
+        .unwrap_or_else(|| airlock_vault::Scrubber::new(vec![]));
+    let rest = std::io::Cursor::new(up.rest.to_vec());
+    let down = tokio::spawn(downstream(
+        BufReader::new(rest.chain(ur)),
+        cw.clone(),
+        tx,
+        swallow.clone(),
+        scrub,
+    ));
+    let mut s = Session {
+        gw,
+        who,
+        up: uw,
+        client: cw,
+        progress: rx,
+        swallow,
+        sent: 0,
+        batch: Vec::new(),
+        refused: None,
+        skipping: false,
+        prepared: HashMap::new(),
+    };
+    let result = s.client_loop(&mut cr, &mut buf).await;
+    down.abort();
+    result
+}
+
+struct Session {
+    gw: Arc<PgGateway>,
+    who: Who,
+    up: WriteHalf<Box<dyn Stream>>,
+    client: ClientWriter,
+    progress: watch::Receiver<Progress>,
+    swallow: Arc<AtomicU64>,
+    /// ReadyForQuery messages the server owes (Queries and Syncs sent, airlock's own included).
+    sent: u64,
+    /// The Extended Query messages since the last Sync/Flush.
+    batch: Vec<Frame>,
+    /// Why the current batch is refused, once one part was.
+    refused: Option<(Option<String>, String)>,
+    /// After a refused batch ended by Flush: drop everything until Sync.
+    skipping: bool,
+    /// Statement name → (text, classes), as the Parse gave them.
+    prepared: HashMap<String, (String, Statements)>,
+}
+
+impl Session {
+    async fn client_loop(&mut self, cr: &mut ReadHalf<Box<dyn Stream>>, buf: &mut BytesMut) -> std::io::Result<()> {
+        loop {
+            let frame = match codec::decode(buf, codec::MAX_CLIENT_MESSAGE).map_err(io_err)? {
+                Some(f) => f,
+                None => {
+                    if cr.read_buf(buf).await? == 0 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            match frame.tag {
+                b'Q' => self.query(frame).await?,
+                b'P' => self.parse(frame).await?,
+                b'B' => self.bind(frame).await?,
+                b'D' | b'E' | b'C' => self.batch.push(frame),
+                b'S' => {
+                    self.batch.push(frame);
+                    self.end_batch(true).await?;
+                }
+                b'H' => {
+                    self.batch.push(frame);
+                    self.end_batch(false).await?;
+                }
+                // COPY FROM STDIN data follows a Query that was already decided.
+                b'd' | b'c' | b'f' => self.forward(&[frame]).await?,
+                b'X' => {
+                    let _ = self.forward(&[frame]).await;
+                    return Ok(());
+                }
+                // The function-call protocol names a function by OID, past any statement: refused.
+                b'F' => {
+                    let why = "the function-call protocol is not available through airlock".to_string();
+                    self.refuse(None, why, true).await?;
+                }
+                other => {
+                    let e = codec::error_response("08P01", "airlock: unexpected message", None);
+                    self.reply(&[e]).await?;
+                    return Err(io_err(format!("unexpected message {:?}", other as char)));
+                }
+            }
+        }
+    }
+
+    fn ask<'a>(&'a self, text: &'a str, st: &'a Statements, prepare_only: bool) -> Ask<'a> {
+        Ask {
+            agent: &self.who.agent,
+            database: &self.who.database,
+            text,
+            st,
+            prepare_only,
+        }
+    }
+
+    async fn query(&mut self, frame: Frame) -> std::io::Result<()> {
+        let text = codec::query_text(&frame).map_err(io_err)?;
+        let st = classify(&text);
+        let outcome = decide(&self.gw, self.ask(&text, &st, false)).await;
+        match outcome {
+            Outcome::Forward => {
+                self.forward(&[frame]).await?;
+                self.sent += 1;
+                Ok(())
+            }
+            Outcome::Refuse { rule, reason } => self.refuse(rule, reason, true).await,
+        }
+    }
+
+    async fn parse(&mut self, frame: Frame) -> std::io::Result<()> {
+        let (name, text) = codec::parse_message(&frame).map_err(io_err)?;
+        let st = classify(&text);
+        if self.refused.is_none() {
+            let outcome = decide(&self.gw, self.ask(&text, &st, true)).await;
+            if let Outcome::Refuse { rule, reason } = outcome {
+                self.refused = Some((rule, reason));
+            }
+        }
+        if self.prepared.len() >= MAX_PREPARED {
+            self.prepared.clear();
+        }
+        self.prepared.insert(name, (text, st));
+        self.batch.push(frame);
+        Ok(())
+    }
+
+    async fn bind(&mut self, frame: Frame) -> std::io::Result<()> {
+        let (_portal, stmt) = codec::bind_statement(&frame).map_err(io_err)?;
+        if self.refused.is_none() {
+            let unknown = (
+                String::new(),
+                Statements {
+                    classes: vec![airlock_core::facts::SqlClass::Other],
+                    unparsed: true,
+                    ..Statements::default()
+                },
+            );
+            let (text, st) = self.prepared.get(&stmt).cloned().unwrap_or(unknown);
+            let outcome = decide(&self.gw, self.ask(&text, &st, false)).await;
+            if let Outcome::Refuse { rule, reason } = outcome {
+                self.refused = Some((rule, reason));
+            }
+        }
+        self.batch.push(frame);
+        Ok(())
+    }
+
+    async fn end_batch(&mut self, sync: bool) -> std::io::Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        if self.skipping {
+            if sync {
+                self.skipping = false;
+                let status = self.caught_up().await?;
+                self.reply(&[codec::ready_for_query(status)]).await?;
+            }
+            return Ok(());
+        }
+        if let Some((rule, reason)) = self.refused.take() {
+            return self.refuse(rule, reason, sync).await;
+        }
+        self.forward(&batch).await?;
+        if sync {
+            self.sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Answers a refusal once everything sent before it is answered, with the real status.
+    async fn refuse(&mut self, rule: Option<String>, reason: String, ready: bool) -> std::io::Result<()> {
+        let mut status = self.caught_up().await?;
+        if status == b'T' {
+            let mut out = BytesMut::new();
+            codec::Frame {
+                tag: b'Q',
+                body: bytes::Bytes::from(format!("{ABORT}\0")),
+            }
+            .encode(&mut out);
+            self.swallow.fetch_add(1, Ordering::SeqCst);
+            self.up.write_all(&out).await?;
+            self.up.flush().await?;
+            self.sent += 1;
+            status = self.caught_up().await?;
+        }
+        let message = format!("airlock: {reason}");
+        let detail = match &rule {
+            Some(r) => format!("refused by airlock rule \"{r}\""),
+            None => "refused by airlock (no rule allows it; the default applies)".to_string(),
+        };
+        let mut answer = vec![codec::error_response("42501", &message, Some(&detail))];
+        if ready {
+            answer.push(codec::ready_for_query(status));
+        } else {
+            self.skipping = true;
+        }
+        self.reply(&answer).await
+    }
+
+    /// Waits until the server answered everything sent; the transaction status then.
+    async fn caught_up(&mut self) -> std::io::Result<u8> {
+        let sent = self.sent;
+        let p = self
+            .progress
+            .wait_for(|p| p.answered >= sent)
+            .await
+            .map_err(|_| io_err("the database connection closed"))?;
+        Ok(p.status)
+    }
+
+    async fn forward(&mut self, frames: &[Frame]) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        for f in frames {
+            f.encode(&mut out);
+        }
+        self.up.write_all(&out).await?;
+        self.up.flush().await
+    }
+
+    async fn reply(&mut self, frames: &[Frame]) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        for f in frames {
+            f.encode(&mut out);
+        }
+        let mut w = self.client.lock().await;
+        w.write_all(&out).await?;
+        w.flush().await
+    }
+}
+
+/// Server → client, message by message. ReadyForQuery updates the progress; airlock's own
+/// statement's answer is dropped; errors and notices are scrubbed of the password.
+async fn downstream<R: AsyncRead + Unpin>(
+    mut up: BufReader<R>,
+    client: ClientWriter,
+    tx: watch::Sender<Progress>,
+    swallow: Arc<AtomicU64>,
+    scrub: airlock_vault::Scrubber,
+) -> std::io::Result<()> {
+    let mut head = [0u8; 5];
+    loop {
+        up.read_exact(&mut head).await?;
+        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+        if len < 4 {
+            return Err(io_err("the database sent a bad message length"));
+        }
+        let n = (len - 4) as usize;
+        let dropping = swallow.load(Ordering::SeqCst) > 0;
+        let small = head[0] == b'Z' || (matches!(head[0], b'E' | b'N') && n <= SCRUB_LIMIT);
+        if small || (dropping && n <= SCRUB_LIMIT) {
+            let mut body = vec![0u8; n];
+            up.read_exact(&mut body).await?;
+            if !dropping {
+                let shown = match head[0] {
+                    b'E' | b'N' => scrub.scrub_once(&body).unwrap_or_else(|| body.clone()),
+                    _ => body.clone(),
+                };
+                let f = Frame {
+                    tag: head[0],
+                    body: shown.into(),
+                };
+                let mut out = BytesMut::new();
+                f.encode(&mut out);
+                let mut w = client.lock().await;
+                w.write_all(&out).await?;
+                if up.buffer().is_empty() || head[0] == b'Z' {
+                    w.flush().await?;
+                }
+            }
+            if head[0] == b'Z' {
+                if dropping {
+                    swallow.fetch_sub(1, Ordering::SeqCst);
+                }
+                let status = body.first().copied().unwrap_or(b'I');
+                tx.send_modify(|p| {
+                    p.answered += 1;
+                    p.status = status;
+                });
+            }
+            continue;
+        }
+        if dropping {
+            tokio::io::copy(&mut (&mut up).take(n as u64), &mut tokio::io::sink()).await?;
+            continue;
+        }
+        let mut w = client.lock().await;
+        w.write_all(&head).await?;
+        let copied = tokio::io::copy(&mut (&mut up).take(n as u64), &mut *w).await?;
+        if copied != n as u64 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if up.buffer().is_empty() {
+            w.flush().await?;
+        }
+    }
+}

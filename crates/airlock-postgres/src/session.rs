@@ -1,0 +1,137 @@
+//! A client's way in: TLS (SSLRequest answered `S`), the startup packet, then the agent's
+//! token as a cleartext password inside TLS, checked against its stored hash. Only then does
+//! airlock log in upstream with the real password.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::codec::{self, Frame, Startup};
+use crate::upstream::{self, Stream};
+use crate::{PgGateway, relay};
+
+/// Generic to the client: which part of the login was wrong is not said.
+const LOGIN_FAILED: &str = "airlock: password authentication failed (user = agent name, password = agent token)";
+
+async fn send(s: &mut (impl tokio::io::AsyncWrite + Unpin), frames: &[Frame]) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    for f in frames {
+        f.encode(&mut out);
+    }
+    s.write_all(&out).await?;
+    s.flush().await
+}
+
+async fn startup(s: &mut (impl tokio::io::AsyncRead + Unpin), buf: &mut BytesMut) -> std::io::Result<Startup> {
+    loop {
+        match codec::decode_startup(buf) {
+            Ok(Some(st)) => return Ok(st),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+        if s.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+async fn frame(s: &mut (impl tokio::io::AsyncRead + Unpin), buf: &mut BytesMut) -> std::io::Result<Frame> {
+    loop {
+        match codec::decode(buf, codec::MAX_CLIENT_MESSAGE) {
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+        if s.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>) -> std::io::Result<()> {
+    let mut buf = BytesMut::new();
+    let timeout = gw.gateway.timeouts.handshake;
+    // The handshake is bounded: a client that stalls before logging in cannot keep a task.
+    let first = tokio::time::timeout(timeout, async {
+        loop {
+            match startup(&mut tcp, &mut buf).await? {
+                // GSSAPI encryption is not offered; libpq falls back to TLS.
+                Startup::GssEnc => tcp.write_all(b"N").await?,
+                other => return Ok::<_, std::io::Error>(other),
+            }
+        }
+    })
+    .await
+    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    match first {
+        Startup::Ssl if buf.is_empty() => {}
+        Startup::Ssl => return Err(std::io::ErrorKind::InvalidData.into()),
+        Startup::Cancel { .. } => return Ok(()),
+        _ => {
+            let refusal = codec::error_response(
+                "28000",
+                "airlock: the database listener accepts TLS only (sslmode=require or verify-full)",
+                None,
+            );
+            return send(&mut tcp, &[refusal]).await;
+        }
+    }
+    tcp.write_all(b"S").await?;
+    let tls = tokio::time::timeout(timeout, tokio_rustls::TlsAcceptor::from(gw.tls.clone()).accept(tcp))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let mut client: Box<dyn Stream> = Box::new(tls);
+    let params = match tokio::time::timeout(timeout, startup(&mut client, &mut buf)).await {
+        Ok(Ok(Startup::Params { minor: 0, params })) => params,
+        Ok(Ok(Startup::Params { .. })) => {
+            let e = codec::error_response("08P01", "airlock: protocol 3.0 only", None);
+            return send(&mut client, &[e]).await;
+        }
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+    };
+    let user = Startup::param(&params, "user").unwrap_or_default().to_string();
+    let database = Startup::param(&params, "database").unwrap_or(&user).to_string();
+
+    send(&mut client, &[codec::authentication(3, &[])]).await?;
+    let pw = match tokio::time::timeout(timeout, frame(&mut client, &mut buf)).await {
+        Ok(Ok(f)) if f.tag == b'p' => codec::password(&f).ok(),
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+    };
+    let pw = airlock_vault::SecretBytes::new(pw.unwrap_or_default());
+    let identities = gw.gateway.identities();
+    let hash = airlock_gateway::token_hash(&String::from_utf8_lossy(pw.expose()));
+    let agent = identities
+        .by_token
+        .get(&hash)
+        .filter(|(name, _)| *name == user)
+        .map(|(name, _)| name.clone());
+    let allowed = agent
+        .as_ref()
+        .and_then(|a| gw.agents.get(a))
+        .is_some_and(|dbs| dbs.contains(&database));
+    let (Some(agent), true, Some(db)) = (agent, allowed, gw.databases.get(&database)) else {
+        tracing::info!(user = %user, database = %database, "database login refused");
+        return send(&mut client, &[codec::error_response("28P01", LOGIN_FAILED, None)]).await;
+    };
+
+    let app = format!("airlock:{agent}");
+    let up = match upstream::connect(&db.config, &db.password, db.roots.clone(), &app, &gw.allow_private).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(database = %database, error = %e, "database upstream login failed");
+            let msg = format!("airlock: cannot open database {database:?}: {e}");
+            return send(&mut client, &[codec::error_response("08006", &msg, None)]).await;
+        }
+    };
+    let mut hello = vec![codec::authentication(0, &[])];
+    hello.extend(up.greeting.iter().cloned());
+    hello.push(codec::ready_for_query(up.status));
+    send(&mut client, &hello).await?;
+    relay::run(client, buf, up, relay::Who { agent, database }, gw).await
+}

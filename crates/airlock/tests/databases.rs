@@ -1,0 +1,419 @@
+//! The PostgreSQL gateway end to end: a real `airlock serve` with `gateway.postgres_listen`, the
+//! real PostgreSQL server CI starts (role `airlock_gw`, scripts/postgres-for-tests.sh), and real
+//! clients (`psql`, `tokio-postgres`) logging in with the agent's name and token over TLS.
+mod support;
+
+use std::process::Stdio;
+
+use support::*;
+
+/// The "real" password airlock holds (scripts/postgres-for-tests.sh creates the role).
+const REAL: &str = "gw-real-Pa55-7c1e9a";
+const DIRECT: &str = "postgres://airlock_gw:gw-real-Pa55-7c1e9a@127.0.0.1:5432";
+
+/// A fresh database with table `t` (one row), made directly with the real password.
+async fn database() -> String {
+    let name = format!(
+        "airlock_gw_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let admin = direct("postgres").await;
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let db = direct(&name).await;
+    db.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    name
+}
+
+async fn direct(db: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&format!("{DIRECT}/{db}"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+async fn table_exists(db: &str) -> bool {
+    let c = direct(db).await;
+    let row = c
+        .query_one("SELECT to_regclass('public.t') IS NOT NULL", &[])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+fn config(db: &str) -> String {
+    format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+control = "127.0.0.1:0"
+postgres_listen = "127.0.0.1:0"
+data_dir = "./airlock-data"
+allow_private = ["127.0.0.1:5432"]
+
+[databases.app]
+kind = "postgres"
+upstream = "127.0.0.1:5432"
+database = "{db}"
+user = "airlock_gw"
+password = "vault:app-db"
+tls = "require"
+placeholder = "airlock-db-app"
+
+[[agents]]
+name = "analyst"
+databases = ["app"]
+
+[[agents]]
+name = "intruder"
+
+[people.alice]
+roles = ["senior-engineer"]
+
+[[rules]]
+name = "reads are fine"
+databases = ["app"]
+sql = ["read"]
+action = "allow"
+
+[[rules]]
+name = "schema changes need a senior engineer"
+databases = ["app"]
+sql = ["ddl"]
+action = "approve"
+approvers = ["senior-engineer"]
+
+[[rules]]
+name = "no writes"
+databases = ["app"]
+sql = ["write"]
+action = "deny"
+reason = "agents do not change data"
+"#
+    )
+}
+
+/// Serves `config`, with the real password sealed and tokens for both agents.
+fn start(db: &str) -> (Gateway, String, String) {
+    let (dir, cfg) = setup(&config(db));
+    let o = airlock(&cfg, &["secret", "set", "app-db"], Some(REAL.as_bytes()), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut tokens = Vec::new();
+    let mut urls = Vec::new();
+    for a in ["analyst", "intruder"] {
+        let o = airlock(&cfg, &["agent", "add", a], None, &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+        // http://NAME:TOKEN@HOST:PORT
+        let creds = url
+            .trim_start_matches("http://")
+            .rsplit_once('@')
+            .unwrap()
+            .0
+            .to_string();
+        tokens.push(creds.split_once(':').unwrap().1.to_string());
+        urls.push((a.to_string(), url));
+    }
+    let gw = Gateway::serving(dir, cfg, urls);
+    assert!(gw.databases.is_some(), "no database listener: {}", gw.logs());
+    (gw, tokens[0].clone(), tokens[1].clone())
+}
+
+/// Runs `psql -c sql` through the gateway as `user` with `password`; (success, output).
+async fn psql(gw: &Gateway, user: &str, password: &str, sql: &str) -> (bool, String) {
+    let addr = gw.databases.unwrap();
+    let o = tokio::process::Command::new("psql")
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",
+            "-tA",
+            "-c",
+            sql,
+        ])
+        .env("PGHOST", addr.ip().to_string())
+        .env("PGPORT", addr.port().to_string())
+        .env("PGUSER", user)
+        .env("PGDATABASE", "app")
+        .env("PGPASSWORD", password)
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", gw.ca_path())
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), out)
+}
+
+/// tokio-postgres through the gateway, verifying the listener's leaf with airlock's CA.
+async fn rust_client(gw: &Gateway, token: &str) -> tokio_postgres::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in airlock_tls::load_pem_certs(&gw.ca_pem()).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let addr = gw.databases.unwrap();
+    let url = format!(
+        "host={} port={} user=analyst password={token} dbname=app sslmode=require",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_reads_pass_writes_are_refused_and_drop_table_waits_for_a_human() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+
+    let (ok, out) = psql(&gw, "analyst", &token, "SELECT count(*) FROM t").await;
+    assert!(ok && out.trim() == "1", "{out}\n{}", gw.logs());
+    // The server sees airlock's session under the agent's name, never a credential.
+    let sql = "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+    let (ok, out) = psql(&gw, "analyst", &token, sql).await;
+    assert!(ok && out.trim() == "airlock:analyst", "{out}");
+
+    // Denied: 42501 with the rule and its reason; the row is still there.
+    let (ok, out) = psql(&gw, "analyst", &token, "DELETE FROM t").await;
+    assert!(!ok && out.contains("42501"), "{out}");
+    assert!(
+        out.contains("agents do not change data") && out.contains("no writes"),
+        "{out}"
+    );
+    assert_eq!(
+        direct(&db)
+            .await
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+
+    // A SELECT hiding a DROP after it is held as a whole; denied, nothing of it ran.
+    let mut events = Events::open(&gw).await;
+    let held = {
+        let (gw_addr, ca, token) = (gw.databases, gw.ca_path(), token.clone());
+        tokio::spawn(async move {
+            let addr = gw_addr.unwrap();
+            tokio::process::Command::new("psql")
+                .args(["-X", "-v", "VERBOSITY=verbose", "-tA", "-c", "SELECT 1; DROP TABLE t"])
+                .env("PGHOST", addr.ip().to_string())
+                .env("PGPORT", addr.port().to_string())
+                .env("PGUSER", "analyst")
+                .env("PGDATABASE", "app")
+                .env("PGPASSWORD", token)
+                .env("PGSSLMODE", "verify-full")
+                .env("PGSSLROOTCERT", ca)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    let id = events.next("pending").await;
+    let card = text(&gw.control_cli(&["approvals", "show", &id]));
+    assert!(card.contains("DROP TABLE t") && card.contains("analyst"), "{card}");
+    assert!(!card.contains(REAL));
+    let o = gw.control_cli(&["approvals", "deny", &id, "--as", "alice"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = held.await.unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("42501") && out.contains("denied by"), "{out}");
+    assert!(table_exists(&db).await, "a denied DROP ran");
+
+    // DROP TABLE alone: held, approved, then executed once.
+    let held = {
+        let (gw_addr, ca, token) = (gw.databases, gw.ca_path(), token.clone());
+        tokio::spawn(async move {
+            let addr = gw_addr.unwrap();
+            tokio::process::Command::new("psql")
+                .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", "DROP TABLE t"])
+                .env("PGHOST", addr.ip().to_string())
+                .env("PGPORT", addr.port().to_string())
+                .env("PGUSER", "analyst")
+                .env("PGDATABASE", "app")
+                .env("PGPASSWORD", token)
+                .env("PGSSLMODE", "verify-full")
+                .env("PGSSLROOTCERT", ca)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    let id = events.next("pending").await;
+    assert!(table_exists(&db).await, "nothing reaches the server while held");
+    let o = gw.control_cli(&["approvals", "approve", &id, "--as", "alice"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = held.await.unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!table_exists(&db).await, "the approved DROP ran");
+
+    // One record per statement; the text only for held ones; never the real password.
+    let audit = gw.audit();
+    let db_records: Vec<_> = audit.iter().filter(|r| r["kind"] == "database").collect();
+    let forwarded = db_records
+        .iter()
+        .filter(|r| r["detail"]["statement"] == "DROP TABLE t" && r["detail"]["forwarding"] == true)
+        .count();
+    assert_eq!(forwarded, 1, "{db_records:#?}");
+    let allowed = db_records
+        .iter()
+        .find(|r| r["decision"] == "allow")
+        .expect("a read's record");
+    assert!(allowed["detail"]["statement"].is_null() && allowed["detail"]["digest"].is_string());
+    let everything = format!("{audit:?}{}", gw.logs());
+    assert!(!everything.contains(REAL), "the real password leaked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_is_decided_and_a_refusal_leaves_the_transaction_failed() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let c = rust_client(&gw, &token).await;
+
+    // Prepared (extended protocol) reads pass, with parameters.
+    let row = c
+        .query_one("SELECT count(*) FROM t WHERE id = $1", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+
+    // A refused statement inside a transaction leaves it failed, as PostgreSQL would.
+    c.batch_execute("BEGIN").await.unwrap();
+    let e = c.execute("DELETE FROM t", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    let e = c.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(
+        sqlstate(&e),
+        "25P02",
+        "the server is in the failed transaction too: {e:?}"
+    );
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    let e = c.batch_execute("UPDATE t SET id = 2").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+
+    // DDL through a prepared statement is held at Bind, and runs after the approval.
+    let mut events = Events::open(&gw).await;
+    let run = tokio::spawn(async move { c.execute("DROP TABLE t", &[]).await.map_err(|e| sqlstate(&e)) });
+    let id = events.next("pending").await;
+    assert!(table_exists(&db).await);
+    let o = gw.control_cli(&["approvals", "approve", &id, "--as", "alice"]);
+    assert!(o.status.success(), "{}", text(&o));
+    run.await.unwrap().unwrap();
+    assert!(!table_exists(&db).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_agents_own_token_over_tls_logs_in() {
+    let db = database().await;
+    let (gw, token, intruder) = start(&db);
+    let cases = [
+        ("analyst", "wrong-token"),
+        // The placeholder is not a credential outside a sandbox.
+        ("analyst", "airlock-db-app"),
+        // Another agent's token under this agent's name.
+        ("analyst", intruder.as_str()),
+        // An agent without the database.
+        ("intruder", intruder.as_str()),
+        // The real password gets nobody in through airlock.
+        ("analyst", REAL),
+    ];
+    for (user, pw) in cases {
+        let (ok, out) = psql(&gw, user, pw, "SELECT 1").await;
+        assert!(
+            !ok && out.contains("password authentication failed"),
+            "{user}/{pw}: {out}"
+        );
+    }
+    // Without TLS the token is never asked for.
+    let addr = gw.databases.unwrap();
+    let o = tokio::process::Command::new("psql")
+        .args(["-X", "-tA", "-c", "SELECT 1"])
+        .env("PGHOST", addr.ip().to_string())
+        .env("PGPORT", addr.port().to_string())
+        .env("PGUSER", "analyst")
+        .env("PGDATABASE", "app")
+        .env("PGPASSWORD", &token)
+        .env("PGSSLMODE", "disable")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && out.contains("accepts TLS only"), "{out}");
+    let (ok, _) = psql(&gw, "analyst", &token, "SELECT 1").await;
+    assert!(ok);
+    assert!(!gw.logs().contains(REAL));
+}
+
+/// psycopg 3 (installed by .ci/run): parameters travel through the Extended protocol.
+const PSYCOPG: &str = r#"
+import sys, psycopg
+host, port, token, ca = sys.argv[1:5]
+conn = psycopg.connect(host=host, port=port, user="analyst", password=token, dbname="app",
+                       sslmode="verify-full", sslrootcert=ca)
+cur = conn.cursor()
+cur.execute("SELECT count(*) FROM t WHERE id = %s", (1,))
+assert cur.fetchone()[0] == 1
+try:
+    cur.execute("DELETE FROM t WHERE id = %s", (1,))
+    sys.exit("a refused write ran")
+except psycopg.errors.InsufficientPrivilege as e:
+    assert "no writes" in (e.diag.message_detail or ""), e.diag.message_detail
+    print("refused:", e.sqlstate)
+# psycopg opened a transaction: it is failed now, as PostgreSQL leaves it.
+assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+conn.rollback()
+cur.execute("SELECT count(*) FROM t")
+print("rows:", cur.fetchone()[0])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_reads_pass_and_a_refused_write_fails_the_transaction() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let addr = gw.databases.unwrap();
+    let (host, port, ca) = (addr.ip().to_string(), addr.port().to_string(), gw.ca_path());
+    let ca = ca.to_string_lossy().to_string();
+    let (ok, out) = tokio::task::spawn_blocking(move || python(PSYCOPG, &[&host, &port, &token, &ca]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}\n{}", gw.logs());
+    assert!(out.contains("refused: 42501") && out.contains("rows: 1"), "{out}");
+}
