@@ -38,7 +38,7 @@ pub use approvals::{
     TelegramConfig, WebexConfig, WebhookConfig,
 };
 pub use cloud::{GchatConfig, TeamsConfig};
-pub use credentials::{ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
+pub use credentials::{Aws, ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{
     ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LISTEN,
