@@ -87,10 +87,13 @@ fn host_service(host: &str) -> Option<(String, Option<String>)> {
 }
 
 /// The virtual-hosted S3 bucket in `host`, if any.
-fn host_bucket(host: &str) -> Option<&str> {
-    let stem = host.strip_suffix(".amazonaws.com")?;
-    let i = stem.find(".s3.").or_else(|| stem.find(".s3-"))?;
-    (i > 0).then(|| &stem[..i])
+fn host_bucket(host: &str) -> Option<String> {
+    let stem = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let labels: Vec<&str> = stem.split('.').collect();
+    let i = labels.iter().position(|l| *l == "s3" || l.starts_with("s3-"))?;
+    (i > 0).then(|| labels[..i].join("."))
 }
 
 /// `(service, region)` of each SigV4 credential scope the request carries.
@@ -202,7 +205,7 @@ fn bucket_key(host: &str, raw_path: &str) -> (Option<String>, Option<String>) {
     let path = percent_decode_str(raw_path).decode_utf8_lossy();
     let path = path.strip_prefix('/').unwrap_or(&path);
     let (bucket, key) = match host_bucket(host) {
-        Some(b) => (Some(b.to_string()), path.to_string()),
+        Some(b) => (Some(b), path.to_string()),
         None => {
             let (b, k) = path.split_once('/').unwrap_or((path, ""));
             ((!b.is_empty()).then(|| b.to_string()), k.to_string())

@@ -26,7 +26,7 @@ const SECRET_PLACEHOLDER: &str = "airlock-aws-secret-placeholder-aws";
 fn hmac(key: &[u8], data: &str) -> Vec<u8> {
     let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
     m.update(data.as_bytes());
-    m.into_bytes().to_vec()
+    m.finalize().into_bytes().to_vec()
 }
 
 /// RFC 3986 encoding as SigV4 wants it: everything but unreserved characters.
@@ -152,7 +152,7 @@ async fn fake_aws() -> Upstream {
         let body = match target.rsplit('.').next().unwrap_or("") {
             "ListTables" => serde_json::json!({"TableNames": ["orders"]}),
             "DescribeTable" => serde_json::json!({"Table": {"TableName": "orders",
-                "CreatedBy": format!("{REAL_KEY_ID} with {REAL_TOKEN}")}}),
+                "TableArn": format!("{REAL_KEY_ID} with {REAL_TOKEN}")}}),
             "DeleteTable" => serde_json::json!({"TableDescription": {"TableStatus": "DELETING"}}),
             _ if seen.method == "GET" => {
                 return Some(
@@ -295,7 +295,7 @@ async fn botocore_with_placeholder_keys_is_resigned_with_the_real_ones() {
         r#"{"TableName": "orders"}"#,
         PLACEHOLDER,
     );
-    let echoed = r["ok"]["Table"]["CreatedBy"].as_str().unwrap().to_string();
+    let echoed = r["ok"]["Table"]["TableArn"].as_str().unwrap_or_default().to_string();
     assert_eq!(echoed, format!("{PLACEHOLDER} with {PLACEHOLDER}"), "{r}");
 
     // An `aws` deny rule on the action: the request never reaches the service.
