@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::text::one_line;
 use crate::{BodyKind, Card, Decoding, HeldRequest, RuleLine};
 
+mod aws;
 mod body;
 mod content;
 mod github;
@@ -92,6 +93,7 @@ pub fn build(
     };
     let (summary_title, mut summary) = match mail::summarize(&req)
         .or_else(|| github::summarize(&req))
+        .or_else(|| aws::summarize(held, &content.bytes))
         .or_else(|| statement_summary(&parsed))
     {
         Some((title, lines)) => (Some(one_line(&title)), lines),

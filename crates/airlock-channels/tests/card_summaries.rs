@@ -203,3 +203,49 @@ fn github_actions_in_words() {
     let c = gh("GET", "/user", b"");
     assert_eq!(c.summary_title.as_deref(), Some("GitHub: GET /user"));
 }
+
+// ---- AWS ----
+
+#[test]
+fn aws_calls_in_words_service_action_region_resource() {
+    let c = card(&req(
+        "POST",
+        "dynamodb.eu-west-1.amazonaws.com",
+        "/",
+        &[
+            ("Content-Type", b"application/x-amz-json-1.0"),
+            ("X-Amz-Target", b"DynamoDB_20120810.DeleteTable"),
+        ],
+        br#"{"TableName":"orders"}"#,
+    ));
+    assert_eq!(c.summary_title.as_deref(), Some("AWS dynamodb DeleteTable"));
+    assert_eq!(line(&c, "Service"), Some("dynamodb"));
+    assert_eq!(line(&c, "Action"), Some("DeleteTable"));
+    assert_eq!(line(&c, "Region"), Some("eu-west-1"));
+    assert_eq!(line(&c, "Resource"), Some("orders"));
+
+    // S3 through a local endpoint: the signature's scope names service and region.
+    let auth = b"AWS4-HMAC-SHA256 Credential=AKID/20250101/us-west-2/s3/aws4_request, SignedHeaders=host, Signature=00";
+    let c = card(&req(
+        "DELETE",
+        "localhost",
+        "/backups/2025/db.dump",
+        &[("Authorization", auth)],
+        b"",
+    ));
+    assert_eq!(c.summary_title.as_deref(), Some("AWS s3 DeleteObject"));
+    assert_eq!(line(&c, "Region"), Some("us-west-2"));
+    assert_eq!(line(&c, "Resource"), Some("backups/2025/db.dump"));
+
+    // An action in the URL and another in the form: the card shows both readings.
+    let c = card(&req(
+        "POST",
+        "ec2.us-east-1.amazonaws.com",
+        "/?Action=DescribeInstances",
+        &[("Content-Type", b"application/x-www-form-urlencoded")],
+        b"Action=TerminateInstances&InstanceId.1=i-0abc",
+    ));
+    assert_eq!(line(&c, "Action"), Some("DescribeInstances"));
+    assert_eq!(line(&c, "Also read as"), Some("ec2 TerminateInstances"));
+    assert_eq!(line(&c, "Resource"), Some("i-0abc"));
+}

@@ -1,4 +1,5 @@
-//! A rule's `body` matcher: exactly one of `json`, `graphql`, `jsonrpc` or `sql`.
+//! A rule's `body` matcher: exactly one of `json`, `graphql`, `jsonrpc`, `sql` or `aws` (also
+//! written as the rule's own `aws` key).
 
 use airlock_core::facts::SqlClass;
 use airlock_core::glob::Glob;
@@ -8,7 +9,7 @@ use toml::Value;
 use crate::error::{Errors, KeyPath};
 use crate::raw::{Fields, as_table};
 
-const KINDS: &[&str] = &["json", "graphql", "jsonrpc", "sql"];
+const KINDS: &[&str] = &["json", "graphql", "jsonrpc", "sql", "aws"];
 /// Nesting allowed in an exact JSON value; the TOML parser's own limit is lower in practice.
 const MAX_DEPTH: usize = 32;
 
@@ -99,7 +100,7 @@ fn graphql(v: &Value, path: &KeyPath, errs: &mut Errors) -> Option<BodyMatcher> 
 fn jsonrpc(v: &Value, path: &KeyPath, errs: &mut Errors) -> Option<BodyMatcher> {
     let f = Fields::new(as_table(v, path, errs)?, path.clone(), &["method", "tool"], errs);
     let method = f.str("method", errs).map(Glob::text);
-    let tools = names(&f, "tool", errs);
+    let tools = names(&f, "tool", errs).iter().map(|t| Glob::text(t)).collect();
     Some(BodyMatcher::JsonRpc { method, tools })
 }
 
@@ -109,6 +110,28 @@ pub fn sql_class(s: &str) -> Option<SqlClass> {
     [Read, Write, Ddl, Other, Role, Copy, Procedural]
         .into_iter()
         .find(|c| serde_json::to_value(c).ok().is_some_and(|v| v == s))
+}
+
+/// `aws = { service = "ec2", action = ["TerminateInstances", "Delete*"] }`: the edge reads AWS
+/// calls as JSON-RPC calls `aws:<service>` whose tool is the action.
+pub(crate) fn aws(v: &Value, path: &KeyPath, errs: &mut Errors) -> Option<BodyMatcher> {
+    let f = Fields::new(as_table(v, path, errs)?, path.clone(), &["service", "action"], errs);
+    let service = f.str("service", errs).unwrap_or("*");
+    if service.is_empty()
+        || !service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.*?".contains(&b))
+    {
+        errs.push(
+            &f.at("service"),
+            format!("{service:?} is not an AWS service name (as in its endpoint or signature: ec2, s3, dynamodb …)"),
+        );
+    }
+    let actions = names(&f, "action", errs).iter().map(|a| Glob::text(a)).collect();
+    Some(BodyMatcher::JsonRpc {
+        method: Some(Glob::text(&format!("aws:{}", service.to_ascii_lowercase()))),
+        tools: actions,
+    })
 }
 
 pub(crate) fn sql(f: &Fields<'_>, errs: &mut Errors) -> Option<BodyMatcher> {
@@ -139,7 +162,7 @@ pub(crate) fn read(v: &Value, path: &KeyPath, errs: &mut Errors) -> Option<BodyM
     let present: Vec<&str> = KINDS.iter().copied().filter(|k| f.has(k)).collect();
     match present.as_slice() {
         [] => {
-            errs.push(path, "needs exactly one of json, graphql, jsonrpc or sql");
+            errs.push(path, "needs exactly one of json, graphql, jsonrpc, sql or aws");
             None
         }
         [kind] => {
@@ -148,6 +171,7 @@ pub(crate) fn read(v: &Value, path: &KeyPath, errs: &mut Errors) -> Option<BodyM
                 "json" => json(v, &p, errs),
                 "graphql" => graphql(v, &p, errs),
                 "jsonrpc" => jsonrpc(v, &p, errs),
+                "aws" => aws(v, &p, errs),
                 _ => sql(&f, errs),
             }
         }

@@ -1,5 +1,5 @@
-//! `[secrets.NAME] kind = "oauth2" | "github_app"`: credentials the gateway mints or refreshes
-//! itself, instead of a static value sealed by `airlock secret set`. The placeholder, hosts and
+//! `[secrets.NAME] kind = "oauth2" | "github_app" | "aws"`: credentials the gateway mints,
+//! refreshes or signs with itself, instead of a static value sealed by `airlock secret set`. The placeholder, hosts and
 //! slot rules are a static secret's (`secrets.rs`); this reads what the gateway needs to obtain
 //! the current token.
 
@@ -22,6 +22,19 @@ pub enum CredentialKind {
     /// A GitHub App installation: the secret's vault entry is the App's private key (PEM); the
     /// gateway injects an installation token.
     GithubApp(GithubApp),
+    /// AWS keys: the secret's vault entry is the secret access key; the gateway re-signs (Signature
+    /// V4) requests the agent signed with the placeholder key id.
+    Aws(Aws),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aws {
+    /// The real access key id: an identifier rather than a secret, but kept and scrubbed like one.
+    pub access_key_id: SecretRef,
+    /// For temporary credentials: sent as `X-Amz-Security-Token` with each re-signed request.
+    pub session_token: Option<SecretRef>,
+    /// What the sandbox gets as `AWS_SECRET_ACCESS_KEY`, so SDKs sign (with a key worth nothing).
+    pub secret_placeholder: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +83,7 @@ pub(crate) const OAUTH2_KEYS: &[&str] = &[
     "redirect_uri",
 ];
 pub(crate) const GITHUB_APP_KEYS: &[&str] = &["app_id", "installation_id", "api_url"];
+pub(crate) const AWS_KEYS: &[&str] = &["access_key_id", "session_token", "secret_placeholder"];
 
 /// `(auth_url, token_url, extra authorization parameters)` of a provider preset.
 type Preset = (String, String, Vec<(String, String)>);
@@ -208,11 +222,33 @@ pub(crate) fn github_app(f: &Fields<'_>, errs: &mut Errors) -> Option<GithubApp>
     })
 }
 
+pub(crate) fn aws(name: &str, f: &Fields<'_>, errs: &mut Errors) -> Option<Aws> {
+    let access_key_id = secret_ref(f, "access_key_id", true, errs);
+    let session_token = secret_ref(f, "session_token", false, errs);
+    let secret_placeholder = match f.str("secret_placeholder", errs) {
+        Some(p) if p.len() >= 8 && p.bytes().all(|b| b.is_ascii_graphic()) => p.to_string(),
+        Some(_) => {
+            errs.push(
+                &f.at("secret_placeholder"),
+                "a placeholder is at least 8 printable ASCII characters without spaces",
+            );
+            return None;
+        }
+        None => format!("airlock-aws-secret-placeholder-{name}"),
+    };
+    Some(Aws {
+        access_key_id: access_key_id?,
+        session_token,
+        secret_placeholder,
+    })
+}
+
 /// The credential named `name` from its `[secrets.NAME]` table, read with the kind's keys.
 pub(crate) fn read(name: &str, kind: &str, f: &Fields<'_>, errs: &mut Errors) -> Option<Credential> {
     let kind = match kind {
         "oauth2" => CredentialKind::OAuth2(oauth2(f, errs)?),
         "github_app" => CredentialKind::GithubApp(github_app(f, errs)?),
+        "aws" => CredentialKind::Aws(aws(name, f, errs)?),
         _ => return None,
     };
     Some(Credential {

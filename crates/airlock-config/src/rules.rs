@@ -19,6 +19,7 @@ const KEYS: &[&str] = &[
     "query",
     "headers",
     "body",
+    "aws",
     "action",
     "reason",
     "rate",
@@ -240,7 +241,14 @@ fn rule(f: &Fields<'_>, known: &Known<'_>, names: &mut Vec<String>, errs: &mut E
     }
     let query = pairs(f, "query", false, errs);
     let headers = pairs(f, "headers", true, errs);
-    let body = f.value("body").and_then(|v| body::read(v, &f.at("body"), errs));
+    let body = match (f.value("body"), f.value("aws")) {
+        (Some(_), Some(_)) => {
+            errs.push(&f.at("aws"), "one body matcher per rule: aws or body, not both");
+            None
+        }
+        (None, Some(v)) => body::aws(v, &f.at("aws"), errs),
+        (b, None) => b.and_then(|v| body::read(v, &f.at("body"), errs)),
+    };
 
     let action = match f.str("action", errs) {
         None if !f.has("action") => {

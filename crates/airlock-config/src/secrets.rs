@@ -147,11 +147,11 @@ fn slot(f: &Fields<'_>, errs: &mut Errors) -> Option<Slot> {
 fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<(SecretDecl, Option<Credential>)> {
     let kind = match t.get("kind") {
         None => "static",
-        Some(Value::String(k)) if ["static", "oauth2", "github_app"].contains(&k.as_str()) => k.as_str(),
+        Some(Value::String(k)) if ["static", "oauth2", "github_app", "aws"].contains(&k.as_str()) => k.as_str(),
         Some(_) => {
             errs.push(
                 &path.key("kind"),
-                "kind is \"static\" (the default), \"oauth2\" or \"github_app\"",
+                "kind is \"static\" (the default), \"oauth2\", \"github_app\" or \"aws\"",
             );
             return None;
         }
@@ -159,6 +159,7 @@ fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<(Se
     let extra = match kind {
         "oauth2" => credentials::OAUTH2_KEYS,
         "github_app" => credentials::GITHUB_APP_KEYS,
+        "aws" => credentials::AWS_KEYS,
         _ => &[],
     };
     let allowed: Vec<&str> = SECRET_KEYS.iter().chain(extra).copied().chain(["kind"]).collect();
@@ -203,6 +204,15 @@ fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<(Se
             "Bearer {secret}",
         ),
         "oauth2" if !has_slot => (Some(Slot::Header("authorization".into())), "Bearer {secret}"),
+        // The placeholder key id travels in the agent's SigV4 `Authorization`; the gateway re-signs.
+        "aws" if has_slot || f.has("format") => {
+            errs.push(
+                &f.path,
+                "an aws secret's slot is the SigV4 Authorization header: remove header/query/basic_user/format",
+            );
+            (None, "")
+        }
+        "aws" => (Some(Slot::Header("authorization".into())), "{secret}"),
         _ => (slot(&f, errs), "{secret}"),
     };
     let format = f.str("format", errs).unwrap_or(default_format).to_string();
@@ -226,13 +236,19 @@ fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<(Se
         }
         None => format!("airlock-placeholder-{name}"),
     };
-    let env = f.str("env", errs).map(str::to_string);
+    let env = f
+        .str("env", errs)
+        .map(str::to_string)
+        .or_else(|| (kind == "aws").then(|| "AWS_ACCESS_KEY_ID".to_string()));
     if let Some(e) = &env
         && !valid_env(e)
     {
         errs.push(&f.at("env"), format!("{e:?} is not a valid environment variable name"));
     }
     let allow_http = f.bool("allow_http", errs).unwrap_or(false);
+    if kind == "aws" && allow_http {
+        errs.push(&f.at("allow_http"), "AWS requests are re-signed over TLS only");
+    }
     if errs.list.len() > before {
         return None;
     }

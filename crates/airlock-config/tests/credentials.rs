@@ -1,4 +1,4 @@
-//! `[secrets.NAME] kind = "oauth2" | "github_app"`: presets, defaults (slot, format, GitHub's
+//! `[secrets.NAME] kind = "oauth2" | "github_app" | "aws"`: presets, defaults (slot, format, GitHub's
 //! hosts) and the mistakes refused at load (a client secret written in the file, plain-HTTP token
 //! endpoints, a slot on a github_app, a missing client id or installation).
 
@@ -79,6 +79,25 @@ fn a_github_app_defaults_to_githubs_hosts_and_the_authorization_slot() {
 }
 
 #[test]
+fn aws_keys_get_the_sigv4_slot_and_both_placeholders() {
+    let cfg = parse(
+        "[secrets.aws]\nkind = \"aws\"\naccess_key_id = \"vault:aws-key-id\"\nsession_token = \"env:AWS_REAL_TOKEN\"\n\
+         hosts = [\"*.amazonaws.com\"]\nplaceholder = \"AKIAAIRLOCKPLACEHOLDER\"\n",
+    )
+    .unwrap();
+    let d = cfg.secrets.get("aws").unwrap();
+    assert_eq!(d.slot, Slot::Header("authorization".into()));
+    assert_eq!(d.env.as_deref(), Some("AWS_ACCESS_KEY_ID"));
+    assert_eq!(d.placeholder, "AKIAAIRLOCKPLACEHOLDER");
+    let CredentialKind::Aws(a) = &cfg.credential("aws").unwrap().kind else {
+        panic!("not aws")
+    };
+    assert_eq!(a.access_key_id, SecretRef::Vault("aws-key-id".into()));
+    assert_eq!(a.session_token, Some(SecretRef::Env("AWS_REAL_TOKEN".into())));
+    assert_eq!(a.secret_placeholder, "airlock-aws-secret-placeholder-aws");
+}
+
+#[test]
 fn mistakes_are_refused_at_load() {
     let cases: &[(&str, &str)] = &[
         (
@@ -106,7 +125,27 @@ fn mistakes_are_refused_at_load() {
             "slot is the Authorization header",
         ),
         ("[secrets.g]\nkind = \"github_app\"\napp_id = 1\n", "installation id"),
-        ("[secrets.g]\nkind = \"aws\"\nhosts = [\"a.example\"]\n", "kind is"),
+        ("[secrets.g]\nkind = \"azure\"\nhosts = [\"a.example\"]\n", "kind is"),
+        (
+            "[secrets.a]\nkind = \"aws\"\nhosts = [\"*.amazonaws.com\"]\n",
+            "access_key_id",
+        ),
+        (
+            "[secrets.a]\nkind = \"aws\"\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\nhosts = [\"*.amazonaws.com\"]\n",
+            "env:NAME",
+        ),
+        (
+            "[secrets.a]\nkind = \"aws\"\naccess_key_id = \"env:K\"\nheader = \"X\"\nhosts = [\"*.amazonaws.com\"]\n",
+            "SigV4 Authorization",
+        ),
+        (
+            "[secrets.a]\nkind = \"aws\"\naccess_key_id = \"env:K\"\nallow_http = true\nhosts = [\"*.amazonaws.com\"]\n",
+            "TLS only",
+        ),
+        (
+            "[secrets.a]\nkind = \"aws\"\naccess_key_id = \"env:K\"\n",
+            "at least one host",
+        ),
         (
             "[secrets.g]\nkind = \"github_app\"\napp_id = 1\ninstallation_id = 2\nclient_id = \"x\"\n",
             "unknown key",
@@ -116,5 +155,6 @@ fn mistakes_are_refused_at_load() {
         let e = parse(src).expect_err(src);
         assert!(e.contains(want), "{src}\n→ {e}");
         assert!(!e.contains("GOCSPX-real"), "the secret is echoed: {e}");
+        assert!(!e.contains("AKIAIOSFODNN7EXAMPLE"), "the key id is echoed: {e}");
     }
 }

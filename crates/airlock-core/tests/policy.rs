@@ -76,7 +76,7 @@ fn body_matchers_and_fail_closed_reading() {
     let mut rpc = rule("mcp", "db.example.com", &["POST"], Action::Approve);
     rpc.body = Some(BodyMatcher::JsonRpc {
         method: Some(Glob::text("tools/call")),
-        tools: vec!["send_email".into()],
+        tools: vec![Glob::text("send_email")],
     });
     let mut reads = rule("reads", "db.example.com", &["POST"], Action::Allow);
     reads.body = Some(BodyMatcher::Sql(vec![SqlClass::Read]));

@@ -20,6 +20,7 @@ use airlock_config::{Config, Credential, CredentialKind, SecretRef};
 use airlock_store::{NEEDS_CONSENT, SecretRow, Store};
 use airlock_vault::{Scrubber, SealedSecret, SecretBytes, Vault};
 
+use crate::aws::AwsKeys;
 use crate::oauth2::{Grant, GrantError};
 
 /// How long one replica may hold the refresh lease.
@@ -28,6 +29,15 @@ const LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
 /// At most this long before expiry, a token is refreshed.
 const MARGIN_MS: i64 = 60_000;
+/// AWS keys are read from the store again after this long, so a rotated key takes effect.
+const AWS_KEYS_TTL: Duration = Duration::from_secs(300);
+
+struct AwsEntry {
+    cfg: airlock_config::Aws,
+    placeholder: String,
+    loaded: Mutex<Option<(Instant, Arc<AwsKeys>)>>,
+    flight: tokio::sync::Mutex<()>,
+}
 
 /// The vault entry caching a credential's current access token.
 pub fn access_row_name(name: &str) -> String {
@@ -64,6 +74,8 @@ struct Entry {
 
 pub struct Tokens {
     store: Store,
+    /// `kind = "aws"` secrets: real keys, loaded once and kept for [`AWS_KEYS_TTL`].
+    aws: HashMap<String, AwsEntry>,
     vault: Arc<Vault>,
     http: reqwest::Client,
     /// This process, as the holder of refresh leases.
@@ -85,9 +97,24 @@ impl Tokens {
         if cfg.credentials.is_empty() {
             return None;
         }
+        let aws = cfg
+            .credentials
+            .iter()
+            .filter_map(|c| {
+                let CredentialKind::Aws(a) = &c.kind else { return None };
+                let entry = AwsEntry {
+                    cfg: a.clone(),
+                    placeholder: cfg.secrets.get(&c.name)?.placeholder.clone(),
+                    loaded: Mutex::new(None),
+                    flight: tokio::sync::Mutex::new(()),
+                };
+                Some((c.name.clone(), entry))
+            })
+            .collect();
         let entries = cfg
             .credentials
             .iter()
+            .filter(|c| !matches!(c.kind, CredentialKind::Aws(_)))
             .filter_map(|c| {
                 let decl = cfg.secrets.get(&c.name)?;
                 Some((
@@ -104,6 +131,7 @@ impl Tokens {
             .collect();
         Some(Tokens {
             store,
+            aws,
             vault,
             http: crate::oauth2::client(),
             holder: crate::pkce::state(),
@@ -114,7 +142,57 @@ impl Tokens {
 
     /// True when secret `name` is minted here rather than sealed as a static value.
     pub fn is_dynamic(&self, name: &str) -> bool {
-        self.entries.contains_key(name)
+        self.entries.contains_key(name) || self.aws.contains_key(name)
+    }
+
+    /// True when secret `name` is AWS keys: requests are re-signed, not given a token.
+    pub fn is_aws(&self, name: &str) -> bool {
+        self.aws.contains_key(name)
+    }
+
+    /// The real keys of AWS secret `name` (read from the store at most every few minutes).
+    pub async fn aws_keys(&self, name: &str) -> Result<Arc<AwsKeys>, TokenError> {
+        let Some(e) = self.aws.get(name) else {
+            return Err(TokenError::NotConnected(name.to_string()));
+        };
+        let fresh = |e: &AwsEntry| {
+            lock(&e.loaded)
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < AWS_KEYS_TTL)
+                .map(|(_, k)| k.clone())
+        };
+        if let Some(k) = fresh(e) {
+            return Ok(k);
+        }
+        let _flight = e.flight.lock().await;
+        if let Some(k) = fresh(e) {
+            return Ok(k);
+        }
+        let failed = |reason: String| TokenError::Failed {
+            name: name.to_string(),
+            reason,
+        };
+        let secret = self.resolve(&SecretRef::Vault(name.to_string())).await.map_err(|_| {
+            failed(format!(
+                "its secret access key is not set (run: airlock secret set {name})"
+            ))
+        })?;
+        let key_id = self.resolve(&e.cfg.access_key_id).await.map_err(failed)?;
+        let token = match &e.cfg.session_token {
+            Some(r) => Some(self.resolve(r).await.map_err(failed)?),
+            None => None,
+        };
+        let keys = AwsKeys::new(
+            &key_id,
+            &secret,
+            token.as_ref(),
+            &e.placeholder,
+            &e.cfg.secret_placeholder,
+        )
+        .map_err(|why| failed(why.to_string()))?;
+        let keys = Arc::new(keys);
+        *lock(&e.loaded) = Some((Instant::now(), keys.clone()));
+        Ok(keys)
     }
 
     /// The current token of `name`, refreshed first when it is due.
@@ -258,6 +336,7 @@ impl Tokens {
                 };
                 crate::oauth2::refresh(&self.http, o, secret.as_ref(), sealed_value).await
             }
+            CredentialKind::Aws(_) => return Err(self.failed(e, "AWS keys are not minted")),
             CredentialKind::GithubApp(app) => {
                 let key = crate::jwt::key_pair(sealed_value).map_err(|why| self.failed(e, why.to_string()))?;
                 let now = now_ms() / 1000;
@@ -285,7 +364,7 @@ impl Tokens {
         match r {
             SecretRef::Env(n) => match std::env::var(n) {
                 Ok(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_bytes())),
-                _ => Err(format!("environment variable {n} (its client secret) is not set")),
+                _ => Err(format!("environment variable {n} is not set")),
             },
             SecretRef::Vault(n) => {
                 let row = self
@@ -293,7 +372,7 @@ impl Tokens {
                     .get_secret(n)
                     .await
                     .map_err(|_| "the store is unavailable".to_string())?;
-                let row = row.ok_or_else(|| format!("no secret {n:?} (its client secret) in the vault"))?;
+                let row = row.ok_or_else(|| format!("no secret {n:?} in the vault"))?;
                 self.vault
                     .open(&sealed(&row))
                     .map_err(|_| format!("secret {n:?} cannot be opened"))

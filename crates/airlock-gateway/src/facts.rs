@@ -11,7 +11,8 @@ use airlock_core::facts::{Body as BodyState, RequestFacts};
 use airlock_core::inject::{Injection, Refusal, RequestView};
 use airlock_core::policy::Policy;
 use airlock_inspect::Want;
-use airlock_inspect::request::{Head, body_state, head_facts, plan_body, settle_methods};
+use airlock_inspect::aws::AwsRequest;
+use airlock_inspect::request::{Head, add_aws_calls, body_state, head_facts, plan_body, settle_methods};
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use hyper::body::Incoming;
@@ -139,6 +140,16 @@ pub(crate) async fn read<B: AgentBody>(conn: &Conn, mut req: Request<B>) -> Resu
         }
         _ => body_state(&plan, content_type.as_deref(), whole, &facts.query),
     };
+    let header_view: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+    let aws = AwsRequest {
+        method: parts.method.as_str(),
+        host: &host,
+        target: &target,
+        headers: &header_view,
+        body: whole,
+    };
+    add_aws_calls(&mut facts, &plan, &aws);
+    drop(header_view);
 
     // Placeholders: an exfiltration attempt is refused whatever the policy says.
     let plan = scan(conn, &rec, &facts, &target, &parts, &pre)?;

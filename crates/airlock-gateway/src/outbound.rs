@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use airlock_core::facts::Scheme;
+use airlock_credentials::aws::{AwsKeys, ResignError};
 use airlock_vault::{Scrubber, SecretBytes};
 use http::{HeaderValue, Request, StatusCode, Version, header};
 use http_body_util::BodyExt;
@@ -36,7 +37,18 @@ pub(crate) struct Outbound {
 #[derive(Default)]
 pub(crate) struct Minted {
     values: HashMap<String, SecretBytes>,
+    /// The real keys of the AWS secrets whose placeholder signed this request (re-signed, not injected).
+    aws: HashMap<String, Arc<AwsKeys>>,
     scrubber: Option<Scrubber>,
+}
+
+impl Minted {
+    fn scrub_too(&mut self, s: &Scrubber) {
+        self.scrubber = Some(match &self.scrubber {
+            Some(prev) => prev.then(s),
+            None => s.clone(),
+        });
+    }
 }
 
 /// Obtains the current token of each dynamic credential the plan injects (cached, or refreshed
@@ -48,30 +60,31 @@ pub(crate) async fn mint<B: AgentBody>(conn: &Conn, req: &Inbound<B>, d: &Decide
     };
     let mut minted = Minted::default();
     for inj in req.plan.iter().filter(|i| tokens.is_dynamic(&i.name)) {
-        match tokens.current(&inj.name).await {
-            Ok(c) => {
-                minted.scrubber = Some(match &minted.scrubber {
-                    Some(s) => s.then(&c.scrubber),
-                    None => c.scrubber.clone(),
-                });
+        let got = match tokens.is_aws(&inj.name) {
+            true => tokens.aws_keys(&inj.name).await.map(|k| {
+                minted.scrub_too(&k.scrubber);
+                minted.aws.insert(inj.name.clone(), k);
+            }),
+            false => tokens.current(&inj.name).await.map(|c| {
+                minted.scrub_too(&c.scrubber);
                 minted.values.insert(inj.name.clone(), c.token.clone());
-            }
-            Err(e) => {
-                Metrics::inc(&state.metrics.denied);
-                let ev = req.rec.event(
-                    "request",
-                    &deny(e.to_string(), d.decision.rule.clone()),
-                    d.rules.clone(),
-                    vec![],
-                );
-                return Err(Stop::refused(
-                    state,
-                    ev,
-                    StatusCode::BAD_GATEWAY,
-                    "deny",
-                    d.decision.rule.as_deref(),
-                ));
-            }
+            }),
+        };
+        if let Err(e) = got {
+            Metrics::inc(&state.metrics.denied);
+            let ev = req.rec.event(
+                "request",
+                &deny(e.to_string(), d.decision.rule.clone()),
+                d.rules.clone(),
+                vec![],
+            );
+            return Err(Stop::refused(
+                state,
+                ev,
+                StatusCode::BAD_GATEWAY,
+                "deny",
+                d.decision.rule.as_deref(),
+            ));
         }
     }
     Ok(minted)
@@ -118,6 +131,9 @@ pub(crate) fn prepare<B: AgentBody>(
         true => minted.values.get(name),
         false => ids.values.get(name),
     };
+    // AWS placeholders are not replaced: the request they signed is signed again (below).
+    let (signed_by, plan): (Vec<_>, Vec<_>) = plan.into_iter().partition(|i| minted.aws.contains_key(&i.name));
+    let injected: Vec<String> = signed_by.iter().chain(&plan).map(|i| i.name.clone()).collect();
     if let Err(e) = crate::credentials::apply(&plan, &state.secrets, value, &mut parts.headers, &mut up_target) {
         Metrics::inc(&state.metrics.denied);
         let ev = rec.event(
@@ -134,7 +150,6 @@ pub(crate) fn prepare<B: AgentBody>(
             d.decision.rule.as_deref(),
         ));
     }
-    let injected: Vec<String> = plan.iter().map(|i| i.name.clone()).collect();
     if !injected.is_empty() {
         state
             .metrics
@@ -163,6 +178,40 @@ pub(crate) fn prepare<B: AgentBody>(
         }
     };
     drop(zeroize::Zeroizing::new(up_target));
+    for inj in &signed_by {
+        let whole: Option<&[u8]> = match &body {
+            Prefetched::Empty => Some(&[]),
+            Prefetched::Full(b) => Some(b),
+            Prefetched::Partial(..) => None,
+        };
+        let (keys, decl) = (&minted.aws[&inj.name], &state.secrets.decls[inj.secret]);
+        let (method, at) = (parts.method.as_str(), std::time::SystemTime::now());
+        let signed = airlock_credentials::aws::resign(
+            keys,
+            &decl.placeholder,
+            method,
+            &uri.to_string(),
+            &mut parts.headers,
+            whole,
+            at,
+        );
+        if let Err(e) = signed {
+            Metrics::inc(&state.metrics.denied);
+            let reason = format!("AWS secret \"{}\" was not used: {e}", inj.name);
+            let ev = rec.event(
+                "request",
+                &deny(reason, d.decision.rule.clone()),
+                d.rules.clone(),
+                vec![],
+            );
+            let status = match e {
+                ResignError::NotPlaceholder => StatusCode::FORBIDDEN,
+                ResignError::UnhashedBody => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return Err(Stop::refused(state, ev, status, "deny", d.decision.rule.as_deref()));
+        }
+    }
     let mut tripped = None;
     let mut bytes_in = 0;
     let up_body = match body {

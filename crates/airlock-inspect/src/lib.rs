@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aws;
 mod graphql;
 mod json;
 mod multipart;

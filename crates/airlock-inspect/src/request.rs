@@ -6,6 +6,7 @@ use airlock_core::facts::{Body, Reading, RequestFacts, Scheme};
 use airlock_core::policy::{BodyNeeds, Policy};
 
 use crate::Want;
+use crate::aws::{self, AwsCall, AwsRequest};
 use crate::target::{BadPath, path_readings, split_target};
 
 /// Headers through which clients ask a server to act as another method (Google APIs, ASP.NET,
@@ -157,6 +158,17 @@ pub fn body_state(
     }
 }
 
+/// Adds the AWS calls of a request meant for AWS to its JSON-RPC readings (the `aws` matcher is
+/// a JSON-RPC matcher on `aws:<service>` calls), when some rule reads them. JSON-RPC calls in the
+/// body may not pose as AWS calls.
+pub fn add_aws_calls(facts: &mut RequestFacts, plan: &BodyPlan, request: &AwsRequest<'_>) {
+    let Body::Inspected(b) = &mut facts.body else { return };
+    if plan.needs.jsonrpc {
+        b.jsonrpc.retain(|c| !c.method.starts_with(aws::METHOD_PREFIX));
+        b.jsonrpc.extend(aws::calls(request).iter().map(AwsCall::as_jsonrpc));
+    }
+}
+
 /// The whole canonicalisation for a request whose body is at hand (`policy explain`, tests,
 /// fuzzing): what the gateway's facts stage computes in steps around its reads.
 pub fn request_facts(head: &Head<'_>, policy: &Policy, body: &[u8]) -> Result<RequestFacts, BadPath> {
@@ -169,6 +181,14 @@ pub fn request_facts(head: &Head<'_>, policy: &Policy, body: &[u8]) -> Result<Re
     let plan = plan_body(&mut facts, policy, content_type);
     settle_methods(&mut facts, &plan, content_type, Some(body));
     facts.body = body_state(&plan, content_type, Some(body), &facts.query);
+    let aws = AwsRequest {
+        method: head.method,
+        host: head.host,
+        target: head.target,
+        headers: head.headers,
+        body: Some(body),
+    };
+    add_aws_calls(&mut facts, &plan, &aws);
     Ok(facts)
 }
 

@@ -100,6 +100,11 @@ pub async fn secret_set(cfg: &Path, name: &str) -> anyhow::Result<()> {
         airlock_config::CredentialKind::OAuth2(o) => {
             o.client_secret == Some(airlock_config::SecretRef::Vault(name.into()))
         }
+        // An AWS secret's access key id and session token may be sealed under names of their own.
+        airlock_config::CredentialKind::Aws(a) => {
+            let r = Some(airlock_config::SecretRef::Vault(name.into()));
+            Some(&a.access_key_id) == r.as_ref() || a.session_token == r
+        }
         _ => false,
     });
     // A database password referenced as vault:NAME needs no [secrets.NAME]: it is never injected into HTTP.
@@ -177,6 +182,7 @@ pub async fn secret_list(cfg: &Path) -> anyhow::Result<()> {
                     "github_app: REFUSED by GitHub (check the key, app id and installation)".to_string()
                 }
                 airlock_config::CredentialKind::GithubApp(_) => format!("github_app: private key {state}"),
+                airlock_config::CredentialKind::Aws(_) => format!("aws: secret access key {state}"),
             };
         }
         let hosts: Vec<String> = d.hosts.iter().map(|h| h.to_string()).collect();

@@ -79,12 +79,18 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let placeholders: Vec<(String, String)> = agent
+    let mut placeholders: Vec<(String, String)> = agent
         .secrets
         .iter()
         .filter_map(|s| home.config.secrets.get(s))
         .filter_map(|d| Some((d.env.clone()?, d.placeholder.clone())))
         .collect();
+    // AWS SDKs sign with a key id and a secret key: both are placeholders (the key id is `env`).
+    for s in &agent.secrets {
+        if let Some(airlock_config::CredentialKind::Aws(aws)) = home.config.credential(s).map(|c| &c.kind) {
+            placeholders.push(("AWS_SECRET_ACCESS_KEY".into(), aws.secret_placeholder.clone()));
+        }
+    }
     let mut extra = Vec::new();
     for e in &a.env {
         extra.push(parse_env(e)?);

@@ -28,8 +28,9 @@ pub enum BodyMatcher {
         operation: Option<String>,
         names: Vec<String>,
     },
-    /// Some call's method matches, and (when given) its MCP tool is one of `tools`.
-    JsonRpc { method: Option<Glob>, tools: Vec<String> },
+    /// Some call's method matches, and (when given) its MCP tool matches one of `tools`. AWS calls
+    /// come as `aws:<service>` calls whose tool is the action (`airlock-inspect`'s `aws`).
+    JsonRpc { method: Option<Glob>, tools: Vec<Glob> },
     /// Some statement is of one of these classes.
     Sql(Vec<SqlClass>),
 }
@@ -88,7 +89,7 @@ pub(crate) fn body_matches(m: &BodyMatcher, f: &BodyFacts, side: Side) -> Hit {
             }
             each(&f.jsonrpc, side, |c| {
                 let tool = match &c.tool {
-                    Some(t) => tools.contains(t),
+                    Some(t) => tools.iter().any(|g| g.matches(t)),
                     None => side == Side::Restrictive && c.tool_unread,
                 };
                 method.as_ref().is_none_or(|g| g.matches(&c.method)) && (tools.is_empty() || tool)

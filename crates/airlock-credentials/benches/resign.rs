@@ -1,0 +1,102 @@
+//! CPU per request of AWS Signature V4 re-signing (issue 15's goal: ≤ 20 µs): a DynamoDB call as
+//! botocore sends it (six signed headers, a 40-byte JSON body hashed here) and an S3 GET with a
+//! declared payload hash, each checked, stripped and signed again with real keys and a session token.
+//!
+//! Run: `cargo bench -p airlock-credentials --bench resign`
+
+use std::time::SystemTime;
+
+use airlock_credentials::aws::{AwsKeys, resign};
+use airlock_vault::SecretBytes;
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue};
+
+const PLACEHOLDER: &str = "airlock-placeholder-aws";
+
+fn keys() -> AwsKeys {
+    let b = |s: &str| SecretBytes::new(s.as_bytes().to_vec());
+    AwsKeys::new(
+        &b("AKIAREALKEYID0000001"),
+        &b("rEaLsEcReTkEy/0123456789+abcdefghijKLMNOP"),
+        Some(&b("FwoGZXIvYXdzEREALSESSIONTOKEN0123456789abcdef")),
+        PLACEHOLDER,
+        "airlock-aws-secret-placeholder",
+    )
+    .expect("keys")
+}
+
+fn dynamodb_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "authorization",
+        HeaderValue::from_static(
+            "AWS4-HMAC-SHA256 Credential=airlock-placeholder-aws/20251207/us-east-1/dynamodb/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target;x-amz-user-agent, \
+             Signature=3c8f8a5c0e2a8c4b0e6d4c2f1a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b",
+        ),
+    );
+    h.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
+    h.insert("x-amz-date", HeaderValue::from_static("20251207T101500Z"));
+    h.insert("x-amz-target", HeaderValue::from_static("DynamoDB_20120810.ListTables"));
+    h.insert(
+        "x-amz-user-agent",
+        HeaderValue::from_static("Boto3/1.40.0 md/Botocore#1.43.11"),
+    );
+    h.insert(
+        "user-agent",
+        HeaderValue::from_static("Boto3/1.40.0 Python/3.11.7 Linux"),
+    );
+    h.insert("content-length", HeaderValue::from_static("40"));
+    h
+}
+
+fn bench(c: &mut Criterion) {
+    let k = keys();
+    let body = br#"{"ExclusiveStartTableName":"orders-2025"}"#;
+    let base = dynamodb_headers();
+    c.bench_function("sigv4 re-sign: dynamodb json call (body hashed)", |b| {
+        b.iter(|| {
+            let mut h = base.clone();
+            resign(
+                &k,
+                PLACEHOLDER,
+                "POST",
+                "https://dynamodb.us-east-1.amazonaws.com/",
+                &mut h,
+                Some(black_box(body)),
+                SystemTime::now(),
+            )
+            .expect("re-signed");
+            h
+        })
+    });
+    let mut s3 = HeaderMap::new();
+    s3.insert(
+        "authorization",
+        HeaderValue::from_static(
+            "AWS4-HMAC-SHA256 Credential=airlock-placeholder-aws/20251207/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=00",
+        ),
+    );
+    s3.insert("x-amz-content-sha256", HeaderValue::from_static("UNSIGNED-PAYLOAD"));
+    s3.insert("x-amz-date", HeaderValue::from_static("20251207T101500Z"));
+    c.bench_function("sigv4 re-sign: s3 get (declared payload hash)", |b| {
+        b.iter(|| {
+            let mut h = s3.clone();
+            resign(
+                &k,
+                PLACEHOLDER,
+                "GET",
+                "https://backups.s3.us-east-1.amazonaws.com/2025/db.dump",
+                &mut h,
+                None,
+                SystemTime::now(),
+            )
+            .expect("re-signed");
+            h
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
