@@ -71,6 +71,13 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         (old.channels != new.channels, "[channels]"),
         (old.approvals != new.approvals, "[approvals]"),
         (old.onecli != new.onecli, "[compat.onecli]"),
+        (g.0.postgres_listen != g.1.postgres_listen, "gateway.postgres_listen"),
+        (old.databases != new.databases, "[databases]"),
+        // The database leg decides on the policy it started with: a change must not pass as applied.
+        (
+            old.database_policy.rules != new.database_policy.rules,
+            "database rules (rules with databases = [...])",
+        ),
     ] {
         if changed {
             out.push(what);
