@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use airlock_config::Config;
 use airlock_core::audit::AuditEvent;
-use airlock_core::facts::{Body, BodyFacts, GraphqlOp, JsonRpcCall, Reading, RequestFacts, Scheme, SqlClass};
+use airlock_core::facts::{Body, BodyFacts, GraphqlOp, JsonRpcCall, Reading, RequestFacts, Scheme};
 use airlock_core::policy::{Action, BodyMatcher, Policy};
 use airlock_inspect::request::{Head, head_facts};
 use serde_json::{Value, json};
@@ -115,7 +115,10 @@ fn facts_of(ev: &AuditEvent) -> Option<(RequestFacts, Action)> {
                 tool: c["tool"].as_str().map(str::to_string),
                 tool_unread: c["tool_unread"] == true,
             }),
-            sql: strings(&b["sql"]).iter().filter_map(|c| SqlClass::parse(c)).collect(),
+            sql: strings(&b["sql"])
+                .iter()
+                .filter_map(|c| airlock_config::sql_class(c))
+                .collect(),
             sql_unparsed: b["sql_unparsed"] == true,
         }),
     };

@@ -321,10 +321,15 @@ mod tests {
     fn database_changes_need_a_restart_and_http_rules_do_not() {
         let db = "[gateway]\npostgres_listen = \"127.0.0.1:5433\"\n\n[databases.prod]\nkind = \"postgres\"\nupstream = \"127.0.0.1:5432\"\ndatabase = \"app\"\nuser = \"app\"\npassword = \"vault:prod-db\"\ntls = \"disable\"\n\n[[agents]]\nname = \"a\"\ndatabases = [\"prod\"]\n\n[[rules]]\nname = \"reads\"\ndatabases = [\"prod\"]\nsql = [\"read\"]\naction = \"allow\"\n";
         let old = parse(db);
-        let http = parse(&format!("{db}\n[[rules]]\nname = \"web\"\nhosts = [\"example.com\"]\naction = \"allow\"\n"));
+        let http = parse(&format!(
+            "{db}\n[[rules]]\nname = \"web\"\nhosts = [\"example.com\"]\naction = \"allow\"\n"
+        ));
         assert!(needs_restart(&old, &http).is_empty());
         let rules = parse(&db.replace("sql = [\"read\"]", "sql = [\"read\", \"write\"]"));
-        assert_eq!(needs_restart(&old, &rules), vec!["database rules (rules with databases = [...])"]);
+        assert_eq!(
+            needs_restart(&old, &rules),
+            vec!["database rules (rules with databases = [...])"]
+        );
         let moved = parse(&db.replace("upstream = \"127.0.0.1:5432\"", "upstream = \"127.0.0.1:5434\""));
         assert_eq!(needs_restart(&old, &moved), vec!["[databases]"]);
     }
