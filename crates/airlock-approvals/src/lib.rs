@@ -66,6 +66,28 @@ pub struct HeldRule {
     pub spec: ApprovalSpec,
 }
 
+impl HeldRule {
+    /// The `approve` rules among `matched` (indexes into `policy`) that name approvers: what a
+    /// hold waits on, HTTP request or database statement alike.
+    pub fn from_matched(policy: &airlock_core::policy::Policy, matched: &[usize]) -> Vec<HeldRule> {
+        matched
+            .iter()
+            .filter_map(|&i| policy.rules.get(i))
+            .filter(|r| r.action == airlock_core::policy::Action::Approve)
+            .filter_map(|r| {
+                Some(HeldRule {
+                    name: r.name.clone(),
+                    reason: r
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("rule \"{}\" requires human approval", r.name)),
+                    spec: r.approval.clone()?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A request to hold: the exact bytes and the rules that asked for approval.
 #[derive(Debug, Clone)]
 pub struct HoldRequest {

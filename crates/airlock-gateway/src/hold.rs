@@ -95,23 +95,7 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
     strip_hop_by_hop(&mut req.parts.headers, websocket);
     req.parts.headers.remove(header::HOST);
 
-    let held_rules: Vec<HeldRule> = d
-        .decision
-        .matched
-        .iter()
-        .map(|&i| &d.policy.rules[i])
-        .filter(|r| r.action == Action::Approve)
-        .filter_map(|r| {
-            Some(HeldRule {
-                name: r.name.clone(),
-                reason: r
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| format!("rule \"{}\" requires human approval", r.name)),
-                spec: r.approval.clone()?,
-            })
-        })
-        .collect();
+    let held_rules = HeldRule::from_matched(&d.policy, &d.decision.matched);
     if held_rules.is_empty() {
         let reason = format!("{why}; the rule names no approvers");
         return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));

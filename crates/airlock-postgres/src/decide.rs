@@ -167,22 +167,7 @@ async fn hold(gw: &PgGateway, a: &Ask<'_>, d: &Decision, mut detail: serde_json:
         let reason = format!("{why}; the statement is larger than approvals.max_body, and nothing is approved blind");
         return refuse(gw, a, d, reason, detail).await;
     }
-    let rules: Vec<HeldRule> = d
-        .matched
-        .iter()
-        .filter_map(|&i| gw.policy.rules.get(i))
-        .filter(|r| r.action == Action::Approve)
-        .filter_map(|r| {
-            Some(HeldRule {
-                name: r.name.clone(),
-                reason: r
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| format!("rule \"{}\" requires human approval", r.name)),
-                spec: r.approval.clone()?,
-            })
-        })
-        .collect();
+    let rules = HeldRule::from_matched(&gw.policy, &d.matched);
     if rules.is_empty() {
         return refuse(gw, a, d, format!("{why}; the rule names no approvers"), detail).await;
     }
