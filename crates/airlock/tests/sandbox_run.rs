@@ -475,46 +475,58 @@ macro_rules! runtime_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reaches_nothing_but_the_gateway() {
+                let _shared = ALONE.read().await;
                 only_way_out($rt).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn upstream_gets_the_real_key_sandbox_holds_only_the_placeholder() {
+                let _shared = ALONE.read().await;
                 secrets_stay_home($rt).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn denied_and_exfiltrating_requests_are_refused() {
+                let _shared = ALONE.read().await;
                 denied_and_exfiltration($rt).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn exit_code_output_and_ctrl_c_pass_through() {
+                let _shared = ALONE.read().await;
                 exit_code_streams_and_signals($rt).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_interactive_agent_gets_the_terminal_and_ctrl_c() {
+                // Alone: while other runs start and stop containers beside it, its Ctrl-C was lost.
+                let _alone = ALONE.write().await;
                 terminal_and_ctrl_c($rt).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_killed_run_leaves_nothing_behind() {
+                let _shared = ALONE.read().await;
                 a_crashed_run_is_cleaned_up($rt).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_operators_environment_is_nowhere_inside() {
+                let _shared = ALONE.read().await;
                 leaks::operator_environment_stays_out($rt).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn credentials_and_airlock_state_cannot_be_mounted() {
+                let _shared = ALONE.read().await;
                 mounts_are_checked($rt).await;
             }
         }
     };
 }
+
+/// The interactive test runs with no other run beside it (write lock); the others share (read).
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 runtime_tests!(docker, "docker");
 runtime_tests!(bwrap, "bwrap");
