@@ -14,15 +14,6 @@ use anyhow::{Context, bail};
 
 use crate::home::Home;
 
-/// One line of output. The URL may come from an agent's log, and paths and body readings are
-/// decoded: every line goes through the cards' one_line, so ESC, C1 controls, bidi overrides
-/// and decoded newlines are shown as `<U+XXXX>` / spaces instead of reaching the terminal.
-macro_rules! say {
-    ($($arg:tt)*) => {
-        println!("{}", airlock_channels::text::one_line(&format!($($arg)*)))
-    };
-}
-
 /// A request written by hand: on the command line, or as a policy's `[[tests]]` case.
 pub struct Written<'a> {
     pub method: &'a str,

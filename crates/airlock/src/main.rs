@@ -1,6 +1,15 @@
 //! The `airlock` command: configuration, wiring and the operator's tools.
 #![forbid(unsafe_code)]
 
+/// One line of output whose text may come from an agent (a URL, a path, a body reading): it
+/// goes through the cards' `one_line`, so ESC, C1 controls, bidi overrides and decoded newlines
+/// are shown as `<U+XXXX>` / spaces instead of reaching the terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", airlock_channels::text::one_line(&format!($($arg)*)))
+    };
+}
+
 mod admin;
 mod apikey;
 mod approvals;

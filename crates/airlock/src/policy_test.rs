@@ -21,12 +21,6 @@ use crate::home::Home;
 /// Examples kept per group of changes.
 const EXAMPLES: usize = 3;
 
-macro_rules! say {
-    ($($arg:tt)*) => {
-        println!("{}", airlock_channels::text::one_line(&format!($($arg)*)))
-    };
-}
-
 /// Exit 2 with the reason: the test could not be run.
 fn cannot(why: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {why}");
