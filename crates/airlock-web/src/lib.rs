@@ -37,7 +37,13 @@ pub struct ControlState {
     pub started_ms: u64,
     /// The OneCLI-compatible API (`[compat.onecli]`), when configured.
     pub onecli: Option<Arc<onecli::OneCli>>,
+    /// Reads agents and secrets from the store again, now (`POST /api/v1/identities/reload`).
+    pub refresh_identities: Option<Refresh>,
 }
+
+/// Re-reads the gateway's agents and secrets from the store; done by the binary, which owns
+/// the vault.
+pub type Refresh = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -57,6 +63,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/agents", get(agents))
+        .route("/api/v1/identities/reload", axum::routing::post(reload_identities))
         .merge(approvals_api::routes())
         .merge(callbacks::routes())
         .merge(policy_api::routes())
@@ -114,6 +121,26 @@ async fn metrics(State(s): State<ControlState>) -> Response {
         s.gateway.metrics.render(),
     )
         .into_response()
+}
+
+/// `airlock agent add|rm` and `secret set|rm` call this after writing the store, so a running
+/// gateway on SQLite (which has no change notifications) takes the change at once: a new
+/// credential works, a removed one is refused, from the next request on.
+async fn reload_identities(State(s): State<ControlState>, h: HeaderMap) -> Response {
+    if !authorized(&s, &h) {
+        return unauthorized();
+    }
+    match &s.refresh_identities {
+        Some(refresh) => {
+            refresh().await;
+            Json(serde_json::json!({"reloaded": true})).into_response()
+        }
+        None => (
+            StatusCode::NOT_IMPLEMENTED,
+            Json(serde_json::json!({"error": "this control plane cannot reload agents"})),
+        )
+            .into_response(),
+    }
 }
 
 pub(crate) fn authorized(s: &ControlState, h: &HeaderMap) -> bool {

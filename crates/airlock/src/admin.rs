@@ -11,6 +11,19 @@ use anyhow::{Context, bail};
 
 use crate::home::{Home, MASTER_KEY_ENV, is_internal, now_ms, random_token, row, sealed};
 
+/// After a change to agents or secrets in the store: a running gateway takes it at once (on
+/// PostgreSQL every replica also hears of it from the store). No gateway running is fine.
+async fn tell_running_gateway(cfg: &Path) {
+    let told = match crate::approvals_cli::Control::open(cfg) {
+        Ok(c) => c.reload_identities().await,
+        // No control token yet: no gateway has ever run with this data directory.
+        Err(_) => Ok(false),
+    };
+    if let Err(e) = told {
+        eprintln!("note: could not tell the running gateway ({e:#}); it reads the store again within 2 s");
+    }
+}
+
 pub async fn agent_add(cfg: &Path, name: &str) -> anyhow::Result<()> {
     let home = Home::load(cfg)?;
     if name.contains('*') {
@@ -34,6 +47,7 @@ pub async fn agent_add(cfg: &Path, name: &str) -> anyhow::Result<()> {
         })
         .await
         .with_context(|| format!("cannot add agent \"{name}\" (remove it first with: airlock agent rm {name})"))?;
+    tell_running_gateway(cfg).await;
     let listen = home.config.gateway.listen;
     eprintln!("agent \"{name}\" added; its token is shown once, below. Give the agent this proxy URL:");
     println!("http://{name}:{token}@{}:{}", listen.ip(), listen.port());
@@ -65,6 +79,7 @@ pub async fn agent_rm(cfg: &Path, name: &str) -> anyhow::Result<()> {
     if !opened.store.remove_agent(name).await? {
         bail!("no agent \"{name}\" has a token");
     }
+    tell_running_gateway(cfg).await;
     println!("removed agent \"{name}\"; its token no longer works");
     Ok(())
 }
@@ -142,6 +157,7 @@ pub async fn secret_set(cfg: &Path, name: &str) -> anyhow::Result<()> {
         .store
         .put_secret(&row(&opened.vault.seal(name, version, &value), now_ms()))
         .await?;
+    tell_running_gateway(cfg).await;
     println!("sealed secret \"{name}\" (version {version})");
     Ok(())
 }
@@ -210,6 +226,7 @@ pub async fn secret_rm(cfg: &Path, name: &str) -> anyhow::Result<()> {
     if !opened.store.remove_secret(name).await? {
         bail!("no secret \"{name}\" is sealed");
     }
+    tell_running_gateway(cfg).await;
     println!("removed secret \"{name}\"");
     Ok(())
 }

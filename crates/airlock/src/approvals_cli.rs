@@ -89,6 +89,20 @@ impl Control {
             .await
     }
 
+    /// Tells a running gateway that agents or secrets changed in the store. `Ok(false)` when no
+    /// gateway listens (it reads the store when it starts).
+    pub async fn reload_identities(&self) -> anyhow::Result<bool> {
+        let req = self
+            .http
+            .post(format!("{}/api/v1/identities/reload", self.base))
+            .timeout(std::time::Duration::from_secs(5));
+        match self.call(req).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.downcast_ref::<reqwest::Error>().is_some_and(|e| e.is_connect()) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn grants(&self) -> anyhow::Result<Value> {
         self.call(self.http.get(format!("{}/api/v1/grants", self.base))).await
     }

@@ -1,11 +1,10 @@
 //! Wiring of the OneCLI-compatible API (`[compat.onecli]`): the key agents' credentials are
 //! derived from (sealed in the vault like the buttons' key), the grants from `[[agents]]`, and
-//! an immediate reload of the gateway's agents after one is created.
+//! the gateway's reload of its agents, run at once after one is created.
 
 use std::sync::Arc;
 
 use airlock_config::Config;
-use airlock_gateway::GatewayState;
 use airlock_store::Store;
 use airlock_vault::Vault;
 use airlock_web::onecli::OneCli;
@@ -32,7 +31,7 @@ pub async fn api(
     store: &Store,
     vault: &Arc<Vault>,
     ca_pem: String,
-    state: &Arc<GatewayState>,
+    refresh: airlock_web::Refresh,
 ) -> anyhow::Result<Option<Arc<OneCli>>> {
     let Some(c) = &cfg.onecli else {
         return Ok(None);
@@ -50,17 +49,6 @@ pub async fn api(
                 })
                 .collect(),
         )
-    });
-    let (cfg2, store2, vault2, state2) = (cfg.clone(), store.clone(), vault.clone(), state.clone());
-    let refresh = Arc::new(move || {
-        let (cfg, store, vault, state) = (cfg2.clone(), store2.clone(), vault2.clone(), state2.clone());
-        Box::pin(async move {
-            match crate::serve::identities(&cfg, &store, &vault, None).await {
-                Ok(Some((ids, _))) => state.set_identities(ids),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not reload agents; the next poll will"),
-            }
-        }) as airlock_web::BoxFuture<'static, ()>
     });
     Ok(Some(Arc::new(OneCli {
         proxy_url: c.proxy_url.clone(),

@@ -258,6 +258,22 @@ pub(crate) async fn identities(
     )))
 }
 
+/// Reads agents and secrets again now: after the OneCLI API creates an agent, and when the CLI
+/// (`agent add|rm`, `secret set|rm`) says it changed them.
+fn refresher(cfg: &Config, store: &Store, vault: &Arc<Vault>, state: &Arc<GatewayState>) -> airlock_web::Refresh {
+    let (cfg, store, vault, state) = (cfg.clone(), store.clone(), vault.clone(), state.clone());
+    Arc::new(move || {
+        let (cfg, store, vault, state) = (cfg.clone(), store.clone(), vault.clone(), state.clone());
+        Box::pin(async move {
+            match identities(&cfg, &store, &vault, None).await {
+                Ok(Some((ids, _))) => state.set_identities(ids),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not reload agents and secrets; the next poll will"),
+            }
+        }) as airlock_web::BoxFuture<'static, ()>
+    })
+}
+
 /// What the store announced.
 enum Announced {
     /// Agents or secrets changed, the notifications had a gap, or [`REFRESH`] passed (the
@@ -419,7 +435,8 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         store.clone(),
     ));
     reloader.record_hash().await;
-    let onecli = crate::onecli::api(cfg, &store, &vault, ca_cert.clone(), &state).await?;
+    let refresh = refresher(cfg, &store, &vault, &state);
+    let onecli = crate::onecli::api(cfg, &store, &vault, ca_cert.clone(), refresh.clone()).await?;
     let control_state = airlock_web::ControlState {
         gateway: state.clone(),
         store: store.clone(),
@@ -429,6 +446,7 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
         version: crate::VERSION.to_string(),
         started_ms: airlock_gateway::now_ms(),
         onecli,
+        refresh_identities: Some(refresh),
     };
     tasks.push(tokio::spawn(async move {
         if let Err(e) = airlock_web::serve(control, control_state).await {

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::{BoxFuture, ControlState};
+use crate::ControlState;
 pub use auth::Scope;
 use auth::authorize;
 
@@ -52,7 +52,7 @@ pub struct OneCli {
     pub agent_key: SecretBytes,
     pub grants: Grants,
     /// Reloads the gateway's agents now, so a credential just issued is usable at once.
-    pub refresh: Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
+    pub refresh: crate::Refresh,
 }
 
 impl OneCli {

@@ -96,6 +96,7 @@ async fn start(with_hub: bool) -> Env {
         version: "test".into(),
         started_ms: 0,
         onecli: None,
+        refresh_identities: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
