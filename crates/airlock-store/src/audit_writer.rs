@@ -29,6 +29,35 @@ use tokio::task::JoinHandle;
 
 use crate::{Batch, Chained, CheckpointRow, Store, StoreError};
 
+/// The target of the line logged for each committed record (`AIRLOCK_LOG=airlock::audit=off`
+/// silences them).
+const LOG_TARGET: &str = "airlock::audit";
+
+/// One log line per committed record, with stable fields: `event` (the record's kind), `seq`
+/// (its place in the audit log: the id that ties a log line to its record), `agent`, `method`,
+/// `host`, `path` (query values redacted), `rule`, `decision`, `status`, `latency_us`, `reason`.
+/// Logged after the commit, so a line names a record that exists; never a secret or a body (the
+/// record holds neither).
+fn log_committed(first_seq: i64, lines: &mut Vec<AuditEvent>) {
+    for (seq, ev) in (first_seq..).zip(lines.drain(..)) {
+        tracing::info!(
+            target: LOG_TARGET,
+            event = ev.kind.as_str(),
+            seq,
+            agent = ev.agent.as_deref().unwrap_or(""),
+            method = ev.method.as_deref().unwrap_or(""),
+            host = ev.host.as_deref().unwrap_or(""),
+            path = ev.path.as_deref().unwrap_or(""),
+            rule = ev.rules.first().map(String::as_str).unwrap_or(""),
+            decision = ev.decision.as_str(),
+            status = ev.status.unwrap_or(0),
+            latency_us = ev.latency_us,
+            reason = ev.reason.as_str(),
+            "audited"
+        );
+    }
+}
+
 /// Signs a checkpoint message; returns `(signature, public_key)`.
 pub type Signer = Arc<dyn Fn(&[u8]) -> (Vec<u8>, Vec<u8>) + Send + Sync>;
 
@@ -210,6 +239,8 @@ pub struct AuditWriter {
     /// The last record this writer appended, and the highest seq it has signed.
     appended: Option<(u64, [u8; 32])>,
     signed: u64,
+    /// The seq of the first record of the batch committed last.
+    landed_first: i64,
 }
 
 /// An event waiting to be appended: `(ts_ms, canonical body)`.
@@ -221,6 +252,8 @@ struct Waiting {
     flushes: Vec<oneshot::Sender<()>>,
     durable: Vec<oneshot::Sender<()>>,
     shutdowns: Vec<oneshot::Sender<()>>,
+    /// The batch's records, for their log lines once committed (kept only when logged).
+    lines: Vec<AuditEvent>,
 }
 
 impl Waiting {
@@ -281,6 +314,7 @@ impl AuditWriter {
             next_batch: 0,
             appended: None,
             signed: 0,
+            landed_first: 0,
         };
         let task = tokio::spawn(writer.run(rx));
         Ok((
@@ -298,6 +332,9 @@ impl AuditWriter {
         match msg {
             Msg::Event(ev, done) => {
                 events.push((to_i64(ev.ts_ms), ev.canonical()));
+                if tracing::enabled!(target: LOG_TARGET, tracing::Level::INFO) {
+                    w.lines.push(*ev);
+                }
                 w.durable.extend(done);
             }
             Msg::Flush(done) => w.flushes.push(done),
@@ -363,6 +400,7 @@ impl AuditWriter {
                 cps.push(self.checkpoint(seq, hash));
             }
             self.commit(&mut events, &mut cps).await;
+            log_committed(self.landed_first, &mut w.lines);
             for done in w.flushes.drain(..).chain(w.durable.drain(..)) {
                 let _ = done.send(());
             }
@@ -379,6 +417,7 @@ impl AuditWriter {
 
     /// Notes where a batch landed and schedules the checkpoints that fall in it.
     fn landed(&mut self, batch: &Chained, cps: &mut Vec<CheckpointRow>) {
+        self.landed_first = batch.first_seq;
         let first = u64::try_from(batch.first_seq).unwrap_or(0);
         for (seq, hash) in (first..).zip(&batch.hashes) {
             if self.opts.checkpoint_every > 0 && seq.is_multiple_of(self.opts.checkpoint_every) {

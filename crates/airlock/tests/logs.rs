@@ -107,6 +107,35 @@ fn assert_json_logs(logs: &str) {
         "{refused}"
     );
     assert!(refused["target"].as_str().unwrap().starts_with("airlock"), "{refused}");
+    // One line per audit record, after its commit, with the same stable fields every time; its
+    // seq is the record's place in the audit log.
+    let audited: Vec<_> = events
+        .iter()
+        .filter(|v| v["target"] == "airlock::audit" && v["fields"]["message"] == "audited")
+        .collect();
+    let allowed = audited
+        .iter()
+        .find(|v| v["fields"]["event"] == "request" && v["fields"]["decision"] == "allow")
+        .unwrap_or_else(|| panic!("no audited request:\n{logs}"));
+    for key in ["agent", "method", "host", "path", "rule", "decision", "reason"] {
+        assert!(allowed["fields"][key].is_string(), "{key} in {allowed}");
+    }
+    for key in ["seq", "status", "latency_us"] {
+        assert!(allowed["fields"][key].is_u64(), "{key} in {allowed}");
+    }
+    assert_eq!(allowed["fields"]["agent"], "a");
+    assert_eq!(allowed["fields"]["status"], 200);
+    assert!(
+        audited
+            .iter()
+            .any(|v| v["fields"]["event"] == "exfiltration" && v["fields"]["decision"] == "deny"),
+        "the exfiltration attempt is not logged:\n{logs}"
+    );
+    let mut seqs: Vec<u64> = audited.iter().filter_map(|v| v["fields"]["seq"].as_u64()).collect();
+    let n = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), n, "each record is logged once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
