@@ -47,8 +47,9 @@ impl Hub {
     }
 
     /// Holds `req` without a waiting agent: persists it, sends its cards, records the deferral
-    /// and lets the approval run to its verdict (or expiry) in the background. Returns its id.
-    pub async fn defer(&self, req: HoldRequest) -> Result<String, HubError> {
+    /// and lets the approval run to its verdict (or expiry) in the background, keeping `slot`
+    /// (the caller's count of the agent's open approvals) until then. Returns its id.
+    pub async fn defer<S: Send + 'static>(&self, req: HoldRequest, slot: S) -> Result<String, HubError> {
         let agent = req.held.agent.clone();
         let digest = airlock_channels::card::digest(&req.held);
         let ticket = self.hold(req).await?;
@@ -61,6 +62,7 @@ impl Hub {
         tokio::spawn(async move {
             // The verdict is recorded by the hub; the retry reads it from the store.
             let _ = ticket.wait().await;
+            drop(slot);
         });
         Ok(id)
     }

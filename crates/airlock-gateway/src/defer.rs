@@ -65,10 +65,20 @@ pub(crate) async fn settle<B>(
             return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));
         }
         Ok(Deferred::Pending { id }) => id,
-        Ok(Deferred::Fresh) => match hub.defer(HoldRequest { held, rules }).await {
-            Ok(id) => id,
-            Err(e) => return Err(unavailable(e)),
-        },
+        Ok(Deferred::Fresh) => {
+            // A new approval: its slot is kept until it is decided or expires.
+            let slot = match conn.state.deferred.acquire(&held.agent) {
+                Ok(slot) => slot,
+                Err(full) => {
+                    let reason = format!("{why}; {full}");
+                    return Err(refuse_held(conn, &req, &d, StatusCode::TOO_MANY_REQUESTS, reason));
+                }
+            };
+            match hub.defer(HoldRequest { held, rules }, slot).await {
+                Ok(id) => id,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
     };
     Err(pending(conn, &req, &d, &id))
 }

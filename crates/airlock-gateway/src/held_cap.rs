@@ -1,22 +1,25 @@
 //! How many requests one agent may have held for approval at once. Each held request keeps
 //! the agent's connection, a task and its body; without a cap, one agent could hold thousands
 //! and the file-descriptor limit would be the only ceiling. Counted per gateway process.
+//! Deferred approvals (`on_hold = "defer"`) hold no connection but send cards to people: they
+//! are counted by a second cap of the same size, their permit kept until the approval ends.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The per-agent count of held requests, and its limit.
 #[derive(Debug)]
 pub struct HeldCap {
     max: usize,
-    held: Mutex<HashMap<String, usize>>,
+    held: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-/// One held request of one agent; dropping it frees the slot.
+/// One held request of one agent; dropping it frees the slot. Owned, so a deferred approval's
+/// background task can keep it.
 #[must_use = "the slot is freed when the permit is dropped"]
 #[derive(Debug)]
-pub struct HeldPermit<'a> {
-    cap: &'a HeldCap,
+pub struct HeldPermit {
+    held: Arc<Mutex<HashMap<String, usize>>>,
     agent: String,
 }
 
@@ -34,12 +37,12 @@ impl HeldCap {
     pub fn new(max: usize) -> Self {
         HeldCap {
             max,
-            held: Mutex::new(HashMap::new()),
+            held: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
     /// Takes a slot for `agent`, or says why not. A poisoned lock refuses (fail closed).
-    pub fn acquire(&self, agent: &str) -> Result<HeldPermit<'_>, Full> {
+    pub fn acquire(&self, agent: &str) -> Result<HeldPermit, Full> {
         let full = || Full {
             agent: agent.to_owned(),
             max: self.max,
@@ -51,7 +54,7 @@ impl HeldCap {
         }
         *n += 1;
         Ok(HeldPermit {
-            cap: self,
+            held: self.held.clone(),
             agent: agent.to_owned(),
         })
     }
@@ -66,9 +69,9 @@ impl HeldCap {
     }
 }
 
-impl Drop for HeldPermit<'_> {
+impl Drop for HeldPermit {
     fn drop(&mut self) {
-        let mut held = match self.cap.held.lock() {
+        let mut held = match self.held.lock() {
             Ok(h) => h,
             Err(p) => p.into_inner(),
         };

@@ -114,6 +114,8 @@ pub struct GatewayState {
     pub approvals: Option<Approvals>,
     /// Requests each agent holds for approval now, and how many it may.
     pub held: HeldCap,
+    /// Deferred approvals of each agent still undecided: capped alike (cards reach people).
+    pub deferred: HeldCap,
     /// How long an agent's connection may stall.
     pub timeouts: airlock_config::ConnTimeouts,
     /// Dynamic credentials (OAuth2 connections, GitHub Apps), when any are declared.
@@ -158,6 +160,7 @@ impl GatewayState {
             limits: Limits::default(),
             approvals: None,
             held: HeldCap::new(airlock_config::DEFAULT_MAX_HELD_PER_AGENT),
+            deferred: HeldCap::new(airlock_config::DEFAULT_MAX_HELD_PER_AGENT),
             timeouts: airlock_config::ConnTimeouts::default(),
             tokens: None,
             drain: crate::drain::Drain::default(),
@@ -179,6 +182,7 @@ impl GatewayState {
     /// Enables holding requests for approval.
     pub fn with_approvals(mut self, approvals: Approvals) -> Self {
         self.held = HeldCap::new(approvals.max_held_per_agent);
+        self.deferred = HeldCap::new(approvals.max_held_per_agent);
         self.approvals = Some(approvals);
         self
     }

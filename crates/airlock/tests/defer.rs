@@ -151,3 +151,42 @@ async fn an_expired_deferral_is_refused_on_retry() {
     let mut gw = gw;
     gw.stop();
 }
+
+/// Deferred approvals hold no connection, but each sends cards to people: an agent may have at
+/// most `max_held_per_agent` of them undecided; beyond it 429, and a retry of one it already has
+/// is not a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_approvals_count_toward_max_held_per_agent() {
+    let up = upstream(true).await;
+    let cfg = format!("{CONFIG}\n[approvals]\nmax_held_per_agent = 2\n");
+    let gw = Gateway::start(&[&up], &cfg, &[("gmail", REAL)], &["mailbot", "other"]);
+    let mut events = Events::open(&gw).await;
+    let a = deferred(send(&gw, "mailbot", up.port, r#"{"to":"a"}"#).await).await;
+    deferred(send(&gw, "mailbot", up.port, r#"{"to":"b"}"#).await).await;
+    let r = send(&gw, "mailbot", up.port, r#"{"to":"c"}"#).await;
+    assert_eq!(r.status(), 429);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("max_held_per_agent"), "{why}");
+    // The ones it has are still answered; another agent has its own count.
+    assert_eq!(deferred(send(&gw, "mailbot", up.port, r#"{"to":"a"}"#).await).await, a);
+    deferred(send(&gw, "other", up.port, r#"{"to":"c"}"#).await).await;
+    let list = text(&gw.control_cli(&["approvals", "list"]));
+    assert_eq!(list.matches("POST localhost/send").count(), 3, "{list}");
+
+    // Decided: its slot is free again once the approval's background task has ended.
+    ok(&gw, &["approvals", "deny", &a, "--as", "alice"]);
+    assert_eq!(events.next("denied").await, a);
+    let mut status = 0;
+    for _ in 0..100 {
+        let r = send(&gw, "mailbot", up.port, r#"{"to":"c"}"#).await;
+        status = r.status().as_u16();
+        if status == 428 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 428);
+    assert!(!up.contacted());
+    let mut gw = gw;
+    gw.stop();
+}
