@@ -23,6 +23,7 @@ mod connect;
 mod databases;
 mod demo;
 mod explain;
+mod healthcheck;
 mod home;
 mod local;
 mod logs;
@@ -119,6 +120,12 @@ enum Cmd {
     },
     /// Load-test a proxy (or the direct path) with keep-alive or per-request HTTPS tunnels.
     Bench(bench::BenchArgs),
+    /// Probe the control plane's /readyz: exit 0 when ready, 1 otherwise (container HEALTHCHECK).
+    Healthcheck {
+        /// The control plane's base URL (default: AIRLOCK_CONTROL_URL, else gateway.control).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`.
     Completions {
         #[arg(value_enum)]
@@ -350,6 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Status { json } => admin::status(&cfg, json).await?,
         Cmd::Demo { yes } => demo::run(yes).await?,
         Cmd::Bench(args) => bench::run(args).await?,
+        Cmd::Healthcheck { url } => return healthcheck::run(&cfg, url.as_deref()).await,
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "airlock", &mut std::io::stdout());
         }

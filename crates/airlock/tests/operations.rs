@@ -62,6 +62,16 @@ async fn control_plane_serves_health_metrics_and_an_authenticated_api() {
     // The proxy listener does not serve the control plane.
     let r = plain.get(format!("http://{}/healthz", gw.proxy)).send().await.unwrap();
     assert_ne!(r.status(), 200);
+    // `airlock healthcheck` (the gateway image's HEALTHCHECK): 0 when ready, 1 when nothing answers.
+    let o = gw.control_cli(&["healthcheck"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("200 ready"), "{}", text(&o));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let o = gw.cli(&["healthcheck", "--url", &url]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no answer"), "{}", text(&o));
 }
 
 /// Holds an exclusive write lock on the database until stdin closes.
@@ -111,6 +121,14 @@ async fn requests_are_refused_while_the_audit_log_cannot_be_written_and_nothing_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(unhealthy, "the gateway never noticed the audit log was unwritable");
+    let o = gw.control_cli(&["healthcheck"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "healthcheck passed while not ready: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("503 audit log unavailable"), "{}", text(&o));
     let live = plain
         .get(format!("http://{}/healthz", gw.control))
         .send()
@@ -137,6 +155,8 @@ async fn requests_are_refused_while_the_audit_log_cannot_be_written_and_nothing_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(healthy, "the gateway did not recover");
+    let o = gw.control_cli(&["healthcheck"]);
+    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
     assert_eq!(up.requests().len(), seen_before + 1);
     gw.stop();

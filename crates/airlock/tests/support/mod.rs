@@ -184,7 +184,12 @@ pub async fn upstream(tls: bool) -> Upstream {
 
 /// [`upstream`], answering first with `custom`.
 pub async fn upstream_custom(tls: bool, custom: Option<Custom>) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    upstream_on([127, 0, 0, 1].into(), "localhost", tls, custom).await
+}
+
+/// [`upstream_custom`] listening on `ip` (a free port), its certificate naming `name` and `ip`.
+pub async fn upstream_on(ip: std::net::IpAddr, name: &str, tls: bool, custom: Option<Custom>) -> Upstream {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
@@ -192,8 +197,8 @@ pub async fn upstream_custom(tls: bool, custom: Option<Custom>) -> Upstream {
         let (ca, files) = airlock_tls::CertificateAuthority::generate("test upstream CA").unwrap();
         let leaves = airlock_tls::LeafCache::new(Arc::new(ca), 4);
         let resolver = BySni {
-            name: leaves.get("localhost").unwrap(),
-            ip: leaves.get("127.0.0.1").unwrap(),
+            name: leaves.get(name).unwrap(),
+            ip: leaves.get(&ip.to_string()).unwrap(),
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
