@@ -7,6 +7,8 @@ use support::*;
 
 #[path = "sandbox/leaks.rs"]
 mod leaks;
+#[path = "sandbox/rootless.rs"]
+mod rootless;
 
 use std::net::TcpListener as StdListener;
 use std::process::{Output, Stdio};
