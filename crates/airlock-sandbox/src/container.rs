@@ -18,7 +18,7 @@ use tokio::process::Command;
 use crate::host_env;
 use crate::launch::{Launch, LaunchError, alive, first_line, operator_signals};
 use crate::relay::{READY, exit_code};
-use crate::runtime::{LABEL, OWNER_LABEL, container_run, relay_container};
+use crate::runtime::{LABEL, OWNER_LABEL, Rlimits, container_run, relay_container};
 
 pub(crate) async fn run(engine: &'static str, l: &Launch) -> Result<i32, LaunchError> {
     sweep(engine).await;
@@ -31,9 +31,11 @@ pub(crate) async fn run(engine: &'static str, l: &Launch) -> Result<i32, LaunchE
     let relay_image = relay_image(engine, &l.exe).await?;
     let relay_name = format!("airlock-relay-{}", l.spec.run_id);
     let agent_name = format!("airlock-agent-{}", l.spec.run_id);
+    let mut l = l.clone();
+    l.spec.limits.rlimits = Some(own_rlimits());
     let result = async {
-        let _relay = start_relay(engine, l, &relay_image).await?;
-        run_agent(engine, l, &relay_name).await
+        let _relay = start_relay(engine, &l, &relay_image).await?;
+        run_agent(engine, &l, &relay_name).await
     }
     .await;
     remove(engine, &[&agent_name, &relay_name]).await;
@@ -54,8 +56,25 @@ async fn image_exists(engine: &str, image: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The hard limits this process runs under (see [`Rlimits`]).
+fn own_rlimits() -> Rlimits {
+    use rustix::process::{Resource, getrlimit};
+    Rlimits {
+        nofile: getrlimit(Resource::Nofile).maximum,
+        nproc: getrlimit(Resource::Nproc).maximum,
+    }
+}
+
 async fn remove(engine: &str, names: &[&str]) {
-    let mut args = vec!["rm", "-f"];
+    // As `docker rm -f` does: killed at once (Podman would first wait 10 s for SIGTERM), the
+    // others removed when one is already gone, and a relay together with the agent in its
+    // namespace. Podman 4.3 without `--ignore` and `--depend` removed none of the names given
+    // if one was missing or was a relay whose agent was not yet removed (measured).
+    let mut args = if engine == "podman" {
+        vec!["rm", "-f", "--ignore", "--depend", "--time=0"]
+    } else {
+        vec!["rm", "-f"]
+    };
     args.extend_from_slice(names);
     let _ = output(engine, &args).await;
 }
@@ -150,9 +169,13 @@ async fn relay_image(engine: &str, exe: &Path) -> Result<String, LaunchError> {
     .await
     {
         let text = String::from_utf8_lossy(&o.stdout);
+        // Podman names local images `localhost/NAME`.
         let old: Vec<&str> = text
             .lines()
-            .filter(|t| *t != tag && t.starts_with("airlock-relay:"))
+            .filter(|t| {
+                let t = t.strip_prefix("localhost/").unwrap_or(t);
+                t != tag && t.starts_with("airlock-relay:")
+            })
             .collect();
         if !old.is_empty() {
             let mut args = vec!["rmi"];

@@ -31,6 +31,9 @@ pub struct Limits {
     pub memory: Option<String>,
     pub cpus: Option<String>,
     pub pids: u32,
+    /// The limits `airlock run` itself runs under, filled in at launch (Podman only: see
+    /// [`Rlimits`]).
+    pub rlimits: Option<Rlimits>,
 }
 
 impl Default for Limits {
@@ -39,9 +42,26 @@ impl Default for Limits {
             memory: None,
             cpus: None,
             pids: 512,
+            rlimits: None,
         }
     }
 }
+
+/// Hard limits of the process starting a Podman sandbox (`None`: unlimited). Rootful Podman
+/// asks for 2^20 open files (and, once any `--ulimit` is given, 2^20 processes) whatever its
+/// own limits are, and the container fails to start where root lacks CAP_SYS_RESOURCE (inside
+/// a container or a CI VM). Docker's containers inherit the daemon's limits, and rootless
+/// Podman's its own; a Podman sandbox gets those of `airlock run` — what rootless Podman does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimits {
+    pub nofile: Option<u64>,
+    pub nproc: Option<u64>,
+}
+
+/// Podman lowers its own process limit to this before starting a container (measured with
+/// strace, Podman 4.3); more than it has cannot be granted. The sandbox's own cap on processes
+/// is `--pids-limit`: RLIMIT_NPROC counts every process of the (shared) user on the host.
+pub const PODMAN_NPROC: u64 = 32768;
 
 /// One agent's sandbox, independent of the runtime.
 #[derive(Debug, Clone)]
@@ -60,13 +80,20 @@ pub struct Spec {
 }
 
 /// Podman copies the proxy variables of its own environment into every container unless told
-/// not to; airlock starts it without them, and says so too.
-fn engine_flags(engine: &str) -> Vec<String> {
-    if engine == "podman" {
-        vec!["--http-proxy=false".into()]
-    } else {
-        Vec::new()
+/// not to; airlock starts it without them, and says so too. Its limits: see [`Rlimits`].
+fn engine_flags(engine: &str, limits: &Limits) -> Vec<String> {
+    if engine != "podman" {
+        return Vec::new();
     }
+    let mut a = vec!["--http-proxy=false".to_string()];
+    if let Some(r) = limits.rlimits {
+        if let Some(n) = r.nofile {
+            a.push(format!("--ulimit=nofile={n}:{n}"));
+        }
+        let n = r.nproc.map_or(PODMAN_NPROC, |n| n.min(PODMAN_NPROC));
+        a.push(format!("--ulimit=nproc={n}:{n}"));
+    }
+    a
 }
 
 fn labels(s: &Spec) -> [String; 2] {
@@ -99,7 +126,7 @@ pub fn relay_container(engine: &str, s: &Spec, image: &str, gateway_socket: &str
     let mut a: Vec<String> = vec![engine.into(), "run".into(), "--rm".into()];
     a.push(format!("--name=airlock-relay-{}", s.run_id));
     a.extend(labels(s));
-    a.extend(engine_flags(engine));
+    a.extend(engine_flags(engine, &s.limits));
     a.extend([
         "--network=none".into(),
         "--cap-drop=ALL".into(),
@@ -129,7 +156,7 @@ pub fn container_run(engine: &str, s: &Spec, netns_of: &str, ca_bundle: &str) ->
     }
     a.push(format!("--name=airlock-agent-{}", s.run_id));
     a.extend(labels(s));
-    a.extend(engine_flags(engine));
+    a.extend(engine_flags(engine, &s.limits));
     a.extend([
         format!("--network=container:{netns_of}"),
         // A minimal init as PID 1: signals with no handler still reach the agent, and

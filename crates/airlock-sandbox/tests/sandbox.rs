@@ -8,7 +8,8 @@ use airlock_sandbox::host_env::{engine_env, find_in_path};
 use airlock_sandbox::launch::{Runtime, alive, owner};
 use airlock_sandbox::mounts::{Forbidden, MountError, Operator};
 use airlock_sandbox::runtime::{
-    BwrapHost, Limits, SANDBOX_CA, SANDBOX_SOCKET, Spec, apple_container, bwrap, container_run, relay_container,
+    BwrapHost, Limits, PODMAN_NPROC, Rlimits, SANDBOX_CA, SANDBOX_SOCKET, Spec, apple_container, bwrap, container_run,
+    relay_container,
 };
 
 struct Fixture {
@@ -381,6 +382,7 @@ fn spec(f: &Fixture) -> Spec {
             memory: Some("2g".into()),
             cpus: Some("1".into()),
             pids: 256,
+            rlimits: None,
         },
         tty: false,
         command: vec!["python3".into(), "agent.py".into()],
@@ -437,6 +439,35 @@ fn containers_are_hardened_and_labelled() {
     assert!(r.contains(&"--http-proxy=false".to_string()));
     assert!(container_run("podman", &spec(&f), "r", "/c").contains(&"--http-proxy=false".to_string()));
     assert!(!a.iter().any(|x| x.starts_with("--http-proxy")));
+    // Podman's limits are those of `airlock run` (capped: Podman lowers its own), never its
+    // rootful default of 2^20, which a root without CAP_SYS_RESOURCE cannot grant.
+    let mut s = spec(&f);
+    s.limits.rlimits = Some(Rlimits {
+        nofile: Some(20000),
+        nproc: Some(96370),
+    });
+    for argv in [
+        container_run("podman", &s, "r", "/c"),
+        relay_container("podman", &s, "i", "/g"),
+    ] {
+        assert!(argv.contains(&"--ulimit=nofile=20000:20000".to_string()), "{argv:?}");
+        assert!(
+            argv.contains(&format!("--ulimit=nproc={PODMAN_NPROC}:{PODMAN_NPROC}")),
+            "{argv:?}"
+        );
+    }
+    s.limits.rlimits = Some(Rlimits {
+        nofile: None,
+        nproc: Some(4096),
+    });
+    let p = container_run("podman", &s, "r", "/c");
+    assert!(p.contains(&"--ulimit=nproc=4096:4096".to_string()) && !p.iter().any(|x| x.contains("nofile")));
+    // Docker's containers inherit the daemon's limits.
+    assert!(
+        !container_run("docker", &s, "r", "/c")
+            .iter()
+            .any(|x| x.starts_with("--ulimit"))
+    );
     assert_eq!(
         &r[r.len() - 3..],
         [

@@ -145,6 +145,7 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
             memory: a.memory,
             cpus: a.cpus,
             pids: a.pids,
+            rlimits: None,
         },
         tty,
         command: a.command,

@@ -1,12 +1,17 @@
-//! Invariants 1–3 in real sandboxes: `airlock run` under Docker and bubblewrap (and Podman
-//! where installed) against a real `airlock serve`, a real TLS upstream and real listeners.
-//! A probe inside the sandbox reports what it can reach and find; each check has a positive
-//! control, so a probe that cannot connect at all would not pass for a sealed sandbox.
+//! Invariants 1–3 in real sandboxes: `airlock run` under Docker, Podman (rootful; rootless in
+//! `sandbox/rootless.rs`) and bubblewrap, against a real `airlock serve`, a real TLS upstream
+//! and real listeners. A probe inside the sandbox reports what it can reach and find; each check
+//! has a positive control, so a probe that cannot connect at all would not pass for a sealed sandbox.
 mod support;
 use support::*;
 
 #[path = "sandbox/leaks.rs"]
 mod leaks;
+#[path = "sandbox/network.rs"]
+mod network;
+#[path = "sandbox/rootless.rs"]
+mod rootless;
+use network::{OtherNamespace, host_addresses};
 
 use std::net::TcpListener as StdListener;
 use std::process::{Output, Stdio};
@@ -43,14 +48,20 @@ action = "allow"
     )
 }
 
-/// Builds the test images once per test binary (fast when they are current).
-fn images() {
+/// Builds the test images once per test binary (fast when they are current), and for a
+/// Podman run loads them into Podman's storage too (no registry: from Docker's).
+fn images(engine: &str) {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../images/build.sh");
-        let o = std::process::Command::new("bash").arg(script).output().unwrap();
-        assert!(o.status.success(), "images/build.sh failed: {}", text(&o));
-    });
+    static PODMAN: OnceLock<()> = OnceLock::new();
+    let script = |name: &str| {
+        let path = format!("{}/../../images/{name}", env!("CARGO_MANIFEST_DIR"));
+        let o = std::process::Command::new("bash").arg(path).output().unwrap();
+        assert!(o.status.success(), "images/{name} failed: {}", text(&o));
+    };
+    BUILT.get_or_init(|| script("build.sh"));
+    if engine == "podman" {
+        PODMAN.get_or_init(|| script("to-podman.sh"));
+    }
 }
 
 fn require(runtime: &str) {
@@ -64,7 +75,7 @@ fn require(runtime: &str) {
         .is_ok_and(|o| o.status.success());
     assert!(ok, "{runtime} is required for these tests (.ci/run installs it)");
     if runtime != "bwrap" {
-        images();
+        images(runtime);
     }
 }
 
@@ -130,74 +141,15 @@ async fn probe(gw: &Gateway, runtime: &str, checks: serde_json::Value) -> Vec<se
     answers(probe_command(gw, runtime, &checks)).await.0
 }
 
-/// The host's own non-loopback IPv4 addresses (its interface and the bridges).
-fn host_addresses() -> Vec<String> {
-    let o = std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show"])
-        .output()
-        .unwrap();
-    let addrs: Vec<String> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
-        .filter_map(|a| a.split('/').next())
-        .filter(|a| !a.starts_with("127."))
-        .map(str::to_string)
-        .collect();
-    assert!(
-        !addrs.is_empty(),
-        "the host has no non-loopback address to test against"
-    );
-    addrs
-}
-
-/// A listener in another network namespace: a container on Docker's default bridge.
-struct OtherNamespace {
-    name: String,
-    ip: String,
-}
-
-impl OtherNamespace {
-    fn start() -> OtherNamespace {
-        images();
-        // Unique per test: the tests of this binary run concurrently in one process.
-        let name = marker().replace("marker", "peer");
-        let o = std::process::Command::new("docker")
-            .args(["run", "-d", "--rm", "--name", &name, "airlock-agent:latest"])
-            .args(["python3", "-m", "http.server", "8000"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        let o = std::process::Command::new("docker")
-            .args(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &name])
-            .output()
-            .unwrap();
-        let ip = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        // Positive control: the host reaches it (so the sandbox's failure means something).
-        let reachable = (0..100).any(|_| {
-            std::net::TcpStream::connect((ip.as_str(), 8000)).is_ok() || {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                false
-            }
-        });
-        assert!(reachable, "the peer container at {ip}:8000 never listened");
-        OtherNamespace { name, ip }
-    }
-}
-
-impl Drop for OtherNamespace {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f", &self.name])
-            .output();
-    }
-}
-
 async fn only_way_out(runtime: &str) {
     let (_up, _else, gw) = start(runtime).await;
     let host = StdListener::bind("0.0.0.0:0").unwrap();
     let port = host.local_addr().unwrap().port();
     host.set_nonblocking(true).unwrap();
-    let peer = OtherNamespace::start();
+    let mut peers = vec![OtherNamespace::start("docker")];
+    if runtime == "podman" {
+        peers.push(OtherNamespace::start("podman"));
+    }
     let addrs = host_addresses();
     for a in &addrs {
         assert!(
@@ -209,7 +161,6 @@ async fn only_way_out(runtime: &str) {
     let mut checks = vec![
         // Positive control: the relay, on the sandbox's loopback, answers.
         serde_json::json!(["tcp", "127.0.0.1", 3128]),
-        serde_json::json!(["tcp", peer.ip, 8000]),
         serde_json::json!(["tcp", "169.254.169.254", 80]),
         serde_json::json!(["tcp", "127.0.0.1", gw.control.port()]),
         serde_json::json!(["tcp", "127.0.0.1", gw.proxy.port()]),
@@ -220,6 +171,9 @@ async fn only_way_out(runtime: &str) {
         serde_json::json!(["exists", "/run/docker.sock"]),
         serde_json::json!(["exists", "/run/podman/podman.sock"]),
     ];
+    for p in &peers {
+        checks.push(serde_json::json!(["tcp", p.ip, 8000]));
+    }
     for a in &addrs {
         checks.push(serde_json::json!(["tcp", a, port]));
         checks.push(serde_json::json!(["tcp", a, gw.control.port()]));
@@ -342,20 +296,23 @@ fn assert_cleaned_up(runtime: &str, pid: u32, marker: &str) {
     if runtime == "bwrap" {
         return;
     }
+    // Docker and Podman print labels differently; each reads one by name.
+    let owner = match runtime {
+        "podman" => "{{index .Labels \"airlock.owner\"}}",
+        _ => "{{.Label \"airlock.owner\"}}",
+    };
     let o = std::process::Command::new(runtime)
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            "label=airlock.run",
-            "--format",
-            "{{.Names}} {{.Labels}}",
-        ])
+        .args(["ps", "-a", "--filter", "label=airlock.run", "--format"])
+        .arg(format!("{{{{.Names}}}} {owner}"))
         .output()
         .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
     let mine: Vec<String> = String::from_utf8_lossy(&o.stdout)
         .lines()
-        .filter(|l| l.contains(&format!("airlock.owner={pid}:")))
+        .filter(|l| {
+            l.split_once(' ')
+                .is_some_and(|(_, o)| o.starts_with(&format!("{pid}:")))
+        })
         .map(str::to_string)
         .collect();
     assert!(mine.is_empty(), "{runtime}: containers left behind: {mine:?}");
@@ -529,6 +486,7 @@ macro_rules! runtime_tests {
 static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 runtime_tests!(docker, "docker");
+runtime_tests!(podman, "podman");
 runtime_tests!(bwrap, "bwrap");
 
 fn run_err(config: &std::path::Path, args: &[&str]) -> String {
@@ -577,14 +535,21 @@ async fn run_errors_say_what_to_fix() {
         let e = run_err(&gw.config, &["--agent", "mailbot", "--env", var, "--", "true"]);
         assert!(e.contains(why), "{var}: {e}");
     }
-    // An unavailable runtime is an error, never a fallback to another one (or to none).
-    if std::process::Command::new("podman").arg("--version").output().is_err() {
-        let e = run_err(&gw.config, &["--agent", "mailbot", "--runtime", "podman", "--", "true"]);
-        assert!(
-            e.contains("podman runtime is not available") && e.contains("not installed"),
-            "{e}"
-        );
-    }
+    // An unavailable runtime is an error, never a fallback to another one (or to none): here
+    // podman is installed, but not on the PATH `airlock run` is given.
+    let empty = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&gw.config)
+        .args(run_args("podman", &["--", "true"]))
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("podman runtime is not available") && e.contains("not installed"),
+        "{e}"
+    );
     // A missing image names the script that builds it.
     let e = run_err(
         &gw.config,
