@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_channels::discord::{Discord, DiscordConfig, PublicKey, render};
+use airlock_channels::memory::{Memory, Volatile};
 use airlock_channels::token::{self, Decision};
 use airlock_channels::{Buttons, CallbackError, Channel, Click, MessageRef, Reply, Status};
 use airlock_vault::SecretBytes;
@@ -46,6 +47,7 @@ fn discord(fake: &Fake, gateway: bool) -> Discord {
         bot_token: SecretBytes::new(BOT.as_bytes().to_vec()),
         gateway,
         public_key: Some(public_key()),
+        memory: Arc::new(Volatile::new()),
     })
 }
 
@@ -208,6 +210,7 @@ fn http_interactions_are_signed_fresh_and_answered_in_the_response() {
         bot_token: SecretBytes::new(BOT.as_bytes().to_vec()),
         gateway: false,
         public_key: Some(public_key()),
+        memory: Arc::new(Volatile::new()),
     });
     let key = signing_key();
     // Discord's endpoint check: a signed PING gets a PONG.
@@ -272,6 +275,7 @@ fn http_interactions_are_signed_fresh_and_answered_in_the_response() {
         bot_token: SecretBytes::new(BOT.as_bytes().to_vec()),
         gateway: true,
         public_key: None,
+        memory: Arc::new(Volatile::new()),
     });
     assert_eq!(
         off.callback(&h, press.as_bytes(), NOW),
@@ -430,6 +434,7 @@ async fn a_refused_token_stops_the_reader() {
         bot_token: SecretBytes::new(b"not-the-token".to_vec()),
         gateway: true,
         public_key: None,
+        memory: Arc::new(Volatile::new()),
     }));
     let (tx, mut clicks) = mpsc::channel(1);
     let (_stop, rx) = watch::channel(false);
@@ -439,4 +444,137 @@ async fn a_refused_token_stops_the_reader() {
     assert!(matches!(gone, Ok(None)), "the reader stopped");
     fake.wait_for(Event::Api("/gateway/bot".into())).await;
     assert_eq!(fake.connections(), 0);
+}
+
+/// A [`Volatile`] that reports every write, so a test awaits the reader's store writes.
+struct Watched {
+    mem: Volatile,
+    writes: mpsc::UnboundedSender<(String, Option<serde_json::Value>)>,
+}
+
+impl Memory for Watched {
+    fn get<'a>(&'a self, key: &'a str) -> airlock_channels::BoxFuture<'a, Result<Option<Vec<u8>>, String>> {
+        self.mem.get(key)
+    }
+    fn put<'a>(&'a self, key: &'a str, value: &'a [u8]) -> airlock_channels::BoxFuture<'a, Result<(), String>> {
+        let _ = self.writes.send((key.to_string(), serde_json::from_slice(value).ok()));
+        self.mem.put(key, value)
+    }
+    fn remove<'a>(&'a self, key: &'a str) -> airlock_channels::BoxFuture<'a, Result<(), String>> {
+        let _ = self.writes.send((key.to_string(), None));
+        self.mem.remove(key)
+    }
+}
+
+const SESSION_KEY: &str = "discord/gateway-session";
+
+fn reader_on(fake: &Fake, memory: Arc<dyn Memory>) -> Reader {
+    let d = Arc::new(Discord::new(DiscordConfig {
+        api_base: fake.api_base(),
+        bot_token: SecretBytes::new(BOT.as_bytes().to_vec()),
+        gateway: true,
+        public_key: None,
+        memory,
+    }));
+    let (tx, clicks) = mpsc::channel(16);
+    let (stop, rx) = watch::channel(false);
+    d.clone().start(tx, rx);
+    Reader { d, clicks, stop }
+}
+
+/// Waits for the stored session to become `want` (`None`: removed).
+async fn stored(
+    writes: &mut mpsc::UnboundedReceiver<(String, Option<serde_json::Value>)>,
+    want: Option<serde_json::Value>,
+) {
+    let wait = async {
+        while let Some((k, v)) = writes.recv().await {
+            if k == SESSION_KEY && v == want {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("the store never held {want:?}"));
+}
+
+#[tokio::test]
+async fn the_next_reader_resumes_the_stored_session_and_gets_what_was_not_applied() {
+    let mut fake = Fake::start().await;
+    let (writes_tx, mut writes) = mpsc::unbounded_channel();
+    let mem: Arc<dyn Memory> = Arc::new(Watched {
+        mem: Volatile::new(),
+        writes: writes_tx,
+    });
+    let b = signed_buttons();
+    let url = fake.gateway_url();
+    let at = |seq: u64| Some(json!({"session_id": "session-1", "resume_url": url, "seq": seq}));
+
+    let mut a = reader_on(&fake, mem.clone());
+    fake.wait_for(Event::Ready(1)).await;
+    stored(&mut writes, at(1)).await;
+    // Applied by the hub (the click dropped): the stored position moves past it.
+    let p1 = fake.press(ALICE, &b.approve, "1/2");
+    let c1 = next_click(&mut a).await;
+    assert_eq!(c1.ack["interaction_id"], p1.as_str());
+    drop(c1);
+    stored(&mut writes, at(2)).await;
+    // Handed over but not applied when the reader stops: the position stays below it.
+    let p2 = fake.press(ALICE, &b.deny, "1/2");
+    let c2 = next_click(&mut a).await;
+    assert_eq!(c2.ack["interaction_id"], p2.as_str());
+    a.stop.send(true).unwrap();
+    fake.wait_for(Event::ClientClosed(1, Some(4000))).await;
+    fake.wait_for(Event::Closed(1)).await;
+    assert_eq!(fake.session().0, "session-1", "closed without ending the session");
+    // Pressed while no reader is connected.
+    assert!(!fake.live());
+    let p3 = fake.press(ALICE, &b.approve, "1/3");
+
+    // The next reader (another replica, same store) resumes: Discord replays p2 and p3.
+    let mut next = reader_on(&fake, mem.clone());
+    fake.wait_for(Event::Resumed(2)).await;
+    let mut got = vec![];
+    for _ in 0..2 {
+        let c = next_click(&mut next).await;
+        got.push(c.ack["interaction_id"].as_str().unwrap().to_string());
+    }
+    got.sort();
+    let mut want = vec![p2.clone(), p3.clone()];
+    want.sort();
+    assert_eq!(got, want, "not p1: it was applied before the takeover");
+    let p4 = fake.press(ALICE, &b.deny, "1/4");
+    let c4 = next_click(&mut next).await;
+    assert_eq!(c4.ack["interaction_id"], p4.as_str(), "each press once");
+    assert_eq!(fake.calls("/gateway/bot").len(), 1, "resumed on the stored URL");
+    drop(c2);
+    next.stop.send(true).unwrap();
+    fake.wait_for(Event::Closed(2)).await;
+
+    // A stored session Discord no longer knows: Invalid Session (not resumable), the stored
+    // one is forgotten, a fresh Identify, and the new session is stored.
+    let gone = json!({"session_id": "gone", "resume_url": url, "seq": 1});
+    mem.put(SESSION_KEY, gone.to_string().as_bytes()).await.unwrap();
+    let c = reader_on(&fake, mem.clone());
+    fake.wait_for(Event::InvalidSession(3)).await;
+    stored(&mut writes, None).await;
+    fake.wait_for(Event::Ready(4)).await;
+    stored(
+        &mut writes,
+        Some(json!({"session_id": "session-4", "resume_url": url, "seq": 1})),
+    )
+    .await;
+    c.stop.send(true).unwrap();
+    fake.wait_for(Event::Closed(4)).await;
+
+    // A stored resume URL that is not Discord's gateway never gets the token: identify afresh.
+    let evil = json!({"session_id": "session-4", "resume_url": "ws://evil.example:9", "seq": 1});
+    mem.put(SESSION_KEY, evil.to_string().as_bytes()).await.unwrap();
+    let d = reader_on(&fake, mem.clone());
+    fake.wait_for(Event::Ready(5)).await;
+    assert_eq!(fake.calls("/gateway/bot").len(), 3);
+    d.stop.send(true).unwrap();
+    fake.wait_for(Event::Closed(5)).await;
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }

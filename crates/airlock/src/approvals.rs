@@ -98,6 +98,7 @@ pub async fn channels(cfg: &Config, store: &Store, vault: &Vault) -> anyhow::Res
             bot_token: resolve(&d.bot_token, "channels.discord.bot_token", store, vault).await?,
             gateway: d.gateway,
             public_key,
+            memory: memory.clone(),
         })));
     }
     if let Some(w) = &c.webex

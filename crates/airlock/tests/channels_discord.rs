@@ -242,8 +242,11 @@ fn feed_reader(c: &support::replicas::Cluster) -> Option<usize> {
     (0..c.len()).find(|&i| c[i].logs().contains("now reads the platforms' feeds"))
 }
 
+/// The replica holding the Gateway reader is killed (SIGKILL); Alice presses while no reader
+/// is connected; the survivor takes the feed, resumes the session the dead reader stored, gets
+/// the press replayed, and the approval is applied once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discord_gateway_reader_moves_to_a_survivor_and_a_click_counts_once() {
+async fn discord_gateway_reader_fails_over_resumes_and_a_click_pressed_meanwhile_counts_once() {
     let mut fake = Fake::start().await;
     let up = upstream(true).await;
     let config = format!(
@@ -278,28 +281,47 @@ async fn discord_gateway_reader_moves_to_a_survivor_and_a_click_counts_once() {
     let holder = 1 - leader;
     let agent = send(&c[holder], up.port, MAIL_PATH, "application/json", MAIL.into());
     let (msg, card) = card_for(&mut fake, ALICE, &c[holder]).await;
-    let approval = tokens(
-        buttons_of(&card)[0]["custom_id"]
-            .as_str()
-            .unwrap()
-            .split('.')
-            .next()
-            .unwrap(),
-        &card,
-    );
-    // The reader dies without a word; the survivor takes the feed and identifies afresh.
+    let id = buttons_of(&card)[0]["custom_id"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    let approval = tokens(&id, &card);
+    let (session, _) = fake.session();
+
+    // The reader dies without a word. Until the press is dispatched, a reader that connects
+    // is not greeted: the press goes out while no reader holds the session.
+    fake.greet(false);
     c.kill9(leader);
     fake.wait_for(Event::Closed(1)).await;
-    fake.wait_for(Event::Ready(2)).await;
-    let f = press(&mut fake, ALICE, &approval.approve, &msg).await;
-    assert!(!rendered(&f).contains("refused"), "{f}");
+    assert!(!fake.live());
+    let press = fake.press(ALICE, &approval.approve, &msg);
+    fake.greet(true);
+    // The survivor resumes (no second Identify) and the press is replayed to it.
+    fake.wait_for(Event::Resumed(2)).await;
+    assert_eq!(fake.session().0, session, "the same session, resumed");
+    assert_eq!(fake.calls("/gateway/bot").len(), 1, "resumed on the stored URL");
     assert_forwarded(agent, &up).await;
-    // The same press again (Discord re-sent it, or Alice pressed twice): counted once.
-    let f = press(&mut fake, ALICE, &approval.approve, &msg).await;
-    assert!(rendered(&f).contains("already decided"), "{f}");
-    assert_eq!(up.requests().len(), 1);
+    fake.wait_until("the card closed", |f| {
+        f.message(&msg)
+            .is_some_and(|m| buttons_of(&m).is_empty() && rendered(&m).contains("Approved by alice"))
+    })
+    .await;
+    fake.wait_for(Event::FollowedUp(press.clone())).await;
+    let i = fake.interaction(&press).unwrap();
+    assert_eq!(i.answer, Some(json!({"type": 6})));
+    assert!(!rendered(&i.followups[0]).contains("refused"), "{:?}", i.followups);
     assert_eq!(fake.connections(), 2, "one reader at a time");
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
     c.replicas.remove(leader);
-    c.stop_and_verify(REAL);
+    let audit = c.stop_and_verify(REAL);
+    assert_eq!(up.requests().len(), 1, "the held bytes reached the upstream once");
+    let votes: Vec<&Value> = audit
+        .iter()
+        .filter(|r| r["kind"] == "vote" && r["detail"]["approval"] == id.as_str())
+        .collect();
+    assert_eq!(votes.len(), 1, "one vote: {votes:?}");
+    assert_eq!(votes[0]["decision"], "approve");
 }

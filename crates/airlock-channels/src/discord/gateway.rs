@@ -9,6 +9,10 @@
 //! A click (`INTERACTION_CREATE`) is answered with a deferred update at once, inside the
 //! 3-second window, then handed to the hub. Logs carry op codes and event names, never the
 //! token or interaction tokens.
+//!
+//! The session is kept in the store ([`super::session`]): the replica that takes the reader
+//! over resumes it, and Discord replays the clicks dispatched while no reader was connected.
+//! Stopping closes with a code that keeps the session resumable (1000 and 1001 end it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +29,7 @@ use tokio_tungstenite::{Connector, connect_async_tls_with_config};
 
 use super::Discord;
 use super::api::Auth;
+use super::session::{self, Note, Saved, Tracker};
 use super::verify::click_from_interaction;
 use crate::Click;
 
@@ -49,6 +54,9 @@ fn ends_session(code: u16) -> bool {
     matches!(code, 4007 | 4009)
 }
 
+/// Our close code when stopping: any code but 1000/1001 leaves the session resumable.
+const CLOSE_RESUMABLE: u16 = 4000;
+
 /// What a session we can resume needs.
 struct Resume {
     session_id: String,
@@ -63,7 +71,25 @@ enum End {
 
 struct State {
     resume: Option<Resume>,
+    /// The last sequence number received (heartbeats, and resuming in this process).
     seq: Option<u64>,
+    /// Counts sessions (READY), so a late click of an old one is told apart.
+    generation: u64,
+    /// To the task keeping the session in the store.
+    notes: mpsc::UnboundedSender<Note>,
+}
+
+impl State {
+    fn note(&self, n: Note) {
+        // The persister ends only after the reader: a failed send cannot happen in practice.
+        let _ = self.notes.send(n);
+    }
+
+    fn forget(&mut self) {
+        self.resume = None;
+        self.seq = None;
+        self.note(Note::Forget);
+    }
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -112,6 +138,34 @@ fn usable_url(d: &Discord, url: &str) -> Option<String> {
     ok.then(|| format!("{}/?v=10&encoding=json", url.trim_end_matches('/')))
 }
 
+/// A resume URL read back from the store receives the bot token: only Discord's gateway hosts
+/// (`*.discord.gg`) or the host of the configured REST API (a local fake, a proxy) qualify, so
+/// whoever can write the store cannot point the token elsewhere.
+fn trusted_resume_url(d: &Discord, url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = u.host_str() else {
+        return false;
+    };
+    let api_host = reqwest::Url::parse(d.api.base())
+        .ok()
+        .and_then(|a| a.host_str().map(str::to_string));
+    let ours = host == "discord.gg" || host.ends_with(".discord.gg") || api_host.as_deref() == Some(host);
+    ours && usable_url(d, url).is_some()
+}
+
+/// The session stored by the last reader, when it can be resumed from here.
+async fn stored(d: &Discord) -> Option<Saved> {
+    let saved = session::load(&*d.memory).await?;
+    if trusted_resume_url(d, &saved.resume_url) {
+        Some(saved)
+    } else {
+        tracing::warn!("discord gateway: the stored resume URL is not a Discord gateway; identifying afresh");
+        None
+    }
+}
+
 pub(crate) async fn run(d: Arc<Discord>, clicks: mpsc::Sender<Click>, mut shutdown: watch::Receiver<bool>) {
     let tls = match tls() {
         Ok(t) => t,
@@ -120,10 +174,22 @@ pub(crate) async fn run(d: Arc<Discord>, clicks: mpsc::Sender<Click>, mut shutdo
             return;
         }
     };
+    let saved = stored(&d).await;
+    let tracker = saved.as_ref().map(Tracker::resuming).unwrap_or_default();
+    let (notes, rx) = mpsc::unbounded_channel();
+    tokio::spawn(session::persist(d.memory.clone(), tracker, rx, shutdown.clone()));
     let mut state = State {
-        resume: None,
-        seq: None,
+        resume: saved.as_ref().map(|s| Resume {
+            session_id: s.session_id.clone(),
+            url: s.resume_url.clone(),
+        }),
+        seq: saved.map(|s| s.seq),
+        generation: 0,
+        notes,
     };
+    if state.resume.is_some() {
+        tracing::info!("discord gateway: resuming the session the previous reader stored");
+    }
     let mut failures = 0u32;
     loop {
         if *shutdown.borrow() || clicks.is_closed() {
@@ -282,9 +348,13 @@ async fn session(
                 continue;
             }
             _ = stopped(shutdown) => {
-                // A normal close ends the session: Discord stops sending this connection
-                // interactions, and the replica that reads next identifies afresh.
-                let _ = ws.close(None).await;
+                // Not a normal close (that would end the session): the replica that reads
+                // next resumes it and gets what was dispatched in between.
+                let frame = tungstenite::protocol::CloseFrame {
+                    code: CLOSE_RESUMABLE.into(),
+                    reason: "".into(),
+                };
+                let _ = ws.close(Some(frame)).await;
                 return End::Shutdown;
             }
         };
@@ -295,10 +365,12 @@ async fn session(
         };
         match op(&v) {
             Some(0) => {
-                if let Some(s) = v["s"].as_u64() {
+                let s = v["s"].as_u64();
+                if let Some(s) = s {
                     state.seq = Some(state.seq.map_or(s, |old| old.max(s)));
                 }
                 let event = v["t"].as_str().unwrap_or("");
+                let mut click = false;
                 match event {
                     "READY" => {
                         let sid = v["d"]["session_id"].as_str().unwrap_or("");
@@ -307,15 +379,29 @@ async fn session(
                             session_id: sid.to_string(),
                             url: url.to_string(),
                         });
+                        state.generation += 1;
+                        match &state.resume {
+                            Some(r) => state.note(Note::Ready {
+                                generation: state.generation,
+                                session_id: r.session_id.clone(),
+                                resume_url: r.url.clone(),
+                                seq: s.unwrap_or(0),
+                            }),
+                            None => state.note(Note::Forget),
+                        }
                         healthy = true;
                         tracing::info!("discord gateway: connected");
+                        continue;
                     }
                     "RESUMED" => {
                         healthy = true;
                         tracing::info!("discord gateway: session resumed");
                     }
-                    "INTERACTION_CREATE" => interaction(d, &v["d"], clicks),
+                    "INTERACTION_CREATE" => click = interaction(d, &v["d"], clicks, state, s),
                     _ => tracing::debug!(event = %loggable(event), "discord gateway: event"),
+                }
+                if let Some(seq) = s {
+                    state.note(Note::Read { seq, click });
                 }
             }
             Some(1) => {
@@ -334,8 +420,7 @@ async fn session(
             }
             Some(9) => {
                 if v["d"].as_bool() != Some(true) {
-                    state.resume = None;
-                    state.seq = None;
+                    state.forget();
                 }
                 tracing::info!("discord gateway: invalid session");
                 let _ = ws.close(None).await;
@@ -356,8 +441,7 @@ fn closed(state: &mut State, code: u16, healthy: bool) -> End {
         return End::Fatal(format!("close code {code}"));
     }
     if ends_session(code) {
-        state.resume = None;
-        state.seq = None;
+        state.forget();
     }
     tracing::info!(code, "discord gateway: connection closed");
     End::Reconnect { healthy, wait: None }
@@ -388,17 +472,20 @@ where
 }
 
 /// Answers a click at once (deferred update) and hands it to the hub; other interactions are
-/// left to whatever else answers them.
-fn interaction(d: &Arc<Discord>, v: &Value, clicks: &mpsc::Sender<Click>) {
-    let click = match click_from_interaction(v, "gateway") {
+/// left to whatever else answers them. True when it is a click: the store's watermark stays
+/// below `seq` until the hub applied it.
+fn interaction(d: &Arc<Discord>, v: &Value, clicks: &mpsc::Sender<Click>, state: &State, seq: Option<u64>) -> bool {
+    let mut click = match click_from_interaction(v, "gateway") {
         Ok(Some(c)) => c,
-        Ok(None) => return,
+        Ok(None) => return false,
         Err(e) => {
             tracing::warn!(error = %e, "discord gateway: unusable interaction");
-            return;
+            return false;
         }
     };
-    let (d, clicks) = (d.clone(), clicks.clone());
+    let (guard, mut applied) = crate::Done::pair();
+    click.done = guard;
+    let (d, clicks, notes, generation) = (d.clone(), clicks.clone(), state.notes.clone(), state.generation);
     tokio::spawn(async move {
         match tokio::time::timeout(DEFER_TIMEOUT, d.defer(&click)).await {
             Ok(Ok(())) => {}
@@ -409,8 +496,15 @@ fn interaction(d: &Arc<Discord>, v: &Value, clicks: &mpsc::Sender<Click>) {
         }
         if clicks.send(click).await.is_err() {
             tracing::info!("discord gateway: click receiver gone");
+            return;
+        }
+        // Resolves once the hub dropped the click (applied, or refused for good).
+        let _ = applied.recv().await;
+        if let Some(seq) = seq {
+            let _ = notes.send(Note::Applied { generation, seq });
         }
     });
+    seq.is_some()
 }
 
 #[cfg(test)]
@@ -424,5 +518,31 @@ mod tests {
         assert_eq!(backoff(1), BACKOFF_START);
         assert_eq!(backoff(3), Duration::from_secs(2));
         assert_eq!(backoff(u32::MAX), BACKOFF_CAP);
+    }
+
+    fn discord(api_base: &str) -> Discord {
+        Discord::new(super::super::DiscordConfig {
+            api_base: api_base.into(),
+            bot_token: airlock_vault::SecretBytes::new(b"t".to_vec()),
+            gateway: true,
+            public_key: None,
+            memory: Arc::new(crate::memory::Volatile::new()),
+        })
+    }
+
+    #[test]
+    fn only_discord_gateways_may_come_back_from_the_store() {
+        let real = discord(super::super::DEFAULT_API_BASE);
+        assert!(trusted_resume_url(&real, "wss://gateway-us-east1-b.discord.gg"));
+        assert!(trusted_resume_url(&real, "wss://gateway.discord.gg/"));
+        assert!(!trusted_resume_url(&real, "ws://gateway.discord.gg"), "never plain ws");
+        assert!(!trusted_resume_url(&real, "wss://evil.example"));
+        assert!(!trusted_resume_url(&real, "wss://discord.gg.evil.example"));
+        assert!(!trusted_resume_url(&real, "wss://evildiscord.gg"));
+        assert!(!trusted_resume_url(&real, "not a url"));
+        // A local fake: its own host only.
+        let fake = discord("http://127.0.0.1:4000/api/v10");
+        assert!(trusted_resume_url(&fake, "ws://127.0.0.1:4001"));
+        assert!(!trusted_resume_url(&fake, "ws://10.0.0.1:4001"));
     }
 }

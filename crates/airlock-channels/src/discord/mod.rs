@@ -7,6 +7,7 @@
 //! - [`api`]: REST calls (bot token, rate limits).
 //! - [`verify`]: request signatures and the interaction → [`Click`] extraction.
 //! - [`gateway`]: the Gateway reader (identify, heartbeat, resume, `INTERACTION_CREATE`).
+//! - [`session`]: the Gateway session kept in the store, resumed by the next reader.
 //!
 //! Every click is answered within Discord's 3-second window. Over the Gateway the reader
 //! answers with a deferred update (type 6) before the hub applies the click, and the clicker
@@ -16,6 +17,7 @@
 mod api;
 mod gateway;
 pub mod render;
+mod session;
 pub mod verify;
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use verify::{PublicKey, click_from_interaction, verify_request};
 
+use crate::memory::Memory;
 use crate::{BoxFuture, Buttons, CallbackError, Card, Channel, ChannelError, Click, MessageRef, Reply, Status};
 use api::{Api, Auth, platform};
 use verify::is_snowflake;
@@ -47,6 +50,9 @@ pub struct DiscordConfig {
     pub gateway: bool,
     /// The application's public key: HTTP interactions on `/callbacks/discord`.
     pub public_key: Option<PublicKey>,
+    /// Where the Gateway session is kept (the store, shared by replicas): the next reader
+    /// resumes it.
+    pub memory: Arc<dyn Memory>,
 }
 
 impl std::fmt::Debug for DiscordConfig {
@@ -64,6 +70,7 @@ pub struct Discord {
     api: Api,
     gateway: bool,
     public_key: Option<PublicKey>,
+    memory: Arc<dyn Memory>,
 }
 
 impl std::fmt::Debug for Discord {
@@ -94,6 +101,7 @@ impl Discord {
             api: Api::new(&cfg.api_base, cfg.bot_token),
             gateway: cfg.gateway,
             public_key: cfg.public_key,
+            memory: cfg.memory,
         }
     }
 
