@@ -456,7 +456,8 @@ macro_rules! runtime_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_interactive_agent_gets_the_terminal_and_ctrl_c() {
-                // Alone: while other runs start and stop containers beside it, its Ctrl-C was lost.
+                // Alone: while other runs start and stop containers beside it, its Ctrl-C was lost
+                // (terminal.py also presses again after 10 s without an exit).
                 let _alone = ALONE.write().await;
                 terminal_and_ctrl_c($rt).await;
             }
