@@ -437,7 +437,7 @@ static MATCHERS: LazyLock<Vec<BodyMatcher>> = LazyLock::new(|| {
         },
         BodyMatcher::JsonRpc {
             method: Some(Glob::text("tools/call")),
-            tools: vec!["read_file".into()],
+            tools: vec![Glob::text("read_file")],
         },
         BodyMatcher::Sql(vec![airlock_core::facts::SqlClass::Read]),
     ]
