@@ -107,12 +107,12 @@ enum Cmd {
     /// Held requests: list, show, decide, watch; grants.
     #[command(subcommand)]
     Approvals(ApprovalsCmd),
-    /// A one-minute tour: gateway, a local HTTPS mail API, and a scripted agent.
     /// The running gateway: version, uptime, the policy in force, held approvals, channels.
     Status {
         #[arg(long)]
         json: bool,
     },
+    /// A one-minute tour: gateway, a local HTTPS mail API, and a scripted agent.
     Demo {
         /// Approve the held "send mail" request without asking.
         #[arg(long)]

@@ -296,3 +296,27 @@ async fn audit_verify_detects_edit_deletion_and_reordering() {
         );
     }
 }
+
+/// `airlock --help` gives each command its own one-line description (a doc comment once sat on
+/// the wrong variant: `status` read as the demo and `demo` had none).
+#[test]
+fn help_describes_each_command_on_its_own_line() {
+    let o = std::process::Command::new(BIN).arg("--help").output().unwrap();
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    let line = |cmd: &str| {
+        help.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("no {cmd} in:\n{help}"))
+            .to_string()
+    };
+    assert!(line("demo").contains("one-minute tour"), "{help}");
+    assert!(line("status").contains("running gateway"), "{help}");
+    assert!(!line("status").contains("tour"), "{help}");
+    for l in help.lines().skip_while(|l| !l.starts_with("Commands:")).skip(1) {
+        if l.trim().is_empty() {
+            break;
+        }
+        assert!(l.trim().contains(' '), "a command without a description: {l}");
+    }
+}
