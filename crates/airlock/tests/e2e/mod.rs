@@ -24,6 +24,8 @@ pub mod fake_webex;
 pub mod fake_whatsapp;
 pub mod receiver;
 pub mod signing;
+mod wait;
+pub use wait::wait_notified;
 
 use airlock_channels::token::{Claims, Decision};
 use serde_json::Value;
@@ -310,33 +312,6 @@ pub async fn slack_card(slack: &mut fake_slack::Fake) -> Value {
         .wait_until("chat.postMessage", |f| !f.calls("chat.postMessage").is_empty())
         .await;
     slack.calls("chat.postMessage").remove(0)
-}
-
-/// Waits (bounded, no sleeping) until `pred` holds, checking each time `changed` is notified;
-/// the panic names `what` and the fake's `violations`.
-pub async fn wait_notified(
-    changed: &tokio::sync::Notify,
-    what: &str,
-    pred: impl Fn() -> bool,
-    violations: impl Fn() -> Vec<String>,
-) {
-    let wait = async {
-        loop {
-            let notified = changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if pred() {
-                return;
-            }
-            notified.await;
-        }
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(15), wait)
-        .await
-        .is_err()
-    {
-        panic!("never: {what} (violations: {:?})", violations());
-    }
 }
 
 /// The replica of `c` that took the store's feed lock (it logs so; a log line is nothing to
