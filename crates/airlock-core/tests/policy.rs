@@ -30,6 +30,37 @@ fn deny_beats_approve_beats_allow_and_default_applies() {
     assert_eq!(open.evaluate(&facts("GET", "x", "/")).action, Action::Allow);
 }
 
+/// Invariant 12: a decision is the most restrictive over the readings, and a reading no rule
+/// matches gets the default, even when another reading triggered an approve rule.
+#[test]
+fn a_reading_no_rule_matches_gets_the_default_over_an_approve_rule() {
+    let approve = with_paths(rule("a", "h", &["DELETE"], Action::Approve), &["/a/**"]);
+    let p = Policy::new(Action::Deny, vec![approve.clone()]);
+    // `/a/` as sent matches `/a/**`; a server that drops the trailing slash reads `/a`.
+    let d = p.evaluate(&also(facts("DELETE", "h", "/a/"), None, Some("/a")));
+    assert_eq!((d.action, d.rule.as_deref()), (Action::Deny, None), "{}", d.reason);
+    assert!(
+        d.reason.contains("rule \"a\" matches") && d.reason.contains("DELETE /a"),
+        "{}",
+        d.reason
+    );
+    // Every reading matched by some rule: the approve rule decides.
+    let d = p.evaluate(&also(facts("DELETE", "h", "/a/b/"), None, Some("/a/b")));
+    assert_eq!((d.action, d.rule.as_deref()), (Action::Approve, Some("a")));
+    // An override the approve rule names, on a method no rule covers: still the default.
+    let d = p.evaluate(&also(facts("POST", "h", "/a/b"), Some(Some("DELETE")), None));
+    assert_eq!(d.action, Action::Deny, "{}", d.reason);
+    // An allow rule covering the other reading leaves the approval in place.
+    let reads = with_paths(rule("plain", "h", &["DELETE"], Action::Allow), &["/a"]);
+    let p = Policy::new(Action::Deny, vec![approve.clone(), reads]);
+    let d = p.evaluate(&also(facts("DELETE", "h", "/a/"), None, Some("/a")));
+    assert_eq!((d.action, d.rule.as_deref()), (Action::Approve, Some("a")));
+    // Under an open default the approve rule stands: the default is not more restrictive.
+    let p = Policy::new(Action::Allow, vec![approve]);
+    let d = p.evaluate(&also(facts("DELETE", "h", "/a/"), None, Some("/a")));
+    assert_eq!(d.action, Action::Approve);
+}
+
 #[test]
 fn wildcard_hosts_agents_query_and_headers() {
     let mut r = rule("gh", "*.github.com", &[], Action::Allow);

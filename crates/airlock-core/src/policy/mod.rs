@@ -253,6 +253,7 @@ impl Policy {
         let mut matched = Vec::new();
         // Deny and approve rules: any reading that matches triggers them.
         let mut strict: Option<(usize, String)> = None;
+        let mut strict_rules = Vec::new();
         for &i in &candidates {
             let r = &self.rules[i];
             if r.action == Action::Allow || !r.fixed_ok(f, Side::Restrictive) {
@@ -266,12 +267,15 @@ impl Policy {
                 continue;
             }
             matched.push(i);
+            strict_rules.push(i);
             if strict.as_ref().is_none_or(|(j, _)| r.action > self.rules[*j].action) {
                 let assumed = if let Hit::Assumed(why) = hit { Some(why) } else { None };
                 strict = Some((i, describe(f, m, p, assumed)));
             }
         }
-        // Allow rules: every (method, path) reading must be matched by one.
+        // Allow rules: every (method, path) reading must be matched by one. A reading no rule
+        // matches at all gets the default, even when another reading triggered an approve rule:
+        // `/a/` under an approve rule for `/a/**` is still `/a` to the server, denied by default.
         let allowing: Vec<usize> = candidates
             .iter()
             .copied()
@@ -284,6 +288,7 @@ impl Policy {
             .collect();
         let mut first_allow = None;
         let mut uncovered = None;
+        let mut unmatched = None;
         let mut used = vec![false; allowing.len()];
         for (m, method) in f.methods.iter().enumerate() {
             for (p, path) in f.paths.iter().enumerate() {
@@ -301,19 +306,41 @@ impl Policy {
                 if !covered {
                     uncovered.get_or_insert((m, p));
                 }
+                let strictly = |&i: &usize| {
+                    let r = &self.rules[i];
+                    r.method_ok(&method.value, Side::Restrictive) && r.path_ok(&path.value, Side::Restrictive)
+                };
+                if !covered && !strict_rules.iter().any(strictly) {
+                    unmatched.get_or_insert((m, p));
+                }
             }
         }
         matched.extend(allowing.iter().zip(&used).filter(|(_, u)| **u).map(|(i, _)| *i));
         matched.sort_unstable();
+        let default = self.default.as_str();
         if let Some((i, reading)) = strict {
             let r = &self.rules[i];
+            if let Some((m, p)) = unmatched
+                && self.default > r.action
+            {
+                let reading = describe(f, m, p, None);
+                let read = if reading.is_empty() {
+                    "as sent".to_string()
+                } else {
+                    format!("as {reading}")
+                };
+                let reason = format!(
+                    "rule \"{}\" matches this request, but no rule matches it when it is read {read}; the default is {default}",
+                    r.name
+                );
+                return decided(self.default, None, reason, matched, reading);
+            }
             let base = r.reason.clone().unwrap_or_else(|| match r.action {
                 Action::Approve => format!("rule \"{}\" requires human approval", r.name),
                 _ => format!("denied by rule \"{}\"", r.name),
             });
             return decided(r.action, Some(r), with_reading(base, &reading), matched, reading);
         }
-        let default = self.default.as_str();
         match (uncovered, first_allow) {
             (None, Some(i)) => {
                 let r = &self.rules[i];
