@@ -336,6 +336,9 @@ async fn run(chosen: &[(Arc<dyn Channel>, &'static str)], n: usize) -> (Vec<Dura
         h.vote(&id, "alice", Decision::Approve, "bench").await.unwrap();
         assert!(matches!(waiter.await.unwrap(), Verdict::Approved { .. }));
     }
+    // The hub's channel readers (Matrix's /sync, Signal's stream) stop with it: left running,
+    // each row's readers would still be polling the shared fakes during the next rows.
+    h.shutdown().await;
     (took, failed)
 }
 
