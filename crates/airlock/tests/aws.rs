@@ -554,6 +554,15 @@ action = "allow"
         assert_eq!(seen.body.len(), sent.body.len(), "{size}: the framing's length is kept");
         assert_ne!(seen.body, sent.body, "{size}: the chunk signatures were replaced");
         assert_eq!(real_payload(&seen), Ok(payload), "{size}: the payload is the agent's");
+        // The fake's chunk check is not vacuous: the agent's own chunks would have failed it.
+        let as_sent = Seen {
+            body: sent.body,
+            ..seen
+        };
+        assert!(
+            real_payload(&as_sent).is_err(),
+            "{size}: placeholder-signed chunks pass"
+        );
     }
 
     // Chunks that do not add up to x-amz-decoded-content-length: refused, nothing sent.
