@@ -7,7 +7,13 @@
 //! region and service of its credential scope, and its declared payload hash
 //! (`x-amz-content-sha256`: a hex digest, `UNSIGNED-PAYLOAD` or an unsigned streaming trailer).
 //! S3's signed chunks (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`) chain every chunk's signature to the
-//! seed signature, so they would have to be re-signed chunk by chunk: they are refused instead.
+//! seed signature: [`resign`] hands back a [`ChunkSigner`] seeded with the new signature, through
+//! which the body must pass. Signed chunks with a signed trailer (`…-PAYLOAD-TRAILER`) and the
+//! ECDSA (SigV4a) variants are refused.
+
+mod chunks;
+
+pub use chunks::{ChunkError, ChunkSigner};
 
 use std::time::SystemTime;
 
@@ -84,14 +90,18 @@ pub enum ResignError {
     #[error("the request's Signature V4 Authorization header is malformed")]
     Malformed,
     #[error(
-        "S3 signed-chunk uploads (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) are not re-signed by airlock; \
-         use an unsigned payload (the AWS SDKs' default over HTTPS)"
+        "S3 signed-chunk uploads with a signed trailer or an ECDSA signature \
+         (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, STREAMING-AWS4-ECDSA-P256-SHA256-…) are not \
+         re-signed by airlock; use STREAMING-AWS4-HMAC-SHA256-PAYLOAD or an unsigned payload"
     )]
     SignedChunks,
     #[error(
-        "x-amz-content-sha256 must be a SHA-256 hex digest, UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+        "x-amz-content-sha256 must be a SHA-256 hex digest, UNSIGNED-PAYLOAD, \
+         STREAMING-UNSIGNED-PAYLOAD-TRAILER or STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
     )]
     BadPayloadHash,
+    #[error("an S3 signed-chunk upload needs x-amz-decoded-content-length, a decimal number of bytes")]
+    DecodedLength,
     #[error(
         "the request body is too large to hash for Signature V4 and declares no x-amz-content-sha256; \
          send a smaller body or declare the payload hash"
@@ -169,6 +179,7 @@ pub fn agent_signature(headers: &HeaderMap) -> Result<AgentSignature, ResignErro
 
 /// Replaces the agent's signature on a request toward `uri` (absolute, as it is dialed) with one
 /// made with `keys`, at `now`. `body` is the whole body when it was read, `None` when it streams.
+/// For an S3 signed-chunk upload, returns the signer every byte of the body must pass through.
 pub fn resign(
     keys: &AwsKeys,
     placeholder: &str,
@@ -177,7 +188,7 @@ pub fn resign(
     headers: &mut HeaderMap,
     body: Option<&[u8]>,
     now: SystemTime,
-) -> Result<(), ResignError> {
+) -> Result<Option<ChunkSigner>, ResignError> {
     let agent = agent_signature(headers)?;
     if agent.key_id != placeholder {
         return Err(ResignError::NotPlaceholder);
@@ -185,6 +196,10 @@ pub fn resign(
     let declared = match headers.get(CONTENT_SHA256) {
         None => None,
         Some(v) => Some(declared_hash(v.to_str().map_err(|_| ResignError::BadPayloadHash)?)?),
+    };
+    let chunked = match declared.as_deref() {
+        Some(chunks::STREAMING_PAYLOAD) => Some(decoded_length(headers)?),
+        _ => None,
     };
     let payload = match (&declared, body) {
         (Some(h), _) if h == "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => SignableBody::StreamingUnsignedPayloadTrailer,
@@ -224,7 +239,7 @@ pub fn resign(
         .map_err(|_| ResignError::Signing)?
         .into();
     let request = SignableRequest::new(method, uri, signed.into_iter(), payload).map_err(|_| ResignError::Signing)?;
-    let (instructions, _) = sign(request, &params).map_err(|_| ResignError::Signing)?.into_parts();
+    let (instructions, seed) = sign(request, &params).map_err(|_| ResignError::Signing)?.into_parts();
     let (new_headers, _) = instructions.into_parts();
     for h in new_headers {
         let mut value = HeaderValue::from_str(h.value()).map_err(|_| ResignError::Signing)?;
@@ -232,13 +247,45 @@ pub fn resign(
         let name = HeaderName::from_bytes(h.name().as_bytes()).map_err(|_| ResignError::Signing)?;
         headers.insert(name, value);
     }
-    Ok(())
+    let Some(declared) = chunked else {
+        return Ok(None);
+    };
+    let secret = keys.identity.data::<Credentials>().ok_or(ResignError::Keys)?;
+    let amz_date = headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ResignError::Signing)?;
+    Ok(Some(ChunkSigner::new(
+        secret.secret_access_key(),
+        now,
+        amz_date,
+        &agent.region,
+        &agent.service,
+        seed,
+        declared,
+    )))
+}
+
+/// The `x-amz-decoded-content-length` of a signed-chunk upload: exactly one decimal number.
+fn decoded_length(headers: &HeaderMap) -> Result<u64, ResignError> {
+    let mut all = headers.get_all("x-amz-decoded-content-length").iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return Err(ResignError::DecodedLength);
+    };
+    let v = v.as_bytes();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return Err(ResignError::DecodedLength);
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(ResignError::DecodedLength)
 }
 
 /// The agent's `x-amz-content-sha256`, when re-signing can keep it.
 fn declared_hash(v: &str) -> Result<String, ResignError> {
     match v {
-        "UNSIGNED-PAYLOAD" | "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => Ok(v.to_string()),
+        "UNSIGNED-PAYLOAD" | "STREAMING-UNSIGNED-PAYLOAD-TRAILER" | chunks::STREAMING_PAYLOAD => Ok(v.to_string()),
         s if s.starts_with("STREAMING-AWS4-HMAC-SHA256-PAYLOAD") || s.starts_with("STREAMING-AWS4-ECDSA") => {
             Err(ResignError::SignedChunks)
         }

@@ -235,31 +235,31 @@ fn refusals() {
              SignedHeaders=host;x-amz-date, Signature=00",
         ),
     );
-    assert_eq!(run(other, Some(b"")), Err(ResignError::NotPlaceholder));
+    assert_eq!(run(other, Some(b"")).err(), Some(ResignError::NotPlaceholder));
     // The placeholder elsewhere in the header is not a signature made with it.
     let mut elsewhere = HeaderMap::new();
     elsewhere.insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {PLACEHOLDER}")).unwrap(),
     );
-    assert_eq!(run(elsewhere, Some(b"")), Err(ResignError::NotSigV4));
+    assert_eq!(run(elsewhere, Some(b"")).err(), Some(ResignError::NotSigV4));
     let mut twice = agent_headers("host;x-amz-date", &[]);
     let first = twice["authorization"].clone();
     twice.append("authorization", first);
-    assert_eq!(run(twice, Some(b"")), Err(ResignError::NotSigV4));
+    assert_eq!(run(twice, Some(b"")).err(), Some(ResignError::NotSigV4));
     let streaming = agent_headers(
         "host;x-amz-content-sha256;x-amz-date",
-        &[("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD")],
+        &[("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")],
     );
-    assert_eq!(run(streaming, None), Err(ResignError::SignedChunks));
+    assert_eq!(run(streaming, None).err(), Some(ResignError::SignedChunks));
     let bad = agent_headers(
         "host;x-amz-content-sha256;x-amz-date",
         &[("x-amz-content-sha256", "abc")],
     );
-    assert_eq!(run(bad, None), Err(ResignError::BadPayloadHash));
+    assert_eq!(run(bad, None).err(), Some(ResignError::BadPayloadHash));
     assert_eq!(
-        run(agent_headers("host;x-amz-date", &[]), None),
-        Err(ResignError::UnhashedBody)
+        run(agent_headers("host;x-amz-date", &[]), None).err(),
+        Some(ResignError::UnhashedBody)
     );
 }
 

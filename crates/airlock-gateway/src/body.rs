@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
+use airlock_credentials::aws::ChunkSigner;
 use airlock_vault::{ContentDecoder, Scrubber};
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::HeaderMap;
@@ -341,6 +342,66 @@ where
             }
         }
         Pin::new(&mut self.second).poll_frame(cx)
+    }
+}
+
+/// An S3 signed-chunk body whose chunks are signed again as they stream (the prefetched head
+/// went through the same signer before the request was sent). Bad framing aborts the upstream
+/// request; trailers are dropped, as in [`prefetch`].
+pub struct SignedChunks<B> {
+    inner: B,
+    signer: ChunkSigner,
+    ended: bool,
+}
+
+impl<B> SignedChunks<B> {
+    pub fn new(inner: B, signer: ChunkSigner) -> Self {
+        SignedChunks {
+            inner,
+            signer,
+            ended: false,
+        }
+    }
+}
+
+impl<B> Body for SignedChunks<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            return match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Some(data) = frame.data_ref() else {
+                        continue;
+                    };
+                    match this.signer.push(data) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                        Err(e) => {
+                            this.ended = true;
+                            Poll::Ready(Some(Err(Box::new(e))))
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    match this.signer.finish() {
+                        Ok(()) => Poll::Ready(None),
+                        Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
+                    }
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
     }
 }
 

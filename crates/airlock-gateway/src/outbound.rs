@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use airlock_core::facts::Scheme;
-use airlock_credentials::aws::{AwsKeys, ResignError};
+use airlock_credentials::aws::{AwsKeys, ChunkError, ChunkSigner, ResignError};
 use airlock_vault::{Scrubber, SecretBytes};
+use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 
 use crate::answer::{empty, full};
-use crate::body::{AgentBody, Chain, Prefetched, ScannedRest, boxed};
+use crate::body::{AgentBody, Chain, Prefetched, ScannedRest, SignedChunks, boxed};
 use crate::conn::{Conn, default_port, strip_hop_by_hop};
 use crate::decide::Decided;
 use crate::facts::Inbound;
@@ -178,6 +179,7 @@ pub(crate) fn prepare<B: AgentBody>(
         }
     };
     drop(zeroize::Zeroizing::new(up_target));
+    let mut chunk_signer = None;
     for inj in &signed_by {
         let whole: Option<&[u8]> = match &body {
             Prefetched::Empty => Some(&[]),
@@ -195,23 +197,47 @@ pub(crate) fn prepare<B: AgentBody>(
             whole,
             at,
         );
-        if let Err(e) = signed {
-            Metrics::inc(&state.metrics.denied);
-            let reason = format!("AWS secret \"{}\" was not used: {e}", inj.name);
-            let ev = rec.event(
-                "request",
-                &deny(reason, d.decision.rule.clone()),
-                d.rules.clone(),
-                vec![],
-            );
-            let status = match e {
-                ResignError::NotPlaceholder => StatusCode::FORBIDDEN,
-                ResignError::UnhashedBody => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return Err(Stop::refused(state, ev, status, "deny", d.decision.rule.as_deref()));
-        }
+        let e = match signed {
+            Ok(signer) => {
+                chunk_signer = signer.or(chunk_signer);
+                continue;
+            }
+            Err(e) => e,
+        };
+        Metrics::inc(&state.metrics.denied);
+        let reason = format!("AWS secret \"{}\" was not used: {e}", inj.name);
+        let ev = rec.event(
+            "request",
+            &deny(reason, d.decision.rule.clone()),
+            d.rules.clone(),
+            vec![],
+        );
+        let status = match e {
+            ResignError::NotPlaceholder => StatusCode::FORBIDDEN,
+            ResignError::UnhashedBody => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        return Err(Stop::refused(state, ev, status, "deny", d.decision.rule.as_deref()));
     }
+    // An S3 signed-chunk upload: its chunk signatures follow the new seed signature.
+    let (body, streaming) = match chunk_signer {
+        None => (body, None),
+        Some(signer) => match sign_chunks(signer, body) {
+            Ok(signed) => signed,
+            Err(e) => {
+                Metrics::inc(&state.metrics.denied);
+                let reason = format!("the AWS signature was not replaced: {e}");
+                let ev = rec.event(
+                    "request",
+                    &deny(reason, d.decision.rule.clone()),
+                    d.rules.clone(),
+                    vec![],
+                );
+                let rule = d.decision.rule.as_deref();
+                return Err(Stop::refused(state, ev, StatusCode::BAD_REQUEST, "deny", rule));
+            }
+        },
+    };
     let mut tripped = None;
     let mut bytes_in = 0;
     let up_body = match body {
@@ -229,8 +255,11 @@ pub(crate) fn prepare<B: AgentBody>(
                 Box::new(move |w: &[u8]| secrets.find(w).into_iter().any(|i| !secrets.decls[i].bound_to(&dest)));
             let rest = ScannedRest::new(rest, &head, keep, forbidden);
             tripped = Some(rest.tripped.clone());
-            let head_stream = http_body_util::Full::new(head).map_err(|never| match never {});
-            boxed(Chain::new(head_stream, rest))
+            let full = |b| http_body_util::Full::new(b).map_err(|never| match never {});
+            match streaming {
+                None => boxed(Chain::new(full(head), rest)),
+                Some((signed, signer)) => boxed(Chain::new(full(signed), SignedChunks::new(rest, signer))),
+            }
         }
     };
     let head = parts.method == http::Method::HEAD;
@@ -248,5 +277,23 @@ pub(crate) fn prepare<B: AgentBody>(
             head,
             scrubber: minted.scrubber,
         },
+    })
+}
+
+/// The head of a signed-chunk body, signed again, and the signer for its streamed rest.
+type Streaming = Option<(Bytes, ChunkSigner)>;
+
+/// Signs again what was read of a signed-chunk body: all of it, or the head of a longer one.
+/// For a longer one the agent's head is kept (the streamed rest is scanned after it) and the
+/// signed head comes back with the signer, which signs the rest as it streams. Bad framing in
+/// what was read refuses the request.
+fn sign_chunks<B>(mut signer: ChunkSigner, body: Prefetched<B>) -> Result<(Prefetched<B>, Streaming), ChunkError> {
+    Ok(match body {
+        Prefetched::Empty => (Prefetched::Full(signer.sign_whole(&[])?.into()), None),
+        Prefetched::Full(b) => (Prefetched::Full(signer.sign_whole(&b)?.into()), None),
+        Prefetched::Partial(head, rest) => {
+            let signed = signer.push(&head)?.into();
+            (Prefetched::Partial(head, rest), Some((signed, signer)))
+        }
     })
 }
