@@ -159,8 +159,8 @@ async fn psql(gw: &Gateway, user: &str, password: &str, sql: &str) -> (bool, Str
     (o.status.success(), out)
 }
 
-/// tokio-postgres through the gateway, verifying the listener's leaf with airlock's CA.
-async fn rust_client(gw: &Gateway, token: &str) -> tokio_postgres::Client {
+/// TLS for tokio-postgres toward the gateway, verifying the listener's leaf with airlock's CA.
+fn client_tls(gw: &Gateway) -> tokio_postgres_rustls::MakeRustlsConnect {
     let mut roots = rustls::RootCertStore::empty();
     for c in airlock_tls::load_pem_certs(&gw.ca_pem()).unwrap() {
         roots.add(c).unwrap();
@@ -171,17 +171,34 @@ async fn rust_client(gw: &Gateway, token: &str) -> tokio_postgres::Client {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(tls)
+}
+
+/// tokio-postgres through the gateway, over TLS.
+async fn rust_client(gw: &Gateway, token: &str) -> tokio_postgres::Client {
     let addr = gw.databases.unwrap();
     let url = format!(
         "host={} port={} user=analyst password={token} dbname=app sslmode=require",
         addr.ip(),
         addr.port()
     );
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-        .await
-        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, client_tls(gw)).await.unwrap();
     tokio::spawn(conn);
     client
+}
+
+/// Waits until the server's backend `pid` waits on `event` (pg_stat_activity's wait_event).
+/// Polled: the server announces no such event.
+async fn waiting(db: &str, pid: i32, event: &str) {
+    let c = direct(db).await;
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = $2";
+    for _ in 0..3000 {
+        if c.query_one(sql, &[&pid, &event]).await.unwrap().get::<_, i64>(0) == 1 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("backend {pid} never waited on {event}");
 }
 
 fn sqlstate(e: &tokio_postgres::Error) -> String {
@@ -382,6 +399,22 @@ async fn only_the_agents_own_token_over_tls_logs_in() {
     assert!(!gw.logs().contains(REAL));
 }
 
+/// Runs a psycopg `script` with arguments: the gateway's host and port, the agent's token,
+/// airlock's CA and a direct URL of database `db` (for watching the server's side).
+async fn psycopg(gw: &Gateway, token: &str, script: &'static str, db: &str) -> (bool, String) {
+    let addr = gw.databases.unwrap();
+    let args = [
+        addr.ip().to_string(),
+        addr.port().to_string(),
+        token.to_string(),
+        gw.ca_path().to_string_lossy().to_string(),
+        format!("{DIRECT}/{db}"),
+    ];
+    tokio::task::spawn_blocking(move || python(script, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
 /// psycopg 3 (installed by .ci/run): parameters travel through the Extended protocol.
 const PSYCOPG: &str = r#"
 import sys, psycopg
@@ -408,12 +441,128 @@ print("rows:", cur.fetchone()[0])
 async fn psycopg_reads_pass_and_a_refused_write_fails_the_transaction() {
     let db = database().await;
     let (gw, token, _) = start(&db);
-    let addr = gw.databases.unwrap();
-    let (host, port, ca) = (addr.ip().to_string(), addr.port().to_string(), gw.ca_path());
-    let ca = ca.to_string_lossy().to_string();
-    let (ok, out) = tokio::task::spawn_blocking(move || python(PSYCOPG, &[&host, &port, &token, &ca]))
-        .await
-        .unwrap();
+    let (ok, out) = psycopg(&gw, &token, PSYCOPG, &db).await;
     assert!(ok, "{out}\n{}", gw.logs());
     assert!(out.contains("refused: 42501") && out.contains("rows: 1"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_cancels_a_running_statement_through_the_gateway() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let c = rust_client(&gw, &token).await;
+    let server_pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let cancel = c.cancel_token();
+    let running = tokio::spawn(async move {
+        let r = c.simple_query("SELECT pg_sleep(30)").await.map(|_| ());
+        (c, r)
+    });
+    waiting(&db, server_pid, "PgSleep").await;
+    // tokio-postgres sends the CancelRequest as it connected: SSLRequest, TLS, then the request.
+    cancel.cancel_query(client_tls(&gw)).await.unwrap();
+    let (c, r) = tokio::time::timeout(std::time::Duration::from_secs(25), running)
+        .await
+        .expect("the statement was not cancelled")
+        .unwrap();
+    assert_eq!(sqlstate(&r.unwrap_err()), "57014");
+    // The session goes on.
+    assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert!(gw.logs().contains("database cancel request forwarded"), "{}", gw.logs());
+}
+
+/// psycopg over libpq 17: the client holds airlock's minted process id, not the server's; raw
+/// CancelRequests with a wrong key (plain and inside TLS, for the minted and for the server's
+/// process id) cancel nothing; libpq's plain `cancel()` and its TLS `cancel_safe()` both do.
+const PSYCOPG_CANCEL: &str = r#"
+import socket, ssl, struct, sys, threading, time, psycopg
+host, port, token, ca, direct = sys.argv[1:6]
+a = psycopg.connect(host=host, port=port, user="analyst", password=token, dbname="app",
+                    sslmode="verify-full", sslrootcert=ca, autocommit=True)
+minted = a.info.backend_pid
+real = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+assert minted != real, "the client got the server's process id"
+watch = psycopg.connect(direct, autocommit=True)
+
+def waiting(event):
+    # Polled: the server announces no such event.
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event = %s"
+    for _ in range(3000):
+        if watch.execute(sql, (real, event)).fetchone()[0] == 1:
+            return
+        time.sleep(0.01)
+    sys.exit(f"backend never waited on {event}")
+
+outcome = {}
+def run(sql):
+    try:
+        a.execute(sql)
+        outcome["r"] = "ran"
+    except psycopg.Error as e:
+        outcome["r"] = e.sqlstate
+
+def raw_cancel(pid, key, tls):
+    s = socket.create_connection((host, int(port)))
+    if tls:
+        s.sendall(struct.pack("!ii", 8, 80877103))
+        assert s.recv(1) == b"S"
+        s = ssl.create_default_context(cafile=ca).wrap_socket(s, server_hostname=host)
+    s.sendall(struct.pack("!iii", 16, 80877102, pid) + key)
+    # No answer; the gateway closes once it has handled the request.
+    assert s.recv(1) == b""
+    s.close()
+
+# Wrong keys: `a` waits for a lock held here; had any cancel reached its backend, the signal
+# would be pending before the lock is released, and the statement would fail with 57014.
+lock = psycopg.connect(direct)
+lock.execute("SELECT pg_advisory_xact_lock(4242)")
+t = threading.Thread(target=run, args=("SELECT pg_advisory_xact_lock(4242)",))
+t.start()
+waiting("advisory")
+for tls in (False, True):
+    for pid in (minted, real):
+        raw_cancel(pid, b"\x00\x00\x00\x00", tls)
+        raw_cancel(pid, b"\x5a\x5a\x5a\x5a", tls)
+lock.commit()
+t.join()
+assert outcome["r"] == "ran", outcome
+print("wrong keys cancelled nothing")
+
+for how in ("cancel", "cancel_safe"):
+    t = threading.Thread(target=run, args=("SELECT pg_sleep(30)",))
+    t.start()
+    waiting("PgSleep")
+    getattr(a, how)()
+    t.join(25)
+    assert not t.is_alive(), f"{how}: the statement was not cancelled"
+    assert outcome["r"] == "57014", (how, outcome)
+    assert a.execute("SELECT 1").fetchone()[0] == 1
+    print(how, "cancelled:", outcome["r"])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_cancels_in_plain_and_in_tls_and_a_wrong_key_cancels_nothing() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let (ok, out) = psycopg(&gw, &token, PSYCOPG_CANCEL, &db).await;
+    let logs = gw.logs();
+    assert!(ok, "{out}\n{logs}");
+    assert!(out.contains("wrong keys cancelled nothing"), "{out}");
+    assert!(
+        out.contains("cancel cancelled: 57014") && out.contains("cancel_safe cancelled: 57014"),
+        "{out}"
+    );
+    // libpq's cancel() sends plain, cancel_safe() inside TLS (sslmode): both were forwarded.
+    let forwarded: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("database cancel request forwarded"))
+        .collect();
+    assert_eq!(forwarded.len(), 2, "{logs}");
+    // (`tls` is the line's last field; the log may be coloured.)
+    assert!(
+        forwarded.iter().any(|l| l.trim_end().ends_with("false"))
+            && forwarded.iter().any(|l| l.trim_end().ends_with("true")),
+        "{logs}"
+    );
+    assert_eq!(logs.matches("matches no live session").count(), 8, "{logs}");
+    assert!(!logs.contains(REAL));
 }
