@@ -243,7 +243,7 @@ async fn tokio_postgres_cancels_a_running_statement_through_the_gateway() {
         let r = c.simple_query("SELECT pg_sleep(30)").await.map(|_| ());
         (c, r)
     });
-    waiting(&db, server_pid, "PgSleep").await;
+    waiting(&db, Some(server_pid), "PgSleep").await;
     // tokio-postgres sends the CancelRequest as it connected: SSLRequest, TLS, then the request.
     cancel.cancel_query(client_tls(&gw)).await.unwrap();
     let (c, r) = tokio::time::timeout(std::time::Duration::from_secs(25), running)
@@ -351,4 +351,31 @@ async fn psycopg_cancels_in_plain_and_in_tls_and_a_wrong_key_cancels_nothing() {
     );
     assert_eq!(logs.matches("matches no live session").count(), 8, "{logs}");
     assert!(!logs.contains(REAL));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_ctrl_c_cancels_its_statement_through_the_gateway() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let psql = psql_command(&gw, "analyst", &token, &["-c", "SELECT pg_sleep(30)"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    waiting(&db, None, "PgSleep").await;
+    // Ctrl-C: psql sends a CancelRequest with the BackendKeyData it got at login.
+    let pid = psql.id().unwrap().to_string();
+    let o = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(o.success());
+    let o = tokio::time::timeout(std::time::Duration::from_secs(25), psql.wait_with_output())
+        .await
+        .expect("psql's statement was not cancelled")
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("57014"), "{err}\n{}", gw.logs());
+    assert!(gw.logs().contains("database cancel request forwarded"));
 }

@@ -139,27 +139,7 @@ pub fn start(db: &str) -> (Gateway, String, String) {
 
 /// Runs `psql -c sql` through the gateway as `user` with `password`; (success, output).
 pub async fn psql(gw: &Gateway, user: &str, password: &str, sql: &str) -> (bool, String) {
-    let addr = gw.databases.unwrap();
-    let o = tokio::process::Command::new("psql")
-        .args([
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-v",
-            "VERBOSITY=verbose",
-            "-tA",
-            "-c",
-            sql,
-        ])
-        .env("PGHOST", addr.ip().to_string())
-        .env("PGPORT", addr.port().to_string())
-        .env("PGUSER", user)
-        .env("PGDATABASE", "app")
-        .env("PGPASSWORD", password)
-        .env("PGSSLMODE", "verify-full")
-        .env("PGSSLROOTCERT", gw.ca_path())
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
+    let o = psql_command(gw, user, password, &["-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .await
         .unwrap();
@@ -169,6 +149,25 @@ pub async fn psql(gw: &Gateway, user: &str, password: &str, sql: &str) -> (bool,
         String::from_utf8_lossy(&o.stderr)
     );
     (o.status.success(), out)
+}
+
+/// `psql -X -v VERBOSITY=verbose -tA ARGS` to the gateway as `user` with `password`, over TLS
+/// verified with airlock's CA (`sslmode=verify-full`), stdin closed.
+pub fn psql_command(gw: &Gateway, user: &str, password: &str, args: &[&str]) -> tokio::process::Command {
+    let addr = gw.databases.unwrap();
+    let mut c = tokio::process::Command::new("psql");
+    c.args(["-X", "-v", "VERBOSITY=verbose", "-tA"])
+        .args(args)
+        .env("PGHOST", addr.ip().to_string())
+        .env("PGPORT", addr.port().to_string())
+        .env("PGUSER", user)
+        .env("PGDATABASE", "app")
+        .env("PGPASSWORD", password)
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", gw.ca_path())
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null());
+    c
 }
 
 /// TLS for tokio-postgres toward the gateway, verifying the listener's leaf with airlock's CA.
@@ -211,18 +210,19 @@ pub async fn rust_client_as(gw: &Gateway, agent: &str, token: &str) -> tokio_pos
     client
 }
 
-/// Waits until the server's backend `pid` waits on `event` (pg_stat_activity's wait_event).
-/// Polled: the server announces no such event.
-pub async fn waiting(db: &str, pid: i32, event: &str) {
+/// Waits until the server's backend `pid` (or, without one, a backend on database `db`) waits
+/// on `event` (pg_stat_activity's wait_event). Polled: the server announces no such event.
+pub async fn waiting(db: &str, pid: Option<i32>, event: &str) {
     let c = direct(db).await;
-    let sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = $2";
+    let sql = "SELECT count(*) FROM pg_stat_activity \
+               WHERE ($1::int IS NULL OR pid = $1) AND datname = current_database() AND wait_event = $2";
     for _ in 0..3000 {
         if c.query_one(sql, &[&pid, &event]).await.unwrap().get::<_, i64>(0) == 1 {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("backend {pid} never waited on {event}");
+    panic!("backend {pid:?} never waited on {event}");
 }
 
 pub fn sqlstate(e: &tokio_postgres::Error) -> String {
