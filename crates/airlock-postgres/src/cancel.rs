@@ -53,6 +53,11 @@ pub(crate) struct Minted {
 }
 
 impl Minted {
+    /// The minted process id.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// The BackendKeyData the client gets.
     pub(crate) fn frame(&self) -> Frame {
         codec::backend_key_data(self.pid, &self.key)
@@ -76,8 +81,9 @@ impl Keys {
         let mut key = [0u8; KEY_LEN];
         OsRng.fill_bytes(&mut key);
         let mut map = self.lock();
+        // Above Linux's largest process id (2^22), so never one a server's backend could have.
         let pid = loop {
-            let pid = OsRng.gen_range(1..=i32::MAX);
+            let pid = OsRng.gen_range(1 << 22..=i32::MAX);
             if !map.contains_key(&pid) {
                 break pid;
             }

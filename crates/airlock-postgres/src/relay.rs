@@ -35,6 +35,8 @@ use crate::upstream::{Stream, Upstream};
 pub(crate) struct Who {
     pub(crate) agent: String,
     pub(crate) database: String,
+    /// (the server's process id, the one minted for the client), as `cancel` gave them.
+    pub(crate) pids: Option<(i32, i32)>,
 }
 
 /// Fails on purpose to put a transaction block into the failed state, as the refused statement
@@ -95,6 +97,7 @@ pub(crate) async fn run(
         tx,
         swallow.clone(),
         scrub,
+        who.pids,
     ));
     let mut s = Session {
         gw,
@@ -417,6 +420,17 @@ fn whole_frame_buffered(buf: &[u8]) -> bool {
     }
 }
 
+/// A NotificationResponse from this session's own backend names the process id the client
+/// knows (the minted one), so a client can still tell its own notifications apart.
+fn own_notification(mut body: Vec<u8>, pids: Option<(i32, i32)>) -> Vec<u8> {
+    if let Some((server, minted)) = pids
+        && body.get(..4) == Some(&server.to_be_bytes()[..])
+    {
+        body[..4].copy_from_slice(&minted.to_be_bytes());
+    }
+    body
+}
+
 /// Server → client, message by message. ReadyForQuery updates the progress; airlock's own
 /// statement's answer is dropped; errors and notices are scrubbed of the password.
 async fn downstream<R: AsyncRead + Unpin>(
@@ -425,6 +439,7 @@ async fn downstream<R: AsyncRead + Unpin>(
     tx: watch::Sender<Progress>,
     swallow: Arc<AtomicU64>,
     scrub: airlock_vault::Scrubber,
+    pids: Option<(i32, i32)>,
 ) -> std::io::Result<()> {
     let mut head = [0u8; 5];
     loop {
@@ -440,13 +455,14 @@ async fn downstream<R: AsyncRead + Unpin>(
         }
         let n = (len - 4) as usize;
         let dropping = swallow.load(Ordering::SeqCst) > 0;
-        let small = head[0] == b'Z' || (matches!(head[0], b'E' | b'N') && n <= SCRUB_LIMIT);
+        let small = head[0] == b'Z' || (matches!(head[0], b'E' | b'N' | b'A') && n <= SCRUB_LIMIT);
         if small || (dropping && n <= SCRUB_LIMIT) {
             let mut body = vec![0u8; n];
             up.read_exact(&mut body).await?;
             if !dropping {
                 let shown = match head[0] {
                     b'E' | b'N' => scrub.scrub_once(&body).unwrap_or_else(|| body.clone()),
+                    b'A' => own_notification(body.clone(), pids),
                     _ => body.clone(),
                 };
                 let f = Frame {

@@ -153,7 +153,13 @@ pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>, keys: Arc<Keys>)
     hello.extend(minted.as_ref().map(|m| m.frame()));
     hello.push(codec::ready_for_query(up.status));
     send(&mut client, &hello).await?;
-    let ended = relay::run(client, buf, up, relay::Who { agent, database }, gw).await;
+    let pids = up
+        .key
+        .as_ref()
+        .zip(minted.as_ref())
+        .map(|((server, _), m)| (*server, m.pid()));
+    let who = relay::Who { agent, database, pids };
+    let ended = relay::run(client, buf, up, who, gw).await;
     drop(minted);
     ended
 }

@@ -379,3 +379,36 @@ async fn psql_ctrl_c_cancels_its_statement_through_the_gateway() {
     assert!(!o.status.success() && err.contains("57014"), "{err}\n{}", gw.logs());
     assert!(gw.logs().contains("database cancel request forwarded"));
 }
+
+/// LISTEN/NOTIFY through the gateway (as the loader, whose rules pass `other`): a client's own
+/// notification names the process id it knows (the minted one); another session's names that
+/// session's server process id.
+const PSYCOPG_NOTIFY: &str = r#"
+import sys, psycopg
+host, port, token, ca = sys.argv[1:5]
+def connect():
+    return psycopg.connect(host=host, port=port, user="loader", password=token, dbname="app",
+                           sslmode="verify-full", sslrootcert=ca, autocommit=True)
+a, b = connect(), connect()
+got = []
+a.add_notify_handler(got.append)
+a.execute("LISTEN airlock_test")
+a.execute("NOTIFY airlock_test, 'mine'")
+b.execute("NOTIFY airlock_test, 'theirs'")
+a.execute("SELECT 1")
+mine = [n for n in got if n.payload == "mine"]
+theirs = [n for n in got if n.payload == "theirs"]
+assert len(mine) == 1 and len(theirs) == 1, got
+assert mine[0].pid == a.info.backend_pid, (mine, a.info.backend_pid)
+assert theirs[0].pid == b.execute("SELECT pg_backend_pid()").fetchone()[0], theirs
+assert theirs[0].pid != b.info.backend_pid
+print("notifications ok")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_recognises_its_own_notifications_under_the_minted_process_id() {
+    let db = database().await;
+    let (gw, _, _) = start(&db);
+    let (ok, out) = psycopg(&gw, &token_of(&gw, "loader"), PSYCOPG_NOTIFY, &db).await;
+    assert!(ok && out.contains("notifications ok"), "{out}\n{}", gw.logs());
+}

@@ -97,7 +97,7 @@ approvers = ["senior-engineer"]
 name = "loading is fine"
 databases = ["app"]
 agents = ["loader"]
-sql = ["copy", "read", "write"]
+sql = ["copy", "read", "write", "other"]
 action = "allow"
 
 [[rules]]
