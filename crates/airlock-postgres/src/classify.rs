@@ -19,6 +19,8 @@ pub struct Statements {
     pub tables: Vec<String>,
     /// The text did not parse (or was empty): only restrictive rules can match it.
     pub unparsed: bool,
+    /// A statement is `COPY … FROM STDIN`: running it puts the server in copy-in mode.
+    pub copy_in: bool,
 }
 
 /// Functions that run SQL or commands given to them as text, read files, or change the role:
@@ -64,9 +66,13 @@ pub fn classify(sql: &str) -> Statements {
             out.classes.push(c);
         }
     };
+    let mut copy_in = false;
     for raw in &parsed.protobuf.stmts {
         match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
-            Some(node) => top(node, &mut add),
+            Some(node) => {
+                copy_in |= matches!(node, N::CopyStmt(c) if c.is_from && !c.is_program && c.filename.is_empty());
+                top(node, &mut add)
+            }
             None => add(Other),
         }
     }
@@ -95,6 +101,7 @@ pub fn classify(sql: &str) -> Statements {
     if out.unparsed && !out.classes.contains(&Other) {
         out.classes.push(Other);
     }
+    out.copy_in = copy_in;
     out
 }
 
@@ -109,7 +116,9 @@ fn top(node: &N, add: &mut impl FnMut(SqlClass)) {
         N::CopyStmt(c) => {
             add(Copy);
             add(if c.is_from { Write } else { Read });
-            if c.is_program {
+            // A program, or a file on the server's own file system (as pg_read_file): outside
+            // the database. STDIN/STDOUT (no file name) stay inside the session.
+            if c.is_program || !c.filename.is_empty() {
                 add(Procedural);
             }
         }
@@ -183,6 +192,22 @@ mod tests {
         assert_eq!(classes("GRANT admin TO me"), vec![Ddl, Role]);
         assert_eq!(classes("COPY t FROM PROGRAM 'id'"), vec![Copy, Write, Procedural]);
         assert_eq!(classes("COPY t TO STDOUT"), vec![Copy, Read]);
+        assert_eq!(
+            classes("COPY (SELECT * FROM t) TO PROGRAM 'sh'"),
+            vec![Copy, Read, Procedural]
+        );
+        assert_eq!(classes("COPY t FROM STDIN"), vec![Copy, Write]);
+        assert_eq!(classes("COPY t TO '/tmp/x'"), vec![Copy, Read, Procedural]);
+        assert_eq!(classes("COPY t FROM '/etc/passwd'"), vec![Copy, Write, Procedural]);
+        assert!(classify("SELECT 1; COPY t FROM STDIN").copy_in);
+        for not_in in [
+            "COPY t TO STDOUT",
+            "COPY t FROM PROGRAM 'id'",
+            "COPY t FROM '/x'",
+            "SELECT 1",
+        ] {
+            assert!(!classify(not_in).copy_in, "{not_in}");
+        }
         assert_eq!(
             classes("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x"),
             vec![Read, Write]

@@ -225,6 +225,25 @@ pub fn authentication(kind: i32, data: &[u8]) -> Frame {
     }
 }
 
+/// BackendKeyData ('K'): the process id and secret key a client cancels with.
+pub fn backend_key_data(pid: i32, key: &[u8]) -> Frame {
+    let mut b = BytesMut::new();
+    b.put_i32(pid);
+    b.extend_from_slice(key);
+    Frame {
+        tag: b'K',
+        body: b.freeze(),
+    }
+}
+
+/// A CancelRequest packet (startup slot: length, code, process id, secret key).
+pub fn cancel_request(pid: i32, key: &[u8], out: &mut BytesMut) {
+    out.put_i32(12 + key.len() as i32);
+    out.put_i32(CANCEL_REQUEST);
+    out.put_i32(pid);
+    out.extend_from_slice(key);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +299,15 @@ mod tests {
         let mut bad = BytesMut::from(&[0u8, 0, 0, 12, 0, 3, 0, 0, b'u', 0, b'x', b'y'][..]);
         assert!(decode_startup(&mut bad).is_err());
         assert!(decode_startup(&mut BytesMut::from(&[0u8, 0, 0, 4][..])).is_err());
+        let mut c = BytesMut::new();
+        cancel_request(-7, &[1, 2, 3, 4], &mut c);
+        assert_eq!(
+            decode_startup(&mut c),
+            Ok(Some(Startup::Cancel {
+                pid: -7,
+                key: vec![1, 2, 3, 4]
+            }))
+        );
     }
 
     #[test]

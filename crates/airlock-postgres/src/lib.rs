@@ -4,13 +4,15 @@
 //!
 //! Files: `codec` (framing, sans IO), `classify` (statement classes from PostgreSQL's own
 //! parser), `tls` (both legs), `upstream` (airlock's login), `session` (the client's TLS and
-//! login), `relay` (statements: decide, hold, forward), `decide` (policy, hold, audit).
+//! login), `relay` (statements: decide, hold, forward), `decide` (policy, hold, audit),
+//! `cancel` (minted BackendKeyData and CancelRequest forwarding).
 //!
 //! Client authentication is a cleartext password inside TLS, never without it: agent tokens are
 //! stored only as SHA-256 hashes, and SCRAM's verifier cannot be derived from such a hash, so
 //! the token travels (encrypted) and is checked against its hash as on the HTTP proxy.
 #![forbid(unsafe_code)]
 
+mod cancel;
 pub mod classify;
 pub mod codec;
 mod decide;
@@ -52,6 +54,8 @@ pub struct PgGateway {
 
 /// Accepts database clients on an already-bound listener until the gateway drains.
 pub async fn serve(listener: TcpListener, gw: Arc<PgGateway>) -> std::io::Result<()> {
+    // The listener's sessions' minted cancel keys (a cancel reaching another replica finds none).
+    let keys = Arc::new(cancel::Keys::default());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -65,9 +69,9 @@ pub async fn serve(listener: TcpListener, gw: Arc<PgGateway>) -> std::io::Result
             }
         };
         let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
+        let (gw, keys) = (gw.clone(), keys.clone());
         tokio::spawn(async move {
-            if let Err(e) = session::run(stream, gw).await {
+            if let Err(e) = session::run(stream, gw, keys).await {
                 tracing::debug!(%peer, error = %e, "database session ended");
             }
         });

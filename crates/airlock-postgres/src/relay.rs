@@ -11,8 +11,14 @@
 //! ReadyForQuery with the real status. Inside a transaction block the server must be in the
 //! failed state too, so airlock runs one statement of its own that fails (its answer is not
 //! relayed): the client and the server then agree on `E`, and ROLLBACK works.
+//!
+//! COPY streams both ways, message by message: CopyData from the server like any result, and
+//! CopyData/CopyDone/CopyFail from the client straight on (the COPY was decided with its
+//! statement). A server in copy-in mode ignores Sync, so when a statement that is `COPY … FROM
+//! STDIN` runs, the relay learns from the server whether copy-in began (CopyInResponse) before it
+//! counts a Sync as owed a ReadyForQuery.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,6 +35,8 @@ use crate::upstream::{Stream, Upstream};
 pub(crate) struct Who {
     pub(crate) agent: String,
     pub(crate) database: String,
+    /// (the server's process id, the one minted for the client), as `cancel` gave them.
+    pub(crate) pids: Option<(i32, i32)>,
 }
 
 /// Fails on purpose to put a transaction block into the failed state, as the refused statement
@@ -41,11 +49,14 @@ const MAX_PREPARED: usize = 10_000;
 /// Error and notice messages up to this size are read whole and scrubbed; larger ones stream.
 const SCRUB_LIMIT: usize = 64 * 1024;
 
-/// How far the server has answered: ReadyForQuery messages seen, and the last status.
+/// How far the server has answered: ReadyForQuery messages seen, and the last status; and
+/// how many CopyInResponse and ErrorResponse messages it sent.
 #[derive(Clone, Copy)]
 struct Progress {
     answered: u64,
     status: u8,
+    copy_ins: u64,
+    errors: u64,
 }
 
 type ClientWriter = Arc<Mutex<WriteHalf<Box<dyn Stream>>>>;
@@ -67,6 +78,8 @@ pub(crate) async fn run(
     let (tx, rx) = watch::channel(Progress {
         answered: 0,
         status: up.status,
+        copy_ins: 0,
+        errors: 0,
     });
     let swallow = Arc::new(AtomicU64::new(0));
     let scrub = gw
@@ -84,6 +97,7 @@ pub(crate) async fn run(
         tx,
         swallow.clone(),
         scrub,
+        who.pids,
     ));
     let mut s = Session {
         gw,
@@ -97,6 +111,9 @@ pub(crate) async fn run(
         refused: None,
         skipping: false,
         prepared: HashMap::new(),
+        copy_portals: HashSet::new(),
+        batch_copy: false,
+        copying: false,
     };
     let result = s.client_loop(&mut cr, &mut buf).await;
     down.abort();
@@ -120,6 +137,12 @@ struct Session {
     skipping: bool,
     /// Statement name → (text, classes), as the Parse gave them.
     prepared: HashMap<String, (String, Statements)>,
+    /// Portals bound to a `COPY … FROM STDIN` statement.
+    copy_portals: HashSet<String>,
+    /// The current batch executes such a portal.
+    batch_copy: bool,
+    /// The server is in copy-in mode (it said CopyInResponse; no CopyDone/CopyFail since).
+    copying: bool,
 }
 
 impl Session {
@@ -134,11 +157,22 @@ impl Session {
                     continue;
                 }
             };
+            // Anything but CopyData, Sync and Flush ends copy-in at the server: CopyDone and
+            // CopyFail by design, any other message as an error.
+            if !matches!(frame.tag, b'd' | b'S' | b'H') {
+                self.copying = false;
+            }
             match frame.tag {
                 b'Q' => self.query(frame).await?,
                 b'P' => self.parse(frame).await?,
                 b'B' => self.bind(frame).await?,
-                b'D' | b'E' | b'C' => self.batch.push(frame),
+                b'E' => {
+                    let mut body = frame.body.clone();
+                    let portal = codec::cstr(&mut body).unwrap_or_default();
+                    self.batch_copy |= self.copy_portals.contains(&portal);
+                    self.batch.push(frame);
+                }
+                b'D' | b'C' => self.batch.push(frame),
                 b'S' => {
                     self.batch.push(frame);
                     self.end_batch(true).await?;
@@ -147,8 +181,10 @@ impl Session {
                     self.batch.push(frame);
                     self.end_batch(false).await?;
                 }
-                // COPY FROM STDIN data follows a Query that was already decided.
-                b'd' | b'c' | b'f' => self.forward(&[frame]).await?,
+                b'd' | b'c' | b'f' => {
+                    let more = whole_frame_buffered(buf);
+                    self.copy_message(frame, more).await?
+                }
                 b'X' => {
                     let _ = self.forward(&[frame]).await;
                     return Ok(());
@@ -182,6 +218,7 @@ impl Session {
         let st = classify(&text);
         let outcome = decide(&self.gw, self.ask(&text, &st, false)).await;
         match outcome {
+            Outcome::Forward if st.copy_in => self.forward_may_copy(&[frame], End::Query).await,
             Outcome::Forward => {
                 self.forward(&[frame]).await?;
                 self.sent += 1;
@@ -209,21 +246,29 @@ impl Session {
     }
 
     async fn bind(&mut self, frame: Frame) -> std::io::Result<()> {
-        let (_portal, stmt) = codec::bind_statement(&frame).map_err(io_err)?;
+        let (portal, stmt) = codec::bind_statement(&frame).map_err(io_err)?;
+        let unknown = (
+            String::new(),
+            Statements {
+                classes: vec![airlock_core::facts::SqlClass::Other],
+                unparsed: true,
+                ..Statements::default()
+            },
+        );
+        let (text, st) = self.prepared.get(&stmt).cloned().unwrap_or(unknown);
         if self.refused.is_none() {
-            let unknown = (
-                String::new(),
-                Statements {
-                    classes: vec![airlock_core::facts::SqlClass::Other],
-                    unparsed: true,
-                    ..Statements::default()
-                },
-            );
-            let (text, st) = self.prepared.get(&stmt).cloned().unwrap_or(unknown);
             let outcome = decide(&self.gw, self.ask(&text, &st, false)).await;
             if let Outcome::Refuse { rule, reason } = outcome {
                 self.refused = Some((rule, reason));
             }
+        }
+        if st.copy_in {
+            if self.copy_portals.len() >= MAX_PREPARED {
+                self.copy_portals.clear();
+            }
+            self.copy_portals.insert(portal);
+        } else {
+            self.copy_portals.remove(&portal);
         }
         self.batch.push(frame);
         Ok(())
@@ -231,6 +276,7 @@ impl Session {
 
     async fn end_batch(&mut self, sync: bool) -> std::io::Result<()> {
         let batch = std::mem::take(&mut self.batch);
+        let copy = std::mem::take(&mut self.batch_copy);
         if self.skipping {
             if sync {
                 self.skipping = false;
@@ -242,9 +288,57 @@ impl Session {
         if let Some((rule, reason)) = self.refused.take() {
             return self.refuse(rule, reason, sync).await;
         }
+        if copy {
+            let end = if sync { End::Sync } else { End::Flush };
+            return self.forward_may_copy(&batch, end).await;
+        }
         self.forward(&batch).await?;
-        if sync {
+        // In copy-in the server ignores Sync: it owes no ReadyForQuery for it.
+        if sync && !self.copying {
             self.sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Forwards `frames`, which run a `COPY … FROM STDIN`, and learns from the server whether
+    /// copy-in began (CopyInResponse) or not (an error, or every answer given). Everything sent
+    /// before is answered first, so the answer read is these frames'. A Sync ending them is owed
+    /// a ReadyForQuery only when copy-in did not begin; a Simple Query always is (after its COPY).
+    async fn forward_may_copy(&mut self, frames: &[Frame], end: End) -> std::io::Result<()> {
+        self.caught_up().await?;
+        let before = *self.progress.borrow();
+        self.forward(frames).await?;
+        let began = {
+            let p = self
+                .progress
+                .wait_for(|p| p.copy_ins > before.copy_ins || p.errors > before.errors || p.answered > before.answered)
+                .await
+                .map_err(|_| io_err("the database connection closed"))?;
+            p.copy_ins > before.copy_ins
+        };
+        self.copying = began;
+        if end == End::Query || (end == End::Sync && !began) {
+            self.sent += 1;
+        }
+        Ok(())
+    }
+
+    /// CopyData, CopyDone, CopyFail: on to the server as each comes (never gathered), flushed
+    /// when no further message is already here (`more`). Extended Query messages still pending
+    /// go first, in order. In a refused batch they belong to a COPY the server never got: dropped.
+    async fn copy_message(&mut self, frame: Frame, more: bool) -> std::io::Result<()> {
+        if self.skipping || self.refused.is_some() {
+            return Ok(());
+        }
+        if !self.batch.is_empty() {
+            self.end_batch(false).await?;
+        }
+        let mut head = [frame.tag, 0, 0, 0, 0];
+        head[1..].copy_from_slice(&(frame.body.len() as u32 + 4).to_be_bytes());
+        self.up.write_all(&head).await?;
+        self.up.write_all(&frame.body).await?;
+        if !more {
+            self.up.flush().await?;
         }
         Ok(())
     }
@@ -310,6 +404,33 @@ impl Session {
     }
 }
 
+/// What ends frames that may start copy-in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Query,
+    Sync,
+    Flush,
+}
+
+/// Whether `buf` already holds another whole message.
+fn whole_frame_buffered(buf: &[u8]) -> bool {
+    buf.len() >= 5 && {
+        let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        len >= 4 && buf.len() > len as usize
+    }
+}
+
+/// A NotificationResponse from this session's own backend names the process id the client
+/// knows (the minted one), so a client can still tell its own notifications apart.
+fn own_notification(mut body: Vec<u8>, pids: Option<(i32, i32)>) -> Vec<u8> {
+    if let Some((server, minted)) = pids
+        && body.get(..4) == Some(&server.to_be_bytes()[..])
+    {
+        body[..4].copy_from_slice(&minted.to_be_bytes());
+    }
+    body
+}
+
 /// Server → client, message by message. ReadyForQuery updates the progress; airlock's own
 /// statement's answer is dropped; errors and notices are scrubbed of the password.
 async fn downstream<R: AsyncRead + Unpin>(
@@ -318,23 +439,30 @@ async fn downstream<R: AsyncRead + Unpin>(
     tx: watch::Sender<Progress>,
     swallow: Arc<AtomicU64>,
     scrub: airlock_vault::Scrubber,
+    pids: Option<(i32, i32)>,
 ) -> std::io::Result<()> {
     let mut head = [0u8; 5];
     loop {
         up.read_exact(&mut head).await?;
+        match head[0] {
+            b'G' => tx.send_modify(|p| p.copy_ins += 1),
+            b'E' => tx.send_modify(|p| p.errors += 1),
+            _ => {}
+        }
         let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
         if len < 4 {
             return Err(io_err("the database sent a bad message length"));
         }
         let n = (len - 4) as usize;
         let dropping = swallow.load(Ordering::SeqCst) > 0;
-        let small = head[0] == b'Z' || (matches!(head[0], b'E' | b'N') && n <= SCRUB_LIMIT);
+        let small = head[0] == b'Z' || (matches!(head[0], b'E' | b'N' | b'A') && n <= SCRUB_LIMIT);
         if small || (dropping && n <= SCRUB_LIMIT) {
             let mut body = vec![0u8; n];
             up.read_exact(&mut body).await?;
             if !dropping {
                 let shown = match head[0] {
                     b'E' | b'N' => scrub.scrub_once(&body).unwrap_or_else(|| body.clone()),
+                    b'A' => own_notification(body.clone(), pids),
                     _ => body.clone(),
                 };
                 let f = Frame {

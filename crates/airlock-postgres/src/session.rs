@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cancel::{self, Keys, Target};
 use crate::codec::{self, Frame, Startup};
 use crate::upstream::{self, Stream};
 use crate::{PgGateway, relay};
@@ -50,7 +51,7 @@ async fn frame(s: &mut (impl tokio::io::AsyncRead + Unpin), buf: &mut BytesMut) 
     }
 }
 
-pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>) -> std::io::Result<()> {
+pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>, keys: Arc<Keys>) -> std::io::Result<()> {
     let mut buf = BytesMut::new();
     let timeout = gw.gateway.timeouts.handshake;
     // The handshake is bounded: a client that stalls before logging in cannot keep a task.
@@ -68,7 +69,10 @@ pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>) -> std::io::Resu
     match first {
         Startup::Ssl if buf.is_empty() => {}
         Startup::Ssl => return Err(std::io::ErrorKind::InvalidData.into()),
-        Startup::Cancel { .. } => return Ok(()),
+        Startup::Cancel { pid, key } => {
+            cancel::handle(&gw, &keys, pid, &key, false).await;
+            return tcp.shutdown().await;
+        }
         _ => {
             let refusal = codec::error_response(
                 "28000",
@@ -88,6 +92,11 @@ pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>) -> std::io::Resu
         Ok(Ok(Startup::Params { .. })) => {
             let e = codec::error_response("08P01", "airlock: protocol 3.0 only", None);
             return send(&mut client, &[e]).await;
+        }
+        Ok(Ok(Startup::Cancel { pid, key })) => {
+            cancel::handle(&gw, &keys, pid, &key, true).await;
+            // close_notify, then the close libpq waits for.
+            return client.shutdown().await;
         }
         Ok(Ok(_)) => return Ok(()),
         Ok(Err(e)) => return Err(e),
@@ -129,9 +138,28 @@ pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>) -> std::io::Resu
             return send(&mut client, &[codec::error_response("08006", &msg, None)]).await;
         }
     };
+    // The client's BackendKeyData is minted here; the server's stays with airlock.
+    let minted = up.key.clone().map(|(pid, key)| {
+        keys.mint(Target {
+            agent: agent.clone(),
+            database: database.clone(),
+            addr: up.addr,
+            pid,
+            key,
+        })
+    });
     let mut hello = vec![codec::authentication(0, &[])];
     hello.extend(up.greeting.iter().cloned());
+    hello.extend(minted.as_ref().map(|m| m.frame()));
     hello.push(codec::ready_for_query(up.status));
     send(&mut client, &hello).await?;
-    relay::run(client, buf, up, relay::Who { agent, database }, gw).await
+    let pids = up
+        .key
+        .as_ref()
+        .zip(minted.as_ref())
+        .map(|((server, _), m)| (*server, m.pid()));
+    let who = relay::Who { agent, database, pids };
+    let ended = relay::run(client, buf, up, who, gw).await;
+    drop(minted);
+    ended
 }

@@ -2,6 +2,7 @@
 //! SCRAM-SHA-256 (the tokio-postgres project's client). The password never leaves this module
 //! except inside SCRAM's proofs; error texts name the database, never the secret.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use airlock_config::{AddrRule, DatabaseConfig, DbTls};
@@ -40,31 +41,39 @@ pub enum UpstreamError {
 }
 
 /// A logged-in upstream: the stream, and what the server said before its first ReadyForQuery
-/// (ParameterStatus, BackendKeyData) to pass on to the client.
+/// (ParameterStatus, NoticeResponse) to pass on to the client. Its BackendKeyData is kept
+/// apart: the client gets a key airlock mints (see `cancel`), never the server's.
 pub struct Upstream {
     pub stream: Box<dyn Stream>,
     pub greeting: Vec<Frame>,
     pub status: u8,
     /// Bytes read past the first ReadyForQuery (none in practice: the server waits for us).
     pub rest: BytesMut,
+    /// The address dialed (already checked): a CancelRequest for this session goes there.
+    pub addr: SocketAddr,
+    /// The server's BackendKeyData (process id, secret key), when it sent one.
+    pub key: Option<(i32, Vec<u8>)>,
 }
 
-/// Connects and logs in as the configured user. `roots` adds the database's own CA.
-pub async fn connect(
-    db: &DatabaseConfig,
-    password: &SecretBytes,
-    roots: Arc<rustls::RootCertStore>,
-    application_name: &str,
-    allow_private: &[AddrRule],
-) -> Result<Upstream, UpstreamError> {
-    // The same dial-time address check as HTTP upstreams: on the resolved address.
-    let addr = tokio::net::lookup_host((db.host.as_str(), db.port))
+/// The database's address, resolved and checked as HTTP upstreams are: on the resolved
+/// address, restricted ranges refused unless `gateway.allow_private` lists them.
+pub async fn resolve(db: &DatabaseConfig, allow_private: &[AddrRule]) -> Result<SocketAddr, UpstreamError> {
+    tokio::net::lookup_host((db.host.as_str(), db.port))
         .await?
         .find(|a| !is_restricted(a.ip()) || allow_private.iter().any(|r| r.allows(*a)))
-        .ok_or_else(|| UpstreamError::Restricted(format!("{}:{}", db.host, db.port)))?;
+        .ok_or_else(|| UpstreamError::Restricted(format!("{}:{}", db.host, db.port)))
+}
+
+/// Opens a connection to `addr` (from [`resolve`]) with TLS per the database's `tls` setting:
+/// SSLRequest, then the handshake naming `db.host`. Nothing is sent after it.
+pub async fn dial(
+    db: &DatabaseConfig,
+    addr: SocketAddr,
+    roots: Arc<rustls::RootCertStore>,
+) -> Result<Box<dyn Stream>, UpstreamError> {
     let mut tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
-    let mut stream: Box<dyn Stream> = match db.tls {
+    Ok(match db.tls {
         DbTls::Disable => Box::new(tcp),
         mode => {
             let mut req = BytesMut::new();
@@ -84,7 +93,19 @@ pub async fn connect(
                 .map_err(|e| UpstreamError::Tls(e.to_string()))?;
             Box::new(tls)
         }
-    };
+    })
+}
+
+/// Connects and logs in as the configured user. `roots` adds the database's own CA.
+pub async fn connect(
+    db: &DatabaseConfig,
+    password: &SecretBytes,
+    roots: Arc<rustls::RootCertStore>,
+    application_name: &str,
+    allow_private: &[AddrRule],
+) -> Result<Upstream, UpstreamError> {
+    let addr = resolve(db, allow_private).await?;
+    let mut stream = dial(db, addr, roots).await?;
     let mut out = BytesMut::new();
     let params = [
         ("user", db.user.as_str()),
@@ -96,6 +117,7 @@ pub async fn connect(
     let mut buf = BytesMut::new();
     let mut scram: Option<ScramSha256> = None;
     let mut greeting = Vec::new();
+    let mut key = None;
     loop {
         let f = read_frame(&mut stream, &mut buf).await?;
         match f.tag {
@@ -139,9 +161,20 @@ pub async fn connect(
                     greeting,
                     status,
                     rest: buf,
+                    addr,
+                    key,
                 });
             }
-            // ParameterStatus, BackendKeyData, NoticeResponse: the client sees them as from the server.
+            b'K' => {
+                let mut body = f.body.clone();
+                // Protocol 3.2 allows keys up to 256 bytes; 3.0 has 4.
+                if body.len() < 8 || body.len() > 4 + 256 {
+                    return Err(codec::CodecError::Malformed('K', "a key of unexpected length").into());
+                }
+                let pid = body.get_i32();
+                key = Some((pid, body.to_vec()));
+            }
+            // ParameterStatus, NoticeResponse: the client sees them as from the server.
             _ => greeting.push(f),
         }
     }

@@ -1,194 +1,13 @@
 //! The PostgreSQL gateway end to end: a real `airlock serve` with `gateway.postgres_listen`, the
 //! real PostgreSQL server CI starts (role `airlock_gw`, scripts/postgres-for-tests.sh), and real
-//! clients (`psql`, `tokio-postgres`) logging in with the agent's name and token over TLS.
+//! clients (`psql`, `tokio-postgres`, psycopg) logging in with the agent's name and token over TLS.
+mod pg;
 mod support;
 
 use std::process::Stdio;
 
+use pg::*;
 use support::*;
-
-/// The "real" password airlock holds (scripts/postgres-for-tests.sh creates the role).
-const REAL: &str = "gw-real-Pa55-7c1e9a";
-const DIRECT: &str = "postgres://airlock_gw:gw-real-Pa55-7c1e9a@127.0.0.1:5432";
-
-/// A fresh database with table `t` (one row), made directly with the real password.
-async fn database() -> String {
-    let name = format!(
-        "airlock_gw_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let admin = direct("postgres").await;
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let db = direct(&name).await;
-    db.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
-    name
-}
-
-async fn direct(db: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&format!("{DIRECT}/{db}"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-async fn table_exists(db: &str) -> bool {
-    let c = direct(db).await;
-    let row = c
-        .query_one("SELECT to_regclass('public.t') IS NOT NULL", &[])
-        .await
-        .unwrap();
-    row.get(0)
-}
-
-fn config(db: &str) -> String {
-    format!(
-        r#"
-[gateway]
-listen = "127.0.0.1:0"
-control = "127.0.0.1:0"
-postgres_listen = "127.0.0.1:0"
-data_dir = "./airlock-data"
-allow_private = ["127.0.0.1:5432"]
-
-[databases.app]
-kind = "postgres"
-upstream = "127.0.0.1:5432"
-database = "{db}"
-user = "airlock_gw"
-password = "vault:app-db"
-tls = "require"
-placeholder = "airlock-db-app"
-
-[[agents]]
-name = "analyst"
-databases = ["app"]
-
-[[agents]]
-name = "intruder"
-
-[people.alice]
-roles = ["senior-engineer"]
-
-[[rules]]
-name = "reads are fine"
-databases = ["app"]
-sql = ["read"]
-action = "allow"
-
-[[rules]]
-name = "schema changes need a senior engineer"
-databases = ["app"]
-sql = ["ddl"]
-action = "approve"
-approvers = ["senior-engineer"]
-
-[[rules]]
-name = "no writes"
-databases = ["app"]
-sql = ["write"]
-action = "deny"
-reason = "agents do not change data"
-"#
-    )
-}
-
-/// Serves `config`, with the real password sealed and tokens for both agents.
-fn start(db: &str) -> (Gateway, String, String) {
-    let (dir, cfg) = setup(&config(db));
-    let o = airlock(&cfg, &["secret", "set", "app-db"], Some(REAL.as_bytes()), &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    let mut tokens = Vec::new();
-    let mut urls = Vec::new();
-    for a in ["analyst", "intruder"] {
-        let o = airlock(&cfg, &["agent", "add", a], None, &[]);
-        assert!(o.status.success(), "{}", text(&o));
-        let url = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
-        // http://NAME:TOKEN@HOST:PORT
-        let creds = url
-            .trim_start_matches("http://")
-            .rsplit_once('@')
-            .unwrap()
-            .0
-            .to_string();
-        tokens.push(creds.split_once(':').unwrap().1.to_string());
-        urls.push((a.to_string(), url));
-    }
-    let gw = Gateway::serving(dir, cfg, urls);
-    assert!(gw.databases.is_some(), "no database listener: {}", gw.logs());
-    (gw, tokens[0].clone(), tokens[1].clone())
-}
-
-/// Runs `psql -c sql` through the gateway as `user` with `password`; (success, output).
-async fn psql(gw: &Gateway, user: &str, password: &str, sql: &str) -> (bool, String) {
-    let addr = gw.databases.unwrap();
-    let o = tokio::process::Command::new("psql")
-        .args([
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-v",
-            "VERBOSITY=verbose",
-            "-tA",
-            "-c",
-            sql,
-        ])
-        .env("PGHOST", addr.ip().to_string())
-        .env("PGPORT", addr.port().to_string())
-        .env("PGUSER", user)
-        .env("PGDATABASE", "app")
-        .env("PGPASSWORD", password)
-        .env("PGSSLMODE", "verify-full")
-        .env("PGSSLROOTCERT", gw.ca_path())
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), out)
-}
-
-/// tokio-postgres through the gateway, verifying the listener's leaf with airlock's CA.
-async fn rust_client(gw: &Gateway, token: &str) -> tokio_postgres::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in airlock_tls::load_pem_certs(&gw.ca_pem()).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let tls =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let addr = gw.databases.unwrap();
-    let url = format!(
-        "host={} port={} user=analyst password={token} dbname=app sslmode=require",
-        addr.ip(),
-        addr.port()
-    );
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-fn sqlstate(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_string())
-        .unwrap_or_else(|| e.to_string())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_reads_pass_writes_are_refused_and_drop_table_waits_for_a_human() {
@@ -408,12 +227,188 @@ print("rows:", cur.fetchone()[0])
 async fn psycopg_reads_pass_and_a_refused_write_fails_the_transaction() {
     let db = database().await;
     let (gw, token, _) = start(&db);
-    let addr = gw.databases.unwrap();
-    let (host, port, ca) = (addr.ip().to_string(), addr.port().to_string(), gw.ca_path());
-    let ca = ca.to_string_lossy().to_string();
-    let (ok, out) = tokio::task::spawn_blocking(move || python(PSYCOPG, &[&host, &port, &token, &ca]))
-        .await
-        .unwrap();
+    let (ok, out) = psycopg(&gw, &token, PSYCOPG, &db).await;
     assert!(ok, "{out}\n{}", gw.logs());
     assert!(out.contains("refused: 42501") && out.contains("rows: 1"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_cancels_a_running_statement_through_the_gateway() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let c = rust_client(&gw, &token).await;
+    let server_pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let cancel = c.cancel_token();
+    let running = tokio::spawn(async move {
+        let r = c.simple_query("SELECT pg_sleep(30)").await.map(|_| ());
+        (c, r)
+    });
+    waiting(&db, Some(server_pid), "PgSleep").await;
+    // tokio-postgres sends the CancelRequest as it connected: SSLRequest, TLS, then the request.
+    cancel.cancel_query(client_tls(&gw)).await.unwrap();
+    let (c, r) = tokio::time::timeout(std::time::Duration::from_secs(25), running)
+        .await
+        .expect("the statement was not cancelled")
+        .unwrap();
+    assert_eq!(sqlstate(&r.unwrap_err()), "57014");
+    // The session goes on.
+    assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert!(gw.logs().contains("database cancel request forwarded"), "{}", gw.logs());
+}
+
+/// psycopg over libpq 17: the client holds airlock's minted process id, not the server's; raw
+/// CancelRequests with a wrong key (plain and inside TLS, for the minted and for the server's
+/// process id) cancel nothing; libpq's plain `cancel()` and its TLS `cancel_safe()` both do.
+const PSYCOPG_CANCEL: &str = r#"
+import socket, ssl, struct, sys, threading, time, psycopg
+host, port, token, ca, direct = sys.argv[1:6]
+a = psycopg.connect(host=host, port=port, user="analyst", password=token, dbname="app",
+                    sslmode="verify-full", sslrootcert=ca, autocommit=True)
+minted = a.info.backend_pid
+real = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+assert minted != real, "the client got the server's process id"
+watch = psycopg.connect(direct, autocommit=True)
+
+def waiting(event):
+    # Polled: the server announces no such event.
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event = %s"
+    for _ in range(3000):
+        if watch.execute(sql, (real, event)).fetchone()[0] == 1:
+            return
+        time.sleep(0.01)
+    sys.exit(f"backend never waited on {event}")
+
+outcome = {}
+def run(sql):
+    try:
+        a.execute(sql)
+        outcome["r"] = "ran"
+    except psycopg.Error as e:
+        outcome["r"] = e.sqlstate
+
+def raw_cancel(pid, key, tls):
+    s = socket.create_connection((host, int(port)))
+    if tls:
+        s.sendall(struct.pack("!ii", 8, 80877103))
+        assert s.recv(1) == b"S"
+        s = ssl.create_default_context(cafile=ca).wrap_socket(s, server_hostname=host)
+    s.sendall(struct.pack("!iii", 16, 80877102, pid) + key)
+    # No answer; the gateway closes once it has handled the request.
+    assert s.recv(1) == b""
+    s.close()
+
+# Wrong keys: `a` waits for a lock held here; had any cancel reached its backend, the signal
+# would be pending before the lock is released, and the statement would fail with 57014.
+lock = psycopg.connect(direct)
+lock.execute("SELECT pg_advisory_xact_lock(4242)")
+t = threading.Thread(target=run, args=("SELECT pg_advisory_xact_lock(4242)",))
+t.start()
+waiting("advisory")
+for tls in (False, True):
+    for pid in (minted, real):
+        raw_cancel(pid, b"\x00\x00\x00\x00", tls)
+        raw_cancel(pid, b"\x5a\x5a\x5a\x5a", tls)
+lock.commit()
+t.join()
+assert outcome["r"] == "ran", outcome
+print("wrong keys cancelled nothing")
+
+for how in ("cancel", "cancel_safe"):
+    t = threading.Thread(target=run, args=("SELECT pg_sleep(30)",))
+    t.start()
+    waiting("PgSleep")
+    getattr(a, how)()
+    t.join(25)
+    assert not t.is_alive(), f"{how}: the statement was not cancelled"
+    assert outcome["r"] == "57014", (how, outcome)
+    assert a.execute("SELECT 1").fetchone()[0] == 1
+    print(how, "cancelled:", outcome["r"])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_cancels_in_plain_and_in_tls_and_a_wrong_key_cancels_nothing() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let (ok, out) = psycopg(&gw, &token, PSYCOPG_CANCEL, &db).await;
+    let logs = gw.logs();
+    assert!(ok, "{out}\n{logs}");
+    assert!(out.contains("wrong keys cancelled nothing"), "{out}");
+    assert!(
+        out.contains("cancel cancelled: 57014") && out.contains("cancel_safe cancelled: 57014"),
+        "{out}"
+    );
+    // libpq's cancel() sends plain, cancel_safe() inside TLS (sslmode): both were forwarded.
+    let forwarded: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("database cancel request forwarded"))
+        .collect();
+    assert_eq!(forwarded.len(), 2, "{logs}");
+    // (`tls` is the line's last field; the log may be coloured.)
+    assert!(
+        forwarded.iter().any(|l| l.trim_end().ends_with("false"))
+            && forwarded.iter().any(|l| l.trim_end().ends_with("true")),
+        "{logs}"
+    );
+    assert_eq!(logs.matches("matches no live session").count(), 8, "{logs}");
+    assert!(!logs.contains(REAL));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_ctrl_c_cancels_its_statement_through_the_gateway() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let psql = psql_command(&gw, "analyst", &token, &["-c", "SELECT pg_sleep(30)"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    waiting(&db, None, "PgSleep").await;
+    // Ctrl-C: psql sends a CancelRequest with the BackendKeyData it got at login.
+    let pid = psql.id().unwrap().to_string();
+    let o = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(o.success());
+    let o = tokio::time::timeout(std::time::Duration::from_secs(25), psql.wait_with_output())
+        .await
+        .expect("psql's statement was not cancelled")
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("57014"), "{err}\n{}", gw.logs());
+    assert!(gw.logs().contains("database cancel request forwarded"));
+}
+
+/// LISTEN/NOTIFY through the gateway (as the loader, whose rules pass `other`): a client's own
+/// notification names the process id it knows (the minted one); another session's names that
+/// session's server process id.
+const PSYCOPG_NOTIFY: &str = r#"
+import sys, psycopg
+host, port, token, ca = sys.argv[1:5]
+def connect():
+    return psycopg.connect(host=host, port=port, user="loader", password=token, dbname="app",
+                           sslmode="verify-full", sslrootcert=ca, autocommit=True)
+a, b = connect(), connect()
+got = []
+a.add_notify_handler(got.append)
+a.execute("LISTEN airlock_test")
+a.execute("NOTIFY airlock_test, 'mine'")
+b.execute("NOTIFY airlock_test, 'theirs'")
+a.execute("SELECT 1")
+mine = [n for n in got if n.payload == "mine"]
+theirs = [n for n in got if n.payload == "theirs"]
+assert len(mine) == 1 and len(theirs) == 1, got
+assert mine[0].pid == a.info.backend_pid, (mine, a.info.backend_pid)
+assert theirs[0].pid == b.execute("SELECT pg_backend_pid()").fetchone()[0], theirs
+assert theirs[0].pid != b.info.backend_pid
+print("notifications ok")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_recognises_its_own_notifications_under_the_minted_process_id() {
+    let db = database().await;
+    let (gw, _, _) = start(&db);
+    let (ok, out) = psycopg(&gw, &token_of(&gw, "loader"), PSYCOPG_NOTIFY, &db).await;
+    assert!(ok && out.contains("notifications ok"), "{out}\n{}", gw.logs());
 }
