@@ -41,9 +41,10 @@ struct Entry {
     target: Target,
 }
 
-/// The minted pairs of the listener's live sessions, by minted process id.
+/// The minted pairs of the gateway's live sessions, by minted process id (a cancel reaching
+/// another replica finds none).
 #[derive(Default)]
-pub(crate) struct Keys(Mutex<HashMap<i32, Entry>>);
+pub struct Keys(Mutex<HashMap<i32, Entry>>);
 
 /// A session's minted pair; dropping it (the session ended) forgets the pair.
 pub(crate) struct Minted {

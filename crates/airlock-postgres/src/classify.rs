@@ -105,6 +105,13 @@ pub fn classify(sql: &str) -> Statements {
     out
 }
 
+/// Each statement of `sql` with its own classes, split by PostgreSQL's own grammar (`policy
+/// explain`); `None` when the text does not parse (the whole reads as `unparsed`).
+pub fn each(sql: &str) -> Option<Vec<(String, Statements)>> {
+    let parts = pg_query::split_with_parser(sql).ok()?;
+    Some(parts.into_iter().map(|p| (p.trim().to_string(), classify(p))).collect())
+}
+
 /// The classes of one top-level statement.
 fn top(node: &N, add: &mut impl FnMut(SqlClass)) {
     match node {

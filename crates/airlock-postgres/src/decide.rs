@@ -38,14 +38,20 @@ pub(crate) struct Ask<'a> {
     pub(crate) prepare_only: bool,
 }
 
-fn facts(a: &Ask<'_>) -> RequestFacts {
-    let mut f = RequestFacts::new(a.agent, "SQL", Scheme::Https, a.database, 0, "/");
+/// What the core is given for a statement by `agent` to `database`: a request to the
+/// database's name whose inspected body is the statement's classes (also `policy explain`'s).
+pub fn statement_facts(agent: &str, database: &str, st: &Statements) -> RequestFacts {
+    let mut f = RequestFacts::new(agent, "SQL", Scheme::Https, database, 0, "/");
     f.body = Body::Inspected(BodyFacts {
-        sql: a.st.classes.clone(),
-        sql_unparsed: a.st.unparsed,
+        sql: st.classes.clone(),
+        sql_unparsed: st.unparsed,
         ..BodyFacts::default()
     });
     f
+}
+
+fn facts(a: &Ask<'_>) -> RequestFacts {
+    statement_facts(a.agent, a.database, a.st)
 }
 
 /// The statement's digest: what the audit records instead of the text of an unheld statement.

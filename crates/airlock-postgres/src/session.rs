@@ -1,20 +1,30 @@
-//! A client's way in: TLS (SSLRequest answered `S`), the startup packet, then the agent's
-//! token as a cleartext password inside TLS, checked against its stored hash. Only then does
+//! A client's way in: TLS (SSLRequest answered `S`), the startup packet, then a cleartext
+//! password inside TLS: on the listener the agent's token, checked against its stored hash; on
+//! an agent's socket the database's placeholder (the socket names the agent). Only then does
 //! airlock log in upstream with the real password.
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::cancel::{self, Keys, Target};
+use crate::cancel::{self, Target};
 use crate::codec::{self, Frame, Startup};
 use crate::upstream::{self, Stream};
 use crate::{PgGateway, relay};
 
 /// Generic to the client: which part of the login was wrong is not said.
 const LOGIN_FAILED: &str = "airlock: password authentication failed (user = agent name, password = agent token)";
+/// The same on an agent's socket, where the password is the database's placeholder.
+const SOCKET_LOGIN_FAILED: &str = "airlock: password authentication failed (user = agent name, password = the database's placeholder, as in DATABASE_URL)";
+
+/// How a session's agent is known.
+pub(crate) enum Login {
+    /// The TCP listener: user = agent name, password = the agent's token.
+    Token,
+    /// This agent's own socket: user = its name, password = the named database's placeholder.
+    Socket(String),
+}
 
 async fn send(s: &mut (impl tokio::io::AsyncWrite + Unpin), frames: &[Frame]) -> std::io::Result<()> {
     let mut out = BytesMut::new();
@@ -51,7 +61,8 @@ async fn frame(s: &mut (impl tokio::io::AsyncRead + Unpin), buf: &mut BytesMut) 
     }
 }
 
-pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>, keys: Arc<Keys>) -> std::io::Result<()> {
+pub(crate) async fn run<S: Stream + 'static>(mut tcp: S, gw: Arc<PgGateway>, login: Login) -> std::io::Result<()> {
+    let keys = gw.cancel.clone();
     let mut buf = BytesMut::new();
     let timeout = gw.gateway.timeouts.handshake;
     // The handshake is bounded: a client that stalls before logging in cannot keep a task.
@@ -83,7 +94,11 @@ pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>, keys: Arc<Keys>)
         }
     }
     tcp.write_all(b"S").await?;
-    let tls = tokio::time::timeout(timeout, tokio_rustls::TlsAcceptor::from(gw.tls.clone()).accept(tcp))
+    let leaf = match login {
+        Login::Token => gw.tls.clone(),
+        Login::Socket(_) => gw.socket_tls.clone(),
+    };
+    let tls = tokio::time::timeout(timeout, tokio_rustls::TlsAcceptor::from(leaf).accept(tcp))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let mut client: Box<dyn Stream> = Box::new(tls);
@@ -113,20 +128,35 @@ pub(crate) async fn run(mut tcp: TcpStream, gw: Arc<PgGateway>, keys: Arc<Keys>)
         Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
     };
     let pw = airlock_vault::SecretBytes::new(pw.unwrap_or_default());
-    let identities = gw.gateway.identities();
-    let hash = airlock_gateway::token_hash(&String::from_utf8_lossy(pw.expose()));
-    let agent = identities
-        .by_token
-        .get(&hash)
-        .filter(|(name, _)| *name == user)
-        .map(|(name, _)| name.clone());
+    let agent = match &login {
+        Login::Token => {
+            let hash = airlock_gateway::token_hash(&String::from_utf8_lossy(pw.expose()));
+            gw.gateway
+                .identities()
+                .by_token
+                .get(&hash)
+                .filter(|(name, _)| *name == user)
+                .map(|(name, _)| name.clone())
+        }
+        // The placeholder is no secret (it sits in the sandbox's environment); checking it keeps
+        // a client that names another database's placeholder, or another agent, from passing.
+        Login::Socket(name) => {
+            let placeholder = gw.databases.get(&database).map(|db| db.config.placeholder.as_bytes());
+            let same = airlock_channels::token::ct_eq(placeholder.unwrap_or_default(), pw.expose());
+            (*name == user && placeholder.is_some() && same).then(|| name.clone())
+        }
+    };
     let allowed = agent
         .as_ref()
         .and_then(|a| gw.agents.get(a))
         .is_some_and(|dbs| dbs.contains(&database));
     let (Some(agent), true, Some(db)) = (agent, allowed, gw.databases.get(&database)) else {
         tracing::info!(user = %user, database = %database, "database login refused");
-        return send(&mut client, &[codec::error_response("28P01", LOGIN_FAILED, None)]).await;
+        let why = match login {
+            Login::Token => LOGIN_FAILED,
+            Login::Socket(_) => SOCKET_LOGIN_FAILED,
+        };
+        return send(&mut client, &[codec::error_response("28P01", why, None)]).await;
     };
 
     let app = format!("airlock:{agent}");

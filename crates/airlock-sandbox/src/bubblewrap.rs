@@ -27,6 +27,7 @@ pub(crate) async fn run(l: &Launch) -> Result<i32, LaunchError> {
     let host = BwrapHost {
         exe: l.exe.clone(),
         gateway_socket: l.gateway_socket.clone(),
+        database_socket: l.database_socket.clone(),
         ca_bundle: l.ca_bundle.clone(),
         signals_fd: read.as_raw_fd(),
         links,

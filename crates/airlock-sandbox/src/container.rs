@@ -201,7 +201,14 @@ pub fn ldd_paths(text: &str) -> Vec<PathBuf> {
 /// Starts the relay container and waits until it listens. The returned CLI process is
 /// killed when dropped; the container itself is removed by name afterwards.
 async fn start_relay(engine: &str, l: &Launch, image: &str) -> Result<tokio::process::Child, LaunchError> {
-    let argv = relay_container(engine, &l.spec, image, &l.gateway_socket.display().to_string());
+    let database = l.database_socket.as_ref().map(|p| p.display().to_string());
+    let argv = relay_container(
+        engine,
+        &l.spec,
+        image,
+        &l.gateway_socket.display().to_string(),
+        database.as_deref(),
+    );
     let mut child = host_env::engine(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())

@@ -50,6 +50,8 @@ pub enum EnvError {
          the sandbox's only exit is airlock's relay"
     )]
     Proxy(String),
+    #[error("databases {0:?} and {1:?} would both be {2} in the sandbox: rename one")]
+    DatabaseNames(String, String, String),
     #[error(
         "--env {0}: refused, it makes the dynamic loader load code (LD_*, GCONV_PATH, GLIBC_TUNABLES) into \
          airlock's own processes in the sandbox"
@@ -115,5 +117,142 @@ pub fn parse_env(spec: &str) -> Result<(String, String), EnvError> {
     match spec.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(EnvError::Syntax(spec.to_string())),
+    }
+}
+
+/// Where the sandbox's database port is, as the agent's variables name it.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabasePort<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    /// The in-sandbox path of the CA bundle (the one HTTPS uses: it holds airlock's CA).
+    pub ca_bundle: &'a str,
+}
+
+/// The variables of an agent with databases (`databases` = (name, placeholder) pairs, in the
+/// agent's order): libpq's `PGHOST`, `PGPORT`, `PGUSER` (the agent's name), `PGSSLMODE`
+/// (`verify-full`) and `PGSSLROOTCERT` always; `DATABASE_URL_<NAME>` for each database (its name
+/// upper-cased, `.` and `-` as `_`); and, only when there is exactly one, `DATABASE_URL`,
+/// `PGDATABASE` and `PGPASSWORD` (its placeholder) — with several, which one a bare `psql` means
+/// is not airlock's guess. Placeholders only: the gateway knows the agent by its socket.
+pub fn database_env(
+    agent: &str,
+    databases: &[(String, String)],
+    at: DatabasePort<'_>,
+) -> Result<Vec<(String, String)>, EnvError> {
+    if databases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let url = |name: &str, placeholder: &str| {
+        format!(
+            "postgres://{}:{}@{}:{}/{}?sslmode=verify-full&sslrootcert={}",
+            url_encode(agent, b""),
+            url_encode(placeholder, b""),
+            at.host,
+            at.port,
+            url_encode(name, b""),
+            // `/` is a query value's own character (and the path reads as one).
+            url_encode(at.ca_bundle, b"/"),
+        )
+    };
+    let mut env = vec![
+        ("PGHOST".to_string(), at.host.to_string()),
+        ("PGPORT".to_string(), at.port.to_string()),
+        ("PGUSER".to_string(), agent.to_string()),
+        ("PGSSLMODE".to_string(), "verify-full".to_string()),
+        ("PGSSLROOTCERT".to_string(), at.ca_bundle.to_string()),
+    ];
+    let mut named: Vec<(String, &str)> = Vec::new();
+    for (name, placeholder) in databases {
+        let var = format!("DATABASE_URL_{}", name.to_ascii_uppercase().replace(['.', '-'], "_"));
+        if let Some((_, other)) = named.iter().find(|(v, _)| *v == var) {
+            return Err(EnvError::DatabaseNames(other.to_string(), name.clone(), var));
+        }
+        env.push((var.clone(), url(name, placeholder)));
+        named.push((var, name));
+    }
+    if let [(name, placeholder)] = databases {
+        env.push(("DATABASE_URL".into(), url(name, placeholder)));
+        env.push(("PGDATABASE".into(), name.clone()));
+        env.push(("PGPASSWORD".into(), placeholder.clone()));
+    }
+    Ok(env)
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters and `keep` (a placeholder may hold
+/// `@`, `:` or `/`).
+fn url_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AT: DatabasePort<'static> = DatabasePort {
+        host: "127.0.0.1",
+        port: 5432,
+        ca_bundle: "/run/airlock/ca.pem",
+    };
+
+    fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn one_database_gets_a_url_and_libpq_variables_with_its_placeholder() {
+        let env = database_env("analyst", &[("app".into(), "airlock-db-app".into())], AT).unwrap();
+        let url =
+            "postgres://analyst:airlock-db-app@127.0.0.1:5432/app?sslmode=verify-full&sslrootcert=/run/airlock/ca.pem";
+        assert_eq!(get(&env, "DATABASE_URL"), Some(url));
+        assert_eq!(get(&env, "DATABASE_URL_APP"), Some(url));
+        for (k, v) in [
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", "5432"),
+            ("PGUSER", "analyst"),
+            ("PGPASSWORD", "airlock-db-app"),
+            ("PGDATABASE", "app"),
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/run/airlock/ca.pem"),
+        ] {
+            assert_eq!(get(&env, k), Some(v), "{k}");
+        }
+        // All of them are airlock's: `--env` cannot override one.
+        let placeholders: Vec<_> = env.clone();
+        let refused = agent_env("p", "c", &placeholders, &[("pgpassword".into(), "x".into())]);
+        assert!(matches!(refused, Err(EnvError::Reserved { .. })), "{refused:?}");
+        assert!(database_env("analyst", &[], AT).unwrap().is_empty());
+    }
+
+    #[test]
+    fn several_databases_get_one_url_each_and_no_default() {
+        let dbs = [
+            ("prod".to_string(), "p@ss:w/rd%".to_string()),
+            ("read-replica.eu".to_string(), "airlock-db-rr".to_string()),
+        ];
+        let env = database_env("a", &dbs, AT).unwrap();
+        for k in ["DATABASE_URL", "PGDATABASE", "PGPASSWORD"] {
+            assert_eq!(get(&env, k), None, "{k}");
+        }
+        assert_eq!(
+            get(&env, "DATABASE_URL_PROD"),
+            Some(
+                "postgres://a:p%40ss%3Aw%2Frd%25@127.0.0.1:5432/prod?sslmode=verify-full&sslrootcert=/run/airlock/ca.pem"
+            )
+        );
+        assert!(get(&env, "DATABASE_URL_READ_REPLICA_EU").is_some_and(|u| u.contains(":airlock-db-rr@")));
+        let clash = [("a-b".to_string(), "x".repeat(8)), ("a.b".to_string(), "y".repeat(8))];
+        assert_eq!(
+            database_env("a", &clash, AT).unwrap_err(),
+            EnvError::DatabaseNames("a-b".into(), "a.b".into(), "DATABASE_URL_A_B".into())
+        );
     }
 }

@@ -65,6 +65,8 @@ pub struct Launch {
     pub spec: Spec,
     /// The gateway's Unix socket for this agent (`airlock serve` listens on it).
     pub gateway_socket: PathBuf,
+    /// The gateway's database socket for this agent, when it has databases.
+    pub database_socket: Option<PathBuf>,
     /// System roots + the airlock CA, readable by the sandbox's user.
     pub ca_bundle: PathBuf,
     /// The airlock binary (the relay).

@@ -3,6 +3,9 @@
 //! the gateway knows the agent by that socket, so nothing in the sandbox holds a token.
 //! With a command (bubblewrap), it also starts the agent as its child, passes on the
 //! signals `airlock run` forwards, and exits with the agent's status.
+//!
+//! An agent with databases gets a second port, piped the same way to the gateway's database
+//! socket for it (PostgreSQL's wire protocol; the gateway knows the agent by that socket too).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,9 @@ pub const FORWARDED: &[Signal] = &[
 pub struct Relay {
     pub listen: SocketAddr,
     pub socket: PathBuf,
+    /// The database port and the gateway's database socket it pipes to, for an agent with
+    /// databases.
+    pub database: Option<(SocketAddr, PathBuf)>,
     /// An inherited pipe carrying forwarded signals (bubblewrap).
     pub signals_fd: Option<i32>,
     /// The agent to start; empty: only relay, until terminated.
@@ -39,7 +45,15 @@ pub struct Relay {
 pub async fn run(r: Relay) -> std::io::Result<i32> {
     let listener = TcpListener::bind(r.listen).await?;
     let socket = r.socket.clone();
+    // Both bound before the ready line and before the agent starts: its first connection lands.
+    let database = match &r.database {
+        Some((addr, socket)) => Some((TcpListener::bind(addr).await?, socket.clone())),
+        None => None,
+    };
     tokio::spawn(accept(listener, socket));
+    if let Some((listener, socket)) = database {
+        tokio::spawn(accept(listener, socket));
+    }
     if r.command.is_empty() {
         println!("{READY} {}", r.listen);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

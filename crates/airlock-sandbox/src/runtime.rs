@@ -24,6 +24,11 @@ pub const SANDBOX_EXE: &str = "/run/airlock/airlock";
 pub const RELAY_LISTEN: &str = "127.0.0.1:3128";
 /// The proxy URL the agent is given.
 pub const PROXY_URL: &str = "http://127.0.0.1:3128";
+/// The gateway's database socket for this agent, as the relay sees it (agents with databases).
+pub const SANDBOX_DATABASE_SOCKET: &str = "/run/airlock/postgres.sock";
+/// The relay's PostgreSQL port on the sandbox's loopback (PostgreSQL's default port, so tools
+/// that assume it need no setting).
+pub const RELAY_DATABASE_LISTEN: &str = "127.0.0.1:5432";
 
 /// Resource limits (`--memory 2g --cpus 1 --pids 512`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +127,13 @@ fn bind_mounts(s: &Spec) -> Vec<String> {
 /// The relay container: no network at all (`--network=none`: loopback only), the
 /// gateway's socket bind-mounted, the relay listening on its loopback. The agent
 /// container joins this network namespace, so the relay is all it can reach.
-pub fn relay_container(engine: &str, s: &Spec, image: &str, gateway_socket: &str) -> Vec<String> {
+pub fn relay_container(
+    engine: &str,
+    s: &Spec,
+    image: &str,
+    gateway_socket: &str,
+    database_socket: Option<&str>,
+) -> Vec<String> {
     let mut a: Vec<String> = vec![engine.into(), "run".into(), "--rm".into()];
     a.push(format!("--name=airlock-relay-{}", s.run_id));
     a.extend(labels(s));
@@ -136,12 +147,31 @@ pub fn relay_container(engine: &str, s: &Spec, image: &str, gateway_socket: &str
         "--pids-limit=64".into(),
         "--memory=128m".into(),
         format!("--mount=type=bind,source={gateway_socket},target={SANDBOX_SOCKET}"),
+    ]);
+    if let Some(db) = database_socket {
+        a.push(format!(
+            "--mount=type=bind,source={db},target={SANDBOX_DATABASE_SOCKET}"
+        ));
+    }
+    a.extend([
         image.into(),
         "relay".into(),
         format!("--listen={RELAY_LISTEN}"),
         format!("--socket={SANDBOX_SOCKET}"),
     ]);
+    a.extend(database_relay_args(database_socket.is_some()));
     a
+}
+
+/// The relay's database arguments, when the agent has databases.
+fn database_relay_args(database: bool) -> Vec<String> {
+    if !database {
+        return Vec::new();
+    }
+    vec![
+        format!("--database-listen={RELAY_DATABASE_LISTEN}"),
+        format!("--database-socket={SANDBOX_DATABASE_SOCKET}"),
+    ]
 }
 
 /// `docker run` / `podman run` for the agent container, in the relay container's network
@@ -196,6 +226,8 @@ pub struct BwrapHost {
     pub exe: PathBuf,
     /// The gateway's socket for this agent.
     pub gateway_socket: PathBuf,
+    /// The gateway's database socket for this agent, when it has databases.
+    pub database_socket: Option<PathBuf>,
     /// The combined CA bundle.
     pub ca_bundle: PathBuf,
     /// The inherited pipe the relay reads forwarded signals from.
@@ -287,6 +319,13 @@ pub fn bwrap(s: &Spec, host: &BwrapHost) -> Vec<String> {
         host.ca_bundle.display().to_string(),
         SANDBOX_CA.into(),
     ]);
+    if let Some(db) = &host.database_socket {
+        a.extend([
+            "--bind".into(),
+            db.display().to_string(),
+            SANDBOX_DATABASE_SOCKET.into(),
+        ]);
+    }
     if let Some(w) = &s.workdir {
         a.extend(["--bind".into(), w.display().to_string(), w.display().to_string()]);
     }
@@ -306,8 +345,9 @@ pub fn bwrap(s: &Spec, host: &BwrapHost) -> Vec<String> {
         format!("--listen={RELAY_LISTEN}"),
         format!("--socket={SANDBOX_SOCKET}"),
         format!("--signals-fd={}", host.signals_fd),
-        "--".into(),
     ]);
+    a.extend(database_relay_args(host.database_socket.is_some()));
+    a.push("--".into());
     a.extend(s.command.iter().cloned());
     a
 }

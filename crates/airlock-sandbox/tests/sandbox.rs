@@ -8,8 +8,8 @@ use airlock_sandbox::host_env::{engine_env, find_in_path};
 use airlock_sandbox::launch::{Runtime, alive, owner};
 use airlock_sandbox::mounts::{Forbidden, MountError, Operator};
 use airlock_sandbox::runtime::{
-    BwrapHost, Limits, PODMAN_NPROC, Rlimits, SANDBOX_CA, SANDBOX_SOCKET, Spec, apple_container, bwrap, container_run,
-    relay_container,
+    BwrapHost, Limits, PODMAN_NPROC, Rlimits, SANDBOX_CA, SANDBOX_DATABASE_SOCKET, SANDBOX_SOCKET, Spec,
+    apple_container, bwrap, container_run, relay_container,
 };
 
 struct Fixture {
@@ -422,7 +422,13 @@ fn containers_are_hardened_and_labelled() {
     assert_eq!(&a[a.len() - 3..], ["airlock-agent:test", "python3", "agent.py"]);
 
     // The relay: no network at all, the gateway's socket, nothing else mounted.
-    let r = relay_container("podman", &spec(&f), "airlock-relay:abc", "/data/agents/mailbot.sock");
+    let r = relay_container(
+        "podman",
+        &spec(&f),
+        "airlock-relay:abc",
+        "/data/agents/mailbot.sock",
+        None,
+    );
     assert_eq!(r[0], "podman");
     for want in [
         "--network=none",
@@ -435,6 +441,25 @@ fn containers_are_hardened_and_labelled() {
         assert!(r.iter().any(|x| x == want), "{want} missing from {r:?}");
     }
     assert_eq!(r.iter().filter(|x| x.starts_with("--mount")).count(), 1);
+    assert!(!r.iter().any(|x| x.starts_with("--database")));
+    // An agent with databases: its database socket too, and the relay's second port.
+    let d = relay_container(
+        "docker",
+        &spec(&f),
+        "i",
+        "/data/agents/mailbot.sock",
+        Some("/data/agents/postgres/mailbot.sock"),
+    );
+    assert!(d.contains(&format!(
+        "--mount=type=bind,source=/data/agents/postgres/mailbot.sock,target={SANDBOX_DATABASE_SOCKET}"
+    )));
+    assert_eq!(
+        &d[d.len() - 2..],
+        [
+            "--database-listen=127.0.0.1:5432",
+            "--database-socket=/run/airlock/postgres.sock"
+        ]
+    );
     // Podman would copy the proxy variables of its own environment into the containers.
     assert!(r.contains(&"--http-proxy=false".to_string()));
     assert!(container_run("podman", &spec(&f), "r", "/c").contains(&"--http-proxy=false".to_string()));
@@ -448,7 +473,7 @@ fn containers_are_hardened_and_labelled() {
     });
     for argv in [
         container_run("podman", &s, "r", "/c"),
-        relay_container("podman", &s, "i", "/g"),
+        relay_container("podman", &s, "i", "/g", None),
     ] {
         assert!(argv.contains(&"--ulimit=nofile=20000:20000".to_string()), "{argv:?}");
         assert!(
@@ -484,6 +509,7 @@ fn bubblewrap_has_no_network_and_read_only_system() {
     let host = BwrapHost {
         exe: "/usr/local/bin/airlock".into(),
         gateway_socket: "/data/agents/mailbot.sock".into(),
+        database_socket: None,
         ca_bundle: "/data/ca-bundle.pem".into(),
         signals_fd: 5,
         links: vec![("/bin".into(), "usr/bin".into())],
@@ -530,6 +556,27 @@ fn bubblewrap_has_no_network_and_read_only_system() {
             "--",
             "python3",
             "agent.py"
+        ]
+    );
+    // With databases: the database socket bound in, the relay's second port before the agent.
+    let with_db = BwrapHost {
+        database_socket: Some("/data/agents/postgres/mailbot.sock".into()),
+        ..host
+    };
+    let a = bwrap(&spec(&f), &with_db);
+    assert!(
+        a.windows(3).any(|x| x[0] == "--bind"
+            && x[1] == "/data/agents/postgres/mailbot.sock"
+            && x[2] == SANDBOX_DATABASE_SOCKET)
+    );
+    let dash = a.iter().position(|x| x == "--").unwrap();
+    assert_eq!(
+        &a[dash + 6..dash + 10],
+        [
+            "--database-listen=127.0.0.1:5432",
+            "--database-socket=/run/airlock/postgres.sock",
+            "--",
+            "python3"
         ]
     );
 }

@@ -138,6 +138,14 @@ impl Home {
     pub fn agent_socket_path(&self, name: &str) -> PathBuf {
         self.data_dir().join("agents").join(format!("{name}.sock"))
     }
+    /// Where `airlock serve` listens for agent `name`'s sandboxed database clients (a directory
+    /// of its own: no agent name can make it another agent's HTTP socket).
+    pub fn agent_database_socket_path(&self, name: &str) -> PathBuf {
+        self.data_dir()
+            .join("agents")
+            .join("postgres")
+            .join(format!("{name}.sock"))
+    }
 
     pub fn master_key(&self) -> anyhow::Result<MasterKey> {
         if let Ok(text) = std::env::var(MASTER_KEY_ENV) {

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use airlock_sandbox::env::{agent_env, parse_env};
+use airlock_sandbox::env::{DatabasePort, agent_env, database_env, parse_env};
 use airlock_sandbox::launch::{Launch, Runtime, detect, owner};
 use airlock_sandbox::mounts::{Forbidden, Operator};
-use airlock_sandbox::runtime::{Limits, PROXY_URL, SANDBOX_CA, Spec};
+use airlock_sandbox::runtime::{Limits, PROXY_URL, RELAY_DATABASE_LISTEN, SANDBOX_CA, Spec};
 use anyhow::{Context, bail};
 
 use crate::home::Home;
@@ -91,6 +91,21 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
             placeholders.push(("AWS_SECRET_ACCESS_KEY".into(), aws.secret_placeholder.clone()));
         }
     }
+    // Databases: reached through the relay's second port; the variables hold placeholders only.
+    let databases: Vec<(String, String)> = agent
+        .databases
+        .iter()
+        .filter_map(|d| home.config.databases.iter().find(|c| c.name == *d))
+        .map(|c| (c.name.clone(), c.placeholder.clone()))
+        .collect();
+    let db_port: SocketAddr = RELAY_DATABASE_LISTEN.parse()?;
+    let host = db_port.ip().to_string();
+    let at = DatabasePort {
+        host: &host,
+        port: db_port.port(),
+        ca_bundle: SANDBOX_CA,
+    };
+    placeholders.extend(database_env(&a.agent, &databases, at)?);
     let mut extra = Vec::new();
     for e in &a.env {
         extra.push(parse_env(e)?);
@@ -119,6 +134,20 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
             socket.display()
         );
     }
+    let database_socket = if databases.is_empty() {
+        None
+    } else {
+        let socket = std::path::absolute(home.agent_database_socket_path(&a.agent))?;
+        if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            bail!(
+                "the gateway is not serving agent {:?}'s databases (nothing listens at {}): restart `airlock serve` \
+                 with this configuration",
+                a.agent,
+                socket.display()
+            );
+        }
+        Some(socket)
+    };
     let ca_bundle = std::path::absolute(write_ca_bundle(&home)?)?;
     let requested = a
         .runtime
@@ -156,6 +185,7 @@ pub async fn run(cfg: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         runtime,
         spec,
         gateway_socket: socket,
+        database_socket,
         ca_bundle,
         exe,
     })
@@ -216,6 +246,12 @@ pub struct RelayArgs {
     /// The gateway's socket for this agent, as mounted inside the sandbox.
     #[arg(long)]
     socket: PathBuf,
+    /// The agent's database port (inside the sandbox), for an agent with databases.
+    #[arg(long, requires = "database_socket")]
+    database_listen: Option<SocketAddr>,
+    /// The gateway's database socket for this agent, as mounted inside the sandbox.
+    #[arg(long, requires = "database_listen")]
+    database_socket: Option<PathBuf>,
     /// An inherited pipe carrying the operator's signals for the agent.
     #[arg(long)]
     signals_fd: Option<i32>,
@@ -228,6 +264,7 @@ pub async fn relay(a: RelayArgs) -> anyhow::Result<ExitCode> {
     let code = airlock_sandbox::relay::run(airlock_sandbox::relay::Relay {
         listen: a.listen,
         socket: a.socket,
+        database: a.database_listen.zip(a.database_socket),
         signals_fd: a.signals_fd,
         command: a.command,
     })

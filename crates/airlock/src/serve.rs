@@ -63,7 +63,7 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// One Unix socket per declared agent, for `airlock run`'s relay: the socket is the agent's
 /// identity, so its directory is the operator's alone (0700). The socket itself is 0666
 /// because the relay runs as an unprivileged user inside its sandbox.
-fn bind_agent_socket(path: &Path, agent: &str) -> anyhow::Result<UnixListener> {
+pub(crate) fn bind_agent_socket(path: &Path, agent: &str) -> anyhow::Result<UnixListener> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = path.parent().context("agent socket path has no parent")?;
     std::fs::DirBuilder::new()
@@ -411,13 +411,9 @@ pub async fn start(home: &Home, opened: Opened, proxy: TcpListener, control: Tcp
     let state = Arc::new(gateway.with_timeouts(cfg.gateway.timeouts).with_tokens(tokens));
 
     let mut tasks = vec![tokio::spawn(airlock_gateway::serve(proxy, state.clone()))];
-    let postgres_addr = match crate::databases::start(cfg, &store, &vault, state.clone()).await? {
-        Some((addr, task)) => {
-            tasks.push(task);
-            Some(addr)
-        }
-        None => None,
-    };
+    let databases = crate::databases::start(home, &store, &vault, state.clone()).await?;
+    tasks.extend(databases.tasks);
+    let postgres_addr = databases.addr;
     for a in cfg.agents.iter().filter(|a| !a.is_glob()) {
         let listener = bind_agent_socket(&home.agent_socket_path(&a.name), &a.name)?;
         tasks.push(tokio::spawn(airlock_gateway::serve_agent_socket(

@@ -113,7 +113,12 @@ reason = "agents do not change data"
 
 /// Serves `config`, with the real password sealed and tokens for both agents.
 pub fn start(db: &str) -> (Gateway, String, String) {
-    let (dir, cfg) = setup(&config(db));
+    start_with(&config(db))
+}
+
+/// [`start`] with a config of the test's own (agents analyst, intruder and loader declared).
+pub fn start_with(config: &str) -> (Gateway, String, String) {
+    let (dir, cfg) = setup(config);
     let o = airlock(&cfg, &["secret", "set", "app-db"], Some(REAL.as_bytes()), &[]);
     assert!(o.status.success(), "{}", text(&o));
     let mut tokens = Vec::new();

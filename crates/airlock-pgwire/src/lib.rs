@@ -2,7 +2,10 @@
 //!
 //! Every length comes from the network, so each is checked before it is used: a frame whose
 //! length is below its own header or above the limit is an error, a frame not yet whole is
-//! `Ok(None)`. Nothing here panics on any input (see the fuzz-style tests below).
+//! `Ok(None)`. Nothing here panics on any input (see the fuzz-style tests below, and the
+//! `pg_codec` fuzz target in `fuzz/`). A crate of its own so the fuzz project builds it without
+//! the gateway (and PostgreSQL's parser) behind it; `airlock-postgres` re-exports it as `codec`.
+#![forbid(unsafe_code)]
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
