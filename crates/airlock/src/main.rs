@@ -23,6 +23,7 @@ mod connect;
 mod databases;
 mod demo;
 mod explain;
+mod explain_sql;
 mod healthcheck;
 mod home;
 mod local;
@@ -213,10 +214,19 @@ enum PolicyCmd {
     /// Rules added, removed and changed from OLD to NEW, and the held approvals (in OLD's
     /// store) a reload to NEW would refuse. Exit 0 when the policies are the same.
     Diff { old: PathBuf, new: PathBuf },
-    /// Show the decision for a request, the rules that matched, and why.
+    /// Show the decision for a request (METHOD URL), or for SQL sent to a database (--database
+    /// NAME --sql TEXT), the rules that matched, and why.
     Explain {
-        method: String,
-        url: String,
+        #[arg(required_unless_present = "database", conflicts_with = "database")]
+        method: Option<String>,
+        #[arg(required_unless_present = "database", conflicts_with = "database")]
+        url: Option<String>,
+        /// A `[databases.NAME]` entry: explain `--sql` as the database gateway decides it.
+        #[arg(long, requires = "sql")]
+        database: Option<String>,
+        /// The SQL text (every statement of a multi-statement string is shown).
+        #[arg(long, requires = "database")]
+        sql: Option<String>,
         #[arg(long, default_value = "")]
         agent: String,
         /// A request header, "Name: value"; repeatable.
@@ -334,10 +344,16 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Policy(PolicyCmd::Explain {
             method,
             url,
+            database,
+            sql,
             agent,
             headers,
             body,
         }) => {
+            if let (Some(database), Some(sql)) = (database, sql) {
+                return explain_sql::explain(&cfg, &database, &sql, &agent);
+            }
+            let (method, url) = (method.unwrap_or_default(), url.unwrap_or_default());
             return explain::policy_explain(&cfg, &method, &url, &agent, &headers, body.as_deref());
         }
         Cmd::Audit(AuditCmd::Verify) => return admin::audit_verify(&cfg).await,

@@ -201,6 +201,121 @@ fn policy_explain_shows_decision_rules_and_injection() {
     assert!(text(&o).contains("exfiltration blocked"), "{}", text(&o));
 }
 
+const DATABASES: &str = r#"
+[gateway]
+listen = "127.0.0.1:0"
+control = "127.0.0.1:0"
+
+[databases.prod]
+kind = "postgres"
+upstream = "db.internal:5432"
+database = "app"
+user = "app_rw"
+password = "vault:prod-db"
+
+[[agents]]
+name = "analyst"
+databases = ["prod"]
+
+[[agents]]
+name = "outsider"
+
+[[rules]]
+name = "reads are fine"
+databases = ["prod"]
+sql = ["read"]
+action = "allow"
+
+[[rules]]
+name = "no dropping"
+databases = ["prod"]
+sql = ["ddl"]
+action = "deny"
+reason = "tables stay"
+"#;
+
+/// `policy explain --database --sql`: the gateway's classifier and database rules, from the
+/// configuration alone (no gateway, no database server).
+#[test]
+fn policy_explain_decides_sql_statement_by_statement() {
+    let (_dir, cfg) = setup(DATABASES);
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["policy", "explain", "--database", "prod"];
+        args.extend_from_slice(extra);
+        let o = airlock(&cfg, &args, None, &[]);
+        (o.status.success(), text(&o))
+    };
+    let (ok, t) = explain(&["--sql", "DROP TABLE x"]);
+    assert!(ok, "{t}");
+    for want in [
+        "database: prod (postgres database \"app\" on db.internal:5432)",
+        "classes:  ddl",
+        "tables:   x",
+        "decision: deny",
+        "rule:     no dropping",
+        "reason:   tables stay",
+    ] {
+        assert!(t.lines().any(|l| l == want), "{want:?} missing: {t}");
+    }
+
+    // A read hiding DDL after it: the whole is denied (as the gateway decides a Simple Query),
+    // and each statement is shown with its own classes, tables and decision.
+    let (ok, t) = explain(&["--agent", "analyst", "--sql", "SELECT * FROM a; DROP TABLE b"]);
+    assert!(ok, "{t}");
+    let lines: Vec<&str> = t.lines().collect();
+    let at = |l: &str| {
+        lines
+            .iter()
+            .position(|x| *x == l)
+            .unwrap_or_else(|| panic!("{l:?} missing: {t}"))
+    };
+    assert!(at("statements: 2") < at("decision: deny"));
+    assert!(at("classes:  read, ddl") < at("decision: deny"));
+    let first = at("statement 1: SELECT * FROM a");
+    let second = at("statement 2: DROP TABLE b");
+    assert!(first < second, "{t}");
+    assert_eq!(
+        &lines[first + 1..first + 5],
+        [
+            "  classes:  read",
+            "  tables:   a",
+            "  decision: allow",
+            "  rule:     reads are fine"
+        ]
+    );
+    assert_eq!(
+        &lines[second + 1..second + 5],
+        [
+            "  classes:  ddl",
+            "  tables:   b",
+            "  decision: deny",
+            "  rule:     no dropping"
+        ]
+    );
+    assert!(!t.contains("login:"), "{t}");
+
+    // Text that does not parse reads restrictively; an agent without the database is told so.
+    let (ok, t) = explain(&["--agent", "outsider", "--sql", "SELEC 1"]);
+    assert!(ok, "{t}");
+    assert!(t.contains("did not parse") && t.contains("decision: deny"), "{t}");
+    assert!(t.contains("login:    refused: agent \"outsider\""), "{t}");
+
+    // An undeclared database, and --sql without --database, are errors that say what to fix.
+    let o = airlock(
+        &cfg,
+        &["policy", "explain", "--database", "nope", "--sql", "SELECT 1"],
+        None,
+        &[],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("[databases.nope]"),
+        "{}",
+        text(&o)
+    );
+    let o = airlock(&cfg, &["policy", "explain", "--sql", "SELECT 1"], None, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_master_key_refuses_to_start_and_touches_nothing() {
     let up = upstream(true).await;
