@@ -14,6 +14,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("policy_eval", airlock_fuzz::policy_eval),
     ("config_load", airlock_fuzz::config_load),
     ("body_readings", airlock_fuzz::body_readings),
+    ("pg_codec", airlock_fuzz::pg_codec),
 ];
 
 fn seeds(target: &str) -> Vec<PathBuf> {
@@ -71,4 +72,33 @@ fn the_fixed_config_parses_and_the_head_parser_reads_seeds() {
     let h = airlock_fuzz::parse_head(b"POST /x HTTP/1.1\nHost: [::1]:8443\nContent-Type: text/plain\n\nSELECT 1");
     assert_eq!((h.scheme, h.host.as_str(), h.port), (Scheme::Https, "::1", 8443));
     assert_eq!(h.content_type(), Some("text/plain"));
+}
+
+/// Positive control for `pg_codec`: a psql-like stream reads as TLS request, startup, password,
+/// query and terminate, the same cut into single bytes.
+#[test]
+fn the_pg_reader_reads_a_client_stream() {
+    use airlock_fuzz::{PgEvent, pg_read};
+    let seed = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/pg_codec/psql_simple_query")).unwrap();
+    let wire = &seed[1..];
+    let events = pg_read(wire, wire.len(), airlock_pgwire::MAX_CLIENT_MESSAGE);
+    assert_eq!(events, pg_read(wire, 1, airlock_pgwire::MAX_CLIENT_MESSAGE));
+    assert!(matches!(events[0], PgEvent::Startup(airlock_pgwire::Startup::Ssl)));
+    assert!(
+        matches!(&events[1], PgEvent::Startup(airlock_pgwire::Startup::Params { minor: 0, params }) if params[0] == ("user".into(), "analyst".into()))
+    );
+    let tags: Vec<u8> = events[2..]
+        .iter()
+        .map(|e| match e {
+            PgEvent::Frame(f) => f.tag,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(tags, b"pQX");
+    // A frame above the limit is refused, not read.
+    let small = pg_read(wire, wire.len(), 16);
+    assert!(matches!(
+        small.last(),
+        Some(PgEvent::Error(airlock_pgwire::CodecError::TooLarge(..)))
+    ));
 }
