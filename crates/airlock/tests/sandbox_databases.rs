@@ -37,16 +37,22 @@ fn denying_config(db: &str) -> String {
     )
 }
 
+/// `airlock run --agent AGENT --runtime bwrap -- sh -c SCRIPT`.
 async fn run(gw: &Gateway, agent: &str, script: &str) -> Output {
     let bwrap = std::process::Command::new("bwrap").arg("--version").output();
     assert!(
         bwrap.is_ok_and(|o| o.status.success()),
         "bwrap is required for these tests (.ci/run installs it)"
     );
+    run_in(gw, agent, &["--runtime", "bwrap", "--", "sh", "-c", script]).await
+}
+
+async fn run_in(gw: &Gateway, agent: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(BIN)
         .arg("--config")
         .arg(&gw.config)
-        .args(["run", "--agent", agent, "--runtime", "bwrap", "--", "sh", "-c", script])
+        .args(["run", "--agent", agent])
+        .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -135,4 +141,63 @@ async fn an_agent_without_databases_gets_no_database_port() {
     assert!(o.status.success(), "{out}");
     assert!(out.starts_with("0\n"), "{out}");
     assert!(out.contains("psql-exit=2") && out.contains("refused"), "{out}");
+}
+
+/// Docker and Podman: the relay container mounts the database socket and listens on the loopback
+/// the agent's container shares. The agent image has no psql: a minimal client in Python speaks
+/// the protocol, verifying the gateway's leaf against PGSSLROOTCERT for PGHOST.
+async fn container_agent_reaches_the_database_through_the_relay_container(engine: &str) {
+    let ok = std::process::Command::new(engine)
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "{engine} is required for these tests (.ci/run installs it)");
+    let scripts: &[&str] = if engine == "podman" {
+        &["build.sh", "to-podman.sh"]
+    } else {
+        &["build.sh"]
+    };
+    for script in scripts {
+        let path = format!("{}/../../images/{script}", env!("CARGO_MANIFEST_DIR"));
+        let o = std::process::Command::new("bash").arg(path).output().unwrap();
+        assert!(o.status.success(), "images/{script} failed: {}", text(&o));
+    }
+    let db = database().await;
+    let (gw, token, _) = start_with(&denying_config(&db));
+    let probe = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sandbox/pg_probe.py");
+    let mount = format!("{probe}:/probe/pg_probe.py:ro");
+    let read = "SELECT current_setting('application_name') || '|' || count(*) FROM t";
+    let args = [
+        "--runtime",
+        engine,
+        "--mount",
+        &mount,
+        "--",
+        "python3",
+        "/probe/pg_probe.py",
+        read,
+        "DROP TABLE t",
+    ];
+    let o = run_in(&gw, "analyst", &args).await;
+    let out = text(&o);
+    assert!(o.status.success(), "{engine}: {out}\n{}", gw.logs());
+    assert!(out.contains("verified TLSv1.3"), "{engine}: {out}");
+    assert!(out.contains("ok airlock:analyst|1"), "{engine}: {out}");
+    assert!(
+        out.contains("error 42501 airlock: schema changes are not made from a sandbox"),
+        "{engine}: {out}"
+    );
+    assert!(table_exists(&db).await);
+    let everything = format!("{out}{}", gw.logs());
+    assert!(!everything.contains(REAL) && !everything.contains(&token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_agent_reaches_the_database_through_the_relay_container() {
+    container_agent_reaches_the_database_through_the_relay_container("docker").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_agent_reaches_the_database_through_the_relay_container() {
+    container_agent_reaches_the_database_through_the_relay_container("podman").await;
 }
