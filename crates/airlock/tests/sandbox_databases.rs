@@ -201,3 +201,22 @@ async fn docker_agent_reaches_the_database_through_the_relay_container() {
 async fn podman_agent_reaches_the_database_through_the_relay_container() {
     container_agent_reaches_the_database_through_the_relay_container("podman").await;
 }
+
+/// A gateway started before the agent had databases has no socket for them: `airlock run` says
+/// so instead of starting a sandbox whose database port leads nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_when_the_gateway_serves_no_database_socket_for_the_agent() {
+    let db = database().await;
+    let (gw, _, _) = start_with(&config(&db));
+    let now = std::fs::read_to_string(&gw.config).unwrap();
+    let later = now.replace("name = \"intruder\"\n", "name = \"intruder\"\ndatabases = [\"app\"]\n");
+    assert_ne!(now, later);
+    std::fs::write(&gw.config, later).unwrap();
+    let o = run_in(&gw, "intruder", &["--runtime", "bwrap", "--", "true"]).await;
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("not serving agent \"intruder\"'s databases") && out.contains("restart `airlock serve`"),
+        "{out}"
+    );
+}
