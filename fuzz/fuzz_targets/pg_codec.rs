@@ -1,4 +1,4 @@
-//! See `airlock_fuzz::pg_codec` (fuzz/src/lib.rs).
+//! See `airlock_fuzz::pg_codec` (fuzz/src/pg.rs).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
