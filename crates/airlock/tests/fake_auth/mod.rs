@@ -302,7 +302,7 @@ async fn installation(State(st): State<Arc<St>>, Path(id): Path<u64>, h: HeaderM
     let token = new_token(&st, "ghs_e2eInstallation");
     st.access.lock().unwrap().insert(token.clone(), Instant::now() + ttl);
     let exp = now + ttl.as_secs() as i64;
-    let expires_at = crate::support::rfc3339(exp);
+    let expires_at = crate::support::time::rfc3339(exp);
     (
         StatusCode::CREATED,
         axum::Json(json!({"token": token, "expires_at": expires_at})),

@@ -344,7 +344,7 @@ impl FakeSts {
             };
             s.issued.lock().unwrap().push(keys.clone());
             accepted.lock().unwrap().push(keys.clone());
-            let expiration = rfc3339(
+            let expiration = crate::support::time::rfc3339(
                 (SystemTime::now() + ttl)
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap()
