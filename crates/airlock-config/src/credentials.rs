@@ -35,6 +35,25 @@ pub struct Aws {
     pub session_token: Option<SecretRef>,
     /// What the sandbox gets as `AWS_SECRET_ACCESS_KEY`, so SDKs sign (with a key worth nothing).
     pub secret_placeholder: String,
+    /// A role the keys above assume with STS: requests are then re-signed with its temporary keys.
+    pub assume_role: Option<AssumeRole>,
+}
+
+/// `role_arn` and friends: STS `AssumeRole`, called with the secret's keys, cached until shortly
+/// before the temporary keys expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    /// The role's trust policy may demand it (`sts:ExternalId`); not a secret.
+    pub external_id: Option<String>,
+    /// Shown in CloudTrail as who used the role; default `airlock-NAME`.
+    pub session_name: String,
+    /// Seconds the temporary keys are asked to last (`duration`, "15m" to "12h"; default "1h").
+    pub duration_secs: u32,
+    /// `https://sts.amazonaws.com` unless set (a regional endpoint, tests).
+    pub sts_endpoint: String,
+    /// The region STS requests are signed for: `us-east-1` unless set.
+    pub sts_region: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +102,19 @@ pub(crate) const OAUTH2_KEYS: &[&str] = &[
     "redirect_uri",
 ];
 pub(crate) const GITHUB_APP_KEYS: &[&str] = &["app_id", "installation_id", "api_url"];
-pub(crate) const AWS_KEYS: &[&str] = &["access_key_id", "session_token", "secret_placeholder"];
+pub(crate) const AWS_KEYS: &[&str] = &[
+    "access_key_id",
+    "session_token",
+    "secret_placeholder",
+    "role_arn",
+    "external_id",
+    "session_name",
+    "duration",
+    "sts_endpoint",
+    "sts_region",
+];
+/// The keys that only mean something with `role_arn`.
+const ROLE_KEYS: [&str; 5] = ["external_id", "session_name", "duration", "sts_endpoint", "sts_region"];
 
 /// `(auth_url, token_url, extra authorization parameters)` of a provider preset.
 type Preset = (String, String, Vec<(String, String)>);
@@ -236,11 +267,108 @@ pub(crate) fn aws(name: &str, f: &Fields<'_>, errs: &mut Errors) -> Option<Aws> 
         }
         None => format!("airlock-aws-secret-placeholder-{name}"),
     };
+    let assume_role = assume_role(name, f, errs);
     Some(Aws {
         access_key_id: access_key_id?,
         session_token,
         secret_placeholder,
+        assume_role: assume_role?,
     })
+}
+
+/// `Some(None)`: no role; `None`: a role declared wrongly (reported).
+fn assume_role(name: &str, f: &Fields<'_>, errs: &mut Errors) -> Option<Option<AssumeRole>> {
+    let Some(role_arn) = f.str("role_arn", errs) else {
+        if f.has("role_arn") {
+            return None;
+        }
+        let stray: Vec<&str> = ROLE_KEYS.into_iter().filter(|k| f.has(k)).collect();
+        for k in &stray {
+            errs.push(
+                &f.at(k),
+                format!("{k} only applies to an assumed role: set role_arn too"),
+            );
+        }
+        return stray.is_empty().then_some(None);
+    };
+    let before = errs.list.len();
+    // arn:PARTITION:iam::ACCOUNT:role/PATH/NAME
+    let parts: Vec<&str> = role_arn.splitn(6, ':').collect();
+    let arn_ok = matches!(parts.as_slice(), ["arn", p, "iam", "", account, res]
+        if p.starts_with("aws")
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && res.len() > 5
+            && res.starts_with("role/")
+            && res.bytes().all(|b| b.is_ascii_graphic()));
+    if !arn_ok {
+        errs.push(
+            &f.at("role_arn"),
+            format!("{role_arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"),
+        );
+    }
+    // AWS's own patterns: [\w+=,.@-]{2,64} for a session name, [\w+=,.@:/-]{2,1224} for an external id.
+    let word = |b: u8, extra: &[u8]| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b) || extra.contains(&b);
+    let session_name = match f.str("session_name", errs) {
+        Some(s) if (2..=64).contains(&s.len()) && s.bytes().all(|b| word(b, b"")) => s.to_string(),
+        Some(_) => {
+            errs.push(
+                &f.at("session_name"),
+                "a role session name is 2 to 64 of A-Z a-z 0-9 _ + = , . @ -",
+            );
+            String::new()
+        }
+        None => format!("airlock-{name}"),
+    };
+    let external_id = match f.str("external_id", errs) {
+        Some(s) if (2..=1224).contains(&s.len()) && s.bytes().all(|b| word(b, b":/")) => Some(s.to_string()),
+        Some(_) => {
+            errs.push(
+                &f.at("external_id"),
+                "an external id is 2 to 1224 of A-Z a-z 0-9 _ + = , . @ : / -",
+            );
+            None
+        }
+        None => None,
+    };
+    let duration_secs = match f.str("duration", errs).map(|d| (d, crate::addr::parse_duration(d))) {
+        None => 3600,
+        Some((_, Some(d @ 900..=43_200))) => d as u32,
+        Some((d, _)) => {
+            errs.push(
+                &f.at("duration"),
+                format!(
+                    "{d:?}: an assumed role's keys last from \"15m\" to \"12h\" \
+                     (and at most the role's maximum session duration)"
+                ),
+            );
+            0
+        }
+    };
+    let sts_endpoint = if f.has("sts_endpoint") {
+        channel_url(f, "sts_endpoint", errs).unwrap_or_default()
+    } else {
+        "https://sts.amazonaws.com".to_string()
+    };
+    let sts_region = f.str("sts_region", errs).unwrap_or("us-east-1");
+    if sts_region.is_empty()
+        || !sts_region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        errs.push(&f.at("sts_region"), "a region is like us-east-1: a-z 0-9 -");
+    }
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(Some(AssumeRole {
+        role_arn: role_arn.to_string(),
+        external_id,
+        session_name,
+        duration_secs,
+        sts_endpoint,
+        sts_region: sts_region.to_string(),
+    }))
 }
 
 /// The credential named `name` from its `[secrets.NAME]` table, read with the kind's keys.

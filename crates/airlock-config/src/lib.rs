@@ -44,7 +44,7 @@ pub use body::sql_class;
 pub use cases::PolicyCase;
 pub use cloud::{GchatConfig, TeamsConfig};
 pub use compat::{DEFAULT_PROXY_URL, OneCliConfig};
-pub use credentials::{Aws, ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
+pub use credentials::{AssumeRole, Aws, ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
 pub use databases::{DatabaseConfig, DatabaseKind, DbTls, is_loopback};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{

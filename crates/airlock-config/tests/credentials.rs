@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use airlock_config::{ClientAuth, Config, ConfigError, CredentialKind, SecretRef};
+use airlock_config::{AssumeRole, ClientAuth, Config, ConfigError, CredentialKind, SecretRef};
 use airlock_core::inject::Slot;
 
 fn parse(src: &str) -> Result<Config, String> {
@@ -95,6 +95,111 @@ fn aws_keys_get_the_sigv4_slot_and_both_placeholders() {
     assert_eq!(a.access_key_id, SecretRef::Vault("aws-key-id".into()));
     assert_eq!(a.session_token, Some(SecretRef::Env("AWS_REAL_TOKEN".into())));
     assert_eq!(a.secret_placeholder, "airlock-aws-secret-placeholder-aws");
+    assert_eq!(a.assume_role, None);
+}
+
+#[test]
+fn an_aws_role_to_assume_gets_sts_defaults() {
+    let base = "[secrets.aws]\nkind = \"aws\"\naccess_key_id = \"env:K\"\nhosts = [\"*.amazonaws.com\"]\n";
+    let role = |cfg: &Config| match &cfg.credential("aws").unwrap().kind {
+        CredentialKind::Aws(a) => a.assume_role.clone().expect("a role"),
+        _ => panic!("not aws"),
+    };
+    let r = role(
+        &parse(&format!(
+            "{base}role_arn = \"arn:aws:iam::123456789012:role/agent-ops\"\n"
+        ))
+        .unwrap(),
+    );
+    assert_eq!(
+        r,
+        AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/agent-ops".into(),
+            external_id: None,
+            session_name: "airlock-aws".into(),
+            duration_secs: 3600,
+            sts_endpoint: "https://sts.amazonaws.com".into(),
+            sts_region: "us-east-1".into(),
+        }
+    );
+    let r = role(
+        &parse(&format!(
+            "{base}role_arn = \"arn:aws-cn:iam::123456789012:role/path/ops\"\nexternal_id = \"tenant:42\"\n\
+             session_name = \"agent@ops\"\nduration = \"15m\"\nsts_endpoint = \"https://sts.cn-north-1.amazonaws.com.cn\"\n\
+             sts_region = \"cn-north-1\"\n"
+        ))
+        .unwrap(),
+    );
+    assert_eq!(
+        (
+            r.external_id.as_deref(),
+            r.session_name.as_str(),
+            r.duration_secs,
+            r.sts_region.as_str()
+        ),
+        (Some("tenant:42"), "agent@ops", 900, "cn-north-1")
+    );
+    // A test's STS on loopback may be plain HTTP.
+    let r = role(
+        &parse(&format!(
+            "{base}role_arn = \"arn:aws:iam::123456789012:role/x\"\nsts_endpoint = \"http://127.0.0.1:4566\"\n"
+        ))
+        .unwrap(),
+    );
+    assert_eq!(r.sts_endpoint, "http://127.0.0.1:4566");
+}
+
+#[test]
+fn aws_role_mistakes_are_refused_with_their_key() {
+    let base = "[secrets.aws]\nkind = \"aws\"\naccess_key_id = \"env:K\"\nhosts = [\"*.amazonaws.com\"]\n";
+    let role = "role_arn = \"arn:aws:iam::123456789012:role/ops\"\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "role_arn = \"arn:aws:iam::123456789012:user/ops\"\n",
+            "secrets.aws.role_arn",
+        ),
+        ("role_arn = \"ops\"\n", "not an IAM role ARN"),
+        ("role_arn = 7\n", "secrets.aws.role_arn"),
+        (
+            "external_id = \"x1\"\n",
+            "secrets.aws.external_id external_id only applies to an assumed role",
+        ),
+        ("duration = \"1h\"\n", "set role_arn too"),
+        (
+            "role_arn = \"arn:aws:iam::123456789012:role/ops\"\nduration = \"10m\"\n",
+            "secrets.aws.duration",
+        ),
+        (
+            "role_arn = \"arn:aws:iam::123456789012:role/ops\"\nduration = \"13h\"\n",
+            "\"15m\" to \"12h\"",
+        ),
+        (
+            "role_arn = \"arn:aws:iam::123456789012:role/ops\"\nduration = 3600\n",
+            "secrets.aws.duration",
+        ),
+        (
+            "role_arn = \"arn:aws:iam::123456789012:role/ops\"\nsession_name = \"has space\"\n",
+            "secrets.aws.session_name",
+        ),
+        (
+            "role_arn = \"arn:aws:iam::123456789012:role/ops\"\nexternal_id = \"a\"\n",
+            "secrets.aws.external_id",
+        ),
+        (
+            "role_arn = \"arn:aws:iam::123456789012:role/ops\"\nsts_region = \"US East\"\n",
+            "secrets.aws.sts_region",
+        ),
+        (
+            "role_arn = \"arn:aws:iam::123456789012:role/ops\"\nsts_endpoint = \"http://sts.amazonaws.com\"\n",
+            "secrets.aws.sts_endpoint http:// sends",
+        ),
+    ];
+    for (extra, want) in cases {
+        let src = format!("{base}{extra}");
+        let e = parse(&src).expect_err(&src);
+        assert!(e.contains(want), "{src}\n→ {e}");
+    }
+    assert!(parse(&format!("{base}{role}")).is_ok());
 }
 
 #[test]

@@ -10,10 +10,15 @@
 //! seed signature: [`resign`] hands back a [`ChunkSigner`] seeded with the new signature, through
 //! which the body must pass. Signed chunks with a signed trailer (`…-PAYLOAD-TRAILER`) and the
 //! ECDSA (SigV4a) variants are refused.
+//!
+//! With `role_arn`, the real keys only sign STS `AssumeRole` ([`sts`]); requests are re-signed
+//! with the role's temporary keys.
 
 mod chunks;
+pub mod sts;
 
 pub use chunks::{ChunkError, ChunkSigner};
+pub use sts::assume_role;
 
 use std::time::SystemTime;
 
@@ -37,6 +42,8 @@ pub struct AwsKeys {
     identity: Identity,
     /// Replaces the real key id, secret key and session token with placeholders.
     pub scrubber: Scrubber,
+    /// These keys and their placeholders (what `scrubber` covers, less what [`AwsKeys::scrubbing_too`] added).
+    pairs: Vec<(SecretBytes, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for AwsKeys {
@@ -75,8 +82,20 @@ impl AwsKeys {
         }
         Ok(AwsKeys {
             identity: creds.into(),
-            scrubber: Scrubber::new(pairs),
+            scrubber: Scrubber::new(pairs.clone()),
+            pairs,
         })
+    }
+
+    /// These keys, whose scrubber also covers the keys of `others` (the base keys of an assumed
+    /// role, the session it replaces) — theirs only, so scrubbers do not nest with every refresh.
+    pub fn scrubbing_too(mut self, others: &[&AwsKeys]) -> AwsKeys {
+        let mut pairs = self.pairs.clone();
+        for o in others {
+            pairs.extend(o.pairs.iter().cloned());
+        }
+        self.scrubber = Scrubber::new(pairs);
+        self
     }
 }
 

@@ -35,8 +35,11 @@ const AWS_KEYS_TTL: Duration = Duration::from_secs(300);
 struct AwsEntry {
     cfg: airlock_config::Aws,
     placeholder: String,
+    /// The keys in use and until when.
     loaded: Mutex<Option<(Instant, Arc<AwsKeys>)>>,
     flight: tokio::sync::Mutex<()>,
+    /// The last failed load: requests that waited for it share its outcome.
+    failed: Mutex<Option<(Instant, TokenError)>>,
 }
 
 /// The vault entry caching a credential's current access token.
@@ -107,6 +110,7 @@ impl Tokens {
                     placeholder: cfg.secrets.get(&c.name)?.placeholder.clone(),
                     loaded: Mutex::new(None),
                     flight: tokio::sync::Mutex::new(()),
+                    failed: Mutex::new(None),
                 };
                 Some((c.name.clone(), entry))
             })
@@ -150,7 +154,10 @@ impl Tokens {
         self.aws.contains_key(name)
     }
 
-    /// The real keys of AWS secret `name` (read from the store at most every few minutes).
+    /// The keys that re-sign requests for AWS secret `name`: its real keys (read from the store
+    /// at most every few minutes) or, with `role_arn`, the role's temporary keys, assumed with
+    /// them and kept until shortly before they expire. One load at a time: requests that waited
+    /// for a failed one share its failure.
     pub async fn aws_keys(&self, name: &str) -> Result<Arc<AwsKeys>, TokenError> {
         let Some(e) = self.aws.get(name) else {
             return Err(TokenError::NotConnected(name.to_string()));
@@ -158,16 +165,32 @@ impl Tokens {
         let fresh = |e: &AwsEntry| {
             lock(&e.loaded)
                 .as_ref()
-                .filter(|(at, _)| at.elapsed() < AWS_KEYS_TTL)
+                .filter(|(until, _)| Instant::now() < *until)
                 .map(|(_, k)| k.clone())
         };
         if let Some(k) = fresh(e) {
             return Ok(k);
         }
+        let arrived = Instant::now();
         let _flight = e.flight.lock().await;
         if let Some(k) = fresh(e) {
             return Ok(k);
         }
+        if let Some((at, err)) = lock(&e.failed).clone()
+            && at >= arrived
+        {
+            return Err(err);
+        }
+        let out = self.load_aws(name, e).await;
+        match &out {
+            Ok((until, k)) => *lock(&e.loaded) = Some((*until, k.clone())),
+            Err(err) => *lock(&e.failed) = Some((Instant::now(), err.clone())),
+        }
+        out.map(|(_, k)| k)
+    }
+
+    /// The keys of AWS secret `name` and until when they are used.
+    async fn load_aws(&self, name: &str, e: &AwsEntry) -> Result<(Instant, Arc<AwsKeys>), TokenError> {
         let failed = |reason: String| TokenError::Failed {
             name: name.to_string(),
             reason,
@@ -182,17 +205,48 @@ impl Tokens {
             Some(r) => Some(self.resolve(r).await.map_err(failed)?),
             None => None,
         };
+        let (placeholder, secret_placeholder) = (&e.placeholder, &e.cfg.secret_placeholder);
+        let base = AwsKeys::new(&key_id, &secret, token.as_ref(), placeholder, secret_placeholder)
+            .map_err(|why| failed(why.to_string()))?;
+        let Some(role) = &e.cfg.assume_role else {
+            return Ok((Instant::now() + AWS_KEYS_TTL, Arc::new(base)));
+        };
+        self.minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let assumed = crate::aws::assume_role(&self.http, &base, role, std::time::SystemTime::now())
+            .await
+            .map_err(|why| {
+                // STS's own message, in case it quotes a key id.
+                let why = base
+                    .scrubber
+                    .scrub_once(why.as_bytes())
+                    .map_or(why, |s| String::from_utf8_lossy(&s).into());
+                tracing::warn!(credential = %name, reason = %why, "AssumeRole failed");
+                failed(why)
+            })?;
+        let now = now_ms();
+        if assumed.expires_ms <= now {
+            return Err(failed(
+                "STS issued keys that have already expired (is this host's clock right?)".into(),
+            ));
+        }
         let keys = AwsKeys::new(
-            &key_id,
-            &secret,
-            token.as_ref(),
-            &e.placeholder,
-            &e.cfg.secret_placeholder,
+            &assumed.key_id,
+            &assumed.secret,
+            Some(&assumed.token),
+            placeholder,
+            secret_placeholder,
         )
         .map_err(|why| failed(why.to_string()))?;
-        let keys = Arc::new(keys);
-        *lock(&e.loaded) = Some((Instant::now(), keys.clone()));
-        Ok(keys)
+        // An upstream may still echo the base keys or the session just replaced.
+        let prev = lock(&e.loaded).as_ref().map(|(_, k)| k.clone());
+        let keys = match &prev {
+            Some(p) => keys.scrubbing_too(&[&base, p]),
+            None => keys.scrubbing_too(&[&base]),
+        };
+        let wait = crate::aws::sts::refresh_at(now, assumed.expires_ms) - now;
+        tracing::info!(credential = %name, role = %role.role_arn, valid_for_s = wait / 1000, "assumed the AWS role");
+        let until = Instant::now() + Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+        Ok((until, Arc::new(keys)))
     }
 
     /// The current token of `name`, refreshed first when it is due.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod replicas;
+pub mod time;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
