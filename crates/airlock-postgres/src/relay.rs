@@ -433,6 +433,12 @@ fn own_notification(mut body: Vec<u8>, pids: Option<(i32, i32)>) -> Vec<u8> {
 
 /// Server → client, message by message. ReadyForQuery updates the progress; airlock's own
 /// statement's answer is dropped; errors and notices are scrubbed of the password.
+///
+/// Messages are gathered and written together while more of the server's answer is already
+/// buffered: a statement's RowDescription, DataRows, CommandComplete and ReadyForQuery leave in
+/// one TLS record and one write, not one each (each write is a syscall and a record). What is
+/// gathered is written before this task waits on the server and before it reports progress, so
+/// airlock's own answers (written by the other direction) never overtake it.
 async fn downstream<R: AsyncRead + Unpin>(
     mut up: BufReader<R>,
     client: ClientWriter,
@@ -442,8 +448,15 @@ async fn downstream<R: AsyncRead + Unpin>(
     pids: Option<(i32, i32)>,
 ) -> std::io::Result<()> {
     let mut head = [0u8; 5];
+    let mut out = BytesMut::new();
     loop {
+        if up.buffer().is_empty() || out.len() >= GATHER {
+            send_out(&client, &mut out).await?;
+        }
         up.read_exact(&mut head).await?;
+        if matches!(head[0], b'G' | b'E') {
+            send_out(&client, &mut out).await?;
+        }
         match head[0] {
             b'G' => tx.send_modify(|p| p.copy_ins += 1),
             b'E' => tx.send_modify(|p| p.errors += 1),
@@ -469,15 +482,10 @@ async fn downstream<R: AsyncRead + Unpin>(
                     tag: head[0],
                     body: shown.into(),
                 };
-                let mut out = BytesMut::new();
                 f.encode(&mut out);
-                let mut w = client.lock().await;
-                w.write_all(&out).await?;
-                if up.buffer().is_empty() || head[0] == b'Z' {
-                    w.flush().await?;
-                }
             }
             if head[0] == b'Z' {
+                send_out(&client, &mut out).await?;
                 if dropping {
                     swallow.fetch_sub(1, Ordering::SeqCst);
                 }
@@ -493,6 +501,15 @@ async fn downstream<R: AsyncRead + Unpin>(
             tokio::io::copy(&mut (&mut up).take(n as u64), &mut tokio::io::sink()).await?;
             continue;
         }
+        if n <= GATHER {
+            out.extend_from_slice(&head);
+            let at = out.len();
+            out.resize(at + n, 0);
+            up.read_exact(&mut out[at..]).await?;
+            continue;
+        }
+        // A large message streams through (its bytes are never held whole).
+        send_out(&client, &mut out).await?;
         let mut w = client.lock().await;
         w.write_all(&head).await?;
         let copied = tokio::io::copy(&mut (&mut up).take(n as u64), &mut *w).await?;
@@ -503,4 +520,18 @@ async fn downstream<R: AsyncRead + Unpin>(
             w.flush().await?;
         }
     }
+}
+
+/// Most bytes of the server's answer gathered before they are written.
+const GATHER: usize = 64 * 1024;
+
+/// Writes and flushes what [`downstream`] gathered, if anything.
+async fn send_out(client: &ClientWriter, out: &mut BytesMut) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let mut w = client.lock().await;
+    w.write_all(out).await?;
+    out.clear();
+    w.flush().await
 }
