@@ -2,6 +2,8 @@
 //! combined CA bundle for every common runtime, and each secret's placeholder — never a real
 //! secret, never a gateway token (the relay attaches the agent's identity outside).
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 /// Variables naming the proxy, upper- and lower-case (tools disagree on which they read).
 /// `FTP_PROXY` too: the Docker CLI fills in any of these five the run leaves unset from the
 /// operator's `~/.docker/config.json` `proxies`, which may carry a proxy password.
@@ -146,13 +148,13 @@ pub fn database_env(
     let url = |name: &str, placeholder: &str| {
         format!(
             "postgres://{}:{}@{}:{}/{}?sslmode=verify-full&sslrootcert={}",
-            url_encode(agent, b""),
-            url_encode(placeholder, b""),
+            utf8_percent_encode(agent, COMPONENT),
+            utf8_percent_encode(placeholder, COMPONENT),
             at.host,
             at.port,
-            url_encode(name, b""),
+            utf8_percent_encode(name, COMPONENT),
             // `/` is a query value's own character (and the path reads as one).
-            url_encode(at.ca_bundle, b"/"),
+            utf8_percent_encode(at.ca_bundle, PATH_VALUE),
         )
     };
     let mut env = vec![
@@ -179,19 +181,11 @@ pub fn database_env(
     Ok(env)
 }
 
-/// Percent-encodes all but RFC 3986's unreserved characters and `keep` (a placeholder may hold
-/// `@`, `:` or `/`).
-fn url_encode(s: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// All but RFC 3986's unreserved characters are percent-encoded (a placeholder may hold `@`,
+/// `:` or `/`).
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+/// The same, keeping `/` (a query value's own character).
+const PATH_VALUE: &AsciiSet = &COMPONENT.remove(b'/');
 
 #[cfg(test)]
 mod tests {
