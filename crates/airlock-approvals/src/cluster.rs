@@ -188,7 +188,7 @@ impl Hub {
         if self.with_live(&row.id, |_| ()).is_some() {
             self.changed(&row.id).await;
         } else {
-            self.emit(&row.id, &status);
+            self.announce(&row.id, status.name());
         }
         fanout::update_stored(self.clone(), row.id, Arc::new(card), status);
         Ok(())

@@ -14,6 +14,7 @@
 //! missed (see `cluster`).
 #![forbid(unsafe_code)]
 
+mod announced;
 mod cluster;
 mod defer;
 mod fanout;
@@ -187,6 +188,8 @@ pub(crate) struct Inner {
     pub(crate) live: Mutex<HashMap<String, Live>>,
     pub(crate) grants: RwLock<Vec<GrantRow>>,
     pub(crate) events: broadcast::Sender<Event>,
+    /// Approvals held elsewhere already announced as decided (see [`announced`]).
+    pub(crate) announced: Mutex<announced::Announced>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) health: health::Health,
 }
@@ -239,6 +242,7 @@ impl Hub {
                 live: Mutex::new(HashMap::new()),
                 grants: RwLock::new(grants),
                 events,
+                announced: Mutex::default(),
                 shutdown,
             }),
         };
@@ -279,6 +283,18 @@ impl Hub {
             id: id.to_string(),
             state: status.name().to_string(),
         });
+    }
+
+    /// Tells the dashboards about an approval another replica holds, unless it is stale or
+    /// already said (a late read never takes a decided approval back to pending).
+    pub(crate) fn announce(&self, id: &str, state: &str) {
+        let news = self.inner.announced.lock().is_ok_and(|mut a| a.news(id, state));
+        if news {
+            let _ = self.inner.events.send(Event {
+                id: id.to_string(),
+                state: state.to_string(),
+            });
+        }
     }
 
     pub(crate) fn audit(&self, ev: AuditEvent) {

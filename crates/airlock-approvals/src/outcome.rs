@@ -143,10 +143,7 @@ impl Hub {
             return;
         }
         if let Ok(Some(row)) = self.inner.store.get_approval(id).await {
-            let _ = self.inner.events.send(crate::Event {
-                id: id.to_string(),
-                state: row.state,
-            });
+            self.announce(id, &row.state);
         }
     }
 
