@@ -222,10 +222,23 @@ async fn the_upstream_login_is_bound_to_tls_when_the_server_offers_it() {
     );
 }
 
+/// [`bound_config`] toward a fake server at `addr` over TLS (its certificate not checked).
+fn fake_config(db: &str, addr: std::net::SocketAddr, binding: &str) -> String {
+    bound_config(db, "require", binding)
+        .replace("upstream = \"127.0.0.1:5432\"", &format!("upstream = \"{addr}\""))
+        .replace(
+            "allow_private = [\"127.0.0.1:5432\"]",
+            &format!("allow_private = [\"{addr}\"]"),
+        )
+}
+
 /// A PostgreSQL look-alike on 127.0.0.1: TLS with a leaf from a CA of its own, then it offers
 /// `mechanisms` and reports the SASLInitialResponse it gets (mechanism, client-first-message).
+/// Then it refuses the login, or with `accepts` says AuthenticationOk at once, never proving it
+/// knows the password (with no mechanisms: right after the startup packet, as `trust` does).
 async fn fake_server(
     mechanisms: &'static [&'static str],
+    accepts: bool,
 ) -> (
     std::net::SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
@@ -255,28 +268,37 @@ async fn fake_server(
                         return Ok(());
                     }
                 }
-                let mut body = 10i32.to_be_bytes().to_vec();
-                for m in mechanisms {
-                    body.extend_from_slice(m.as_bytes());
+                let mut out = BytesMut::new();
+                if !mechanisms.is_empty() {
+                    let mut body = 10i32.to_be_bytes().to_vec();
+                    for m in mechanisms {
+                        body.extend_from_slice(m.as_bytes());
+                        body.push(0);
+                    }
                     body.push(0);
+                    let sasl = Frame {
+                        tag: b'R',
+                        body: body.into(),
+                    };
+                    sasl.encode(&mut out);
+                    tls.write_all(&out).await?;
+                    out.clear();
+                    if let Some(f) = next(&mut tls, &mut buf).await {
+                        let mut parts = f.body.splitn(2, |b| *b == 0);
+                        let mechanism = String::from_utf8_lossy(parts.next().unwrap_or_default()).to_string();
+                        let first = String::from_utf8_lossy(parts.next().map(|r| &r[4..]).unwrap_or_default());
+                        let _ = tx.send((mechanism, first.to_string()));
+                    }
                 }
-                body.push(0);
-                let mut out = BytesMut::new();
-                Frame {
-                    tag: b'R',
-                    body: body.into(),
+                if accepts {
+                    codec::authentication(0, &[]).encode(&mut out);
+                    codec::ready_for_query(b'I').encode(&mut out);
+                } else {
+                    codec::error_response("28P01", "the fake knows no password", None).encode(&mut out);
                 }
-                .encode(&mut out);
                 tls.write_all(&out).await?;
-                if let Some(f) = next(&mut tls, &mut buf).await {
-                    let mut parts = f.body.splitn(2, |b| *b == 0);
-                    let mechanism = String::from_utf8_lossy(parts.next().unwrap_or_default()).to_string();
-                    let first = String::from_utf8_lossy(parts.next().map(|r| &r[4..]).unwrap_or_default()).to_string();
-                    let _ = tx.send((mechanism, first));
-                }
-                let mut out = BytesMut::new();
-                codec::error_response("28P01", "the fake knows no password", None).encode(&mut out);
-                tls.write_all(&out).await?;
+                // Held open until airlock hangs up, so its verdict is its own, not a closed socket.
+                while tls.read_buf(&mut buf).await? > 0 {}
                 Ok::<_, std::io::Error>(())
             });
         }
@@ -287,17 +309,10 @@ async fn fake_server(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_binding_require_refuses_a_server_that_does_not_offer_it() {
     let db = database().await;
-    let with = |addr: std::net::SocketAddr, binding: &str| {
-        bound_config(&db, "require", binding)
-            .replace("upstream = \"127.0.0.1:5432\"", &format!("upstream = \"{addr}\""))
-            .replace(
-                "allow_private = [\"127.0.0.1:5432\"]",
-                &format!("allow_private = [\"{addr}\"]"),
-            )
-    };
+    let with = |addr, binding: &str| fake_config(&db, addr, binding);
 
     // Over TLS, but only plain SCRAM offered (a server in front of which the binding was stripped).
-    let (addr, mut seen) = fake_server(&["SCRAM-SHA-256"]).await;
+    let (addr, mut seen) = fake_server(&["SCRAM-SHA-256"], false).await;
     let (mut gw, token, _) = start_with(&with(addr, "require"));
     let (ok, out) = psql(&gw, "analyst", &token, SELECT_1).await;
     assert!(!ok, "{out}");
@@ -322,7 +337,7 @@ async fn channel_binding_require_refuses_a_server_that_does_not_offer_it() {
     gw.stop();
 
     // A server offering PLUS: the client-first-message carries the binding's gs2 header.
-    let (addr, mut seen) = fake_server(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]).await;
+    let (addr, mut seen) = fake_server(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], false).await;
     let (mut gw, token, _) = start_with(&with(addr, "prefer"));
     let _ = psql(&gw, "analyst", &token, SELECT_1).await;
     let (mechanism, first) = seen.recv().await.unwrap();
@@ -330,4 +345,29 @@ async fn channel_binding_require_refuses_a_server_that_does_not_offer_it() {
     assert!(first.starts_with("p=tls-server-end-point,,n=,r="), "{first}");
     gw.stop();
     assert!(!gw.logs().contains(REAL));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_proves_it_knows_the_password_is_refused() {
+    let db = database().await;
+    let with = |addr, binding: &str| fake_config(&db, addr, binding);
+
+    // A man in the middle (possible under tls = "require") that starts SCRAM, takes the bound
+    // first message and answers AuthenticationOk: refused whatever channel_binding says.
+    let (addr, mut seen) = fake_server(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], true).await;
+    let (mut gw, token, _) = start_with(&with(addr, "prefer"));
+    let (ok, out) = psql(&gw, "analyst", &token, SELECT_1).await;
+    assert!(
+        !ok && out.contains("accepted the login before completing SCRAM"),
+        "{out}"
+    );
+    assert_eq!(seen.recv().await.unwrap().0, "SCRAM-SHA-256-PLUS");
+    gw.stop();
+
+    // One that asks for no password at all (`trust`): refused under require, as libpq refuses it.
+    let (addr, _seen) = fake_server(&[], true).await;
+    let (mut gw, token, _) = start_with(&with(addr, "require"));
+    let (ok, out) = psql(&gw, "analyst", &token, SELECT_1).await;
+    assert!(!ok && out.contains("channel_binding = \"require\""), "{out}");
+    gw.stop();
 }
