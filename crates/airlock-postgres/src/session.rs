@@ -121,7 +121,9 @@ pub(crate) async fn run<S: Stream + 'static>(mut tcp: S, gw: Arc<PgGateway>, log
     // PostgreSQL 17 takes direct TLS only with ALPN `postgresql` (backend_startup.c,
     // ProcessSSLStartup), so a generic TLS client cannot be steered into speaking to it. It
     // closes without a word; airlock says why first (inside TLS), then closes the same way.
-    if direct && secured.get_ref().1.alpn_protocol() != Some(tls::ALPN) {
+    let alpn = secured.get_ref().1.alpn_protocol() == Some(tls::ALPN);
+    tracing::debug!("database client: TLS established (direct: {direct}, ALPN postgresql: {alpn})");
+    if direct && !alpn {
         tracing::info!("database client refused: direct TLS without ALPN \"postgresql\"");
         let why = "airlock: direct TLS needs ALPN \"postgresql\" (libpq 17's sslnegotiation=direct sends it)";
         send(&mut secured, &[codec::error_response("08P01", why, None)]).await?;

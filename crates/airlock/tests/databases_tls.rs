@@ -2,8 +2,8 @@
 //! `postgresql`) on the listener and on an agent's socket, and the upstream SCRAM login bound to
 //! airlock's TLS connection (SCRAM-SHA-256-PLUS, `tls-server-end-point`) against the real server.
 //!
-//! The direct-TLS client is written here with tokio-rustls: Debian bookworm's `psql` is 15, and
-//! libpq learned `sslnegotiation=direct` in 17.
+//! Debian bookworm's `psql` is 15, and libpq learned `sslnegotiation=direct` in 17: the direct-TLS
+//! clients are libpq 17 inside psycopg's binary wheel, and one written here with tokio-rustls.
 
 mod pg;
 mod support;
@@ -148,6 +148,41 @@ async fn postgres_17_direct_tls_logs_in_on_the_listener_and_on_the_agents_socket
     assert!(ok && out.trim() == "1", "{out}");
     gw.stop();
     assert!(!gw.logs().contains(&token), "the token is never logged");
+}
+
+/// libpq 17 (psycopg's binary wheel bundles it; .ci/run installs it): `sslnegotiation=direct`
+/// and the classic SSLRequest, each verified against airlock's CA.
+const PSYCOPG_DIRECT: &str = r#"
+import sys, psycopg
+host, port, token, ca = sys.argv[1:5]
+assert psycopg.pq.version() >= 170000, psycopg.pq.version()
+for negotiation in ("direct", "postgres"):
+    with psycopg.connect(host=host, port=port, user="analyst", password=token, dbname="app",
+                         sslmode="verify-full", sslrootcert=ca, sslnegotiation=negotiation) as conn:
+        print(negotiation, conn.execute("SELECT 1").fetchone()[0], conn.pgconn.ssl_in_use)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libpq_17_logs_in_with_sslnegotiation_direct() {
+    let db = database().await;
+    let (mut gw, token, _) = start(&db);
+    let (ok, out) = psycopg(&gw, &token, PSYCOPG_DIRECT, &db).await;
+    assert!(ok, "{out}\n{}", gw.logs());
+    assert!(
+        out.contains("direct 1 True") && out.contains("postgres 1 True"),
+        "{out}"
+    );
+    gw.stop();
+    let logs = gw.logs();
+    // libpq 17 offers ALPN on both paths, and airlock answers it on both.
+    assert!(
+        logs.contains("TLS established (direct: true, ALPN postgresql: true)"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("TLS established (direct: false, ALPN postgresql: true)"),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
