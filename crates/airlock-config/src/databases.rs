@@ -39,6 +39,18 @@ pub enum DbTls {
     Disable,
 }
 
+/// Whether airlock's SCRAM login binds itself to the TLS connection (SCRAM-SHA-256-PLUS with
+/// `tls-server-end-point`), as libpq's `channel_binding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbChannelBinding {
+    /// Bound when the server offers it (over TLS it always does, PostgreSQL 11 and later).
+    Prefer,
+    /// Bound or refused: a server that does not offer it is not logged in to.
+    Require,
+    /// Never bound (plain SCRAM-SHA-256).
+    Disable,
+}
+
 /// One `[databases.NAME]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseConfig {
@@ -54,6 +66,7 @@ pub struct DatabaseConfig {
     pub user: String,
     pub password: SecretRef,
     pub tls: DbTls,
+    pub channel_binding: DbChannelBinding,
     /// Extra CA (PEM) trusted for the upstream, resolved against the config's directory.
     pub ca: Option<PathBuf>,
     /// What the agent holds instead of the password (inside a sandbox).
@@ -67,6 +80,7 @@ const KEYS: &[&str] = &[
     "user",
     "password",
     "tls",
+    "channel_binding",
     "ca",
     "placeholder",
 ];
@@ -159,6 +173,25 @@ fn database(name: &str, t: &Table, path: KeyPath, dir: &Path, errs: &mut Errors)
             format!("\"disable\" is allowed only toward this machine; {host} is not a loopback address"),
         );
     }
+    let channel_binding = match f.str("channel_binding", errs) {
+        None | Some("prefer") => DbChannelBinding::Prefer,
+        Some("require") if tls == DbTls::Disable => {
+            errs.push(
+                &f.at("channel_binding"),
+                "\"require\" needs TLS toward the database; tls = \"disable\" has none to bind to",
+            );
+            DbChannelBinding::Require
+        }
+        Some("require") => DbChannelBinding::Require,
+        Some("disable") => DbChannelBinding::Disable,
+        Some(other) => {
+            errs.push(
+                &f.at("channel_binding"),
+                format!("unknown channel_binding {other:?} (expected \"prefer\", \"require\" or \"disable\")"),
+            );
+            DbChannelBinding::Prefer
+        }
+    };
     let ca = match f.str("ca", errs) {
         Some("") => {
             errs.push(&f.at("ca"), "must be a path to a PEM file");
@@ -195,6 +228,7 @@ fn database(name: &str, t: &Table, path: KeyPath, dir: &Path, errs: &mut Errors)
         user: user?,
         password: password?,
         tls,
+        channel_binding,
         ca,
         placeholder: placeholder?,
     })

@@ -45,7 +45,7 @@ pub use cases::PolicyCase;
 pub use cloud::{GchatConfig, TeamsConfig};
 pub use compat::{DEFAULT_PROXY_URL, OneCliConfig};
 pub use credentials::{AssumeRole, Aws, ClientAuth, Credential, CredentialKind, GithubApp, OAuth2};
-pub use databases::{DatabaseConfig, DatabaseKind, DbTls, is_loopback};
+pub use databases::{DatabaseConfig, DatabaseKind, DbChannelBinding, DbTls, is_loopback};
 pub use error::{ConfigError, KeyPath, Located, Seg};
 pub use gateway::{
     ConnTimeouts, DEFAULT_CONN_TIMEOUT, DEFAULT_CONTROL, DEFAULT_DATA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LISTEN,

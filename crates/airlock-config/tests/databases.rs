@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use airlock_config::{Config, ConfigError, DatabaseKind, DbTls, SecretRef};
+use airlock_config::{Config, ConfigError, DatabaseKind, DbChannelBinding, DbTls, SecretRef};
 use airlock_core::facts::{Body, BodyFacts, RequestFacts, Scheme, SqlClass};
 use airlock_core::policy::Action;
 
@@ -17,6 +17,7 @@ upstream = "db.internal:5432"
 database = "app"
 user = "app_rw"
 password = "vault:prod-db"
+channel_binding = "require"
 ca = "certs/db-ca.pem"
 placeholder = "airlock-db-prod"
 
@@ -70,9 +71,11 @@ fn databases_rules_and_listener_are_read() {
     assert_eq!((prod.database.as_str(), prod.user.as_str()), ("app", "app_rw"));
     assert_eq!(prod.password, SecretRef::Vault("prod-db".into()));
     assert_eq!(prod.tls, DbTls::VerifyFull);
+    assert_eq!(prod.channel_binding, DbChannelBinding::Require);
     assert_eq!(prod.ca.as_deref(), Some(Path::new("/etc/airlock/certs/db-ca.pem")));
     let local = &c.databases.iter().find(|d| d.name == "local").unwrap();
     assert_eq!(local.tls, DbTls::Disable);
+    assert_eq!(local.channel_binding, DbChannelBinding::Prefer, "libpq's default");
     assert_eq!(local.placeholder, "airlock-db-local");
     assert_eq!(c.agent("analyst").unwrap().databases, vec!["prod", "local"]);
     // A vault entry referenced only as vault:NAME needs no [secrets.NAME] block.
@@ -156,6 +159,18 @@ const BAD: &[(&str, usize, &str, &str)] = &[
         7,
         "databases.x.tls",
         "unknown tls \"prefer\"",
+    ),
+    (
+        "[databases.x]\nkind = \"postgres\"\nupstream = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\npassword = \"env:P\"\nchannel_binding = \"always\"",
+        7,
+        "databases.x.channel_binding",
+        "unknown channel_binding \"always\"",
+    ),
+    (
+        "[databases.x]\nkind = \"postgres\"\nupstream = \"127.0.0.1:5432\"\ndatabase = \"d\"\nuser = \"u\"\npassword = \"env:P\"\ntls = \"disable\"\nchannel_binding = \"require\"",
+        8,
+        "databases.x.channel_binding",
+        "needs TLS toward the database",
     ),
     (
         "[[agents]]\nname = \"a\"\ndatabases = [\"nope\"]",

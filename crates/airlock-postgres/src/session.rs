@@ -1,4 +1,5 @@
-//! A client's way in: TLS (SSLRequest answered `S`), the startup packet, then a cleartext
+//! A client's way in: TLS (SSLRequest answered `S`, or PostgreSQL 17's direct TLS with ALPN
+//! `postgresql`), the startup packet, then a cleartext
 //! password inside TLS: on the listener the agent's token, checked against its stored hash; on
 //! an agent's socket the database's placeholder (the socket names the agent). Only then does
 //! airlock log in upstream with the real password.
@@ -11,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::cancel::{self, Target};
 use crate::codec::{self, Frame, Startup};
 use crate::upstream::{self, Stream};
-use crate::{PgGateway, relay};
+use crate::{PgGateway, relay, tls};
 
 /// Generic to the client: which part of the login was wrong is not said.
 const LOGIN_FAILED: &str = "airlock: password authentication failed (user = agent name, password = agent token)";
@@ -66,25 +67,34 @@ pub(crate) async fn run<S: Stream + 'static>(mut tcp: S, gw: Arc<PgGateway>, log
     let mut buf = BytesMut::new();
     let timeout = gw.gateway.timeouts.handshake;
     // The handshake is bounded: a client that stalls before logging in cannot keep a task.
+    // `None`: the client opened with a TLS record (PostgreSQL 17's direct TLS), not a packet.
     let first = tokio::time::timeout(timeout, async {
         loop {
+            if buf.is_empty() && tcp.read_buf(&mut buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if buf[0] == tls::TLS_HANDSHAKE {
+                return Ok(None);
+            }
             match startup(&mut tcp, &mut buf).await? {
                 // GSSAPI encryption is not offered; libpq falls back to TLS.
                 Startup::GssEnc => tcp.write_all(b"N").await?,
-                other => return Ok::<_, std::io::Error>(other),
+                other => return Ok::<_, std::io::Error>(Some(other)),
             }
         }
     })
     .await
     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    match first {
-        Startup::Ssl if buf.is_empty() => {}
-        Startup::Ssl => return Err(std::io::ErrorKind::InvalidData.into()),
-        Startup::Cancel { pid, key } => {
+    let direct = match first {
+        None => true,
+        // Bytes after an SSLRequest, before our answer, were not encrypted: refused, as by PostgreSQL.
+        Some(Startup::Ssl) if buf.is_empty() => false,
+        Some(Startup::Ssl) => return Err(std::io::ErrorKind::InvalidData.into()),
+        Some(Startup::Cancel { pid, key }) => {
             cancel::handle(&gw, &keys, pid, &key, false).await;
             return tcp.shutdown().await;
         }
-        _ => {
+        Some(_) => {
             let refusal = codec::error_response(
                 "28000",
                 "airlock: the database listener accepts TLS only (sslmode=require or verify-full)",
@@ -92,16 +102,34 @@ pub(crate) async fn run<S: Stream + 'static>(mut tcp: S, gw: Arc<PgGateway>, log
             );
             return send(&mut tcp, &[refusal]).await;
         }
+    };
+    if !direct {
+        tcp.write_all(b"S").await?;
     }
-    tcp.write_all(b"S").await?;
     let leaf = match login {
         Login::Token => gw.tls.clone(),
         Login::Socket(_) => gw.socket_tls.clone(),
     };
-    let tls = tokio::time::timeout(timeout, tokio_rustls::TlsAcceptor::from(leaf).accept(tcp))
+    // Direct TLS: the bytes read so far are the start of the ClientHello; the acceptor reads them again.
+    let tcp = tls::Prefixed {
+        head: buf.split().freeze(),
+        inner: tcp,
+    };
+    let mut secured = tokio::time::timeout(timeout, tokio_rustls::TlsAcceptor::from(leaf).accept(tcp))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    let mut client: Box<dyn Stream> = Box::new(tls);
+    // PostgreSQL 17 takes direct TLS only with ALPN `postgresql` (backend_startup.c,
+    // ProcessSSLStartup), so a generic TLS client cannot be steered into speaking to it. It
+    // closes without a word; airlock says why first (inside TLS), then closes the same way.
+    let alpn = secured.get_ref().1.alpn_protocol() == Some(tls::ALPN);
+    tracing::debug!("database client: TLS established (direct: {direct}, ALPN postgresql: {alpn})");
+    if direct && !alpn {
+        tracing::info!("database client refused: direct TLS without ALPN \"postgresql\"");
+        let why = "airlock: direct TLS needs ALPN \"postgresql\" (libpq 17's sslnegotiation=direct sends it)";
+        send(&mut secured, &[codec::error_response("08P01", why, None)]).await?;
+        return secured.shutdown().await;
+    }
+    let mut client: Box<dyn Stream> = Box::new(secured);
     let params = match tokio::time::timeout(timeout, startup(&mut client, &mut buf)).await {
         Ok(Ok(Startup::Params { minor: 0, params })) => params,
         Ok(Ok(Startup::Params { .. })) => {
