@@ -70,6 +70,11 @@ pub struct BenchArgs {
     /// are spread over them round-robin.
     #[arg(long, default_value_t = 1)]
     pub replicas: usize,
+    /// (--local) Measure nothing: print the setup (target, CAs, proxy, gateway pid) as one JSON
+    /// line and keep it running until stdin closes, for a second load generator
+    /// (scripts/oha-compare).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use base64::Engine;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::StreamBody;
@@ -205,6 +206,7 @@ pub struct Local {
     target: String,
     api_port: u16,
     store: crate::home::StoreAt,
+    gateway_ca: std::path::PathBuf,
     /// How the run is described in the first line of the output.
     pub describe: String,
 }
@@ -286,6 +288,7 @@ impl Local {
             target,
             api_port,
             store: home.store.clone(),
+            gateway_ca: home.ca_cert_path(),
             describe,
         })
     }
@@ -332,6 +335,29 @@ impl Local {
         held_rss(&self.proxied[0], self.api_port, n, self.pids[0], &self.store).await
     }
 
+    /// Prints how to reach the setup as one JSON line, then keeps it until stdin closes.
+    async fn keep(self) -> anyhow::Result<()> {
+        let (hostport, credentials) = self.proxied[0]
+            .proxy
+            .clone()
+            .context("the proxied route has no proxy")?;
+        let basic = base64::engine::general_purpose::STANDARD.encode(credentials.unwrap_or_default());
+        let line = serde_json::json!({
+            "target": self.target,
+            "target_ca": self._tmp.path().join("upstream-ca.pem"),
+            "proxy": format!("http://{hostport}"),
+            "proxy_authorization": format!("Basic {basic}"),
+            "proxy_ca": self.gateway_ca,
+            "gateway_pid": self.pids[0],
+        });
+        println!("{line}");
+        // Until the caller closes stdin (or goes away): the setup is the measurement's subject.
+        let _ =
+            tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await;
+        self.stop().await;
+        Ok(())
+    }
+
     pub async fn stop(mut self) {
         for c in &mut self.children {
             let _ = c.kill().await;
@@ -344,6 +370,9 @@ pub async fn run(a: &crate::bench::BenchArgs) -> anyhow::Result<()> {
         return crate::bench_suite::run(a).await;
     }
     let local = Local::start(a).await?;
+    if a.keep {
+        return local.keep().await;
+    }
     println!(
         "airlock bench --local · {} connections · {}s each · {} · {}",
         a.connections,

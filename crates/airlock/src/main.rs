@@ -41,6 +41,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 // The request path allocates many small, short-lived buffers across threads; glibc's
 // allocator spent ~8% of the gateway's CPU on them in profiles (docs/performance.md).
+// `--features system-allocator` keeps glibc's, for heap profilers that hook malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
