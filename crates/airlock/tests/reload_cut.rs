@@ -99,11 +99,22 @@ async fn a_removed_agent_loses_its_kept_tunnel_at_the_reload_and_cannot_connect_
     assert_eq!(a.get(), first, "the same connection is kept alive");
     let b_first = b.get();
     assert!(b_first.starts_with("200 "), "{b_first}");
+    // An HTTP/2 session of the same agent, kept by reqwest's pool.
+    let h2 = gw.client("a");
+    let url = format!("https://localhost:{}/r", up.port);
+    let r = h2.get(&url).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.version()), (200, reqwest::Version::HTTP_2));
     let seen = up.requests().len();
 
     let o = gw.control_cli(&["agent", "rm", "a"]);
     assert!(o.status.success(), "{}", text(&o));
-    gw.wait_log("connection closed: agent removed by reload").await;
+    // Both of a's connections (the HTTP/1.1 tunnel and the HTTP/2 one) are closed and logged.
+    for _ in 0..500 {
+        if gw.logs().matches("connection closed: agent removed by reload").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // The kept tunnel is closed: the request on it fails, and the retry's new CONNECT gets 407.
     let next = a.get();
     assert!(
@@ -112,6 +123,9 @@ async fn a_removed_agent_loses_its_kept_tunnel_at_the_reload_and_cannot_connect_
     );
     let again = a.get();
     assert!(again.starts_with("error ") && again.contains("407"), "{again}");
+    // The HTTP/2 session is gone too: reqwest's next request opens a new CONNECT, refused.
+    let err = h2.get(&url).send().await.unwrap_err();
+    assert!(format!("{err:?}").contains("ProxyAuthRequired"), "{err:?}");
     assert_eq!(
         up.requests().len(),
         seen,
@@ -131,7 +145,8 @@ async fn a_removed_agent_loses_its_kept_tunnel_at_the_reload_and_cannot_connect_
                 .starts_with("connection closed: agent removed by reload")
         })
         .collect();
-    assert!(!cut.is_empty() && cut.iter().all(|e| e["agent"] == "a"), "{audit:?}");
+    // One record per closed connection: the HTTP/1.1 tunnel and the HTTP/2 one.
+    assert!(cut.len() >= 2 && cut.iter().all(|e| e["agent"] == "a"), "{audit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
