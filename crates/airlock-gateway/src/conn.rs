@@ -9,7 +9,7 @@ use http::{HeaderMap, Request, Response, Version, header};
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 
-use crate::state::{Agent, GatewayState};
+use crate::state::{Agent, GatewayState, Principal};
 use crate::upstream::UpBody;
 
 /// The destination a tunnel was opened for.
@@ -44,24 +44,42 @@ impl TunnelTarget {
 /// One agent connection: who it is and, inside a tunnel, where it may go.
 pub struct Conn {
     pub state: Arc<GatewayState>,
+    /// The agent record in force when this request started (see [`Conn::current`]).
     pub agent: Arc<Agent>,
+    /// How the agent authenticated: checked again before each request on a kept connection.
+    pub who: Principal,
     pub tunnel: Option<TunnelTarget>,
 }
 
 impl Conn {
-    pub fn plain(state: Arc<GatewayState>, agent: Arc<Agent>) -> Self {
+    pub fn plain(state: Arc<GatewayState>, agent: Arc<Agent>, who: Principal) -> Self {
         Conn {
             state,
             agent,
+            who,
             tunnel: None,
         }
     }
-    pub fn tunneled(state: Arc<GatewayState>, agent: Arc<Agent>, t: TunnelTarget) -> Self {
+    pub fn tunneled(state: Arc<GatewayState>, agent: Arc<Agent>, who: Principal, t: TunnelTarget) -> Self {
         Conn {
             state,
             agent,
+            who,
             tunnel: Some(t),
         }
+    }
+
+    /// This connection with the agent record in force now (its grants and scrubber as last
+    /// loaded), or `None` when its agent was removed or its token reissued since it connected.
+    /// A kept connection must not serve a request on a snapshot taken at CONNECT time.
+    pub(crate) fn current(&self) -> Option<Conn> {
+        let agent = self.state.identities().resolve(&self.who)?;
+        Some(Conn {
+            state: self.state.clone(),
+            agent,
+            who: self.who.clone(),
+            tunnel: self.tunnel.clone(),
+        })
     }
 }
 

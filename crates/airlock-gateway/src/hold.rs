@@ -161,7 +161,20 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
     // ticket withdraws the approval.
     // A stopping gateway abandons what it holds: nothing held is forwarded without its
     // approval, and the agent is told to ask again (a restarted gateway or a replica answers).
-    let (status, reason) = match ticket.wait_until(state.drain.draining()).await {
+    // An agent removed by a reload while its request is held loses it: the hold is abandoned,
+    // and whatever people decided, nothing is forwarded for an agent no longer in force.
+    let stop = async {
+        tokio::select! {
+            () = state.drain.draining() => {}
+            () = state.revoked(conn.who.clone()) => {}
+        }
+    };
+    let verdict = ticket.wait_until(stop).await;
+    if conn.current().is_none() {
+        let reason = format!("{why}; {}, so it is not forwarded (approval {id})", crate::record::CUT);
+        return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));
+    }
+    let (status, reason) = match verdict {
         Verdict::Approved { by } => {
             let reason = format!("approved by {} (approval {id})", by.join(", "));
             let d = approved(d, reason);

@@ -14,7 +14,7 @@ use crate::conn::{Conn, TunnelTarget};
 use crate::record::refuse_tunnel;
 use crate::rewind::Rewind;
 use crate::session::serve_http;
-use crate::state::{Agent, GatewayState};
+use crate::state::{Agent, GatewayState, Principal};
 
 type TunnelIo = Rewind<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -22,7 +22,7 @@ type TunnelIo = Rewind<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 /// the handshake must be done by `deadline`, or the tunnel is refused.
 pub(crate) async fn serve_tls(
     state: Arc<GatewayState>,
-    agent: Arc<Agent>,
+    (agent, who): (Arc<Agent>, Principal),
     (host, port): (String, u16),
     io: TunnelIo,
     deadline: tokio::time::Instant,
@@ -80,7 +80,7 @@ pub(crate) async fn serve_tls(
     if sni_mismatch {
         target.sni_mismatch = sni;
     }
-    serve_http(Arc::new(Conn::tunneled(state, agent, target)), tls).await;
+    serve_http(Arc::new(Conn::tunneled(state, agent, who, target)), tls).await;
 }
 
 /// Cached configs are rebuilt after this long, so re-minted leaves are picked up.

@@ -33,4 +33,4 @@ mod stages_tests;
 pub use conn::now_ms;
 pub use drain::Drain;
 pub use proxy::{serve, serve_agent_socket};
-pub use state::{Agent, Approvals, GatewayState, Identities, Limits, token_hash};
+pub use state::{Agent, Approvals, GatewayState, Identities, Limits, Principal, token_hash};

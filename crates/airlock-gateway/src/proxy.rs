@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::record::refuse_tunnel;
 use crate::rewind::Rewind;
 use crate::session::{HARD_MAX_HEAD, head_too_large, serve_http};
-use crate::state::{Agent, GatewayState, token_hash};
+use crate::state::{Agent, GatewayState, Principal, token_hash};
 use crate::upstream::UpBody;
 
 /// Serves agents on an already-bound listener until the task is dropped. Each agent
@@ -95,10 +95,16 @@ where
         let _open = state.drain.track();
         let drain_state = state.clone();
         let header_timeout = state.timeouts.header;
+        // Who last authenticated on this connection: a reload that removes it closes the
+        // connection (each request authenticates anyway; this closes an idle keep-alive too).
+        let last = Arc::new(std::sync::Mutex::new(match &who {
+            Who::Socket(name) => Some(Principal::Socket(name.clone())),
+            Who::Token => None,
+        }));
+        let seen = last.clone();
         let svc = service_fn(move |req| {
-            let state = state.clone();
-            let who = who.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy_request(state, who, req).await) }
+            let (state, who, seen) = (state.clone(), who.clone(), seen.clone());
+            async move { Ok::<_, std::convert::Infallible>(proxy_request(state, who, seen, req).await) }
         });
         // hyper counts the wait for a head from when the connection is ready for one, so a
         // silent connection is closed after header_timeout too.
@@ -111,6 +117,11 @@ where
         tokio::pin!(conn);
         let ended = tokio::select! {
             ended = conn.as_mut() => ended,
+            () = last_revoked(&drain_state, &last) => {
+                // A request in flight finishes; no new one is read.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
             () = drain_state.drain.draining() => {
                 // The request in flight finishes; an idle connection closes now.
                 conn.as_mut().graceful_shutdown();
@@ -123,8 +134,25 @@ where
     });
 }
 
+/// Completes at a swap of agents that leaves the connection's last authenticated agent out.
+async fn last_revoked(state: &GatewayState, last: &std::sync::Mutex<Option<Principal>>) {
+    loop {
+        state.identities_swapped().await;
+        let who = last
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        if let Some(who) = who
+            && state.identities().resolve(&who).is_none()
+        {
+            crate::record::connection_cut(state, who.name(), "");
+            return;
+        }
+    }
+}
+
 /// Checks `Proxy-Authorization: Basic name:token` against the issued tokens.
-fn authenticate(state: &GatewayState, req: &Request<Incoming>) -> Result<Arc<Agent>, &'static str> {
+fn authenticate(state: &GatewayState, req: &Request<Incoming>) -> Result<(Arc<Agent>, Principal), &'static str> {
     let raw = req
         .headers()
         .get(http::header::PROXY_AUTHORIZATION)
@@ -139,43 +167,57 @@ fn authenticate(state: &GatewayState, req: &Request<Incoming>) -> Result<Arc<Age
         .map_err(|_| "malformed proxy credentials")?;
     let decoded = String::from_utf8(decoded).map_err(|_| "malformed proxy credentials")?;
     let (name, token) = decoded.split_once(':').ok_or("malformed proxy credentials")?;
-    let ids = state.identities();
-    match ids.by_token.get(&token_hash(token)) {
-        Some((n, agent)) if n == name => Ok(agent.clone()),
-        _ => Err("unknown agent or wrong token"),
+    let who = Principal::Token {
+        name: name.to_owned(),
+        hash: token_hash(token),
+    };
+    match state.identities().resolve(&who) {
+        Some(agent) => Ok((agent, who)),
+        None => Err("unknown agent or wrong token"),
     }
 }
 
-async fn proxy_request(state: Arc<GatewayState>, who: Who, req: Request<Incoming>) -> Response<UpBody> {
+async fn proxy_request(
+    state: Arc<GatewayState>,
+    who: Who,
+    seen: Arc<std::sync::Mutex<Option<Principal>>>,
+    req: Request<Incoming>,
+) -> Response<UpBody> {
     let found = match &who {
         Who::Token => authenticate(&state, &req),
-        Who::Socket(name) => state
-            .identities()
-            .by_name
-            .get(&**name)
-            .cloned()
-            .ok_or("this agent is no longer declared"),
+        Who::Socket(name) => {
+            let who = Principal::Socket(name.clone());
+            match state.identities().resolve(&who) {
+                Some(agent) => Ok((agent, who)),
+                None => Err("this agent is no longer declared"),
+            }
+        }
     };
     // The head limit comes first: an oversized head gets 431 whoever sent it.
     let raw_host = req.uri().host().unwrap_or_default();
     let host = canonical_host(raw_host).unwrap_or_else(|_| raw_host.to_ascii_lowercase());
-    let who_sent = found.as_ref().ok().map(|a| a.name.as_str());
+    let who_sent = found.as_ref().ok().map(|(a, _)| a.name.as_str());
     if let Some(refused) = head_too_large(&state, who_sent, &host, &req) {
         return refused;
     }
-    let agent = match found {
-        Ok(a) => a,
+    let (agent, who) = match found {
+        Ok(found) => {
+            if let Ok(mut last) = seen.lock() {
+                *last = Some(found.1.clone());
+            }
+            found
+        }
         Err(why) => {
             Metrics::inc(&state.metrics.auth_failures);
             return proxy_auth_required(why);
         }
     };
     if req.method() == Method::CONNECT {
-        return connect(state, agent, req);
+        return connect(state, agent, who, req);
     }
     // Absolute-form plain HTTP: `GET http://host/path HTTP/1.1`.
     if req.uri().scheme_str() == Some("http") && req.uri().host().is_some() {
-        let conn = Arc::new(Conn::plain(state, agent));
+        let conn = Arc::new(Conn::plain(state, agent, who));
         return handle(conn, req).await;
     }
     answer(
@@ -186,7 +228,7 @@ async fn proxy_request(state: Arc<GatewayState>, who: Who, req: Request<Incoming
     )
 }
 
-fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, req: Request<Incoming>) -> Response<UpBody> {
+fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, who: Principal, req: Request<Incoming>) -> Response<UpBody> {
     let Some(auth) = req.uri().authority().cloned() else {
         return answer(StatusCode::BAD_REQUEST, "deny", None, "CONNECT needs host:port");
     };
@@ -209,7 +251,7 @@ fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, req: Request<Incoming>) 
     tokio::spawn(async move {
         let _open = open;
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => tunnel(state, agent, host, port, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => tunnel(state, (agent, who), host, port, TokioIo::new(upgraded)).await,
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
@@ -220,7 +262,7 @@ fn connect(state: Arc<GatewayState>, agent: Arc<Agent>, req: Request<Incoming>) 
 
 async fn tunnel(
     state: Arc<GatewayState>,
-    agent: Arc<Agent>,
+    (agent, who): (Arc<Agent>, Principal),
     host: String,
     port: u16,
     mut io: TokioIo<hyper::upgrade::Upgraded>,
@@ -244,13 +286,14 @@ async fn tunnel(
     first.truncate(n);
     let stream = Rewind::new(Bytes::from(first.clone()), io);
     if first[0] == 0x16 {
-        intercept::serve_tls(state, agent, (host, port), stream, deadline).await;
+        intercept::serve_tls(state, (agent, who), (host, port), stream, deadline).await;
     } else if first.iter().take_while(|b| **b != b' ').all(|b| b.is_ascii_uppercase()) && first[0].is_ascii_uppercase()
     {
         // Plain HTTP inside the tunnel: served like absolute-form requests to this authority.
         let conn = Arc::new(Conn::tunneled(
             state,
             agent,
+            who,
             crate::conn::TunnelTarget::plain(host, port),
         ));
         serve_http(conn, stream).await;

@@ -192,6 +192,20 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub(crate) fn refuse_tunnel(state: &GatewayState, agent: &str, host: &str, reason: &str) {
     Metrics::inc(&state.metrics.tunnels_refused);
     tracing::info!(agent, host, reason, "tunnel refused");
+    tunnel_event(state, agent, host, reason);
+}
+
+/// Why a removed agent's connection is closed (audited, and answered to a request on it).
+pub(crate) const CUT: &str =
+    "connection closed: agent removed by reload (it is no longer declared, or its token was reissued)";
+
+/// Records that a connection of an agent removed by a reload of agents was closed.
+pub(crate) fn connection_cut(state: &GatewayState, agent: &str, host: &str) {
+    tracing::info!(agent, host, "{CUT}");
+    tunnel_event(state, agent, host, CUT);
+}
+
+fn tunnel_event(state: &GatewayState, agent: &str, host: &str, reason: &str) {
     let kind = "tunnel";
     let ev = AuditEvent {
         ts_ms: now_ms(),

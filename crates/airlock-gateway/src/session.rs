@@ -38,14 +38,23 @@ where
     let drain = &drain.drain;
     let activity = Activity::new();
     let tracker = activity.clone();
+    let revoked = conn.state.revoked(conn.who.clone());
+    let (cut_state, cut_agent) = (conn.state.clone(), conn.agent.name.clone());
+    let cut_host = conn.tunnel.as_ref().map_or_else(String::new, |t| t.host.clone());
     let svc = service_fn(move |req: Request<Incoming>| {
-        let conn = conn.clone();
+        let kept = conn.clone();
         let busy = tracker.begin();
         async move {
-            let host = conn.tunnel.as_ref().map_or("", |t| t.host.as_str());
-            let resp = match head_too_large(&conn.state, Some(&conn.agent.name), host, &req) {
-                Some(refused) => refused,
-                None => handle(conn.clone(), req).await,
+            let host = kept.tunnel.as_ref().map_or("", |t| t.host.as_str());
+            // Each request is served for the agent record in force now, never the one the
+            // connection was opened with; an agent removed since is refused.
+            let resp = match (
+                head_too_large(&kept.state, Some(&kept.agent.name), host, &req),
+                kept.current(),
+            ) {
+                (Some(refused), _) => refused,
+                (None, Some(conn)) => handle(Arc::new(conn), req).await,
+                (None, None) => cut_request(&kept, host, &req),
             };
             Ok::<_, std::convert::Infallible>(busy.until_sent(resp))
         }
@@ -78,6 +87,13 @@ where
                 () = activity.idle_for(timeouts.header) => Ok(()),
             }
         }
+        () = revoked => {
+            // The agent was removed (or its token reissued) by a reload: requests in flight
+            // finish (a held one is refused, see `hold`), no new one is taken, and it closes.
+            crate::record::connection_cut(&cut_state, &cut_agent, &cut_host);
+            served.as_mut().graceful_shutdown();
+            served.as_mut().await
+        }
         () = drain.draining() => {
             // The gateway stops: requests in flight finish, then the connection closes.
             served.as_mut().graceful_shutdown();
@@ -87,6 +103,23 @@ where
     if let Err(e) = ended {
         tracing::debug!(error = %e, "tunnel connection ended with an error");
     }
+}
+
+/// 403, audited, for a request that reached a connection whose agent a reload removed before
+/// the connection was closed. Nothing is dialed; the connection closes after it.
+fn cut_request<B>(conn: &Conn, host: &str, req: &Request<B>) -> Response<UpBody> {
+    Metrics::inc(&conn.state.metrics.denied);
+    let rec = Record::new(
+        &conn.agent.name,
+        req.method().as_str(),
+        host.to_owned(),
+        req.uri().path(),
+    );
+    let ev = rec.event("request", &deny(crate::record::CUT.into(), None), vec![], vec![]);
+    let mut resp = refuse(&conn.state, ev, StatusCode::FORBIDDEN, "deny", None);
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    resp
 }
 
 /// A request head's size as HTTP/1.1 spells it: `METHOD target HTTP/1.1`, one

@@ -91,9 +91,10 @@ async fn state(allow: Vec<AddrRule>) -> Arc<GatewayState> {
 
 fn conn(state: &Arc<GatewayState>, tunnel: Option<TunnelTarget>) -> Conn {
     let agent = state.identities().by_name["bot"].clone();
+    let who = crate::state::Principal::Socket("bot".into());
     match tunnel {
-        Some(t) => Conn::tunneled(state.clone(), agent, t),
-        None => Conn::plain(state.clone(), agent),
+        Some(t) => Conn::tunneled(state.clone(), agent, who, t),
+        None => Conn::plain(state.clone(), agent, who),
     }
 }
 

@@ -32,6 +32,26 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// How a connection's agent proved who it is, kept with the connection so each request (and
+/// each reload of agents) can ask whether that proof still holds: a removed agent, or one whose
+/// token was reissued, loses its open connections at the reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// `Proxy-Authorization` with this name and a token of this hash.
+    Token { name: String, hash: [u8; 32] },
+    /// The agent's own socket (the socket is the identity).
+    Socket(Arc<str>),
+}
+
+impl Principal {
+    pub fn name(&self) -> &str {
+        match self {
+            Principal::Token { name, .. } => name,
+            Principal::Socket(name) => name,
+        }
+    }
+}
+
 /// Snapshot of agents and unsealed secret values.
 #[derive(Debug, Default)]
 pub struct Identities {
@@ -77,6 +97,20 @@ impl Identities {
     }
 }
 
+impl Identities {
+    /// The agent record `who` stands for now, or `None` when its agent was removed or its
+    /// token is no longer issued.
+    pub fn resolve(&self, who: &Principal) -> Option<Arc<Agent>> {
+        match who {
+            Principal::Token { name, hash } => match self.by_token.get(hash) {
+                Some((n, agent)) if n == name => Some(agent.clone()),
+                _ => None,
+            },
+            Principal::Socket(name) => self.by_name.get(&**name).cloned(),
+        }
+    }
+}
+
 /// Size limits on what the gateway reads before deciding.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -101,6 +135,9 @@ pub struct GatewayState {
     /// Shared so a streamed body's scanner can hold it without copying the index.
     pub secrets: Arc<SecretIndex>,
     pub identities: RwLock<Arc<Identities>>,
+    /// Counts swaps of `identities`: open connections watch it to close themselves when their
+    /// agent was removed (or its token reissued).
+    generation: tokio::sync::watch::Sender<u64>,
     pub leaves: Arc<LeafCache>,
     pub server_configs: Mutex<lru::LruCache<String, (std::time::Instant, Arc<rustls::ServerConfig>)>>,
     pub client: UpstreamClient,
@@ -148,6 +185,7 @@ impl GatewayState {
             policy: RwLock::new(Arc::new(policy)),
             secrets: Arc::new(secrets),
             identities: RwLock::new(Arc::new(identities)),
+            generation: tokio::sync::watch::Sender::new(0),
             leaves,
             server_configs: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
@@ -225,6 +263,34 @@ impl GatewayState {
         match self.identities.write() {
             Ok(mut g) => *g = ids,
             Err(p) => *p.into_inner() = ids,
+        }
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Completes once `who` no longer stands for an agent (removed, or its token reissued):
+    /// checked now and at each swap of agents. Open connections and database sessions close on it.
+    pub fn revoked(self: &Arc<Self>, who: Principal) -> impl Future<Output = ()> + Send + 'static {
+        let state = self.clone();
+        async move {
+            loop {
+                // Subscribed before the check, so a swap between the two is not missed.
+                let swapped = state.identities_swapped();
+                if state.identities().resolve(&who).is_none() {
+                    return;
+                }
+                swapped.await;
+            }
+        }
+    }
+
+    /// Completes at the next swap of agents and secrets after this call.
+    pub fn identities_swapped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.generation.subscribe();
+        async move {
+            // The sender lives as long as the state; a closed channel never resolves.
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

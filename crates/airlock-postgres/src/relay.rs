@@ -37,6 +37,8 @@ pub(crate) struct Who {
     pub(crate) database: String,
     /// (the server's process id, the one minted for the client), as `cancel` gave them.
     pub(crate) pids: Option<(i32, i32)>,
+    /// How the agent logged in: a reload that removes it (or reissues its token) ends the session.
+    pub(crate) login: airlock_gateway::Principal,
 }
 
 /// Fails on purpose to put a transaction block into the failed state, as the refused statement
@@ -115,9 +117,52 @@ pub(crate) async fn run(
         batch_copy: false,
         copying: false,
     };
-    let result = s.client_loop(&mut cr, &mut buf).await;
+    let revoked = s.gw.gateway.revoked(s.who.login.clone());
+    let result = tokio::select! {
+        result = s.client_loop(&mut cr, &mut buf) => result,
+        // A statement in flight is cut with the session: its result does not reach the agent
+        // (the server rolls back an open transaction when airlock's connection to it closes).
+        () = revoked => {
+            down.abort();
+            // A client that does not read is not waited for.
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.cut())
+                .await
+                .unwrap_or(Ok(()))
+        }
+    };
     down.abort();
     result
+}
+
+impl Session {
+    /// Tells the client why its session ends, and records it.
+    async fn cut(&mut self) -> std::io::Result<()> {
+        let why = "connection closed: agent removed by reload (it is no longer declared, or its token was reissued)";
+        tracing::info!(agent = %self.who.agent, database = %self.who.database, "{why}");
+        let ev = airlock_core::audit::AuditEvent {
+            ts_ms: airlock_gateway::now_ms(),
+            kind: "database".into(),
+            agent: Some(self.who.agent.clone()),
+            method: None,
+            host: Some(self.who.database.clone()),
+            path: None,
+            rules: vec![],
+            decision: "deny".into(),
+            reason: why.into(),
+            secrets: vec![],
+            status: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            latency_us: 0,
+            detail: None,
+        };
+        let _ = self.gw.gateway.audit.append(ev);
+        let mut out = BytesMut::new();
+        codec::error_response("57P01", &format!("airlock: {why}"), None).encode(&mut out);
+        let mut client = self.client.lock().await;
+        client.write_all(&out).await?;
+        client.shutdown().await
+    }
 }
 
 struct Session {

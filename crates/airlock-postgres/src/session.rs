@@ -156,16 +156,15 @@ pub(crate) async fn run<S: Stream + 'static>(mut tcp: S, gw: Arc<PgGateway>, log
         Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
     };
     let pw = airlock_vault::SecretBytes::new(pw.unwrap_or_default());
+    let principal = match &login {
+        Login::Token => airlock_gateway::Principal::Token {
+            name: user.clone(),
+            hash: airlock_gateway::token_hash(&String::from_utf8_lossy(pw.expose())),
+        },
+        Login::Socket(name) => airlock_gateway::Principal::Socket(name.as_str().into()),
+    };
     let agent = match &login {
-        Login::Token => {
-            let hash = airlock_gateway::token_hash(&String::from_utf8_lossy(pw.expose()));
-            gw.gateway
-                .identities()
-                .by_token
-                .get(&hash)
-                .filter(|(name, _)| *name == user)
-                .map(|(name, _)| name.clone())
-        }
+        Login::Token => gw.gateway.identities().resolve(&principal).map(|a| a.name.clone()),
         // The placeholder is no secret (it sits in the sandbox's environment); checking it keeps
         // a client that names another database's placeholder, or another agent, from passing.
         Login::Socket(name) => {
@@ -216,7 +215,12 @@ pub(crate) async fn run<S: Stream + 'static>(mut tcp: S, gw: Arc<PgGateway>, log
         .as_ref()
         .zip(minted.as_ref())
         .map(|((server, _), m)| (*server, m.pid()));
-    let who = relay::Who { agent, database, pids };
+    let who = relay::Who {
+        agent,
+        database,
+        pids,
+        login: principal,
+    };
     let ended = relay::run(client, buf, up, who, gw).await;
     drop(minted);
     ended

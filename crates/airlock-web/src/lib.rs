@@ -43,7 +43,8 @@ pub struct ControlState {
 
 /// Re-reads the gateway's agents and secrets from the store; done by the binary, which owns
 /// the vault.
-pub type Refresh = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+/// `Err` says why agents and secrets could not be read again; the previous ones stay in force.
+pub type Refresh = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -131,10 +132,15 @@ async fn reload_identities(State(s): State<ControlState>, h: HeaderMap) -> Respo
         return unauthorized();
     }
     match &s.refresh_identities {
-        Some(refresh) => {
-            refresh().await;
-            Json(serde_json::json!({"reloaded": true})).into_response()
-        }
+        // A failed re-read is the operator's to hear about, not a success: the CLI exits non-zero.
+        Some(refresh) => match refresh().await {
+            Ok(()) => Json(serde_json::json!({"reloaded": true})).into_response(),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"reloaded": false, "error": e})),
+            )
+                .into_response(),
+        },
         None => (
             StatusCode::NOT_IMPLEMENTED,
             Json(serde_json::json!({"error": "this control plane cannot reload agents"})),

@@ -13,14 +13,23 @@ use crate::home::{Home, MASTER_KEY_ENV, is_internal, now_ms, random_token, row, 
 
 /// After a change to agents or secrets in the store: a running gateway takes it at once (on
 /// PostgreSQL every replica also hears of it from the store). No gateway running is fine.
-async fn tell_running_gateway(cfg: &Path) {
+/// A gateway that answers but could not read agents and secrets again (a secret it cannot
+/// unseal, a store it cannot read) is an error: it keeps the previous ones in force, and the
+/// operator must hear that the change is not in force.
+async fn tell_running_gateway(cfg: &Path) -> anyhow::Result<()> {
     let told = match crate::approvals_cli::Control::open(cfg) {
         Ok(c) => c.reload_identities().await,
         // No control token yet: no gateway has ever run with this data directory.
         Err(_) => Ok(false),
     };
-    if let Err(e) = told {
-        eprintln!("note: could not tell the running gateway ({e:#}); it reads the store again within 2 s");
+    match told {
+        Ok(_) => Ok(()),
+        // Not answered (not running, timed out): the gateway polls the store itself.
+        Err(e) if e.downcast_ref::<reqwest::Error>().is_some() => {
+            eprintln!("note: could not tell the running gateway ({e:#}); it reads the store again within 2 s");
+            Ok(())
+        }
+        Err(e) => bail!("the store was changed, but the running gateway refused to reload agents and secrets: {e:#}"),
     }
 }
 
@@ -47,10 +56,11 @@ pub async fn agent_add(cfg: &Path, name: &str) -> anyhow::Result<()> {
         })
         .await
         .with_context(|| format!("cannot add agent \"{name}\" (remove it first with: airlock agent rm {name})"))?;
-    tell_running_gateway(cfg).await;
     let listen = home.config.gateway.listen;
     eprintln!("agent \"{name}\" added; its token is shown once, below. Give the agent this proxy URL:");
     println!("http://{name}:{token}@{}:{}", listen.ip(), listen.port());
+    // After the token is shown: it is stored either way, and must not be lost to a refusal.
+    tell_running_gateway(cfg).await?;
     Ok(())
 }
 
@@ -79,7 +89,7 @@ pub async fn agent_rm(cfg: &Path, name: &str) -> anyhow::Result<()> {
     if !opened.store.remove_agent(name).await? {
         bail!("no agent \"{name}\" has a token");
     }
-    tell_running_gateway(cfg).await;
+    tell_running_gateway(cfg).await?;
     println!("removed agent \"{name}\"; its token no longer works");
     Ok(())
 }
@@ -157,7 +167,7 @@ pub async fn secret_set(cfg: &Path, name: &str) -> anyhow::Result<()> {
         .store
         .put_secret(&row(&opened.vault.seal(name, version, &value), now_ms()))
         .await?;
-    tell_running_gateway(cfg).await;
+    tell_running_gateway(cfg).await?;
     println!("sealed secret \"{name}\" (version {version})");
     Ok(())
 }
@@ -226,7 +236,7 @@ pub async fn secret_rm(cfg: &Path, name: &str) -> anyhow::Result<()> {
     if !opened.store.remove_secret(name).await? {
         bail!("no secret \"{name}\" is sealed");
     }
-    tell_running_gateway(cfg).await;
+    tell_running_gateway(cfg).await?;
     println!("removed secret \"{name}\"");
     Ok(())
 }

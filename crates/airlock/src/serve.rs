@@ -268,9 +268,16 @@ fn refresher(cfg: &Config, store: &Store, vault: &Arc<Vault>, state: &Arc<Gatewa
             match identities(&cfg, &store, &vault, None).await {
                 Ok(Some((ids, _))) => state.set_identities(ids),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not reload agents and secrets; the next poll will"),
+                Err(e) => {
+                    let why = format!(
+                        "could not load agents and secrets again from the store: {e:#}; the previous ones stay in force"
+                    );
+                    tracing::warn!("{why}");
+                    return Err(why);
+                }
             }
-        }) as airlock_web::BoxFuture<'static, ()>
+            Ok(())
+        }) as airlock_web::BoxFuture<'static, Result<(), String>>
     })
 }
 

@@ -412,3 +412,28 @@ async fn psycopg_recognises_its_own_notifications_under_the_minted_process_id() 
     let (ok, out) = psycopg(&gw, &token_of(&gw, "loader"), PSYCOPG_NOTIFY, &db).await;
     assert!(ok && out.contains("notifications ok"), "{out}\n{}", gw.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_agents_database_session_ends_at_the_reload() {
+    let db = database().await;
+    let (gw, token, _) = start(&db);
+    let c = rust_client(&gw, &token).await;
+    let other = rust_client_as(&gw, "loader", &token_of(&gw, "loader")).await;
+    c.query_one("SELECT 1", &[]).await.unwrap();
+    let o = gw.control_cli(&["agent", "rm", "analyst"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The open session is closed at once (the client hears why), and the token logs in no more.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !c.is_closed() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the removed agent's session stayed open: {}", gw.logs());
+    assert!(c.query_one("SELECT 1", &[]).await.is_err());
+    let (ok, out) = psql(&gw, "analyst", &token, "SELECT 1").await;
+    assert!(!ok && out.contains("password authentication failed"), "{out}");
+    // Another agent's session is untouched.
+    assert!(other.simple_query("SELECT 1").await.is_ok());
+    assert!(gw.logs().contains("connection closed: agent removed by reload"));
+}

@@ -56,17 +56,6 @@ fn rewrite(gw: &Gateway, f: impl FnOnce(String) -> String) {
     std::fs::write(&gw.config, f(src)).unwrap();
 }
 
-/// Waits (10 s at most) until the gateway's log says `needle`: a signal is handled on its own time.
-async fn wait_log(gw: &Gateway, needle: &str) {
-    for _ in 0..500 {
-        if gw.logs().contains(needle) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the gateway never logged {needle:?}: {}", gw.logs());
-}
-
 async fn metrics(gw: &Gateway) -> String {
     reqwest::get(format!("http://{}/metrics", gw.control))
         .await
@@ -152,7 +141,7 @@ async fn a_reload_applies_to_new_requests_and_keeps_held_approvals_and_in_flight
     // The gateway validates on its own too (SIGHUP does not go through the CLI).
     let pid = gw.child.as_ref().unwrap().id().to_string();
     assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    wait_log(&gw, "policy reload refused").await;
+    gw.wait_log("policy reload refused").await;
     // A change that needs a restart is named, and refused.
     rewrite(&gw, |s| {
         let s = s.replace("\n[[rules]]\nname = \"bad\"\naction = \"sometimes\"\n", "");
@@ -254,7 +243,9 @@ async fn a_reload_on_one_replica_reaches_the_others_and_status_names_each_replic
     }
     let o = cluster[0].control_cli(&["policy", "reload"]);
     assert!(o.status.success(), "{}", text(&o));
-    wait_log(&cluster[1], "policy reloaded after another replica's reload (1 added").await;
+    cluster[1]
+        .wait_log("policy reloaded after another replica's reload (1 added")
+        .await;
     assert_eq!(
         post(&cluster[1], up.port, "/write").await.unwrap(),
         200,

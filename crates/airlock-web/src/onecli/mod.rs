@@ -222,7 +222,10 @@ async fn create_agent(State(s): State<ControlState>, h: HeaderMap, body: Bytes) 
     if let Err(e) = s.store.set_meta(&name_key(&req.identifier), req.name.as_bytes()).await {
         tracing::warn!(error = %e, "the agent's display name was not stored; its identifier stands in");
     }
-    (api.refresh)().await;
+    if let Err(e) = (api.refresh)().await {
+        // The agent is in the store; the gateway's next poll of the store loads it.
+        tracing::warn!(error = %e, "the new agent is stored but the gateway could not load it yet");
+    }
     audit_created(&s, &req.identifier, &caller, (api.grants)(&req.identifier).is_some());
     (
         StatusCode::CREATED,

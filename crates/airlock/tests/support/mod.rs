@@ -539,6 +539,18 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits (10 s at most) until the log says `needle`: signals and reloads are handled on
+    /// the gateway's own time.
+    pub async fn wait_log(&self, needle: &str) {
+        for _ in 0..500 {
+            if self.logs().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the gateway never logged {needle:?}: {}", self.logs());
+    }
+
     /// Audit records as JSON values (after `stop`).
     pub fn audit(&self) -> Vec<serde_json::Value> {
         let o = self.cli(&["audit", "tail", "-n", "100000", "--json"]);
