@@ -11,10 +11,16 @@
 //! which the body must pass. Signed chunks with a signed trailer (`…-PAYLOAD-TRAILER`) and the
 //! ECDSA (SigV4a) variants are refused.
 //!
+//! A presigned URL (the signature in the query: `X-Amz-Credential`, `X-Amz-Signature`, …) is
+//! checked against the placeholder keys and signed again in the query ([`presign`]).
+//! [`resign_request`] takes either kind; both hand back what scrubs the new signature from the
+//! response (S3 echoes the signature it was given in its errors).
+//!
 //! With `role_arn`, the real keys only sign STS `AssumeRole` ([`sts`]); requests are re-signed
 //! with the role's temporary keys.
 
 mod chunks;
+mod presign;
 pub mod sts;
 
 pub use chunks::{ChunkError, ChunkSigner};
@@ -44,6 +50,8 @@ pub struct AwsKeys {
     pub scrubber: Scrubber,
     /// These keys and their placeholders (what `scrubber` covers, less what [`AwsKeys::scrubbing_too`] added).
     pairs: Vec<(SecretBytes, Vec<u8>)>,
+    /// The secret key the sandbox holds, to check a presigned URL's signature (worth nothing).
+    secret_placeholder: String,
 }
 
 impl std::fmt::Debug for AwsKeys {
@@ -84,6 +92,7 @@ impl AwsKeys {
             identity: creds.into(),
             scrubber: Scrubber::new(pairs.clone()),
             pairs,
+            secret_placeholder: secret_placeholder.to_string(),
         })
     }
 
@@ -132,6 +141,34 @@ pub enum ResignError {
     Keys,
     #[error("Signature V4 signing failed")]
     Signing,
+    #[error(
+        "the presigned URL is not signed with this sandbox's placeholder keys as it arrives \
+         (changed after it was signed?); nothing is injected"
+    )]
+    PresignedSignature,
+    #[error("the presigned URL is not valid now (X-Amz-Date and X-Amz-Expires against the gateway's clock)")]
+    PresignedExpired,
+    #[error(
+        "the presigned URL's X-Amz-* parameters are malformed (each once; X-Amz-Date as YYYYMMDDTHHMMSSZ, \
+         the day of X-Amz-Credential; X-Amz-Expires from 1 to 604800 seconds)"
+    )]
+    PresignedMalformed,
+    #[error("the request carries both a Signature V4 Authorization header and a presigned URL's signature")]
+    TwoSignatures,
+}
+
+/// A request signed again, and what scrubs its new signature from the response (back to the agent's).
+#[must_use = "a signed-chunk body must be passed through its signer"]
+pub struct Resigned {
+    /// For an S3 signed-chunk upload: the signer every byte of the body must pass through.
+    pub chunks: Option<ChunkSigner>,
+    pub scrubber: Scrubber,
+}
+
+impl std::fmt::Debug for Resigned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resigned(redacted)")
+    }
 }
 
 /// The parts of an agent's `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…,
@@ -144,6 +181,8 @@ pub struct AgentSignature {
     pub service: String,
     /// Lower-case, as listed.
     pub signed_headers: Vec<String>,
+    /// The agent's signature (made with the placeholder keys).
+    pub signature: String,
 }
 
 /// Parses a SigV4 `Authorization` value; `None` when it is not one.
@@ -169,7 +208,7 @@ pub fn parse_authorization(value: &str) -> Option<AgentSignature> {
     let [key_id, date, region, service, "aws4_request"] = scope.as_slice() else {
         return None;
     };
-    signature.filter(|s| !s.is_empty())?;
+    let signature = signature.filter(|s| !s.is_empty())?;
     let signed_headers: Vec<String> = signed?.split(';').map(str::to_ascii_lowercase).collect();
     if [key_id, date, region, service].iter().any(|s| s.is_empty()) || signed_headers.iter().any(String::is_empty) {
         return None;
@@ -180,6 +219,7 @@ pub fn parse_authorization(value: &str) -> Option<AgentSignature> {
         region: region.to_string(),
         service: service.to_string(),
         signed_headers,
+        signature: signature.to_string(),
     })
 }
 
@@ -196,9 +236,36 @@ pub fn agent_signature(headers: &HeaderMap) -> Result<AgentSignature, ResignErro
     parse_authorization(v).ok_or(ResignError::Malformed)
 }
 
-/// Replaces the agent's signature on a request toward `uri` (absolute, as it is dialed) with one
-/// made with `keys`, at `now`. `body` is the whole body when it was read, `None` when it streams.
-/// For an S3 signed-chunk upload, returns the signer every byte of the body must pass through.
+/// Replaces the agent's signature — its `Authorization` header, or a presigned URL's query — on
+/// a request toward `uri` (absolute, as it is dialed; a presigned URL's query is rewritten) with
+/// one made with `keys`, at `now`. `body` is the whole body when it was read, `None` when it streams.
+pub fn resign_request(
+    keys: &AwsKeys,
+    placeholder: &str,
+    method: &str,
+    uri: &mut String,
+    headers: &mut HeaderMap,
+    body: Option<&[u8]>,
+    now: SystemTime,
+) -> Result<Resigned, ResignError> {
+    let (chunks, new, agent) = match presign::is_presigned(uri) {
+        true if headers.contains_key(http::header::AUTHORIZATION) => return Err(ResignError::TwoSignatures),
+        true => {
+            let (new, agent) = presign::resign_presigned(keys, placeholder, method, uri, headers, body, now)?;
+            (None, new, agent)
+        }
+        false => resign_headers(keys, placeholder, method, uri, headers, body, now)?,
+    };
+    Ok(Resigned {
+        chunks,
+        scrubber: Scrubber::new(vec![(SecretBytes::new(new.into_bytes()), agent.into_bytes())]),
+    })
+}
+
+/// Replaces the agent's `Authorization` signature on a request toward `uri` (absolute, as it is
+/// dialed) with one made with `keys`, at `now`. `body` is the whole body when it was read, `None`
+/// when it streams. For an S3 signed-chunk upload, returns the signer every byte of the body must
+/// pass through.
 pub fn resign(
     keys: &AwsKeys,
     placeholder: &str,
@@ -208,6 +275,19 @@ pub fn resign(
     body: Option<&[u8]>,
     now: SystemTime,
 ) -> Result<Option<ChunkSigner>, ResignError> {
+    resign_headers(keys, placeholder, method, uri, headers, body, now).map(|(chunks, _, _)| chunks)
+}
+
+/// [`resign`], also returning the new signature and the agent's.
+fn resign_headers(
+    keys: &AwsKeys,
+    placeholder: &str,
+    method: &str,
+    uri: &str,
+    headers: &mut HeaderMap,
+    body: Option<&[u8]>,
+    now: SystemTime,
+) -> Result<(Option<ChunkSigner>, String, String), ResignError> {
     let agent = agent_signature(headers)?;
     if agent.key_id != placeholder {
         return Err(ResignError::NotPlaceholder);
@@ -239,12 +319,7 @@ pub fn resign(
             signed.push((name.as_str(), v.to_str().map_err(|_| ResignError::BadHeader)?));
         }
     }
-    let mut settings = SigningSettings::default();
-    // S3 signs the path as sent; every other service signs it normalized and encoded twice.
-    if agent.service == "s3" || agent.service.starts_with("s3-") || agent.service == "s3express" {
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    }
+    let mut settings = settings_for(&agent.service);
     if declared.is_some() {
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     }
@@ -260,6 +335,7 @@ pub fn resign(
     let request = SignableRequest::new(method, uri, signed.into_iter(), payload).map_err(|_| ResignError::Signing)?;
     let (instructions, seed) = sign(request, &params).map_err(|_| ResignError::Signing)?.into_parts();
     let (new_headers, _) = instructions.into_parts();
+    let new_signature = seed.clone();
     for h in new_headers {
         let mut value = HeaderValue::from_str(h.value()).map_err(|_| ResignError::Signing)?;
         value.set_sensitive(h.sensitive() || h.name() == "authorization");
@@ -267,14 +343,14 @@ pub fn resign(
         headers.insert(name, value);
     }
     let Some(declared) = chunked else {
-        return Ok(None);
+        return Ok((None, new_signature, agent.signature));
     };
     let secret = keys.identity.data::<Credentials>().ok_or(ResignError::Keys)?;
     let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
         .ok_or(ResignError::Signing)?;
-    Ok(Some(ChunkSigner::new(
+    let signer = ChunkSigner::new(
         secret.secret_access_key(),
         now,
         amz_date,
@@ -282,7 +358,23 @@ pub fn resign(
         &agent.service,
         seed,
         declared,
-    )))
+    );
+    Ok((Some(signer), new_signature, agent.signature))
+}
+
+/// How `service` signs: S3 signs the path as sent; every other service signs it normalized and
+/// encoded twice.
+fn settings_for(service: &str) -> SigningSettings {
+    let mut settings = SigningSettings::default();
+    if is_s3(service) {
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    }
+    settings
+}
+
+fn is_s3(service: &str) -> bool {
+    service == "s3" || service.starts_with("s3-") || service == "s3express"
 }
 
 /// The `x-amz-decoded-content-length` of a signed-chunk upload: exactly one decimal number.
