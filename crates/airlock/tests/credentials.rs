@@ -16,45 +16,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
-use fake_auth::{APP_ID, CLIENT_ID, CLIENT_SECRET, FakeAuth, INSTALLATION};
-use http_body_util::BodyExt;
+use fake_auth::{APP_ID, CLIENT_ID, CLIENT_SECRET, FakeAuth, INSTALLATION, resource};
 use support::*;
-
-/// A resource server (TLS, on localhost) that answers only requests carrying a live token from
-/// `fake`, as `Bearer` or as the password of `x-access-token`, and echoes the header back.
-async fn resource(fake: &Arc<FakeAuth>) -> Upstream {
-    let fake = fake.clone();
-    let custom: Custom = Arc::new(move |seen: &Seen| {
-        let auth = seen.header("authorization").unwrap_or("").to_string();
-        let token = match auth.split_once(' ') {
-            Some(("Bearer", t)) => t.to_string(),
-            Some(("Basic", b)) => String::from_utf8(STANDARD.decode(b).unwrap_or_default())
-                .unwrap_or_default()
-                .strip_prefix("x-access-token:")
-                .unwrap_or("")
-                .to_string(),
-            _ => String::new(),
-        };
-        let (status, body) = if fake.valid(&token) {
-            (200, format!("ok, you sent {token}"))
-        } else {
-            (401, "token not live".to_string())
-        };
-        Some(
-            http::Response::builder()
-                .status(status)
-                .header("x-echo", auth)
-                .body(
-                    http_body_util::Full::new(Bytes::from(body))
-                        .map_err(|e| match e {})
-                        .boxed(),
-                )
-                .unwrap(),
-        )
-    });
-    upstream_custom(true, Some(custom)).await
-}
 
 fn oauth_config(fake: &FakeAuth) -> String {
     format!(

@@ -24,6 +24,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use http_body_util::BodyExt;
+
+use crate::support::{Custom, Seen, Upstream, upstream_custom};
+
 pub const CLIENT_ID: &str = "airlock-test-client";
 pub const CLIENT_SECRET: &str = "cs-e2e-CLIENT-SECRET-9b8a7c";
 pub const APP_ID: &str = "424242";
@@ -308,4 +312,39 @@ async fn installation(State(st): State<Arc<St>>, Path(id): Path<u64>, h: HeaderM
         axum::Json(json!({"token": token, "expires_at": expires_at})),
     )
         .into_response()
+}
+
+/// A resource server (TLS, on localhost) that answers only requests carrying a live token from
+/// `fake`, as `Bearer` or as the password of `x-access-token`, and echoes the header back.
+pub async fn resource(fake: &Arc<FakeAuth>) -> Upstream {
+    let fake = fake.clone();
+    let custom: Custom = Arc::new(move |seen: &Seen| {
+        let auth = seen.header("authorization").unwrap_or("").to_string();
+        let token = match auth.split_once(' ') {
+            Some(("Bearer", t)) => t.to_string(),
+            Some(("Basic", b)) => String::from_utf8(STANDARD.decode(b).unwrap_or_default())
+                .unwrap_or_default()
+                .strip_prefix("x-access-token:")
+                .unwrap_or("")
+                .to_string(),
+            _ => String::new(),
+        };
+        let (status, body) = if fake.valid(&token) {
+            (200, format!("ok, you sent {token}"))
+        } else {
+            (401, "token not live".to_string())
+        };
+        Some(
+            http::Response::builder()
+                .status(status)
+                .header("x-echo", auth)
+                .body(
+                    http_body_util::Full::new(Bytes::from(body))
+                        .map_err(|e| match e {})
+                        .boxed(),
+                )
+                .unwrap(),
+        )
+    });
+    upstream_custom(true, Some(custom)).await
 }
