@@ -202,7 +202,9 @@ pub(crate) fn prepare<B: AgentBody>(
         .and_then(|r| Ok((r, target.parse::<http::Uri>().map_err(|_| ResignError::Signing)?)));
         let e = match signed {
             Ok((r, resigned_uri)) => {
-                minted.scrub_too(&r.scrubber);
+                if let Some(s) = &r.scrubber {
+                    minted.scrub_too(s);
+                }
                 chunk_signer = r.chunks.or(chunk_signer);
                 uri = resigned_uri;
                 continue;
