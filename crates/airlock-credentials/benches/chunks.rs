@@ -10,23 +10,11 @@
 use std::time::SystemTime;
 
 use airlock_credentials::aws::{AwsKeys, ChunkSigner, resign};
-use airlock_vault::SecretBytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 
-const PLACEHOLDER: &str = "airlock-placeholder-aws";
-
-fn keys() -> AwsKeys {
-    let b = |s: &str| SecretBytes::new(s.as_bytes().to_vec());
-    AwsKeys::new(
-        &b("AKIAREALKEYID0000001"),
-        &b("rEaLsEcReTkEy/0123456789+abcdefghijKLMNOP"),
-        Some(&b("FwoGZXIvYXdzEREALSESSIONTOKEN0123456789abcdef")),
-        PLACEHOLDER,
-        "airlock-aws-secret-placeholder",
-    )
-    .expect("keys")
-}
+mod common;
+use common::{PLACEHOLDER, keys};
 
 /// The signer of an upload of `decoded` bytes, as the gateway gets it from re-signing the headers.
 fn signer(k: &AwsKeys, decoded: usize) -> ChunkSigner {

@@ -13,19 +13,8 @@ use airlock_vault::SecretBytes;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 
-const PLACEHOLDER: &str = "airlock-placeholder-aws";
-
-fn keys() -> AwsKeys {
-    let b = |s: &str| SecretBytes::new(s.as_bytes().to_vec());
-    AwsKeys::new(
-        &b("AKIAREALKEYID0000001"),
-        &b("rEaLsEcReTkEy/0123456789+abcdefghijKLMNOP"),
-        Some(&b("FwoGZXIvYXdzEREALSESSIONTOKEN0123456789abcdef")),
-        PLACEHOLDER,
-        "airlock-aws-secret-placeholder",
-    )
-    .expect("keys")
-}
+mod common;
+use common::{PLACEHOLDER, keys};
 
 fn dynamodb_headers() -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -46,6 +46,20 @@ action = "allow"
     )
 }
 
+/// The fake S3 accepting the real keys, and a gateway serving `cfg` with them sealed.
+async fn start(cfg: &str) -> (Upstream, Gateway) {
+    let accepted = Arc::new(Mutex::new(vec![Keys::new(REAL_KEY_ID, REAL_SECRET, Some(REAL_TOKEN))]));
+    let up = fake_aws(accepted).await;
+    let gw = Gateway::start_env(
+        &[&up],
+        cfg,
+        &[("aws", REAL_SECRET), ("aws-session", REAL_TOKEN)],
+        &["ops"],
+        &[("AWS_REAL_KEY_ID", REAL_KEY_ID)],
+    );
+    (up, gw)
+}
+
 /// botocore's `generate_presigned_url`, as an agent's tool calls it (no request is made).
 const PRESIGN: &str = r#"
 import json, sys
@@ -99,15 +113,7 @@ fn param(url: &str, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presigned_urls_are_checked_and_signed_again_with_the_real_keys() {
-    let accepted = Arc::new(Mutex::new(vec![Keys::new(REAL_KEY_ID, REAL_SECRET, Some(REAL_TOKEN))]));
-    let up = fake_aws(accepted).await;
-    let gw = Gateway::start_env(
-        &[&up],
-        &config(),
-        &[("aws", REAL_SECRET), ("aws-session", REAL_TOKEN)],
-        &["ops"],
-        &[("AWS_REAL_KEY_ID", REAL_KEY_ID)],
-    );
+    let (up, gw) = start(&config()).await;
 
     // The agent presigns with the placeholders and fetches: the fake verified the real keys' signature.
     let url = presign(
@@ -239,19 +245,11 @@ async fn presigned_urls_are_checked_and_signed_again_with_the_real_keys() {
 /// exfiltration, nothing dialed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_presigned_placeholder_toward_an_unbound_host_is_refused() {
-    let accepted = Arc::new(Mutex::new(vec![Keys::new(REAL_KEY_ID, REAL_SECRET, Some(REAL_TOKEN))]));
-    let up = fake_aws(accepted).await;
     let cfg = config().replace(
         "hosts = [\"localhost\"]\nplaceholder",
         "hosts = [\"s3.example\"]\nplaceholder",
     );
-    let gw = Gateway::start_env(
-        &[&up],
-        &cfg,
-        &[("aws", REAL_SECRET), ("aws-session", REAL_TOKEN)],
-        &["ops"],
-        &[("AWS_REAL_KEY_ID", REAL_KEY_ID)],
-    );
+    let (up, gw) = start(&cfg).await;
     let url = presign(
         &up,
         "get_object",

@@ -348,3 +348,74 @@ pub async fn resource(fake: &Arc<FakeAuth>) -> Upstream {
     });
     upstream_custom(true, Some(custom)).await
 }
+
+/// An OAuth2 connection `mail` (generic provider at `fake`, client secret from
+/// `MAIL_CLIENT_SECRET`, HTTP Basic client authentication) for agent `mailbot`, bound to
+/// localhost, its placeholder in the sandbox's `MAIL_TOKEN`; one rule allows localhost.
+pub fn oauth_config(fake: &FakeAuth) -> String {
+    format!(
+        r#"
+[[agents]]
+name = "mailbot"
+secrets = ["mail"]
+
+[secrets.mail]
+kind = "oauth2"
+provider = "generic"
+auth_url = "{url}/authorize"
+token_url = "{url}/token"
+scopes = ["mail.send", "offline_access"]
+client_id = "{CLIENT_ID}"
+client_secret = "env:MAIL_CLIENT_SECRET"
+client_auth = "basic"
+hosts = ["localhost"]
+placeholder = "airlock-mail-placeholder"
+env = "MAIL_TOKEN"
+
+[[rules]]
+name = "mail api"
+hosts = ["localhost"]
+action = "allow"
+"#,
+        url = fake.url
+    )
+}
+
+/// The GitHub App's private key (a test key), sealed as secret `gh`.
+pub const APP_KEY: &str = include_str!("../../../airlock-credentials/tests/data/github_app_test_key.pem");
+
+/// A GitHub App secret `gh` (the App at `fake`) for agent `coder`, bound to localhost, its
+/// placeholder in the sandbox's `GH_TOKEN`; one rule allows localhost.
+pub fn github_app_config(fake: &FakeAuth) -> String {
+    format!(
+        r#"
+[[agents]]
+name = "coder"
+secrets = ["gh"]
+
+[secrets.gh]
+kind = "github_app"
+app_id = {APP_ID}
+installation_id = {INSTALLATION}
+api_url = "{url}"
+hosts = ["localhost"]
+placeholder = "airlock-gh-placeholder"
+env = "GH_TOKEN"
+
+[[rules]]
+name = "github"
+hosts = ["localhost"]
+action = "allow"
+"#,
+        url = fake.url
+    )
+}
+
+impl FakeAuth {
+    /// The fake GitHub checks App JWTs with [`APP_KEY`]'s public key.
+    pub fn trust_app_key(&self) {
+        let key = airlock_credentials::jwt::key_pair(&airlock_vault::SecretBytes::new(APP_KEY.as_bytes().to_vec()))
+            .expect("the test App key");
+        *self.st.app_key.lock().unwrap() = key.public().as_ref().to_vec();
+    }
+}

@@ -121,6 +121,21 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
+/// The live keys of `accepted` with `key_id`, provided `token` is theirs; why not, otherwise.
+pub fn live_keys<'a>(accepted: &'a [Keys], key_id: &str, token: Option<&str>) -> Result<&'a Keys, String> {
+    let keys = accepted
+        .iter()
+        .find(|k| k.key_id == key_id)
+        .ok_or_else(|| format!("unknown access key id {key_id}"))?;
+    if keys.expires.is_some_and(|e| Instant::now() > e) {
+        return Err("ExpiredToken: the security token included in the request is expired".into());
+    }
+    if token != keys.token.as_deref() {
+        return Err("missing or wrong session token".into());
+    }
+    Ok(keys)
+}
+
 /// The keys of `accepted` that signed `seen` (as sent to `host`), or why the request is refused.
 pub fn verify(seen: &Seen, host: &str, accepted: &[Keys]) -> Result<Keys, String> {
     let auth = seen.header("authorization").ok_or("unsigned")?;
@@ -135,16 +150,7 @@ pub fn verify(seen: &Seen, host: &str, accepted: &[Keys]) -> Result<Keys, String
         return Err("a malformed Authorization".into());
     };
     let scope: Vec<&str> = cred.split('/').collect();
-    let keys = accepted
-        .iter()
-        .find(|k| k.key_id == scope[0])
-        .ok_or_else(|| format!("unknown access key id {}", scope[0]))?;
-    if keys.expires.is_some_and(|e| Instant::now() > e) {
-        return Err("ExpiredToken: the security token included in the request is expired".into());
-    }
-    if seen.header("x-amz-security-token") != keys.token.as_deref() {
-        return Err("missing or wrong session token".into());
-    }
+    let keys = live_keys(accepted, scope[0], seen.header("x-amz-security-token"))?;
     if keys.token.is_some() && !signed.split(';').any(|h| h == "x-amz-security-token") {
         return Err("the session token is not signed".into());
     }

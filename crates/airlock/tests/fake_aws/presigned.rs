@@ -3,11 +3,11 @@
 //! `X-Amz-Signature`, `UNSIGNED-PAYLOAD` for S3, signed with the keys `X-Amz-Credential` names,
 //! and valid from `X-Amz-Date` for `X-Amz-Expires` seconds.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::{Keys, canonical_request, hmac, signing_key};
+use super::{Keys, canonical_request, hmac, live_keys, signing_key};
 use crate::support::Seen;
 
 /// The query parameters of `seen`, decoded.
@@ -47,20 +47,11 @@ pub fn verify_presigned(seen: &Seen, host: &str, accepted: &[Keys]) -> Result<Ke
     if scope.len() != 5 || scope[4] != "aws4_request" {
         return Err("a malformed X-Amz-Credential".into());
     }
-    let keys = accepted
-        .iter()
-        .find(|k| k.key_id == scope[0])
-        .ok_or_else(|| format!("unknown access key id {}", scope[0]))?;
-    if keys.expires.is_some_and(|e| Instant::now() > e) {
-        return Err("ExpiredToken: the security token included in the request is expired".into());
-    }
     let token = params
         .iter()
         .find(|(k, _)| k == "X-Amz-Security-Token")
         .map(|(_, v)| v.as_str());
-    if token != keys.token.as_deref() {
-        return Err("missing or wrong session token".into());
-    }
+    let keys = live_keys(accepted, scope[0], token)?;
     let date = one("X-Amz-Date")?;
     let (signed_at, expires) = (
         epoch(date).ok_or("a malformed X-Amz-Date")?,
