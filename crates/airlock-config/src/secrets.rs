@@ -204,7 +204,8 @@ fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<(Se
             "Bearer {secret}",
         ),
         "oauth2" if !has_slot => (Some(Slot::Header("authorization".into())), "Bearer {secret}"),
-        // The placeholder key id travels in the agent's SigV4 `Authorization`; the gateway re-signs.
+        // The placeholder key id travels in the agent's SigV4 `Authorization` or presigned URL;
+        // the gateway re-signs.
         "aws" if has_slot || f.has("format") => {
             errs.push(
                 &f.path,
@@ -212,7 +213,7 @@ fn secret(name: &str, t: &Table, path: KeyPath, errs: &mut Errors) -> Option<(Se
             );
             (None, "")
         }
-        "aws" => (Some(Slot::Header("authorization".into())), "{secret}"),
+        "aws" => (Some(Slot::AwsSignature), "{secret}"),
         _ => (slot(&f, errs), "{secret}"),
     };
     let format = f.str("format", errs).unwrap_or(default_format).to_string();

@@ -86,7 +86,7 @@ fn aws_keys_get_the_sigv4_slot_and_both_placeholders() {
     )
     .unwrap();
     let d = cfg.secrets.get("aws").unwrap();
-    assert_eq!(d.slot, Slot::Header("authorization".into()));
+    assert_eq!(d.slot, Slot::AwsSignature);
     assert_eq!(d.env.as_deref(), Some("AWS_ACCESS_KEY_ID"));
     assert_eq!(d.placeholder, "AKIAAIRLOCKPLACEHOLDER");
     let CredentialKind::Aws(a) = &cfg.credential("aws").unwrap().kind else {

@@ -31,6 +31,10 @@ pub enum Slot {
     /// The `Authorization` header either way the agent sent the placeholder: as its value
     /// (`format`, e.g. `Bearer {secret}`) or as a Basic password (then `basic_user:secret`).
     Authorization { basic_user: String },
+    /// An AWS Signature V4 signature made with the placeholder key id: the `Authorization`
+    /// header, or a presigned URL's `X-Amz-Credential`. Nothing is replaced; the gateway checks
+    /// the signature and signs the request again with the real keys.
+    AwsSignature,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +177,7 @@ impl SecretIndex {
                 let d = &self.decls[i];
                 let here = match &d.slot {
                     Slot::Header(h) => h == name,
-                    Slot::Authorization { .. } => *name == "authorization",
+                    Slot::Authorization { .. } | Slot::AwsSignature => *name == "authorization",
                     _ => false,
                 };
                 if here {
@@ -207,7 +211,12 @@ impl SecretIndex {
         for (k, v) in query_pairs(query) {
             for i in self.find(v.as_bytes()).into_iter().chain(self.find(k.as_bytes())) {
                 let d = &self.decls[i];
-                let here = matches!(&d.slot, Slot::Query(q) if *q == k) && v == d.placeholder;
+                let here = match &d.slot {
+                    Slot::Query(q) => *q == k && v == d.placeholder,
+                    // A presigned URL: whether the placeholder is the key id is the gateway's check.
+                    Slot::AwsSignature => k == "X-Amz-Credential",
+                    _ => false,
+                };
                 if here {
                     in_slot.push(i)
                 } else {

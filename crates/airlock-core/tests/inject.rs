@@ -191,3 +191,38 @@ fn an_authorization_slot_resolves_to_the_header_or_basic_form_the_agent_used() {
         Err(Refusal::Exfiltration { .. })
     ));
 }
+
+#[test]
+fn an_aws_signature_is_its_slot_in_the_header_or_a_presigned_query() {
+    let idx = SecretIndex::new(vec![SecretDecl {
+        name: "aws".into(),
+        hosts: vec![HostPattern::parse("*.amazonaws.com").unwrap()],
+        slot: Slot::AwsSignature,
+        format: "{secret}".into(),
+        placeholder: "AKIAPLACEHOLDER".into(),
+        env: None,
+        allow_http: false,
+    }]);
+    let aws = vec!["aws".to_string()];
+    let auth: &[(&str, &[u8])] = &[(
+        "authorization",
+        b"AWS4-HMAC-SHA256 Credential=AKIAPLACEHOLDER/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+    )];
+    let plan = idx.plan(&aws, &view("s3.amazonaws.com", "/b/k", auth, None)).unwrap();
+    assert_eq!(plan[0].slot, Slot::AwsSignature);
+    let presigned = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAPLACEHOLDER%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00";
+    let plan = idx.plan(&aws, &view("s3.amazonaws.com", presigned, &[], None)).unwrap();
+    assert_eq!(plan[0].slot, Slot::AwsSignature);
+    // Anywhere else in the query it is no signature: nothing to sign again.
+    let elsewhere = "/b/k?prefix=AKIAPLACEHOLDER%2Fx";
+    assert!(
+        idx.plan(&aws, &view("s3.amazonaws.com", elsewhere, &[], None))
+            .unwrap()
+            .is_empty()
+    );
+    // A presigned URL toward a host the keys are not bound to: exfiltration.
+    assert!(matches!(
+        idx.plan(&aws, &view("attacker.example", presigned, &[], None)),
+        Err(Refusal::Exfiltration { .. })
+    ));
+}

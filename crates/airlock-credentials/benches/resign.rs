@@ -1,29 +1,20 @@
 //! CPU per request of AWS Signature V4 re-signing (issue 15's goal: ≤ 20 µs): a DynamoDB call as
 //! botocore sends it (six signed headers, a 40-byte JSON body hashed here) and an S3 GET with a
-//! declared payload hash, each checked, stripped and signed again with real keys and a session token.
+//! declared payload hash, each checked, stripped and signed again with real keys and a session token;
+//! and an S3 presigned GET (AWS's published example URL), its query signature checked against the
+//! placeholder keys, then signed again in the query with the real ones.
 //!
 //! Run: `cargo bench -p airlock-credentials --bench resign`
 
 use std::time::SystemTime;
 
-use airlock_credentials::aws::{AwsKeys, resign};
+use airlock_credentials::aws::{AwsKeys, resign, resign_request};
 use airlock_vault::SecretBytes;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 
-const PLACEHOLDER: &str = "airlock-placeholder-aws";
-
-fn keys() -> AwsKeys {
-    let b = |s: &str| SecretBytes::new(s.as_bytes().to_vec());
-    AwsKeys::new(
-        &b("AKIAREALKEYID0000001"),
-        &b("rEaLsEcReTkEy/0123456789+abcdefghijKLMNOP"),
-        Some(&b("FwoGZXIvYXdzEREALSESSIONTOKEN0123456789abcdef")),
-        PLACEHOLDER,
-        "airlock-aws-secret-placeholder",
-    )
-    .expect("keys")
-}
+mod common;
+use common::{PLACEHOLDER, keys};
 
 fn dynamodb_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -98,5 +89,55 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// AWS's presigned-URL example ("Authenticating Requests: Using Query Parameters"), made by a
+/// sandbox whose placeholder keys are the documentation's.
+const PRESIGNED: &str = "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z\
+&X-Amz-Expires=86400&X-Amz-SignedHeaders=host\
+&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+
+fn presigned(c: &mut Criterion) {
+    let b = |s: &str| SecretBytes::new(s.as_bytes().to_vec());
+    let k = AwsKeys::new(
+        &b("AKIAREALKEYID0000001"),
+        &b("rEaLsEcReTkEy/0123456789+abcdefghijKLMNOP"),
+        Some(&b("FwoGZXIvYXdzEREALSESSIONTOKEN0123456789abcdef")),
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    )
+    .expect("keys");
+    // An hour into the URL's day of validity.
+    let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_369_357_200);
+    c.bench_function(
+        "sigv4 re-sign: s3 presigned get (checked, signed again in the query)",
+        |bench| {
+            bench.iter(|| {
+                let mut uri = black_box(PRESIGNED).to_string();
+                let mut h = HeaderMap::new();
+                let r = resign_request(&k, "AKIAIOSFODNN7EXAMPLE", "GET", &mut uri, &mut h, Some(b""), at);
+                (r.expect("re-signed").scrubber, uri)
+            })
+        },
+    );
+}
+
+/// Of the presigned row: building the scrubber that puts the agent's signature back in place
+/// of the new one in the response (every encoded form of a 64-hex-digit value, one automaton).
+fn presigned_scrubber(c: &mut Criterion) {
+    let new = "5a1cb3e1e3c3b7bdf0c8b3b9ab6b0a8bfb0a7e4d5f0c2a7c8b3e6d1f2a9c0b7e";
+    let agent = "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+    c.bench_function(
+        "sigv4 re-sign: s3 presigned get, of which the signature's scrubber",
+        |bench| {
+            bench.iter(|| {
+                airlock_vault::Scrubber::new(vec![(
+                    SecretBytes::new(black_box(new).as_bytes().to_vec()),
+                    agent.as_bytes().to_vec(),
+                )])
+            })
+        },
+    );
+}
+
+criterion_group!(benches, bench, presigned, presigned_scrubber);
 criterion_main!(benches);

@@ -68,6 +68,8 @@ pub fn apply<'v>(
             }
             // The core resolves it to the header or basic slot the agent used.
             Slot::Authorization { .. } => return Err(InjectError::Missing(decl.name.clone())),
+            // AWS keys are never injected: the request is signed again (`outbound`).
+            Slot::AwsSignature => return Err(InjectError::Missing(decl.name.clone())),
             Slot::Query(key) => {
                 let v = formatted(&decl.format, value);
                 let encoded = zeroize::Zeroizing::new(percent_encoding::percent_encode(&v, QUERY_VALUE).to_string());

@@ -108,7 +108,7 @@ pub(crate) fn prepare<B: AgentBody>(
     conn: &Conn,
     req: Inbound<B>,
     d: &Decided,
-    minted: Minted,
+    mut minted: Minted,
 ) -> Result<Outbound, Stop> {
     let state = &conn.state;
     let Inbound {
@@ -170,7 +170,7 @@ pub(crate) fn prepare<B: AgentBody>(
         (false, false) => format!("{host}:{port}"),
     };
     let scheme_str = if scheme == Scheme::Https { "https" } else { "http" };
-    let uri: http::Uri = match format!("{scheme_str}://{authority}{up_target}").parse() {
+    let mut uri: http::Uri = match format!("{scheme_str}://{authority}{up_target}").parse() {
         Ok(u) => u,
         Err(_) => {
             let refusal = deny("the request target is not a valid URI".into(), None);
@@ -188,18 +188,25 @@ pub(crate) fn prepare<B: AgentBody>(
         };
         let (keys, decl) = (&minted.aws[&inj.name], &state.secrets.decls[inj.secret]);
         let (method, at) = (parts.method.as_str(), std::time::SystemTime::now());
-        let signed = airlock_credentials::aws::resign(
+        // A presigned URL's signature is in the query, which signing again rewrites.
+        let mut target = uri.to_string();
+        let signed = airlock_credentials::aws::resign_request(
             keys,
             &decl.placeholder,
             method,
-            &uri.to_string(),
+            &mut target,
             &mut parts.headers,
             whole,
             at,
-        );
+        )
+        .and_then(|r| Ok((r, target.parse::<http::Uri>().map_err(|_| ResignError::Signing)?)));
         let e = match signed {
-            Ok(signer) => {
-                chunk_signer = signer.or(chunk_signer);
+            Ok((r, resigned_uri)) => {
+                if let Some(s) = &r.scrubber {
+                    minted.scrub_too(s);
+                }
+                chunk_signer = r.chunks.or(chunk_signer);
+                uri = resigned_uri;
                 continue;
             }
             Err(e) => e,
@@ -213,7 +220,9 @@ pub(crate) fn prepare<B: AgentBody>(
             vec![],
         );
         let status = match e {
-            ResignError::NotPlaceholder => StatusCode::FORBIDDEN,
+            ResignError::NotPlaceholder | ResignError::PresignedSignature | ResignError::PresignedExpired => {
+                StatusCode::FORBIDDEN
+            }
             ResignError::UnhashedBody => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };

@@ -10,6 +10,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use fake_aws::*;
+use support::bwrap::{bwrap_python, with_needle_scan};
 use support::*;
 
 const REAL_KEY_ID: &str = "AKIAREALRUNKEYID0001";
@@ -29,34 +30,12 @@ c = s.create_client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
 creds = s.get_credentials()
 print(json.dumps({"key_id": creds.access_key, "secret": creds.secret_key,
     "table": c.describe_table(TableName="orders")["Table"]}))
-found = []
-for root in ["/proc/self/environ", "/etc", "/tmp", os.environ.get("HOME", "/nonexistent")]:
-    paths = [root] if os.path.isfile(root) else [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
-    for p in paths:
-        try:
-            data = open(p, "rb").read()
-        except OSError:
-            continue
-        found += [p for n in needles if n in data]
-print(json.dumps(found))
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn botocore_inside_bwrap_is_resigned_with_the_real_keys() {
-    assert!(
-        std::process::Command::new("bwrap")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        "bwrap is required for these tests (.ci/run installs it)"
-    );
-    // The Python that has botocore (.ci/run installs it), mounted read-only at its own path.
-    let o = std::process::Command::new("python3")
-        .args(["-c", "import sys, botocore; print(sys.prefix)"])
-        .output()
-        .expect("python3 with botocore is required by the tests (.ci/run installs it)");
-    assert!(o.status.success(), "botocore is required: {}", text(&o));
-    let prefix = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    // The Python that has botocore, mounted read-only at its own path.
+    let prefix = bwrap_python("botocore");
 
     let up = fake_aws(Arc::new(Mutex::new(vec![Keys::new(REAL_KEY_ID, REAL_SECRET, None)]))).await;
     let config = format!(
@@ -93,7 +72,15 @@ action = "allow"
         .arg(&gw.config)
         .args(["run", "--agent", "ops", "--runtime", "bwrap", "--mount"])
         .arg(format!("{prefix}:{prefix}:ro"))
-        .args(["--", &python, "-c", AGENT, &endpoint, &id_hex, &secret_hex])
+        .args([
+            "--",
+            &python,
+            "-c",
+            &with_needle_scan(AGENT),
+            &endpoint,
+            &id_hex,
+            &secret_hex,
+        ])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()

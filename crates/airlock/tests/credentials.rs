@@ -16,73 +16,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
-use fake_auth::{APP_ID, CLIENT_ID, CLIENT_SECRET, FakeAuth, INSTALLATION};
-use http_body_util::BodyExt;
+use fake_auth::{APP_KEY, CLIENT_SECRET, FakeAuth, github_app_config, oauth_config, resource};
 use support::*;
-
-/// A resource server (TLS, on localhost) that answers only requests carrying a live token from
-/// `fake`, as `Bearer` or as the password of `x-access-token`, and echoes the header back.
-async fn resource(fake: &Arc<FakeAuth>) -> Upstream {
-    let fake = fake.clone();
-    let custom: Custom = Arc::new(move |seen: &Seen| {
-        let auth = seen.header("authorization").unwrap_or("").to_string();
-        let token = match auth.split_once(' ') {
-            Some(("Bearer", t)) => t.to_string(),
-            Some(("Basic", b)) => String::from_utf8(STANDARD.decode(b).unwrap_or_default())
-                .unwrap_or_default()
-                .strip_prefix("x-access-token:")
-                .unwrap_or("")
-                .to_string(),
-            _ => String::new(),
-        };
-        let (status, body) = if fake.valid(&token) {
-            (200, format!("ok, you sent {token}"))
-        } else {
-            (401, "token not live".to_string())
-        };
-        Some(
-            http::Response::builder()
-                .status(status)
-                .header("x-echo", auth)
-                .body(
-                    http_body_util::Full::new(Bytes::from(body))
-                        .map_err(|e| match e {})
-                        .boxed(),
-                )
-                .unwrap(),
-        )
-    });
-    upstream_custom(true, Some(custom)).await
-}
-
-fn oauth_config(fake: &FakeAuth) -> String {
-    format!(
-        r#"
-[[agents]]
-name = "mailbot"
-secrets = ["mail"]
-
-[secrets.mail]
-kind = "oauth2"
-provider = "generic"
-auth_url = "{url}/authorize"
-token_url = "{url}/token"
-scopes = ["mail.send", "offline_access"]
-client_id = "{CLIENT_ID}"
-client_secret = "env:MAIL_CLIENT_SECRET"
-client_auth = "basic"
-hosts = ["localhost"]
-placeholder = "airlock-mail-placeholder"
-
-[[rules]]
-name = "mail api"
-hosts = ["localhost"]
-action = "allow"
-"#,
-        url = fake.url
-    )
-}
 
 /// Runs `airlock connect NAME` and plays the operator's browser: opens the printed URL at the
 /// fake, follows its redirect to the control listener's /oauth/callback.
@@ -280,37 +215,13 @@ async fn oauth2_connect_inject_refresh_single_flight_and_revocation() {
     assert_no_token_leaked(&gw, &fake, &[CLIENT_SECRET]);
 }
 
-const APP_KEY: &str = include_str!("../../airlock-credentials/tests/data/github_app_test_key.pem");
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn github_app_token_for_the_api_as_bearer_and_for_git_as_basic() {
     let ttl = Duration::from_secs(3);
     let fake = Arc::new(FakeAuth::start(ttl, "post").await);
-    let key =
-        airlock_credentials::jwt::key_pair(&airlock_vault::SecretBytes::new(APP_KEY.as_bytes().to_vec())).unwrap();
-    *fake.st.app_key.lock().unwrap() = key.public().as_ref().to_vec();
+    fake.trust_app_key();
     let up = resource(&fake).await;
-    let config = format!(
-        r#"
-[[agents]]
-name = "coder"
-secrets = ["gh"]
-
-[secrets.gh]
-kind = "github_app"
-app_id = {APP_ID}
-installation_id = {INSTALLATION}
-api_url = "{url}"
-hosts = ["localhost"]
-placeholder = "airlock-gh-placeholder"
-
-[[rules]]
-name = "github"
-hosts = ["localhost"]
-action = "allow"
-"#,
-        url = fake.url
-    );
+    let config = github_app_config(&fake);
     let mut gw = Gateway::start(&[&up], &config, &[("gh", APP_KEY)], &["coder"]);
     let c = gw.client("coder");
     let base = format!("https://localhost:{}", up.port);

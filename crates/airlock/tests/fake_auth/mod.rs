@@ -24,6 +24,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use http_body_util::BodyExt;
+
+use crate::support::{Custom, Seen, Upstream, upstream_custom};
+
 pub const CLIENT_ID: &str = "airlock-test-client";
 pub const CLIENT_SECRET: &str = "cs-e2e-CLIENT-SECRET-9b8a7c";
 pub const APP_ID: &str = "424242";
@@ -308,4 +312,110 @@ async fn installation(State(st): State<Arc<St>>, Path(id): Path<u64>, h: HeaderM
         axum::Json(json!({"token": token, "expires_at": expires_at})),
     )
         .into_response()
+}
+
+/// A resource server (TLS, on localhost) that answers only requests carrying a live token from
+/// `fake`, as `Bearer` or as the password of `x-access-token`, and echoes the header back.
+pub async fn resource(fake: &Arc<FakeAuth>) -> Upstream {
+    let fake = fake.clone();
+    let custom: Custom = Arc::new(move |seen: &Seen| {
+        let auth = seen.header("authorization").unwrap_or("").to_string();
+        let token = match auth.split_once(' ') {
+            Some(("Bearer", t)) => t.to_string(),
+            Some(("Basic", b)) => String::from_utf8(STANDARD.decode(b).unwrap_or_default())
+                .unwrap_or_default()
+                .strip_prefix("x-access-token:")
+                .unwrap_or("")
+                .to_string(),
+            _ => String::new(),
+        };
+        let (status, body) = if fake.valid(&token) {
+            (200, format!("ok, you sent {token}"))
+        } else {
+            (401, "token not live".to_string())
+        };
+        Some(
+            http::Response::builder()
+                .status(status)
+                .header("x-echo", auth)
+                .body(
+                    http_body_util::Full::new(Bytes::from(body))
+                        .map_err(|e| match e {})
+                        .boxed(),
+                )
+                .unwrap(),
+        )
+    });
+    upstream_custom(true, Some(custom)).await
+}
+
+/// An OAuth2 connection `mail` (generic provider at `fake`, client secret from
+/// `MAIL_CLIENT_SECRET`, HTTP Basic client authentication) for agent `mailbot`, bound to
+/// localhost, its placeholder in the sandbox's `MAIL_TOKEN`; one rule allows localhost.
+pub fn oauth_config(fake: &FakeAuth) -> String {
+    format!(
+        r#"
+[[agents]]
+name = "mailbot"
+secrets = ["mail"]
+
+[secrets.mail]
+kind = "oauth2"
+provider = "generic"
+auth_url = "{url}/authorize"
+token_url = "{url}/token"
+scopes = ["mail.send", "offline_access"]
+client_id = "{CLIENT_ID}"
+client_secret = "env:MAIL_CLIENT_SECRET"
+client_auth = "basic"
+hosts = ["localhost"]
+placeholder = "airlock-mail-placeholder"
+env = "MAIL_TOKEN"
+
+[[rules]]
+name = "mail api"
+hosts = ["localhost"]
+action = "allow"
+"#,
+        url = fake.url
+    )
+}
+
+/// The GitHub App's private key (a test key), sealed as secret `gh`.
+pub const APP_KEY: &str = include_str!("../../../airlock-credentials/tests/data/github_app_test_key.pem");
+
+/// A GitHub App secret `gh` (the App at `fake`) for agent `coder`, bound to localhost, its
+/// placeholder in the sandbox's `GH_TOKEN`; one rule allows localhost.
+pub fn github_app_config(fake: &FakeAuth) -> String {
+    format!(
+        r#"
+[[agents]]
+name = "coder"
+secrets = ["gh"]
+
+[secrets.gh]
+kind = "github_app"
+app_id = {APP_ID}
+installation_id = {INSTALLATION}
+api_url = "{url}"
+hosts = ["localhost"]
+placeholder = "airlock-gh-placeholder"
+env = "GH_TOKEN"
+
+[[rules]]
+name = "github"
+hosts = ["localhost"]
+action = "allow"
+"#,
+        url = fake.url
+    )
+}
+
+impl FakeAuth {
+    /// The fake GitHub checks App JWTs with [`APP_KEY`]'s public key.
+    pub fn trust_app_key(&self) {
+        let key = airlock_credentials::jwt::key_pair(&airlock_vault::SecretBytes::new(APP_KEY.as_bytes().to_vec()))
+            .expect("the test App key");
+        *self.st.app_key.lock().unwrap() = key.public().as_ref().to_vec();
+    }
 }

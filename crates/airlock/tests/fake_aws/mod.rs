@@ -5,6 +5,9 @@
 //! botocore, as an unmodified agent runs it.
 #![allow(dead_code)]
 
+mod presigned;
+pub use presigned::*;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -118,6 +121,21 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
+/// The live keys of `accepted` with `key_id`, provided `token` is theirs; why not, otherwise.
+pub fn live_keys<'a>(accepted: &'a [Keys], key_id: &str, token: Option<&str>) -> Result<&'a Keys, String> {
+    let keys = accepted
+        .iter()
+        .find(|k| k.key_id == key_id)
+        .ok_or_else(|| format!("unknown access key id {key_id}"))?;
+    if keys.expires.is_some_and(|e| Instant::now() > e) {
+        return Err("ExpiredToken: the security token included in the request is expired".into());
+    }
+    if token != keys.token.as_deref() {
+        return Err("missing or wrong session token".into());
+    }
+    Ok(keys)
+}
+
 /// The keys of `accepted` that signed `seen` (as sent to `host`), or why the request is refused.
 pub fn verify(seen: &Seen, host: &str, accepted: &[Keys]) -> Result<Keys, String> {
     let auth = seen.header("authorization").ok_or("unsigned")?;
@@ -132,63 +150,15 @@ pub fn verify(seen: &Seen, host: &str, accepted: &[Keys]) -> Result<Keys, String
         return Err("a malformed Authorization".into());
     };
     let scope: Vec<&str> = cred.split('/').collect();
-    let keys = accepted
-        .iter()
-        .find(|k| k.key_id == scope[0])
-        .ok_or_else(|| format!("unknown access key id {}", scope[0]))?;
-    if keys.expires.is_some_and(|e| Instant::now() > e) {
-        return Err("ExpiredToken: the security token included in the request is expired".into());
-    }
-    if seen.header("x-amz-security-token") != keys.token.as_deref() {
-        return Err("missing or wrong session token".into());
-    }
+    let keys = live_keys(accepted, scope[0], seen.header("x-amz-security-token"))?;
     if keys.token.is_some() && !signed.split(';').any(|h| h == "x-amz-security-token") {
         return Err("the session token is not signed".into());
-    }
-    let service = scope[3];
-    let (path, query) = seen.target.split_once('?').unwrap_or((&seen.target, ""));
-    // S3 signs the path as sent; other services encode it once more.
-    let canonical_path = if service == "s3" {
-        path.to_string()
-    } else {
-        uri_encode(path, true)
-    };
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let dec = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-            (uri_encode(&dec(k), false), uri_encode(&dec(v), false))
-        })
-        .collect();
-    pairs.sort();
-    let canonical_query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut headers = String::new();
-    for name in signed.split(';') {
-        let values: Vec<String> = if name == "host" {
-            vec![seen.header("host").unwrap_or(host).to_string()]
-        } else {
-            seen.headers
-                .iter()
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
-                .collect()
-        };
-        if values.is_empty() {
-            return Err(format!("signed header {name} is missing"));
-        }
-        headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
     let payload = match seen.header("x-amz-content-sha256") {
         Some(h) => h.to_string(),
         None => hex::encode(Sha256::digest(&seen.body)),
     };
-    let creq = format!(
-        "{}\n{canonical_path}\n{}\n{headers}\n{signed}\n{payload}",
-        seen.method,
-        canonical_query.join("&")
-    );
+    let creq = canonical_request(seen, host, scope[3], signed, &payload, None)?;
     let date = seen.header("x-amz-date").ok_or("no x-amz-date")?;
     let sts = format!(
         "AWS4-HMAC-SHA256\n{date}\n{}\n{}",
@@ -208,6 +178,59 @@ pub fn verify(seen: &Seen, host: &str, accepted: &[Keys]) -> Result<Keys, String
     Ok(keys.clone())
 }
 
+/// The canonical request of `seen` (sent to `host`) as AWS's documentation defines it, signing
+/// the `signed` headers and `payload`; a presigned URL's `X-Amz-Signature` (`unsigned_param`)
+/// is left out of the canonical query.
+pub fn canonical_request(
+    seen: &Seen,
+    host: &str,
+    service: &str,
+    signed: &str,
+    payload: &str,
+    unsigned_param: Option<&str>,
+) -> Result<String, String> {
+    let (path, query) = seen.target.split_once('?').unwrap_or((&seen.target, ""));
+    // S3 signs the path as sent; other services encode it once more.
+    let canonical_path = if service == "s3" {
+        path.to_string()
+    } else {
+        uri_encode(path, true)
+    };
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let dec = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            (uri_encode(&dec(k), false), uri_encode(&dec(v), false))
+        })
+        .filter(|(k, _)| Some(k.as_str()) != unsigned_param)
+        .collect();
+    pairs.sort();
+    let canonical_query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut headers = String::new();
+    for name in signed.split(';') {
+        let values: Vec<String> = if name == "host" {
+            vec![seen.header("host").unwrap_or(host).to_string()]
+        } else {
+            seen.headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        if values.is_empty() {
+            return Err(format!("signed header {name} is missing"));
+        }
+        headers.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    Ok(format!(
+        "{}\n{canonical_path}\n{}\n{headers}\n{signed}\n{payload}",
+        seen.method,
+        canonical_query.join("&")
+    ))
+}
+
 pub fn response(status: u16, content_type: &str, body: String) -> http::Response<TestBody> {
     http::Response::builder()
         .status(status)
@@ -222,18 +245,25 @@ fn json_response(status: u16, body: serde_json::Value) -> http::Response<TestBod
     response(status, "application/x-amz-json-1.0", body.to_string())
 }
 
-/// A fake DynamoDB and S3 on one TLS endpoint: refuses what the `accepted` keys did not sign, and
-/// (as a careless service might) echoes the caller's key id, session token and secret key in DescribeTable.
+/// A fake DynamoDB and S3 on one TLS endpoint: refuses what the `accepted` keys did not sign (in
+/// the `Authorization` header or a presigned URL's query), and (as a careless service might)
+/// echoes the caller's key id, session token and secret key in DescribeTable, and the URL it was
+/// sent for the S3 object `echo/url`.
 pub async fn fake_aws(accepted: Accepted) -> Upstream {
     let port = Arc::new(std::sync::OnceLock::new());
     let p = port.clone();
     let custom: Custom = Arc::new(move |seen: &Seen| {
-        if seen.header("authorization").is_none() {
+        let presigned = query_params(seen).iter().any(|(k, _)| k == "X-Amz-Signature");
+        if seen.header("authorization").is_none() && !presigned {
             let body = serde_json::json!({"__type": "MissingAuthenticationTokenException", "message": "unsigned"});
             return Some(json_response(403, body));
         }
         let host = format!("localhost:{}", p.get().unwrap());
-        let keys = match verify(seen, &host, &accepted.lock().unwrap()) {
+        let checked = match presigned {
+            true => verify_presigned(seen, &host, &accepted.lock().unwrap()),
+            false => verify(seen, &host, &accepted.lock().unwrap()),
+        };
+        let keys = match checked {
             Ok(k) => k,
             Err(why) => {
                 let body = serde_json::json!({"__type": "com.amazon.coral.service#InvalidSignatureException",
@@ -248,6 +278,9 @@ pub async fn fake_aws(accepted: Accepted) -> Upstream {
                 "TableArn": format!("{} with {}", keys.key_id, keys.token.unwrap_or_default()),
                 "TableId": keys.secret}}),
             "DeleteTable" => serde_json::json!({"TableDescription": {"TableStatus": "DELETING"}}),
+            _ if seen.method == "GET" && seen.target.starts_with("/backups/echo/url?") => {
+                return Some(response(200, "text/plain", seen.target.clone()));
+            }
             _ if seen.method == "GET" => {
                 return Some(response(200, "application/octet-stream", "object bytes".into()));
             }

@@ -2,6 +2,7 @@
 //! that records what it receives, and an `airlock serve` child configured per test.
 #![allow(dead_code)]
 
+pub mod bwrap;
 pub mod replicas;
 pub mod time;
 
