@@ -6,7 +6,10 @@
 //!   encoded input the secret may start at byte 0, 1 or 2 of a 3-byte group, and only the
 //!   characters whose 6 bits all come from the secret are fixed — that stable middle is the
 //!   pattern. The edge characters mix in neighbouring bits: at most 4 bits of the first byte
-//!   and 4 bits of the last byte stay visible (a documented limit);
+//!   and 4 bits of the last byte stay visible (a documented limit) — except where the secret
+//!   ends the encoded input (a Basic credential `user:secret`): there the last character's other
+//!   bits are zero padding, so the middle with that character is a pattern too, and the last
+//!   byte shows nothing;
 //! - canonical JSON string escaping, for a secret holding `\` (whose `\\` the JSON view does
 //!   not decode).
 //!
@@ -44,6 +47,16 @@ pub(crate) fn forms(secret: &[u8], placeholder: &[u8]) -> Vec<Form> {
             let replacement = base64_middle(engine, placeholder, align)
                 .filter(|p| !p.is_empty())
                 .map_or_else(|| placeholder.to_vec(), |p| p.to_vec());
+            // Longer, so it wins where both match (the scrubber takes the leftmost-longest).
+            if let Some(tail) = base64_tail(engine, secret, align) {
+                let replacement = base64_tail(engine, placeholder, align)
+                    .or_else(|| base64_middle(engine, placeholder, align))
+                    .map_or_else(|| placeholder.to_vec(), |p| p.to_vec());
+                out.push(Form {
+                    bytes: tail,
+                    replacement,
+                });
+            }
             out.push(Form { bytes, replacement });
         }
     }
@@ -71,6 +84,29 @@ pub(crate) fn base64_middle(
     let first = (8 * align).div_ceil(6);
     let end = 8 * (align + value.len()) / 6;
     (end > first).then(|| Zeroizing::new(encoded[first..end].to_vec()))
+}
+
+/// [`base64_middle`] and the character after it as encoded when `value` ends the input: that
+/// character's remaining bits are then zero. `None` when `value` ends on a character boundary
+/// (the middle already holds all of it).
+pub(crate) fn base64_tail(
+    engine: &base64::engine::GeneralPurpose,
+    value: &[u8],
+    align: usize,
+) -> Option<Zeroizing<Vec<u8>>> {
+    let bits = 8 * (align + value.len());
+    if bits.is_multiple_of(6) {
+        return None;
+    }
+    let mut padded = Zeroizing::new(vec![0u8; align]);
+    padded.extend_from_slice(value);
+    let encoded = Zeroizing::new(engine.encode(&*padded).into_bytes());
+    let first = (8 * align).div_ceil(6);
+    let last = bits / 6;
+    if last <= first {
+        return None;
+    }
+    encoded.get(first..=last).map(|c| Zeroizing::new(c.to_vec()))
 }
 
 /// `value` as the inside of a JSON string: `"` and `\` escaped, control bytes as `\u00XX`.
