@@ -259,7 +259,7 @@ pub fn resign_request(
     let (new, agent) = presign::resign_presigned(keys, placeholder, method, uri, headers, body, now)?;
     Ok(Resigned {
         chunks: None,
-        scrubber: Some(Scrubber::new(vec![(
+        scrubber: Some(Scrubber::literal(vec![(
             SecretBytes::new(new.into_bytes()),
             agent.into_bytes(),
         )])),

@@ -80,7 +80,7 @@ pub(super) fn scrubber(pairs: &[(&[u8], &[u8])], naive: bool) -> Scrubber {
         .iter()
         .map(|(s, p)| (SecretBytes::new(s.to_vec()), p.to_vec()))
         .collect();
-    Scrubber::build(pairs, naive)
+    Scrubber::build(pairs, naive, false)
 }
 
 /// Feeds `chunks` and returns the output, checking the hold-back bound after every chunk:
@@ -329,4 +329,21 @@ fn chained_scrubbers_replace_both_secrets_at_every_split() {
     // Chaining onto a pass-through scrubber still scrubs the second one's secrets.
     let none = Scrubber::new(vec![]).then(&second);
     assert_eq!(none.scrub_once(b"ya29.access-TOKEN").as_deref(), Some(&b"<OAUTH>"[..]));
+}
+
+/// The literal-only scrubber (a presigned URL's signature): the literal and its JSON-escaped
+/// and percent-encoded echoes are scrubbed; base64 is not one of its forms.
+#[test]
+fn a_literal_scrubber_still_reads_the_escaped_views() {
+    let secret = b"5a1cb3e1e3c3b7bd/f0c8b3b9ab6b0a8";
+    let pairs = vec![(SecretBytes::new(secret.to_vec()), b"agent-sig".to_vec())];
+    let mut s = Scrubber::literal(pairs);
+    let body = b"{\"a\":\"5a1cb3e1e3c3b7bd/f0c8b3b9ab6b0a8\",\"b\":\"5a1cb3e1e3c3b7bd\\/f0c8b3b9ab6b0a8\",\"c\":\"5a1cb3e1e3c3b7bd%2Ff0c8b3b9ab6b0a8\"}";
+    let out = run(&mut s, &[body]);
+    assert_eq!(
+        out,
+        b"{\"a\":\"agent-sig\",\"b\":\"agent-sig\",\"c\":\"agent-sig\"}".to_vec()
+    );
+    let patterns = s.inner.as_ref().map_or(0, |i| i.patterns.forms.len());
+    assert_eq!(patterns, 1, "only the literal form");
 }
