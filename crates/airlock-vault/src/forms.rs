@@ -76,14 +76,7 @@ pub(crate) fn base64_middle(
     value: &[u8],
     align: usize,
 ) -> Option<Zeroizing<Vec<u8>>> {
-    let mut padded = Zeroizing::new(vec![0u8; align]);
-    padded.extend_from_slice(value);
-    padded.extend_from_slice(&[0, 0]);
-    let encoded = Zeroizing::new(engine.encode(&*padded).into_bytes());
-    // Character k holds bits [6k, 6k+6); the value's bits are [8·align, 8·(align+len)).
-    let first = (8 * align).div_ceil(6);
-    let end = 8 * (align + value.len()) / 6;
-    (end > first).then(|| Zeroizing::new(encoded[first..end].to_vec()))
+    base64_span(engine, value, align, false)
 }
 
 /// [`base64_middle`] and the character after it as encoded when `value` ends the input: that
@@ -94,19 +87,34 @@ pub(crate) fn base64_tail(
     value: &[u8],
     align: usize,
 ) -> Option<Zeroizing<Vec<u8>>> {
+    base64_span(engine, value, align, true)
+}
+
+fn base64_span(
+    engine: &base64::engine::GeneralPurpose,
+    value: &[u8],
+    align: usize,
+    tail: bool,
+) -> Option<Zeroizing<Vec<u8>>> {
     let bits = 8 * (align + value.len());
-    if bits.is_multiple_of(6) {
+    if tail && bits.is_multiple_of(6) {
         return None;
     }
+    // Zero bytes after the value: the character holding its last bits has zeros after them,
+    // as where the value ends the input.
     let mut padded = Zeroizing::new(vec![0u8; align]);
     padded.extend_from_slice(value);
+    padded.extend_from_slice(&[0, 0]);
     let encoded = Zeroizing::new(engine.encode(&*padded).into_bytes());
+    // Character k holds bits [6k, 6k+6); the value's bits are [8·align, 8·(align+len)).
     let first = (8 * align).div_ceil(6);
-    let last = bits / 6;
-    if last <= first {
+    let end = bits / 6;
+    if end <= first {
         return None;
     }
-    encoded.get(first..=last).map(|c| Zeroizing::new(c.to_vec()))
+    encoded
+        .get(first..end + usize::from(tail))
+        .map(|c| Zeroizing::new(c.to_vec()))
 }
 
 /// `value` as the inside of a JSON string: `"` and `\` escaped, control bytes as `\u00XX`.
