@@ -72,14 +72,23 @@ impl Conn {
     /// This connection with the agent record in force now (its grants and scrubber as last
     /// loaded), or `None` when its agent was removed or its token reissued since it connected.
     /// A kept connection must not serve a request on a snapshot taken at CONNECT time.
-    pub(crate) fn current(&self) -> Option<Conn> {
+    pub(crate) fn current(self: &Arc<Self>) -> Option<Arc<Conn>> {
         let agent = self.state.identities().resolve(&self.who)?;
-        Some(Conn {
+        // No reload replaced the record (the usual case): this very connection, no copy per request.
+        if Arc::ptr_eq(&agent, &self.agent) {
+            return Some(self.clone());
+        }
+        Some(Arc::new(Conn {
             state: self.state.clone(),
             agent,
             who: self.who.clone(),
             tunnel: self.tunnel.clone(),
-        })
+        }))
+    }
+
+    /// Whether the agent this connection authenticated as is still in force.
+    pub(crate) fn in_force(&self) -> bool {
+        self.state.identities().resolve(&self.who).is_some()
     }
 }
 

@@ -170,7 +170,7 @@ async fn hold<B: AgentBody>(conn: &Conn, mut req: Inbound<B>, d: Decided) -> Res
         }
     };
     let verdict = ticket.wait_until(stop).await;
-    if conn.current().is_none() {
+    if !conn.in_force() {
         let reason = format!("{why}; {}, so it is not forwarded (approval {id})", crate::record::CUT);
         return Err(refuse_held(conn, &req, &d, StatusCode::FORBIDDEN, reason));
     }

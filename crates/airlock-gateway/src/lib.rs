@@ -33,4 +33,5 @@ mod stages_tests;
 pub use conn::now_ms;
 pub use drain::Drain;
 pub use proxy::{serve, serve_agent_socket};
+pub use record::CUT;
 pub use state::{Agent, Approvals, GatewayState, Identities, Limits, Principal, token_hash};

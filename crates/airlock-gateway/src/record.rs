@@ -195,8 +195,9 @@ pub(crate) fn refuse_tunnel(state: &GatewayState, agent: &str, host: &str, reaso
     tunnel_event(state, agent, host, reason);
 }
 
-/// Why a removed agent's connection is closed (audited, and answered to a request on it).
-pub(crate) const CUT: &str =
+/// Why a removed agent's connection or database session is closed (audited, and answered
+/// to a request on it).
+pub const CUT: &str =
     "connection closed: agent removed by reload (it is no longer declared, or its token was reissued)";
 
 /// Records that a connection of an agent removed by a reload of agents was closed.

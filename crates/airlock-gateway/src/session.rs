@@ -53,7 +53,7 @@ where
                 kept.current(),
             ) {
                 (Some(refused), _) => refused,
-                (None, Some(conn)) => handle(Arc::new(conn), req).await,
+                (None, Some(conn)) => handle(conn, req).await,
                 (None, None) => cut_request(&kept, host, &req),
             };
             Ok::<_, std::convert::Infallible>(busy.until_sent(resp))

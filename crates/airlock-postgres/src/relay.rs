@@ -137,7 +137,7 @@ pub(crate) async fn run(
 impl Session {
     /// Tells the client why its session ends, and records it.
     async fn cut(&mut self) -> std::io::Result<()> {
-        let why = "connection closed: agent removed by reload (it is no longer declared, or its token was reissued)";
+        let why = airlock_gateway::CUT;
         tracing::info!(agent = %self.who.agent, database = %self.who.database, "{why}");
         let ev = airlock_core::audit::AuditEvent {
             ts_ms: airlock_gateway::now_ms(),
